@@ -1,0 +1,28 @@
+"""The thin command-line shell every stage shares: one-line errors, no tracebacks for user mistakes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Sequence
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad input, bad params, missing credentials): shown as one line."""
+
+
+def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
+    """Call a stage's main() and turn UserError / Ctrl-C into a one-line message and exit code."""
+    try:
+        main(argv)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: earlier outputs are left as they were", file=sys.stderr)
+        sys.exit(130)
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter (CUDA probing on CPU machines)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -1,0 +1,105 @@
+"""evaluate: score one trained model on the validation and cross-dataset test splits.
+
+Writes metrics/<model>.json (accuracy, sensitivity, specificity, precision, F1, ROC AUC per split;
+Male is the positive class) and plots/<model>/: ROC points and per-image predictions as CSV (DVC
+plot data) and PNG figures (learning curves, ROC, confusion matrices).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from stages import cli
+from stages.config import METRICS_DIR, MODELS_DIR, PLOTS_DIR, TFRECORDS_DIR, load_params
+from stages.fsutil import staged_dir, write_json_atomic
+from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
+
+EVALUATED_SPLITS = ("val", "test")
+
+
+def predict_split(model, tfrecords_root: Path, split: str, batch_size: int) -> pd.DataFrame:
+    """P(class 1) for every image of a split, with its file name and true label index."""
+    from stages.records import load_split
+
+    files, labels, probabilities = [], [], []
+    for images, batch_labels, batch_files in load_split(tfrecords_root, split, batch_size, with_filenames=True):
+        probabilities.append(model.predict_on_batch(images).reshape(-1))
+        labels.append(batch_labels.numpy().astype(int))
+        files.extend(name.decode("utf-8") for name in batch_files.numpy())
+    return pd.DataFrame({
+        "file": files,
+        "label": np.concatenate(labels) if labels else np.array([], dtype=int),
+        "probability": np.concatenate(probabilities) if probabilities else np.array([], dtype=float),
+    })
+
+
+def score(predictions: pd.DataFrame, classes: list[str], threshold: float) -> tuple[dict, pd.DataFrame, dict]:
+    """Metrics, the plot-ready prediction rows (actual/predicted class names) and ROC points."""
+    metrics = classification_metrics(predictions["label"], predictions["probability"], threshold)
+    predicted = (predictions["probability"] >= threshold).astype(int)
+    rows = pd.DataFrame({
+        "file": predictions["file"],
+        "actual": [classes[i] for i in predictions["label"]],
+        "predicted": [classes[i] for i in predicted],
+        "probability": predictions["probability"].round(6),
+    })
+    return metrics, rows, roc_points(predictions["label"], predictions["probability"])
+
+
+def write_figures(out_dir: Path, name: str, classes: list[str], history: pd.DataFrame,
+                  results: dict[str, tuple[dict, dict]]) -> None:
+    """learning_curves.png, roc.png (val and test) and confusion_<split>.png."""
+    from stages import figures
+
+    figures.save(figures.learning_curves(history, name), out_dir / "learning_curves.png")
+    curves = {figures.SPLIT_TITLES[split]: (roc["fpr"], roc["tpr"], metrics["roc_auc"])
+              for split, (metrics, roc) in results.items()}
+    figures.save(figures.roc_figure(curves, f"{name}: ROC"), out_dir / "roc.png")
+    for split, (metrics, _) in results.items():
+        title = f"{name}: {figures.SPLIT_TITLES[split]}"
+        figures.save(figures.confusion_figure(metrics["confusion"], classes, title), out_dir / f"confusion_{split}.png")
+
+
+def evaluate(name: str, model_dir: Path, tfrecords_root: Path, out_dir: Path,
+             classes: list[str], threshold: float, batch_size: int) -> dict:
+    """Evaluate the model saved in model_dir on val and test; write plot data and figures; return metrics."""
+    import keras
+
+    model = keras.models.load_model(model_dir / "model.keras")
+    summary: dict[str, dict] = {}
+    results = {}
+    for split in EVALUATED_SPLITS:
+        metrics, rows, roc = score(predict_split(model, tfrecords_root, split, batch_size), classes, threshold)
+        rows.to_csv(out_dir / f"predictions_{split}.csv", index=False)
+        pd.DataFrame(roc).to_csv(out_dir / f"roc_{split}.csv", index=False)
+        summary[split] = {key: metrics[key] for key in METRIC_NAMES} | {"n": metrics["n"]}
+        results[split] = (metrics, roc)
+    write_figures(out_dir, name, classes, pd.read_csv(model_dir / "history.csv"), results)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.quiet_tensorflow()
+    params = load_params()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=params.model_names, help="a model named in params.yaml's train section")
+    args = parser.parse_args(argv)
+    model_dir = MODELS_DIR / args.model
+    if not (model_dir / "model.keras").is_file():
+        raise cli.UserError(f"{model_dir}/model.keras: not found; run its train stage first (dvc repro train@{args.model})")
+    with staged_dir(PLOTS_DIR / args.model) as staging:
+        summary = evaluate(args.model, model_dir, TFRECORDS_DIR, staging, params.prepare.classes,
+                           params.evaluate.threshold, params.evaluate.batch_size)
+    write_json_atomic(METRICS_DIR / f"{args.model}.json", summary)
+    for split, metrics in summary.items():
+        shown = ", ".join(f"{key} {metrics[key]:.3f}" for key in METRIC_NAMES if metrics[key] is not None)
+        print(f"{args.model} {split}: {shown}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

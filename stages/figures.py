@@ -1,0 +1,69 @@
+"""The figures people would rather look at than read: one function each, used by evaluate and report."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen on CI or servers
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+SPLIT_TITLES = {"train": "training", "val": "validation", "test": "cross-dataset test"}
+
+
+def learning_curves(history: pd.DataFrame, title: str) -> plt.Figure:
+    """Loss and accuracy per epoch, training and validation, side by side."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    epochs = history["epoch"] + 1
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        axis.plot(epochs, history[metric], marker="o", label=f"training {metric}")
+        if f"val_{metric}" in history:
+            axis.plot(epochs, history[f"val_{metric}"], marker="o", label=f"validation {metric}")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.set_title(f"{title}: {metric}")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return figure
+
+
+def roc_figure(curves: dict[str, tuple[list[float], list[float], float | None]], title: str) -> plt.Figure:
+    """ROC curves, one per label, with the AUC in the legend and the chance diagonal."""
+    figure, axis = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
+    for label, (fpr, tpr, auc) in curves.items():
+        auc_text = "n/a" if auc is None else f"{auc:.3f}"
+        axis.plot(fpr, tpr, label=f"{label} (AUC = {auc_text})")
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.01)
+    axis.set_xlabel("false positive rate (1 - specificity)")
+    axis.set_ylabel("true positive rate (sensitivity)")
+    axis.set_title(title)
+    axis.legend(loc="lower right")
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def confusion_figure(confusion: dict[str, int], classes: list[str], title: str) -> plt.Figure:
+    """Confusion-matrix heatmap: rows actual, columns predicted, counts and row percentages."""
+    matrix = np.array([[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]])
+    row_totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, row_totals, out=np.zeros_like(matrix, dtype=float), where=row_totals > 0)
+    annotations = np.array([[f"{count}\n{share:.0%}" for count, share in zip(row, share_row)]
+                            for row, share_row in zip(matrix, shares)])
+    figure, axis = plt.subplots(figsize=(4.5, 4), constrained_layout=True)
+    sns.heatmap(shares, annot=annotations, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False,
+                xticklabels=classes, yticklabels=classes, ax=axis, square=True)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("actual")
+    axis.set_title(title)
+    return figure
+
+
+def save(figure: plt.Figure, path) -> None:
+    """Save a PNG at a fixed size and close the figure (no leaks across many figures)."""
+    figure.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(figure)

@@ -1,0 +1,160 @@
+"""prepare: raw datasets -> data/prepared/{train,val,test}/{Female,Male}/*.png, RGB, image_size².
+
+train <- the first dataset's Train, val <- its Test (its Validation has no labels), test <- the
+second dataset with its class folders renamed by params (man -> Male, woman -> Female).
+Unreadable files are skipped and listed with their reason in metrics/prepare.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from PIL import Image
+from tqdm import tqdm
+
+from stages import cli
+from stages.config import METRICS_DIR, PREPARED_DIR, RAW_DIR, SPLITS, PrepareParams, load_params
+from stages.fsutil import staged_dir, write_json_atomic
+from stages.images import UnreadableImage, find_class_folders, is_image_file, load_rgb
+
+METRICS_FILE = METRICS_DIR / "prepare.json"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One source file and where its prepared copy goes (relative to the output root)."""
+
+    split: str
+    label: str
+    source: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class Skipped:
+    split: str
+    file: str
+    reason: str
+
+
+def target_names(relative_paths: Sequence[Path]) -> list[str]:
+    """Flat, collision-free PNG names for files found under one class folder."""
+    stems = ["__".join(path.with_suffix("").parts) for path in relative_paths]
+    taken = {stem: stems.count(stem) for stem in stems}
+    names = []
+    for stem, path in zip(stems, relative_paths):
+        if taken[stem] > 1:  # a.jpg and a.png side by side: keep both, apart
+            stem = "__".join(path.parts).replace(".", "_")
+        names.append(f"{stem}.png")
+    return names
+
+
+def plan(raw_root: Path, params: PrepareParams) -> tuple[list[Task], list[Skipped]]:
+    """List every file to convert, and every file skipped before decoding (with why)."""
+    tasks: list[Task] = []
+    skipped: list[Skipped] = []
+    for split in SPLITS:
+        source = params.splits[split]
+        dataset_root = raw_root / source.dataset
+        if not dataset_root.is_dir():
+            raise cli.UserError(
+                f"{dataset_root}: not found; run the download stage first (dvc repro download)"
+            )
+        try:
+            class_folders = find_class_folders(dataset_root, list(source.classes), within=source.folder)
+        except FileNotFoundError as error:
+            raise cli.UserError(
+                f"{error}; set prepare.splits.{split}.folder / .classes in params.yaml to match"
+            ) from None
+        for source_class, folder in class_folders.items():
+            label = source.classes[source_class]
+            files = sorted(path for path in folder.rglob("*") if path.is_file())
+            images = [path for path in files if is_image_file(path)]
+            image_set = set(images)
+            for path in files:
+                if path not in image_set:
+                    skipped.append(Skipped(split, str(path), "not an image file (name or extension)"))
+            names = target_names([path.relative_to(folder) for path in images])
+            tasks.extend(Task(split, label, path, Path(split) / label / name) for path, name in zip(images, names))
+    return tasks, skipped
+
+
+def convert(task: Task, out_root: Path, image_size: int) -> str | None:
+    """Write one image as RGB PNG of image_size²; return None, or the reason it was skipped."""
+    try:
+        pixels = load_rgb(task.source, image_size)
+    except UnreadableImage as error:
+        return str(error)
+    # PNG: lossless and byte-identical on every rerun (no timestamps, fixed settings).
+    Image.fromarray(pixels).save(out_root / task.target, format="PNG", compress_level=6)
+    return None
+
+
+def _convert_star(args: tuple[Task, Path, int]) -> str | None:
+    return convert(*args)
+
+
+def count_images(tasks: Iterable[Task], failed: set[Path], classes: list[str]) -> dict:
+    """Images written per split and class, with totals."""
+    counts = {split: {label: 0 for label in classes} for split in SPLITS}
+    for task in tasks:
+        if task.source not in failed:
+            counts[task.split][task.label] += 1
+    for split in SPLITS:
+        counts[split]["total"] = sum(counts[split][label] for label in classes)
+    return counts
+
+
+def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int | None = None) -> dict:
+    """Convert both datasets into out_root (which must exist); return the prepare summary."""
+    tasks, skipped = plan(raw_root, params)
+    for split in SPLITS:
+        for label in params.classes:
+            (out_root / split / label).mkdir(parents=True, exist_ok=True)
+    workers = workers or os.cpu_count() or 1
+    jobs = ((task, out_root, params.image_size) for task in tasks)
+    failed: set[Path] = set()
+    # Streams: imap hands out chunks and yields short results; memory does not grow with the data.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        results = pool.imap(_convert_star, jobs, chunksize=16)
+        for task, reason in tqdm(zip(tasks, results), total=len(tasks), desc="prepare", unit="img"):
+            if reason is not None:
+                failed.add(task.source)
+                skipped.append(Skipped(task.split, str(task.source), reason))
+    counts = count_images(tasks, failed, params.classes)
+    empty = [f"{split}/{label}" for split in SPLITS for label in params.classes if counts[split][label] == 0]
+    if empty:
+        raise cli.UserError(
+            f"no readable images for {', '.join(empty)} under {raw_root}; check the downloaded data "
+            "and prepare.splits in params.yaml"
+        )
+    skipped.sort(key=lambda item: (SPLITS.index(item.split), item.file))
+    return {
+        "image_size": params.image_size,
+        "counts": counts,
+        "skipped_count": len(skipped),
+        "skipped": [vars(item) for item in skipped],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    params = load_params()
+    with staged_dir(PREPARED_DIR) as staging:
+        summary = prepare(RAW_DIR, staging, params.prepare)
+    write_json_atomic(METRICS_FILE, summary)
+    counts = summary["counts"]
+    print(
+        "prepared " + ", ".join(f"{split} {counts[split]['total']}" for split in SPLITS)
+        + f" images; skipped {summary['skipped_count']} (see {METRICS_FILE})"
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)

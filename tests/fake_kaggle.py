@@ -1,0 +1,259 @@
+"""A local stand-in for Kaggle's dataset download API, enough for the official kaggle client.
+
+What the client (kaggle 2.2.5 / kagglesdk 0.1.38) does for `dataset_download_files`:
+
+1. POST {endpoint}/v1/datasets.DatasetApiService/DownloadDataset (on non-PROD environments the
+   prefix is {endpoint}/api/v1/...), JSON body {"ownerSlug", "datasetSlug", "datasetVersionNumber"?},
+   with HTTP Basic auth (username, key) or "Authorization: Bearer <token>".
+   Errors come back as JSON {"code": <status>, "message": ...} with that HTTP status.
+2. The RPC answers with a redirect to the archive (on Kaggle: a signed storage URL); requests
+   follows it with a streamed GET and the client writes the body to <datasetSlug>.zip.
+3. When the body breaks off, the client retries up to 5 times with a Range request (appending on
+   206, starting over on 200), sleeping 2**n seconds in between.
+
+With KAGGLE_API_TOKEN the client first checks the token:
+POST .../v1/security.OAuthService/IntrospectToken {"token": ...} -> {"active": bool, "username": ...}.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import io
+import json
+import socket
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from PIL import Image
+
+# The layouts of the real archives (trainval: rashikrahmanpritom/gender-recognition-dataset,
+# test: maciejgronczynski/biggest-genderface-recognition-dataset), two images per class.
+TRAINVAL_FILES = [
+    *(f"Train/{cls}/{cls.lower()}{i}.jpg" for cls in ("Female", "Male") for i in range(2)),
+    *(f"Test/{cls}/{cls.lower()}{i}.jpg" for cls in ("Female", "Male") for i in range(2)),
+    "Validation/unlabeled0.jpg",
+    "Validation/unlabeled1.jpg",
+]
+TEST_FILES = [f"faces/{cls}/{cls}{i}.jpg" for cls in ("man", "woman") for i in range(2)]
+
+MODES = ("good", "401", "403", "404", "500", "cut", "cut_once", "garbage")
+
+
+def make_tree(root: Path, files: list[str], size: int = 100) -> Path:
+    """Write a small JPEG at each relative path under root (distinct colours)."""
+    for index, relative in enumerate(files):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        colour = ((index * 53) % 256, (index * 97) % 256, (index * 151) % 256)
+        Image.new("RGB", (size, size), colour).save(path, format="JPEG")
+    return root
+
+
+def make_archive(src_dir: Path, zip_path: Path | None = None) -> bytes:
+    """Zip everything under src_dir (paths relative to it); returns the bytes, also written to zip_path."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(Path(src_dir).rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(src_dir).as_posix())
+    data = buffer.getvalue()
+    if zip_path is not None:
+        Path(zip_path).write_bytes(data)
+    return data
+
+
+class FakeKaggle:
+    """Threaded HTTP server on 127.0.0.1 serving registered dataset archives.
+
+    `mode` decides how the next requests are answered (see MODES); `requests` records each request
+    as a dict (method, path, body, auth).
+    """
+
+    def __init__(self, username: str = "alice", key: str = "key", token: str | None = None) -> None:
+        self.username = username
+        self.key = key
+        self.token = token
+        self.mode = "good"
+        self.datasets: dict[str, bytes] = {}
+        self.requests: list[dict] = []
+        self.errors: list[BaseException] = []
+        self._cuts = 0
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def add_dataset(self, slug: str, data: bytes) -> None:
+        self.datasets[slug] = data
+
+    def rpc_calls(self, rpc: str) -> list[dict]:
+        return [r for r in self.requests if r["path"].endswith("/" + rpc)]
+
+    def blob_gets(self) -> list[dict]:
+        return [r for r in self.requests if r["method"] == "GET" and r["path"].startswith("/blobs/")]
+
+    def start(self) -> "FakeKaggle":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "FakeKaggle":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- decisions, called from handler threads --
+
+    def authorised(self, header: str | None) -> bool:
+        if not header:
+            return False
+        scheme, _, value = header.partition(" ")
+        if scheme == "Basic":
+            expected = base64.b64encode(f"{self.username}:{self.key}".encode()).decode()
+            return value == expected
+        if scheme == "Bearer":
+            return self.token is not None and value == self.token
+        return False
+
+    def take_cut(self) -> bool:
+        """Whether this archive GET is to be broken off."""
+        with self._lock:
+            if self.mode == "cut":
+                return True
+            if self.mode == "cut_once" and self._cuts == 0:
+                self._cuts += 1
+                return True
+            return False
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeKaggle
+
+    def handle_error(self, request, client_address) -> None:
+        # A deliberately cut connection is not news; keep stderr (captured by tests) clean.
+        import sys
+
+        self.fake.errors.append(sys.exc_info()[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 - silence the access log
+        pass
+
+    @property
+    def fake(self) -> FakeKaggle:
+        return self.server.fake
+
+    def _record(self, body=None) -> None:
+        self.fake.requests.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body,
+                "auth": self.headers.get("Authorization"),
+                "range": self.headers.get("Range"),
+            }
+        )
+
+    def _json(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"code": status, "message": message})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = None
+        self._record(body)
+        path = self.path.split("?", 1)[0]
+        for prefix in ("/api/v1/", "/v1/"):
+            if path.startswith(prefix):
+                rpc = path[len(prefix):]
+                break
+        else:
+            return self._error(404, f"no such path {path}")
+        if rpc == "security.OAuthService/IntrospectToken":
+            active = self.fake.token is not None and (body or {}).get("token") == self.fake.token
+            return self._json(200, {"active": active, "username": self.fake.username if active else ""})
+        if rpc != "datasets.DatasetApiService/DownloadDataset" or not isinstance(body, dict):
+            return self._error(404, f"no such RPC {rpc}")
+        mode = self.fake.mode
+        if mode == "401" or not self.fake.authorised(self.headers.get("Authorization")):
+            return self._error(401, "Unauthenticated: the request has invalid credentials")
+        if mode == "403":
+            return self._error(403, "Permission 'datasets.get' was denied")
+        slug = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
+        if mode == "404" or slug not in self.fake.datasets:
+            return self._error(404, "Not found")
+        if mode == "500":
+            return self._error(500, "Internal error")
+        version = body.get("datasetVersionNumber")
+        self.send_response(302)
+        suffix = f"?version={version}" if version else ""
+        self.send_header("Location", f"{self.fake.url}/blobs/{slug}.zip{suffix}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self._record()
+        path = self.path.split("?", 1)[0]
+        slug = path.removeprefix("/blobs/").removesuffix(".zip")
+        data = self.fake.datasets.get(slug) if path.startswith("/blobs/") else None
+        if data is None:
+            return self._error(404, "Not found")
+        if self.fake.mode == "garbage":
+            data = b"this is not a zip archive" * 40
+        etag = '"' + hashlib.md5(data).hexdigest() + '"'
+        start = 0
+        cut = self.fake.take_cut()
+        requested = self.headers.get("Range", "")
+        if requested.startswith("bytes=") and not cut:
+            start = int(requested[len("bytes="):].split("-")[0] or 0)
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", etag)
+        self.send_header("Last-Modified", email.utils.formatdate(1_600_000_000, usegmt=True))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        if not cut:
+            self.wfile.write(body)
+            return
+        # Announce the whole file, send half of it, then drop the connection.
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -1,0 +1,455 @@
+"""The download stage against a local fake of Kaggle's API (tests/fake_kaggle.py): no internet."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time as real_time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from stages import cli, download  # noqa: E402
+from stages.cli import UserError  # noqa: E402
+from stages.config import parse_params  # noqa: E402
+from tests.fake_kaggle import TEST_FILES, TRAINVAL_FILES, FakeKaggle, make_archive, make_tree  # noqa: E402
+
+USERNAME = "alice-secret-user"
+KEY = "s3cr3t-key-123"
+TOKEN = "tok-s3cr3t-token-456"
+SECRETS = (USERNAME, KEY, TOKEN)
+
+SPLITS = {
+    "train": {"dataset": "trainval", "folder": "train", "classes": {"female": "Female", "male": "Male"}},
+    "val": {"dataset": "trainval", "folder": "test", "classes": {"female": "Female", "male": "Male"}},
+    "test": {"dataset": "test", "folder": "faces", "classes": {"man": "Male", "woman": "Female"}},
+}
+
+
+def repo_params() -> dict:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["download"]["source"] = "kaggle"
+    raw["prepare"]["splits"] = SPLITS
+    return raw
+
+
+class _NoSleep:
+    """The client's `time` module, minus the retry back-off sleeps."""
+
+    def __getattr__(self, name):
+        return getattr(real_time, name)
+
+    @staticmethod
+    def sleep(seconds):
+        pass
+
+
+@pytest.fixture
+def clean_env(tmp_path, monkeypatch):
+    """No credentials from this machine: empty HOME, no KAGGLE_* variables, client config in tmp."""
+    for key in list(os.environ):
+        if key.startswith("KAGGLE_") or key in ("VERBOSE", "VERBOSE_OUTPUT"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
+    KaggleApi = download.kaggle_api_class()
+    # The client fixes its config path and arguments when first imported: point them here.
+    monkeypatch.setattr(KaggleApi, "config_dir", str(home / ".kaggle"))
+    monkeypatch.setattr(KaggleApi, "config", str(home / ".kaggle" / "kaggle.json"))
+    monkeypatch.setattr(KaggleApi, "args", [])
+    monkeypatch.setattr(sys.modules["kaggle.api.kaggle_api_extended"], "time", _NoSleep())
+    return home
+
+
+@pytest.fixture
+def fake(clean_env, monkeypatch, tmp_path):
+    """A fake Kaggle serving both datasets, the client pointed at it, cwd = a project with old data."""
+    from kagglesdk import kaggle_env
+
+    params = repo_params()
+    server = FakeKaggle(username=USERNAME, key=KEY, token=TOKEN)
+    slugs = {name: entry["slug"] for name, entry in params["download"]["datasets"].items()}
+    server.add_dataset(slugs["trainval"], make_archive(make_tree(tmp_path / "src-trainval", TRAINVAL_FILES)))
+    server.add_dataset(slugs["test"], make_archive(make_tree(tmp_path / "src-test", TEST_FILES)))
+    with server:
+        for env in kaggle_env.KaggleEnv:  # every environment, so nothing can reach the real Kaggle
+            monkeypatch.setitem(kaggle_env._env_to_endpoint, env, server.url)
+        work = tmp_path / "work"
+        work.mkdir()
+        monkeypatch.chdir(work)
+        write_params(params)
+        for name in ("trainval", "test"):
+            old = work / "data" / "raw" / name
+            (old / "old-layout").mkdir(parents=True)
+            (old / "MARKER").write_text(f"previous {name}\n")
+            (old / "old-layout" / "x.bin").write_bytes(bytes(range(256)))
+        server.slugs = slugs
+        yield server
+
+
+@pytest.fixture
+def creds(monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", USERNAME)
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+
+
+def write_params(raw: dict) -> None:
+    Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def run_stage(*argv: str) -> int:
+    try:
+        cli.run(download.main, list(argv))
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def raw_snapshot() -> dict[str, bytes]:
+    return snapshot(Path("data/raw"))
+
+
+def assert_no_secrets(*texts: str) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def assert_one_line_error(code: int, err: str) -> str:
+    assert code == 1
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Good downloads
+
+
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "progress"])
+def test_download_replaces_raw_data(fake, creds, capsys, quiet):
+    code = run_stage("--quiet") if quiet else run_stage()
+    out, err = capsys.readouterr()
+
+    assert code == 0, err
+    raw = Path("data/raw")
+    assert sorted(p.name for p in raw.iterdir()) == ["test", "trainval"]  # no staging leftovers
+    for name, files in (("trainval", TRAINVAL_FILES), ("test", TEST_FILES)):
+        assert sorted(snapshot(raw / name)) == sorted(files)  # old files and the zip are gone
+    assert (raw / "trainval/Train/Female/female0.jpg").stat().st_size > 0
+    assert f"trainval: {len(TRAINVAL_FILES)} image files from kaggle '{fake.slugs['trainval']}'" in out
+    assert f"test: {len(TEST_FILES)} image files" in out
+    assert "latest version" in out
+
+    calls = fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")
+    owner, name = fake.slugs["trainval"].split("/")
+    assert calls[0]["body"] == {"ownerSlug": owner, "datasetSlug": name}
+    assert calls[0]["auth"].startswith("Basic ")
+    assert_no_secrets(out, err)
+
+
+def test_stale_staging_folders_are_removed(fake, creds, capsys):
+    stale = Path("data/raw/.trainval.tmp-killed")
+    (stale / "Train").mkdir(parents=True)
+
+    assert run_stage("--quiet") == 0
+
+    assert sorted(p.name for p in Path("data/raw").iterdir()) == ["test", "trainval"]
+
+
+def test_version_is_requested(fake, creds, capsys):
+    params = repo_params()
+    params["download"]["datasets"]["trainval"]["version"] = 3
+    write_params(params)
+
+    assert run_stage("--quiet") == 0
+    out, _ = capsys.readouterr()
+
+    body = fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")[0]["body"]
+    assert body["datasetVersionNumber"] == 3
+    assert "(version 3)" in out
+
+
+def test_download_resumes_after_one_cut(fake, creds, capsys):
+    fake.mode = "cut_once"
+
+    assert run_stage("--quiet") == 0
+    out, err = capsys.readouterr()
+
+    assert sorted(snapshot(Path("data/raw/trainval"))) == sorted(TRAINVAL_FILES)
+    gets = fake.blob_gets()
+    assert gets[1]["range"] and gets[1]["range"].startswith("bytes=")  # the client resumed
+    assert_no_secrets(out, err)
+
+
+def test_token_credentials(fake, monkeypatch, capsys):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+
+    assert run_stage() == 0
+    out, err = capsys.readouterr()
+
+    assert fake.rpc_calls("security.OAuthService/IntrospectToken")
+    assert fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")[0]["auth"] == f"Bearer {TOKEN}"
+    assert_no_secrets(out, err)
+
+
+def test_rejected_token(fake, monkeypatch, capsys):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "wrong-" + TOKEN)
+    before = raw_snapshot()
+
+    code = run_stage("--quiet")
+    out, err = capsys.readouterr()
+
+    line = assert_one_line_error(code, err)
+    assert "did not accept KAGGLE_API_TOKEN" in line
+    assert raw_snapshot() == before
+    assert_no_secrets(out, err)
+
+
+def test_kaggle_json_credentials(fake, clean_env, capsys):
+    config = clean_env / ".kaggle"
+    config.mkdir(exist_ok=True)
+    (config / "kaggle.json").write_text(f'{{"username": "{USERNAME}", "key": "{KEY}"}}')
+    (config / "kaggle.json").chmod(0o600)
+
+    assert run_stage("--quiet") == 0
+    out, err = capsys.readouterr()
+    assert_no_secrets(out, err)
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures leave data/raw as it was
+
+
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        ("401", ["HTTP 401", "KAGGLE_USERNAME", "download.source: sample"]),
+        ("403", ["HTTP 403", "accept the dataset's terms", "https://www.kaggle.com/datasets/"]),
+        ("404", ["HTTP 404", "download.datasets.trainval", "params.yaml"]),
+        ("500", ["HTTP 500", "again later"]),
+        ("cut", ["connection lost", "internet connection", "download.source: sample"]),
+        ("garbage", ["not a valid zip archive"]),
+    ],
+)
+def test_failed_download_leaves_raw_untouched(fake, creds, capsys, mode, expected):
+    before = raw_snapshot()
+    fake.mode = mode
+
+    code = run_stage("--quiet")
+    out, err = capsys.readouterr()
+
+    line = assert_one_line_error(code, err)
+    assert fake.slugs["trainval"] in line
+    for text in expected:
+        assert text in line
+    assert raw_snapshot() == before
+    assert sorted(p.name for p in Path("data/raw").iterdir()) == ["test", "trainval"]
+    assert_no_secrets(out, err)
+
+
+def test_cut_download_retries_quickly_and_hides_client_advice(fake, creds, capsys):
+    fake.mode = "cut"
+    before = raw_snapshot()
+
+    code = run_stage()  # not quiet: the client's own retry messages are shown
+    out, err = capsys.readouterr()
+
+    assert code == 1
+    assert len(fake.blob_gets()) == 6  # first try + the client's 5 retries, without the back-off sleeps
+    assert "Retrying in" in out
+    assert "Partial file saved" not in out and "resume by running" not in out
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: downloading dataset")
+    assert raw_snapshot() == before
+    assert_no_secrets(out, err)
+
+
+def test_wrong_key_is_refused(fake, monkeypatch, capsys):
+    monkeypatch.setenv("KAGGLE_USERNAME", USERNAME)
+    monkeypatch.setenv("KAGGLE_KEY", "wrong-" + KEY)
+    before = raw_snapshot()
+
+    line = assert_one_line_error(run_stage("--quiet"), capsys.readouterr().err)
+
+    assert "HTTP 401" in line
+    assert raw_snapshot() == before
+
+
+def test_failure_on_second_dataset_keeps_first_as_well(fake, creds, capsys):
+    del fake.datasets[fake.slugs["test"]]  # trainval downloads fine, test is 404
+    before = raw_snapshot()
+
+    line = assert_one_line_error(run_stage("--quiet"), capsys.readouterr().err)
+
+    assert fake.slugs["test"] in line and "download.datasets.test" in line
+    assert raw_snapshot() == before
+
+
+def test_unreachable_server(fake, creds, monkeypatch, capsys):
+    from kagglesdk import kaggle_env
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for env in kaggle_env.KaggleEnv:
+        monkeypatch.setitem(kaggle_env._env_to_endpoint, env, f"http://127.0.0.1:{port}")
+    before = raw_snapshot()
+
+    line = assert_one_line_error(run_stage("--quiet"), capsys.readouterr().err)
+
+    assert "connection lost or refused" in line
+    assert raw_snapshot() == before
+
+
+def test_bad_layout_names_the_params(fake, creds, tmp_path, capsys):
+    incomplete = [f for f in TRAINVAL_FILES if not f.startswith("Train/Male/")]
+    fake.add_dataset(fake.slugs["trainval"], make_archive(make_tree(tmp_path / "bad", incomplete)))
+    before = raw_snapshot()
+
+    line = assert_one_line_error(run_stage("--quiet"), capsys.readouterr().err)
+
+    assert "dataset 'trainval'" in line and fake.slugs["trainval"] in line
+    assert "prepare.splits.train.folder" in line and "prepare.splits.train.classes" in line
+    assert str(tmp_path) not in line  # no temporary paths
+    assert raw_snapshot() == before
+
+
+def test_missing_credentials(fake, capsys):
+    before = raw_snapshot()
+
+    code = run_stage("--quiet")
+    out, err = capsys.readouterr()
+
+    line = assert_one_line_error(code, err)
+    assert "no Kaggle credentials" in line
+    for text in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "kaggle.json", "download.source=sample"):
+        assert text in line
+    assert "Authentication required" not in out + err  # the client's own help is not shown
+    assert out == ""
+    assert fake.requests == []
+    assert raw_snapshot() == before
+
+
+def test_help():
+    with pytest.raises(SystemExit) as exit_:
+        download.main(["--help"])
+    assert exit_.value.code == 0
+
+
+def test_version_reference():
+    params = parse_params(repo_params())
+    source = params.download.datasets["trainval"]
+    assert download.kaggle_ref(source) == source.slug
+    pinned = source.model_copy(update={"version": 7})
+    assert download.kaggle_ref(pinned) == f"{source.slug}/7"
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout check
+
+
+@pytest.fixture
+def prepare_params():
+    return parse_params(repo_params()).prepare
+
+
+def test_layout_ok_counts_images(tmp_path, prepare_params):
+    make_tree(tmp_path, TRAINVAL_FILES)
+    assert download.check_layout("trainval", tmp_path, prepare_params) == len(TRAINVAL_FILES)
+
+
+def test_layout_nested_folders_are_found(tmp_path, prepare_params):
+    make_tree(tmp_path, [f"faces/faces/{f.removeprefix('faces/')}" for f in TEST_FILES])
+    assert download.check_layout("test", tmp_path, prepare_params) == len(TEST_FILES)
+
+
+def test_layout_missing_class_folder(tmp_path, prepare_params):
+    make_tree(tmp_path, [f for f in TEST_FILES if "/woman/" not in f])
+    with pytest.raises(UserError) as error:
+        download.check_layout("test", tmp_path, prepare_params, slug="owner/faces")
+    message = str(error.value)
+    assert "dataset 'test' (owner/faces)" in message
+    assert "['man', 'woman']" in message and "'faces'" in message
+    assert "prepare.splits.test.folder" in message and "prepare.splits.test.classes" in message
+    assert str(tmp_path) not in message
+
+
+def test_layout_missing_split_folder(tmp_path, prepare_params):
+    make_tree(tmp_path, [f for f in TRAINVAL_FILES if not f.startswith("Test/")])
+    with pytest.raises(UserError, match=r"split 'val'.*prepare\.splits\.val\.folder"):
+        download.check_layout("trainval", tmp_path, prepare_params)
+
+
+def test_layout_empty_class_folder(tmp_path, prepare_params):
+    make_tree(tmp_path, [f for f in TRAINVAL_FILES if not f.startswith("Train/Male/")])
+    (tmp_path / "Train" / "Male").mkdir()
+    (tmp_path / "Train" / "Male" / "notes.txt").write_text("not an image")
+    with pytest.raises(UserError) as error:
+        download.check_layout("trainval", tmp_path, prepare_params)
+    message = str(error.value)
+    assert "'Train/Male'" in message and "holds no images" in message
+    assert "prepare.splits.train" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets stay out of the output
+
+
+def test_verbose_client_cannot_print_headers(fake, creds, capsys):
+    KaggleApi = download.kaggle_api_class()
+    KaggleApi.args = ["--verbose"]  # as VERBOSE=1 at import would set it (the fixture restores it)
+
+    assert run_stage("--quiet") == 0
+    out, err = capsys.readouterr()
+
+    assert "Authorization" not in out + err
+    assert_no_secrets(out, err)
+
+
+def test_client_output_is_scrubbed(capsys):
+    stream = download._ScrubbedLines(sys.stdout, {KEY})
+    stream.write(f"key is {KEY} here\nConnection error: ConnectionError: https://x/?sig={KEY}\n")
+    stream.write("Partial file saved at: /tmp/x.zip\nError: ChunkedEncodingError: boom\nlast")
+    stream.flush()
+    out = capsys.readouterr().out
+    assert out == "key is *** here\nConnection error: ConnectionError\nlast"
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline sample
+
+
+def test_sample_source(tmp_path, monkeypatch, capsys):
+    sample = pytest.importorskip("stages.sample")
+    if not hasattr(sample, "generate"):
+        pytest.skip("stages.sample.generate not written yet")
+    params = repo_params()
+    params["download"]["source"] = "sample"
+    params["download"]["sample"].update(train_per_class=6, val_per_class=6, unlabeled=2, test_images=10)
+    monkeypatch.chdir(tmp_path)
+    write_params(params)
+    (tmp_path / "data/raw/test").mkdir(parents=True)
+    (tmp_path / "data/raw/test/MARKER").write_text("old")
+
+    assert run_stage() == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+
+    assert "trainval:" in out and "offline sample" in out
+    assert not (tmp_path / "data/raw/test/MARKER").exists()
+    assert any((tmp_path / "data/raw/trainval").rglob("*.jpg"))
