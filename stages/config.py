@@ -137,7 +137,10 @@ def _describe(error: dict) -> str:
         return f"{where}: unknown key (typo?)"
     if error["type"] == "missing":
         return f"{where}: missing"
-    return f"{where}: {message} (got {error.get('input')!r})" if where else message
+    value = error.get("input")
+    if isinstance(value, (dict, list)):  # a whole section: naming the key says enough
+        return f"{where}: {message}" if where else message
+    return f"{where}: {message} (got {value!r})" if where else message
 
 
 def parse_params(raw: dict, source: str = str(PARAMS_FILE)) -> Params:

@@ -43,14 +43,21 @@ class Skipped:
 
 
 def target_names(relative_paths: Sequence[Path]) -> list[str]:
-    """Flat, collision-free PNG names for files found under one class folder."""
-    stems = ["__".join(path.with_suffix("").parts) for path in relative_paths]
-    taken = {stem: stems.count(stem) for stem in stems}
+    """Flat, collision-free PNG names for files found under one class folder (sub/a.jpg -> sub__a.png).
+
+    Names that would clash (a.jpg beside a.png, or on a case-insensitive disk) get __2, __3, ...
+    in the order given, which is sorted, so reruns name every file the same.
+    """
+    used: set[str] = set()
     names = []
-    for stem, path in zip(stems, relative_paths):
-        if taken[stem] > 1:  # a.jpg and a.png side by side: keep both, apart
-            stem = "__".join(path.parts).replace(".", "_")
-        names.append(f"{stem}.png")
+    for path in relative_paths:
+        stem = "__".join(path.with_suffix("").parts)
+        candidate, number = stem, 1
+        while candidate.lower() in used:
+            number += 1
+            candidate = f"{stem}__{number}"
+        used.add(candidate.lower())
+        names.append(f"{candidate}.png")
     return names
 
 
@@ -73,7 +80,11 @@ def plan(raw_root: Path, params: PrepareParams) -> tuple[list[Task], list[Skippe
             ) from None
         for source_class, folder in class_folders.items():
             label = source.classes[source_class]
-            files = sorted(path for path in folder.rglob("*") if path.is_file())
+            # Hidden folders (.ipynb_checkpoints, __MACOSX's dot-files) are not data: ignore them.
+            files = sorted(
+                path for path in folder.rglob("*")
+                if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parent.parts)
+            )
             images = [path for path in files if is_image_file(path)]
             image_set = set(images)
             for path in files:

@@ -11,14 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from stages import cli, download
+from stages.cli import UserError
+from stages.config import parse_params
+from tests.fake_kaggle import TEST_FILES, TRAINVAL_FILES, FakeKaggle, make_archive, make_tree
 
-from stages import cli, download  # noqa: E402
-from stages.cli import UserError  # noqa: E402
-from stages.config import parse_params  # noqa: E402
-from tests.fake_kaggle import TEST_FILES, TRAINVAL_FILES, FakeKaggle, make_archive, make_tree  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 USERNAME = "alice-secret-user"
 KEY = "s3cr3t-key-123"

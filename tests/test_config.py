@@ -1,0 +1,236 @@
+"""params.yaml: the real file loads; every mistake is one UserError line that names the key and file."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.cli import UserError
+from stages.config import Params, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params.yaml"
+
+
+@pytest.fixture
+def raw() -> dict:
+    return yaml.safe_load(PARAMS.read_text())
+
+
+def problem(raw: dict, source: str = "params.yaml") -> str:
+    """The UserError message parse_params gives for `raw` (fails the test when none is raised)."""
+    with pytest.raises(UserError) as caught:
+        parse_params(raw, source)
+    message = str(caught.value)
+    assert "\n" not in message and "\r" not in message, f"not one line: {message!r}"
+    assert message.strip() == message and message
+    return message
+
+
+def test_real_params_yaml_loads():
+    params = load_params(PARAMS)
+    assert isinstance(params, Params)
+    assert params.download.source in ("sample", "kaggle")
+    assert set(params.download.datasets) == {"trainval", "test"}
+    assert params.prepare.classes == ["Female", "Male"]
+    assert set(params.prepare.splits) == {"train", "val", "test"}
+    assert params.prepare.splits["test"].classes == {"man": "Male", "woman": "Female"}
+    assert params.prepare.splits["train"].folder == "train"
+    assert params.train.baseline.epochs >= 1
+    assert 0 < params.evaluate.threshold < 1
+    assert params.model_names == ["baseline"]
+
+
+def test_parse_params_matches_load_params(raw):
+    assert parse_params(raw) == load_params(PARAMS)
+
+
+def test_params_are_frozen():
+    params = load_params(PARAMS)
+    with pytest.raises(Exception):
+        params.train.baseline.epochs = 99  # type: ignore[misc]
+    assert params.train.baseline.epochs == load_params(PARAMS).train.baseline.epochs
+
+
+def test_bad_value_names_key_and_file(raw):
+    raw["train"]["baseline"]["epochs"] = 0
+    message = problem(raw, "my/params.yaml")
+    assert "train.baseline.epochs" in message
+    assert "my/params.yaml" in message
+    assert "got 0" in message
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        (("train", "baseline", "optimizer"), "adamw", "train.baseline.optimizer"),
+        (("train", "baseline", "learning_rate"), 0, "train.baseline.learning_rate"),
+        (("train", "baseline", "batch_size"), "ten", "train.baseline.batch_size"),
+        (("evaluate", "threshold"), 1.0, "evaluate.threshold"),
+        (("prepare", "image_size"), 8, "prepare.image_size"),
+        (("download", "source"), "http", "download.source"),
+        (("download", "sample", "test_male_fraction"), 1.5, "download.sample.test_male_fraction"),
+        (("download", "datasets", "trainval", "slug"), "no-slash", "download.datasets.trainval.slug"),
+        (("download", "datasets", "test", "version"), 0, "download.datasets.test.version"),
+        (("tfrecords", "shard_size"), 0, "tfrecords.shard_size"),
+    ],
+)
+def test_each_bad_value_names_its_key(raw, path, value, key):
+    section = raw
+    for part in path[:-1]:
+        section = section[part]
+    section[path[-1]] = value
+    message = problem(raw)
+    assert message.startswith("params.yaml: ")
+    assert f"{key}:" in message
+    assert repr(value) in message
+
+
+def test_unknown_key_is_a_typo(raw):
+    raw["train"]["baseline"]["epoch"] = 3  # typo of epochs
+    message = problem(raw)
+    assert "train.baseline.epoch:" in message
+    assert "unknown key" in message
+    assert "params.yaml" in message
+
+
+def test_unknown_section_is_a_typo(raw):
+    raw["trian"] = {"baseline": {}}
+    message = problem(raw)
+    assert "trian: unknown key" in message
+
+
+def test_missing_section(raw):
+    del raw["evaluate"]
+    message = problem(raw)
+    assert "evaluate: missing" in message
+    assert "params.yaml" in message
+
+
+def test_missing_key_inside_section(raw):
+    del raw["tfrecords"]["seed"]
+    message = problem(raw)
+    assert "tfrecords.seed: missing" in message
+
+
+def test_several_problems_are_counted(raw):
+    raw["train"]["baseline"]["epochs"] = 0
+    raw["evaluate"]["batch_size"] = 0
+    raw["tfrecords"]["shard_size"] = 0
+    message = problem(raw)
+    assert "(and 2 more problems)" in message
+
+
+def test_split_naming_unknown_dataset(raw):
+    raw["prepare"]["splits"]["test"]["dataset"] = "testset"
+    message = problem(raw)
+    assert "prepare.splits.test.dataset" in message
+    assert "'testset'" in message
+    assert "trainval" in message  # says what would be valid
+
+
+def test_split_mapping_to_unknown_class(raw):
+    raw["prepare"]["splits"]["test"]["classes"] = {"man": "Man", "woman": "Female"}
+    message = problem(raw)
+    assert message.startswith("params.yaml: prepare")
+    assert "splits.test.classes" in message
+    assert "'Man'" in message
+
+
+def test_section_level_error_does_not_dump_the_section(raw):
+    raw["prepare"]["splits"]["test"]["classes"] = {"man": "Man", "woman": "Female"}
+    message = problem(raw)
+    assert "image_size" not in message
+    assert len(message) < 250
+
+
+def test_missing_split(raw):
+    del raw["prepare"]["splits"]["val"]
+    message = problem(raw)
+    assert "prepare" in message and "splits needs entries ['val']" in message
+
+
+def test_missing_dataset(raw):
+    del raw["download"]["datasets"]["test"]
+    message = problem(raw)
+    assert "download" in message and "datasets needs entries ['test']" in message
+
+
+def test_load_params_reads_a_file(tmp_path, raw):
+    raw["train"]["baseline"]["epochs"] = 3
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_params(path).train.baseline.epochs == 3
+    assert load_params(str(path)).train.baseline.epochs == 3
+
+
+def test_load_params_bad_value_names_the_file(tmp_path, raw):
+    raw["train"]["baseline"]["epochs"] = 0
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert "train.baseline.epochs" in message
+
+
+def test_invalid_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = PARAMS.read_text().replace("  image_size: 100", "  image_size: [100", 1)
+    assert text != PARAMS.read_text()
+    path.write_text(text)
+    with pytest.raises(UserError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert "not valid YAML" in message
+    assert " line " in message
+
+
+def test_invalid_yaml_tab_indent(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n\tbaseline: {}\n")
+    with pytest.raises(UserError) as caught:
+        load_params(path)
+    assert "\n" not in str(caught.value)
+    assert "line 2" in str(caught.value)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope" / "params.yaml"
+    with pytest.raises(UserError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert "not found" in message
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "just a string\n"])
+def test_top_level_not_a_mapping(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert "mapping" in message
+
+
+def test_null_section(raw):
+    raw["train"] = None
+    message = problem(raw)
+    assert message.startswith("params.yaml: train:")
+
+
+def test_raw_not_mutated(raw):
+    before = copy.deepcopy(raw)
+    parse_params(raw)
+    assert raw == before

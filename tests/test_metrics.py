@@ -1,0 +1,174 @@
+"""classification_metrics and roc_points against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
+
+# 4 positives (Male, 1) and 6 negatives (Female, 0).
+LABELS = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+PROBS = [0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1, 0.05, 0.5]
+
+
+def approx(value):
+    return pytest.approx(value, abs=1e-12)
+
+
+def test_hand_computed_case_at_half():
+    # threshold 0.5 (>=): predicted 1 1 1 0 | 1 0 0 0 0 1  -> tp 3, fn 1, fp 2, tn 4
+    m = classification_metrics(np.array(LABELS), np.array(PROBS), 0.5)
+    assert m["confusion"] == {"tn": 4, "fp": 2, "fn": 1, "tp": 3}
+    assert m["n"] == 10
+    assert m["accuracy"] == approx(7 / 10)
+    assert m["sensitivity"] == approx(3 / 4)
+    assert m["specificity"] == approx(4 / 6)
+    assert m["precision"] == approx(3 / 5)
+    assert m["f1"] == approx(2 * 3 / (2 * 3 + 2 + 1))
+    f1_from_pr = 2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4)
+    assert m["f1"] == approx(f1_from_pr)
+    # AUC: of the 24 (positive, negative) pairs, 6 + 6 + 5 + 3 = 20 rank the positive higher.
+    assert m["roc_auc"] == approx(20 / 24)
+    assert set(METRIC_NAMES) <= set(m)
+    for name in METRIC_NAMES:
+        assert type(m[name]) is float, name  # plain floats: JSON-ready
+    assert all(type(v) is int for v in m["confusion"].values())
+
+
+def test_default_threshold_is_half():
+    assert classification_metrics(LABELS, PROBS) == classification_metrics(LABELS, PROBS, 0.5)
+
+
+def test_threshold_effect():
+    # threshold 0.75: predicted 1 1 0 0 | 0 0 0 0 0 0 -> tp 2, fn 2, fp 0, tn 6
+    m = classification_metrics(LABELS, PROBS, 0.75)
+    assert m["confusion"] == {"tn": 6, "fp": 0, "fn": 2, "tp": 2}
+    assert m["accuracy"] == approx(8 / 10)
+    assert m["sensitivity"] == approx(2 / 4)
+    assert m["specificity"] == approx(1.0)
+    assert m["precision"] == approx(1.0)
+    assert m["f1"] == approx(4 / 6)
+    assert m["roc_auc"] == approx(20 / 24)  # threshold-free
+    # threshold 0.25: everything but 0.2, 0.1, 0.05 predicted 1 -> tp 4, fp 3, tn 3, fn 0
+    low = classification_metrics(LABELS, PROBS, 0.25)
+    assert low["confusion"] == {"tn": 3, "fp": 3, "fn": 0, "tp": 4}
+    assert low["sensitivity"] == approx(1.0)
+    assert low["specificity"] == approx(0.5)
+    assert low["precision"] == approx(4 / 7)
+
+
+def test_threshold_is_inclusive():
+    m = classification_metrics([1, 0], [0.5, 0.4999], 0.5)
+    assert m["confusion"] == {"tn": 1, "fp": 0, "fn": 0, "tp": 1}
+    m = classification_metrics([1, 0], [0.5, 0.4999], 0.50001)
+    assert m["confusion"] == {"tn": 1, "fp": 0, "fn": 1, "tp": 0}
+
+
+def test_perfect_and_inverted():
+    perfect = classification_metrics([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert [perfect[k] for k in METRIC_NAMES] == [1.0] * 6
+    inverted = classification_metrics([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1])
+    assert inverted["accuracy"] == 0.0
+    assert inverted["sensitivity"] == 0.0 and inverted["specificity"] == 0.0
+    assert inverted["precision"] == 0.0 and inverted["f1"] == 0.0
+    assert inverted["roc_auc"] == 0.0
+
+
+def test_ties_count_half_in_auc():
+    assert classification_metrics([0, 1], [0.5, 0.5])["roc_auc"] == approx(0.5)
+    assert classification_metrics([0, 1, 1], [0.3, 0.3, 0.9])["roc_auc"] == approx(0.75)
+
+
+def test_only_positives():
+    # tp 2, fn 1, no negatives at all
+    m = classification_metrics([1, 1, 1], [0.9, 0.2, 0.6])
+    assert m["confusion"] == {"tn": 0, "fp": 0, "fn": 1, "tp": 2}
+    assert m["accuracy"] == approx(2 / 3)
+    assert m["sensitivity"] == approx(2 / 3)
+    assert m["specificity"] is None
+    assert m["precision"] == approx(1.0)
+    assert m["f1"] == approx(4 / 5)
+    assert m["roc_auc"] is None
+
+
+def test_only_negatives_predicted_negative():
+    m = classification_metrics([0, 0], [0.1, 0.2])
+    assert m["confusion"] == {"tn": 2, "fp": 0, "fn": 0, "tp": 0}
+    assert m["accuracy"] == 1.0
+    assert m["specificity"] == 1.0
+    assert m["sensitivity"] is None
+    assert m["precision"] is None  # nothing predicted positive
+    assert m["f1"] is None
+    assert m["roc_auc"] is None
+
+
+def test_only_negatives_some_predicted_positive():
+    m = classification_metrics([0, 0, 0], [0.9, 0.2, 0.1])
+    assert m["sensitivity"] is None
+    assert m["specificity"] == approx(2 / 3)
+    assert m["precision"] == 0.0  # defined: one positive prediction, wrong
+    assert m["roc_auc"] is None
+
+
+def test_undefined_values_are_none_not_nan():
+    for labels, probs in (([1, 1], [0.9, 0.8]), ([0, 0], [0.1, 0.2]), ([0], [0.7]), ([], [])):
+        m = classification_metrics(labels, probs)
+        for name in METRIC_NAMES:
+            value = m[name]
+            assert value is None or (type(value) is float and not math.isnan(value)), (labels, name, value)
+        assert m["roc_auc"] is None
+
+
+def test_empty_input():
+    m = classification_metrics(np.array([], dtype=int), np.array([], dtype=float))
+    assert m["n"] == 0
+    assert all(m[name] is None for name in METRIC_NAMES)
+    assert m["confusion"] == {"tn": 0, "fp": 0, "fn": 0, "tp": 0}
+
+
+def test_mismatched_lengths():
+    with pytest.raises(ValueError) as caught:
+        classification_metrics([0, 1, 1], [0.2, 0.8])
+    assert "3 labels" in str(caught.value) and "2 probabilities" in str(caught.value)
+
+
+def test_accepts_model_shaped_inputs():
+    # Keras predicts (n, 1); evaluate passes pandas Series and float labels.
+    labels = pd.Series(np.array(LABELS, dtype=np.float32))
+    probs = np.array(PROBS, dtype=np.float32).reshape(-1, 1)
+    m = classification_metrics(labels, probs)
+    assert m["confusion"] == {"tn": 4, "fp": 2, "fn": 1, "tp": 3}
+    assert m["roc_auc"] == approx(20 / 24)
+
+
+def test_roc_points_shape():
+    roc = roc_points(np.array(LABELS), np.array(PROBS))
+    fpr, tpr, thresholds = roc["fpr"], roc["tpr"], roc["threshold"]
+    assert len(fpr) == len(tpr) == len(thresholds) >= 3
+    assert (fpr[0], tpr[0]) == (0.0, 0.0)
+    assert (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert all(math.isfinite(t) for t in thresholds)
+    assert all(t <= 1.0 for t in thresholds)
+    assert thresholds[0] == 1.0  # roc_curve's +inf, clamped
+    assert thresholds == sorted(thresholds, reverse=True)
+    assert fpr == sorted(fpr) and tpr == sorted(tpr)
+    assert all(type(v) is float for v in fpr + tpr + thresholds)
+
+
+def test_roc_points_match_auc():
+    roc = roc_points(LABELS, PROBS)
+    area = float(np.trapezoid(roc["tpr"], roc["fpr"])) if hasattr(np, "trapezoid") else float(np.trapz(roc["tpr"], roc["fpr"]))
+    assert area == approx(20 / 24)
+    # A corner of the curve at threshold 0.6: tpr 3/4 with fpr 1/6 (only 0.7 among negatives).
+    points = set(zip(roc["fpr"], roc["tpr"]))
+    assert any(abs(f - 1 / 6) < 1e-12 and abs(t - 3 / 4) < 1e-12 for f, t in points)
+
+
+def test_roc_points_perfect():
+    roc = roc_points([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert (0.0, 1.0) in set(zip(roc["fpr"], roc["tpr"]))
+    assert roc["fpr"][0] == 0.0 and roc["tpr"][-1] == 1.0

@@ -1,0 +1,156 @@
+"""End to end: real `dvc repro` on a temporary copy of the repository, with a tiny sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages"]
+MODELS = ["baseline"]
+
+pytestmark = pytest.mark.e2e
+
+
+def run(args: list[str], cwd: Path, timeout: int = 900) -> str:
+    """Run a command with the test's Python environment first on PATH; return its output."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-4000:]}"
+    return output
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def set_params(project: Path, changes: dict[str, object]) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        section = params
+        for key in parents:
+            section = section[key]
+        section[leaf] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A fresh git + DVC copy of the project's code, set up for a tiny, fast run."""
+    project = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, project / name)
+    set_params(project, {
+        "download.sample.train_per_class": 60,
+        "download.sample.val_per_class": 20,
+        "download.sample.unlabeled": 2,
+        "download.sample.test_images": 50,
+        "train.baseline.epochs": 1,
+        "train.baseline.batch_size": 16,
+        "tfrecords.shard_size": 50,
+    })
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    run(["git", "init", "-q"], project)
+    run([*git, "add", "-A"], project)
+    run([*git, "commit", "-qm", "project"], project)
+    return project
+
+
+@pytest.fixture(scope="module")
+def first_repro(project: Path) -> str:
+    return run(["dvc", "repro"], project)
+
+
+def test_repro_runs_every_stage(first_repro):
+    expected = ["download", "prepare", "tfrecords"] + [f"{kind}@{m}" for kind in ("train", "evaluate") for m in MODELS]
+    assert sorted(stages_run(first_repro)) == sorted(expected)
+
+
+def test_every_declared_output_exists(project, first_repro):
+    for path in ["data/raw/trainval/Train/Female", "data/raw/test/faces/man", "data/tfrecords/manifest.json",
+                 "metrics/prepare.json"]:
+        assert (project / path).exists(), path
+    for split in ("train", "val", "test"):
+        for label in ("Female", "Male"):
+            assert any((project / "data/prepared" / split / label).glob("*.png")), f"{split}/{label}"
+    for model in MODELS:
+        for name in ("model.keras", "summary.txt", "history.csv", "training.json"):
+            assert (project / "models" / model / name).stat().st_size > 0, f"{model}/{name}"
+        for name in ("roc_val.csv", "roc_test.csv", "predictions_val.csv", "predictions_test.csv",
+                     "learning_curves.png", "roc.png", "confusion_val.png", "confusion_test.png"):
+            assert (project / "plots" / model / name).stat().st_size > 0, f"{model}/{name}"
+
+
+def test_counts_and_skips_are_recorded(project, first_repro):
+    summary = json.loads((project / "metrics/prepare.json").read_text())
+    assert summary["counts"]["train"] == {"Female": 60, "Male": 60, "total": 120}
+    assert summary["counts"]["val"]["total"] == 40
+    assert summary["counts"]["test"]["total"] == 50
+    skipped = {Path(item["file"]).name for item in summary["skipped"]}
+    assert {"xtruncated.jpg", "xempty.jpg", "man_truncated.jpg", "man_empty.jpg", "Thumbs.db"} <= skipped
+    manifest = json.loads((project / "data/tfrecords/manifest.json").read_text())
+    assert {split: manifest["splits"][split]["count"] for split in ("train", "val", "test")} == \
+        {split: summary["counts"][split]["total"] for split in ("train", "val", "test")}
+
+
+def test_metrics_are_probabilities(project, first_repro):
+    for model in MODELS:
+        metrics = json.loads((project / "metrics" / f"{model}.json").read_text())
+        assert set(metrics) == {"val", "test"}
+        for split, values in metrics.items():
+            assert set(values) == {"accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "n"}
+            for name, value in values.items():
+                if name != "n":
+                    assert 0.0 <= value <= 1.0, (model, split, name, value)
+        predictions = pd.read_csv(project / "plots" / model / "predictions_val.csv")
+        assert len(predictions) == metrics["val"]["n"] == 40
+        accuracy = (predictions["actual"] == predictions["predicted"]).mean()
+        assert accuracy == pytest.approx(metrics["val"]["accuracy"])
+
+
+def test_history_has_one_row_per_epoch(project, first_repro):
+    history = pd.read_csv(project / "models/baseline/history.csv")
+    assert list(history["epoch"]) == [0]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+
+
+def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project))
+    files = next(iter(shown.values()))["data"]
+    assert "metrics/baseline.json" in files and "metrics/prepare.json" in files
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "html")], project)
+    page = (tmp_path / "html" / "index.html").read_text()
+    for title in ("baseline loss", "baseline accuracy", "ROC validation", "ROC cross-dataset test",
+                  "baseline confusion validation", "baseline confusion test"):
+        assert title in page, title
+
+
+def test_second_repro_has_nothing_to_do(project, first_repro):
+    output = run(["dvc", "repro"], project)
+    assert stages_run(output) == []
+
+
+def test_changing_epochs_reruns_only_that_model(project, first_repro):
+    set_params(project, {"train.baseline.epochs": 2})
+    output = run(["dvc", "repro"], project)
+    assert sorted(stages_run(output)) == ["evaluate@baseline", "train@baseline"]
+    history = pd.read_csv(project / "models/baseline/history.csv")
+    assert list(history["epoch"]) == [0, 1]

@@ -1,0 +1,286 @@
+"""The TFRecord schema and the tfrecords stage on a tiny prepared tree (the only TensorFlow tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402
+
+from stages import tfrecords  # noqa: E402
+from stages.cli import UserError  # noqa: E402
+from stages.records import MANIFEST_NAME, decode_example, encode_example, load_split, read_manifest, shard_name  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 100
+CLASSES = ["Female", "Male"]
+COUNTS = {"train": {"Female": 7, "Male": 6}, "val": {"Female": 3, "Male": 2}, "test": {"Female": 2, "Male": 4}}
+SHARD_SIZE = 4
+SEED = 2021
+
+
+def face_png(split: str, label: int, index: int) -> bytes:
+    """A PNG whose pixels say where it came from: R = 200*label + index, G = split, B a gradient."""
+    pixels = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
+    pixels[..., 0] = 200 * label + index
+    pixels[..., 1] = {"train": 10, "val": 20, "test": 30}[split]
+    pixels[..., 2] = np.arange(SIZE, dtype=np.uint8)[None, :] * 2
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_prepared(root: Path) -> None:
+    for split, per_class in COUNTS.items():
+        for label, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(per_class[name]):
+                (folder / f"img{index:03d}.png").write_bytes(face_png(split, label, index))
+
+
+def make_project(folder: Path, shard_size: int = SHARD_SIZE) -> Path:
+    """A working directory with params.yaml (small shards) and data/prepared, as the stage expects."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["tfrecords"]["shard_size"] = shard_size
+    raw["tfrecords"]["seed"] = SEED
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw))
+    make_prepared(folder / "data" / "prepared")
+    return folder
+
+
+def run_stage(folder: Path) -> Path:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        tfrecords.main([])
+    return folder / "data" / "tfrecords"
+
+
+@pytest.fixture(scope="module")
+def stage_output(tmp_path_factory) -> Path:
+    return run_stage(make_project(tmp_path_factory.mktemp("project")))
+
+
+def collect(root: Path, split: str, batch_size: int = 5, **kwargs) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    images, labels, files = [], [], []
+    for batch_images, batch_labels, batch_files in load_split(root, split, batch_size, with_filenames=True, **kwargs):
+        assert batch_images.dtype == tf.float32 and batch_labels.dtype == tf.float32
+        images.append(batch_images.numpy())
+        labels.append(batch_labels.numpy())
+        files.extend(f.decode("utf-8") for f in batch_files.numpy())
+    return np.concatenate(images), np.concatenate(labels), files
+
+
+def hashes(root: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.iterdir())}
+
+
+# --- the schema -------------------------------------------------------------------------------
+
+def test_encode_decode_round_trip():
+    png = face_png("val", 1, 7)
+    serialized = encode_example(png, 1, "val/Male/img007.png")
+    assert isinstance(serialized, bytes)
+    example = decode_example(tf.constant(serialized), SIZE)
+    assert example["image"].dtype == tf.uint8
+    assert example["image"].shape == (SIZE, SIZE, 3)
+    assert np.array_equal(example["image"].numpy(), np.asarray(Image.open(io.BytesIO(png))))
+    assert int(example["label"].numpy()) == 1
+    assert example["filename"].numpy().decode("utf-8") == "val/Male/img007.png"
+    parsed = tf.io.parse_single_example(serialized, {"image": tf.io.FixedLenFeature([], tf.string)})
+    assert parsed["image"].numpy() == png  # the PNG bytes travel untouched
+
+
+def test_round_trip_unicode_filename_and_label_zero():
+    serialized = encode_example(face_png("test", 0, 1), 0, "test/Female/żółw é.png")
+    example = decode_example(tf.constant(serialized), SIZE)
+    assert int(example["label"].numpy()) == 0
+    assert example["filename"].numpy().decode("utf-8") == "test/Female/żółw é.png"
+
+
+def test_decode_rejects_wrong_size():
+    serialized = encode_example(face_png("train", 0, 0), 0, "x.png")
+    with pytest.raises(Exception):
+        decode_example(tf.constant(serialized), 64)
+
+
+def test_shard_names():
+    assert shard_name("train", 0, 3) == "train-00000-of-00003.tfrecord"
+    assert shard_name("test", 12, 100) == "test-00012-of-00100.tfrecord"
+
+
+# --- the stage's pieces -----------------------------------------------------------------------
+
+def test_list_examples_sorted_by_class_then_name(tmp_path):
+    make_prepared(tmp_path)
+    examples = tfrecords.list_examples(tmp_path, CLASSES, "train")
+    assert [label for _, label in examples] == [0] * 7 + [1] * 6
+    assert [p.relative_to(tmp_path).as_posix() for p, _ in examples[:2]] == ["train/Female/img000.png", "train/Female/img001.png"]
+    assert examples == sorted(examples, key=lambda e: (e[1], e[0].name))
+
+
+def test_list_examples_missing_folder(tmp_path):
+    make_prepared(tmp_path)
+    shutil.rmtree(tmp_path / "val" / "Male")
+    with pytest.raises(UserError) as caught:
+        tfrecords.list_examples(tmp_path, CLASSES, "val")
+    assert str(tmp_path / "val" / "Male") in str(caught.value)
+    assert "prepare" in str(caught.value)
+
+
+def test_order_examples():
+    items = [(Path(f"{i}.png"), i // 10) for i in range(20)]
+    train = tfrecords.order_examples(items, "train", 7)
+    assert sorted(train, key=items.index) == items and train != items
+    assert tfrecords.order_examples(items, "train", 7) == train
+    assert tfrecords.order_examples(items, "train", 8) != train
+    assert tfrecords.order_examples(items, "val", 7) == items
+    assert tfrecords.order_examples(items, "test", 7) == items
+    assert items == [(Path(f"{i}.png"), i // 10) for i in range(20)]  # input untouched
+
+
+@pytest.mark.parametrize(("count", "size", "expected"), [
+    (13, 4, [4, 4, 4, 1]), (8, 4, [4, 4]), (3, 4, [3]), (1, 1, [1]), (5, 1, [1] * 5), (0, 4, [0]),
+])
+def test_shard_sizes(count, size, expected):
+    items = list(range(count))
+    shards = tfrecords.shard(items, size)
+    assert [len(s) for s in shards] == expected
+    assert [x for s in shards for x in s] == items
+
+
+def test_write_split(tmp_path):
+    make_prepared(tmp_path / "prepared")
+    out = tmp_path / "out"
+    out.mkdir()
+    examples = tfrecords.list_examples(tmp_path / "prepared", CLASSES, "test")
+    names = tfrecords.write_split(examples, "test", out, tmp_path / "prepared", 4)
+    assert names == ["test-00000-of-00002.tfrecord", "test-00001-of-00002.tfrecord"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    records = [r.numpy() for r in tf.data.TFRecordDataset([str(out / n) for n in names])]
+    assert len(records) == 6
+    decoded = [decode_example(tf.constant(r), SIZE) for r in records]
+    assert [d["filename"].numpy().decode() for d in decoded] == [p.relative_to(tmp_path / "prepared").as_posix()
+                                                                 for p, _ in examples]
+    assert [int(d["label"].numpy()) for d in decoded] == [0, 0, 1, 1, 1, 1]
+
+
+# --- the whole stage, then load_split ---------------------------------------------------------
+
+def test_stage_writes_shards_and_manifest(stage_output):
+    manifest = read_manifest(stage_output)
+    assert manifest["image_size"] == SIZE
+    assert manifest["classes"] == CLASSES
+    for split, per_class in COUNTS.items():
+        entry = manifest["splits"][split]
+        assert entry["count"] == sum(per_class.values())
+        assert entry["per_class"] == per_class
+        total = -(-entry["count"] // SHARD_SIZE)
+        assert entry["shards"] == [shard_name(split, i, total) for i in range(total)]
+    files = sorted(p.name for p in stage_output.iterdir())
+    listed = sorted(n for s in manifest["splits"].values() for n in s["shards"]) + [MANIFEST_NAME]
+    assert files == sorted(listed)
+    assert not [p for p in stage_output.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_shard_sizes_on_disk(stage_output):
+    manifest = read_manifest(stage_output)
+    for split, entry in manifest["splits"].items():
+        sizes = [sum(1 for _ in tf.data.TFRecordDataset(str(stage_output / n))) for n in entry["shards"]]
+        assert all(size <= SHARD_SIZE for size in sizes), (split, sizes)
+        assert all(size == SHARD_SIZE for size in sizes[:-1])
+        assert sum(sizes) == entry["count"]
+    assert len(manifest["splits"]["train"]["shards"]) == 4  # 13 examples, 4 a shard
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_load_split_counts_images_and_labels(stage_output, split):
+    images, labels, files = collect(stage_output, split)
+    total = sum(COUNTS[split].values())
+    assert images.shape == (total, SIZE, SIZE, 3)
+    assert images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 255
+    assert images.max() > 1  # still 0-255, not rescaled
+    assert set(np.unique(labels)) <= {0.0, 1.0}
+    assert int(labels.sum()) == COUNTS[split]["Male"]
+    assert len(set(files)) == total
+    for image, label, name in zip(images, labels, files):
+        part_split, part_class, file = name.split("/")
+        assert part_split == split
+        assert label == CLASSES.index(part_class)
+        index = int(file[3:6])
+        # The pixels are those of that very file.
+        assert np.array_equal(image, np.asarray(Image.open(io.BytesIO(face_png(split, int(label), index))), dtype=np.float32))
+
+
+def test_load_split_without_filenames(stage_output):
+    batches = list(load_split(stage_output, "val", 4))
+    assert [len(batch) for batch in batches] == [2, 2]
+    assert [batch[0].shape[0] for batch in batches] == [4, 1]
+    assert batches[0][0].shape[1:] == (SIZE, SIZE, 3)
+
+
+def test_train_order_is_shuffled_and_eval_order_sorted(stage_output):
+    _, labels, files = collect(stage_output, "train")
+    assert labels.tolist() != sorted(labels.tolist())  # not class-sorted
+    assert files != sorted(files)
+    for split in ("val", "test"):
+        _, labels, files = collect(stage_output, split)
+        assert files == sorted(files)
+        assert labels.tolist() == sorted(labels.tolist())
+
+
+def test_same_seed_same_bytes(stage_output, tmp_path):
+    again = run_stage(make_project(tmp_path / "again"))
+    assert hashes(again) == hashes(stage_output)
+    assert collect(again, "train")[2] == collect(stage_output, "train")[2]
+
+
+def test_other_seed_other_train_order(stage_output, tmp_path):
+    project = make_project(tmp_path / "other")
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["tfrecords"]["seed"] = SEED + 1
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    other = run_stage(project)
+    order = collect(other, "train")[2]
+    assert order != collect(stage_output, "train")[2]
+    assert sorted(order) == sorted(collect(stage_output, "train")[2])
+    assert collect(other, "val")[2] == collect(stage_output, "val")[2]
+
+
+def test_load_split_shuffle_seed_reorders_same_examples(stage_output):
+    plain = collect(stage_output, "train")[2]
+    shuffled = collect(stage_output, "train", shuffle_seed=3)[2]
+    assert sorted(shuffled) == sorted(plain)
+    assert shuffled != plain
+
+
+def test_one_shard_when_shard_size_is_large(tmp_path):
+    out = run_stage(make_project(tmp_path / "big", shard_size=2000))
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert [len(manifest["splits"][s]["shards"]) for s in ("train", "val", "test")] == [1, 1, 1]
+    assert manifest["splits"]["train"]["shards"] == ["train-00000-of-00001.tfrecord"]
+
+
+def test_rerun_replaces_old_output(tmp_path):
+    project = make_project(tmp_path / "p", shard_size=2)
+    out = run_stage(project)
+    assert len(read_manifest(out)["splits"]["train"]["shards"]) == 7
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["tfrecords"]["shard_size"] = 100
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    out = run_stage(project)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [MANIFEST_NAME] + [shard_name(s, 0, 1) for s in ("train", "val", "test")])
