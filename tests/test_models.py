@@ -56,10 +56,18 @@ def test_improved_shapes_and_design(params):
     assert tuple(model.output.shape[1:]) == (1,)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds.count("Conv2D") == len(params.train.improved.filters) * params.train.improved.convs_per_block
-    assert "BatchNormalization" in kinds and "GlobalAveragePooling2D" in kinds and "Dropout" in kinds
+    assert "BatchNormalization" in kinds and "Dropout" in kinds
+    pooling = "GlobalAveragePooling2D" if params.train.improved.global_pooling else "Flatten"
+    assert pooling in kinds
     augmentation = model.get_layer("augmentation")
     assert [type(layer).__name__ for layer in augmentation.layers] == [
         "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"]
+
+
+def test_improved_pooling_is_a_param(params):
+    for global_pooling, kind in ((True, "GlobalAveragePooling2D"), (False, "Flatten")):
+        model = improved.make_model((100, 100, 3), params.train.improved.model_copy(update={"global_pooling": global_pooling}))
+        assert kind in [type(layer).__name__ for layer in model.layers]
 
 
 def test_improved_augmentation_switches_off(params):
