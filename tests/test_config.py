@@ -41,7 +41,7 @@ def test_real_params_yaml_loads():
     assert params.prepare.splits["train"].folder == "train"
     assert params.train.baseline.epochs >= 1
     assert 0 < params.evaluate.threshold < 1
-    assert params.model_names == ["baseline"]
+    assert params.model_names == ["baseline", "improved", "transfer"]
 
 
 def test_parse_params_matches_load_params(raw):

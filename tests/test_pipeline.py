@@ -149,7 +149,8 @@ def test_comparison_has_every_model_and_difference(project, first_repro):
     for split in ("val", "test"):
         row = comparison[split]["roc_auc"]
         assert set(row) == {*MODELS, "improved_minus_baseline", "transfer_minus_baseline"}
-        assert row["improved_minus_baseline"] == pytest.approx(improved[split]["roc_auc"] - baseline[split]["roc_auc"])
+        assert row["improved_minus_baseline"] == pytest.approx(
+            improved[split]["roc_auc"] - baseline[split]["roc_auc"], abs=1e-6)
 
 
 def test_history_has_one_row_per_epoch(project, first_repro):
