@@ -1,13 +1,13 @@
 """evaluate: score one trained model on the validation and cross-dataset test splits.
 
 Writes metrics/<model>.json (a description, then accuracy, sensitivity, specificity, precision, F1,
-ROC AUC per split; Male is the positive class; the same keys for every model) and plots/<model>/: ROC points and per-image predictions as CSV (DVC
-plot data) and PNG figures (learning curves, ROC, confusion matrices).
+ROC AUC per split; Male is the positive class; the same keys for every model) and plots/<model>/:
+ROC points and per-image predictions as CSV (DVC plot data) and PNG figures (learning curves, ROC,
+confusion matrices).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Sequence
@@ -96,21 +96,19 @@ def evaluate(name: str, model_dir: Path, tfrecords_root: Path, out_dir: Path,
 def main(argv: Sequence[str] | None = None) -> None:
     cli.quiet_tensorflow()
     params = load_params()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=params.model_names, help="a model named in params.yaml's train section")
-    args = parser.parse_args(argv)
-    model_dir = MODELS_DIR / args.model
+    model = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
+    model_dir = MODELS_DIR / model
     if not (model_dir / "model.keras").is_file():
-        raise cli.UserError(f"{model_dir}/model.keras: not found; run its train stage first (dvc repro train@{args.model})")
-    with staged_dir(PLOTS_DIR / args.model) as staging:
-        summary = evaluate(args.model, model_dir, TFRECORDS_DIR, staging, params.prepare.classes,
+        raise cli.UserError(f"{model_dir}/model.keras: not found; run its train stage first (dvc repro train@{model})")
+    with staged_dir(PLOTS_DIR / model) as staging:
+        summary = evaluate(model, model_dir, TFRECORDS_DIR, staging, params.prepare.classes,
                            params.evaluate.threshold, params.evaluate.batch_size)
-    write_json_atomic(METRICS_DIR / f"{args.model}.json", summary)
+    write_json_atomic(METRICS_DIR / f"{model}.json", summary)
     print(summary["description"])
     for split in EVALUATED_SPLITS:
         metrics = summary[split]
         shown = ", ".join(f"{key} {metrics[key]:.3f}" for key in METRIC_NAMES if metrics[key] is not None)
-        print(f"{args.model} {split}: {shown}")
+        print(f"{model} {split}: {shown}")
 
 
 if __name__ == "__main__":

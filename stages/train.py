@@ -7,7 +7,6 @@ The transfer model trains its head on the cached VGG16 features of the features 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -159,16 +158,14 @@ def fit(name: str, params: FitParams, tfrecords_root: Path, out_dir: Path,
 def main(argv: Sequence[str] | None = None) -> None:
     cli.quiet_tensorflow()
     params = load_params()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=params.model_names, help="a model named in params.yaml's train section")
-    args = parser.parse_args(argv)
+    model = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
     if not (TFRECORDS_DIR / "manifest.json").is_file():
         raise cli.UserError(f"{TFRECORDS_DIR}/manifest.json: not found; run the tfrecords stage first")
-    model_params = getattr(params.train, args.model)
-    with staged_dir(MODELS_DIR / args.model) as staging:
-        info = fit(args.model, model_params, TFRECORDS_DIR, staging)
-    print(f"trained {args.model}: {info['epochs_run']} epochs in {info['train_seconds']} s, "
-          f"{info['parameters']['total']:,} parameters -> {MODELS_DIR / args.model}")
+    model_params = getattr(params.train, model)
+    with staged_dir(MODELS_DIR / model) as staging:
+        info = fit(model, model_params, TFRECORDS_DIR, staging)
+    print(f"trained {model}: {info['epochs_run']} epochs in {info['train_seconds']} s, "
+          f"{info['parameters']['total']:,} parameters -> {MODELS_DIR / model}")
 
 
 if __name__ == "__main__":

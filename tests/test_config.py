@@ -167,15 +167,21 @@ def test_load_params_reads_a_file(tmp_path, raw):
     assert load_params(str(path)).train.baseline.epochs == 3
 
 
-def test_load_params_bad_value_names_the_file(tmp_path, raw):
-    raw["train"]["baseline"]["epochs"] = 0
-    path = tmp_path / "other.yaml"
-    path.write_text(yaml.safe_dump(raw))
+def load_error(path) -> str:
+    """The UserError message load_params gives for `path`: one line that names the file."""
     with pytest.raises(UserError) as caught:
         load_params(path)
     message = str(caught.value)
     assert "\n" not in message
     assert str(path) in message
+    return message
+
+
+def test_load_params_bad_value_names_the_file(tmp_path, raw):
+    raw["train"]["baseline"]["epochs"] = 0
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    message = load_error(path)
     assert "train.baseline.epochs" in message
 
 
@@ -184,11 +190,7 @@ def test_invalid_yaml(tmp_path):
     text = PARAMS.read_text().replace("  image_size: 100", "  image_size: [100", 1)
     assert text != PARAMS.read_text()
     path.write_text(text)
-    with pytest.raises(UserError) as caught:
-        load_params(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert str(path) in message
+    message = load_error(path)
     assert "not valid YAML" in message
     assert " line " in message
 
@@ -204,11 +206,7 @@ def test_invalid_yaml_tab_indent(tmp_path):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nope" / "params.yaml"
-    with pytest.raises(UserError) as caught:
-        load_params(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert str(path) in message
+    message = load_error(path)
     assert "not found" in message
 
 
@@ -216,11 +214,7 @@ def test_missing_file(tmp_path):
 def test_top_level_not_a_mapping(tmp_path, text):
     path = tmp_path / "params.yaml"
     path.write_text(text)
-    with pytest.raises(UserError) as caught:
-        load_params(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert str(path) in message
+    message = load_error(path)
     assert "mapping" in message
 
 
