@@ -19,6 +19,7 @@ FEATURES_DIR = Path("data/features")
 MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")
+REPORTS_DIR = Path("reports")
 
 SPLITS = ("train", "val", "test")
 
@@ -117,6 +118,7 @@ class AugmentationParams(_Section):
 
 class ImprovedParams(FitParams):
     filters: list[int] = Field(min_length=1)                # one conv block per entry
+    first_stride: int = Field(ge=1, le=4)                  # stride of the very first conv
     convs_per_block: int = Field(ge=1, le=3)
     batch_norm: bool
     dropout: float = Field(ge=0, lt=1)
@@ -154,12 +156,17 @@ class EvaluateParams(_Section):
     batch_size: int = Field(ge=1)
 
 
+class ReportParams(_Section):
+    mistakes_per_model: int = Field(ge=0, le=50)            # gallery of the most confident wrong test images
+
+
 class Params(_Section):
     download: DownloadParams
     prepare: PrepareParams
     tfrecords: TfrecordsParams
     train: TrainParams
     evaluate: EvaluateParams
+    report: ReportParams
 
     @model_validator(mode="after")
     def _splits_name_known_datasets(self) -> "Params":

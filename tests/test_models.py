@@ -29,6 +29,27 @@ def test_baseline_matches_figure_1():
                       "max_pooling2d_1": 0, "flatten": 0, "dense": 541_760, "dense_1": 65}
 
 
+def test_summary_table_reads_like_figure_1():
+    from stages.train import layer_table, parameter_counts, summary_text
+
+    model = make_model((100, 100, 3))
+    text = summary_text(model.name, layer_table(model), parameter_counts(model))
+    rows = {line.split()[0]: line for line in text.splitlines() if "(" in line and ")" in line}
+    assert "(None, 98, 98, 16)" in rows["conv2d"] and rows["conv2d"].endswith(" 448")
+    assert "(None, 23, 23, 16)" in rows["max_pooling2d_1"] and rows["max_pooling2d_1"].endswith(" 0")
+    assert "(None, 64)" in rows["dense"] and rows["dense"].endswith(" 541,760")
+    assert "Total params: 544,593" in text and "Non-trainable params: 0" in text
+
+
+def test_improved_first_conv_stride_is_a_param(params):
+    strided = improved.make_model((100, 100, 3), params.train.improved.model_copy(update={"first_stride": 2}))
+    plain = improved.make_model((100, 100, 3), params.train.improved.model_copy(update={"first_stride": 1}))
+    first = [layer for layer in strided.layers if layer.name.startswith("conv2d")]
+    assert tuple(first[0].output.shape[1:3]) == (50, 50)
+    assert all(layer.strides == (1, 1) for layer in first[1:])
+    assert tuple(next(l for l in plain.layers if l.name.startswith("conv2d")).output.shape[1:3]) == (100, 100)
+
+
 def test_baseline_takes_raw_pixels_and_outputs_probabilities():
     model = make_model((100, 100, 3))
     images = np.random.default_rng(0).integers(0, 256, size=(4, 100, 100, 3)).astype("float32")

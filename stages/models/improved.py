@@ -10,18 +10,20 @@ from stages.models.augmentation import make_augmentation
 
 
 def make_model(input_shape: tuple[int, int, int], params: ImprovedParams) -> keras.Model:
-    """augmentation -> rescale -> [conv (-> BN) -> ReLU]*n -> max pool per block -> GAP -> dense -> sigmoid."""
+    """augmentation -> rescale -> [conv (-> BN) -> ReLU]*n -> max pool per block -> flatten/GAP -> dense -> sigmoid."""
     regularizer = regularizers.l2(params.l2) if params.l2 else None
     inputs = keras.Input(shape=input_shape)
     x = inputs
     if params.augmentation.enabled:
         x = make_augmentation(params.augmentation, params.seed)(x)
     x = layers.Rescaling(1.0 / 255)(x)
+    stride = params.first_stride
     for filters in params.filters:
         for _ in range(params.convs_per_block):
             # Batch norm makes a conv bias redundant.
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=not params.batch_norm,
+            x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=not params.batch_norm,
                               kernel_regularizer=regularizer)(x)
+            stride = 1
             if params.batch_norm:
                 x = layers.BatchNormalization()(x)
             x = layers.Activation("relu")(x)
