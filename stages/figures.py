@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # no screen on CI or servers
@@ -17,14 +19,20 @@ SPLIT_TITLES = {"train": "training", "val": "validation", "test": "cross-dataset
 def learning_curves(history: pd.DataFrame, title: str) -> plt.Figure:
     """Loss and accuracy per epoch, training and validation, side by side."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    figure.suptitle(title)
     epochs = history["epoch"] + 1
     for axis, metric in zip(axes, ("loss", "accuracy")):
         axis.plot(epochs, history[metric], marker="o", label=f"training {metric}")
         if f"val_{metric}" in history:
             axis.plot(epochs, history[f"val_{metric}"], marker="o", label=f"validation {metric}")
+        values = history[[c for c in (metric, f"val_{metric}") if c in history]].to_numpy(dtype=float)
+        if metric == "loss" and values.min() > 0 and values.max() / values.min() > 20:
+            # One huge first-epoch loss (an untrained head on raw VGG16 features) would flatten the rest.
+            axis.set_yscale("log")
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
-        axis.set_title(f"{title}: {metric}")
+        axis.set_title(metric)
+        axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
         axis.legend()
     return figure
@@ -41,7 +49,7 @@ def roc_figure(curves: dict[str, tuple[list[float], list[float], float | None]],
     axis.set_ylim(0, 1.01)
     axis.set_xlabel("false positive rate (1 - specificity)")
     axis.set_ylabel("true positive rate (sensitivity)")
-    axis.set_title(title)
+    axis.set_title(textwrap.fill(title, 44))
     axis.legend(loc="lower right")
     axis.grid(alpha=0.3)
     return figure
@@ -59,7 +67,7 @@ def confusion_figure(confusion: dict[str, int], classes: list[str], title: str) 
                 xticklabels=classes, yticklabels=classes, ax=axis, square=True)
     axis.set_xlabel("predicted")
     axis.set_ylabel("actual")
-    axis.set_title(title)
+    axis.set_title(textwrap.fill(title, 36))  # long model descriptions would be cut at the edges
     return figure
 
 

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 
 @contextlib.contextmanager
@@ -21,6 +21,10 @@ def staged_dir(final: Path | str) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted(final)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    # mkdtemp makes the folder private (0700); an output folder gets the usual umask permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
     try:
         yield staging
     except BaseException:
@@ -62,19 +66,28 @@ def replace_dir(new: Path, final: Path) -> None:
             old.unlink()
 
 
-def write_bytes_atomic(path: Path | str, data: bytes) -> None:
-    """Write a file through a temporary sibling and one rename."""
+@contextlib.contextmanager
+def atomic_file(path: Path | str, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary sibling of `path` for writing (streaming is fine); rename it over `path`
+    only when the block succeeds, else remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, mode, **text) as handle:
+            yield handle
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    """Write a file through a temporary sibling and one rename."""
+    with atomic_file(path, "wb") as handle:
+        handle.write(data)
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:

@@ -1,6 +1,6 @@
 """train: fit one model (`python -m stages.train baseline`) on the training TFRecords.
 
-Writes models/<model>/: model.keras, summary.txt (Keras's table), history.csv (per-epoch loss
+Writes models/<model>/: model.keras, summary.txt (the layer table, as in the assignment's Figure 1), history.csv (per-epoch loss
 and accuracy on training and validation, DVC plot data) and training.json (epochs, time, sizes).
 The transfer model trains its head on the cached VGG16 features of the features stage.
 """
@@ -25,10 +25,28 @@ def make_optimizer(name: str, learning_rate: float):
     return optimizers[name](learning_rate=learning_rate)
 
 
-def model_summary(model) -> str:
-    """Keras's summary table as plain text."""
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, **_: lines.append(line), line_length=90)
+def layer_table(model) -> list[dict]:
+    """One row per top-level layer: name, type, output shape and parameter count (Figure 1's columns)."""
+    rows = []
+    for layer in model.layers:
+        try:
+            shape = str(tuple(layer.output.shape))
+        except (AttributeError, ValueError):
+            shape = "?"
+        rows.append({"name": layer.name, "type": type(layer).__name__, "output_shape": shape,
+                     "parameters": int(layer.count_params()) if layer.built else 0})
+    return rows
+
+
+def summary_text(name: str, layers: list[dict], counts: dict[str, int]) -> str:
+    """The layer table as plain text, in the layout of the assignment's Figure 1 (Keras's classic summary)."""
+    width = max(34, *(len(f"{row['name']} ({row['type']})") + 2 for row in layers))
+    rule = width + 26 + 12
+    lines = [f'Model: "{name}"', "_" * rule, f"{'Layer (type)':<{width}}{'Output Shape':<26}{'Param #':>12}", "=" * rule]
+    for row in layers:
+        lines.append(f"{row['name'] + ' (' + row['type'] + ')':<{width}}{row['output_shape']:<26}{row['parameters']:>12,}")
+    lines += ["=" * rule, f"Total params: {counts['total']:,}", f"Trainable params: {counts['trainable']:,}",
+              f"Non-trainable params: {counts['non_trainable']:,}", "_" * rule]
     return "\n".join(lines) + "\n"
 
 
@@ -128,7 +146,8 @@ def fit(name: str, params: FitParams, tfrecords_root: Path, out_dir: Path,
 
     # Seeds make CPU runs repeatable here; op determinism would halve the speed on 2 cores.
     keras.utils.set_random_seed(params.seed)
-    size = read_manifest(tfrecords_root)["image_size"]
+    manifest = read_manifest(tfrecords_root)
+    size = manifest["image_size"]
     started = time.monotonic()
     if name == "transfer":
         model, epochs_run = fit_transfer(params, size, tfrecords_root, features_root, out_dir)
@@ -138,18 +157,22 @@ def fit(name: str, params: FitParams, tfrecords_root: Path, out_dir: Path,
         epochs_run = len(fit_images(model, params, tfrecords_root, out_dir).history["loss"])
     seconds = time.monotonic() - started
     model.save(out_dir / "model.keras")
-    write_text_atomic(out_dir / "summary.txt", model_summary(model))
+    layers, counts = layer_table(model), parameter_counts(model)
+    write_text_atomic(out_dir / "summary.txt", summary_text(model.name, layers, counts))
     info = {
         "model": name,
+        "classes": manifest["classes"],   # predict reads them with the model
         "epochs_requested": params.epochs,
         "epochs_run": epochs_run,
         "train_seconds": round(seconds, 1),
-        "parameters": parameter_counts(model),
+        "parameters": counts,
+        "layers": layers,
     }
     if name == "transfer":
         from stages.models.transfer import describe_weights
 
         info["weights"] = params.weights
+        info["fine_tuned"] = params.fine_tune.enabled
         info["weights_label"] = describe_weights(params.weights)
     write_json_atomic(out_dir / "training.json", info)
     return info
