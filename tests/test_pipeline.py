@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
@@ -10,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages"]
@@ -85,7 +89,7 @@ def first_repro(project: Path) -> str:
 
 
 def test_repro_runs_every_stage(first_repro):
-    expected = ["download", "prepare", "tfrecords", "features", "compare"] + [
+    expected = ["download", "prepare", "tfrecords", "features", "compare", "report"] + [
         f"{kind}@{m}" for kind in ("train", "evaluate") for m in MODELS]
     assert sorted(stages_run(first_repro)) == sorted(expected)
 
@@ -180,6 +184,42 @@ def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
         assert title in page, title
 
 
+def test_report_has_every_section_and_the_metrics(project, first_repro):
+    page = (project / "reports/report.html").read_text()
+    for anchor in ("banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "discussion",
+                   "mistakes", "ethics", "compute"):
+        assert f'<section id="{anchor}">' in page, anchor
+    images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 3 * len(MODELS) + 2  # learning curves, 2 confusion each, 2 overlaid ROC
+    for data in images:
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("L"))
+        assert pixels.std() > 1  # not blank
+    markdown = (project / "reports/report.md").read_text()
+    for model in MODELS:
+        metrics = json.loads((project / "metrics" / f"{model}.json").read_text())
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {model} |"))
+        shown = row.split(" | ")[1].split(" ")[0]  # the validation table comes first: accuracy
+        assert shown == f"{metrics['val']['accuracy']:.3f}", (model, row)
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+        assert (project / "reports" / link).stat().st_size > 0, link
+
+
+def test_predict_gives_evaluate_probabilities(project, first_repro, tmp_path, monkeypatch):
+    """For every model (the transfer one evaluated on cached features), predict on the prepared PNG."""
+    from stages import cli, predict
+
+    monkeypatch.chdir(project)
+    for model in MODELS:
+        scored = pd.read_csv(project / "plots" / model / "predictions_test.csv").head(6)
+        out = tmp_path / f"{model}.csv"
+        cli.run(predict.main, [model, *(str(Path("data/prepared") / file) for file in scored["file"]),
+                               "--csv", str(out)])
+        predicted = pd.read_csv(out)
+        assert [Path(file).relative_to("data/prepared").as_posix() for file in predicted["file"]] == list(scored["file"])
+        np.testing.assert_allclose(predicted["probability_Male"], scored["probability"], atol=2e-6)
+        assert list(predicted["predicted"]) == list(scored["predicted"])
+
+
 def test_second_repro_has_nothing_to_do(project, first_repro):
     output = run(["dvc", "repro"], project)
     assert stages_run(output) == []
@@ -188,7 +228,7 @@ def test_second_repro_has_nothing_to_do(project, first_repro):
 def test_changing_epochs_reruns_only_that_model(project, first_repro):
     set_params(project, {"train.baseline.epochs": 2})
     output = run(["dvc", "repro"], project)
-    assert sorted(stages_run(output)) == ["compare", "evaluate@baseline", "train@baseline"]
+    assert sorted(stages_run(output)) == ["compare", "evaluate@baseline", "report", "train@baseline"]
     history = pd.read_csv(project / "models/baseline/history.csv")
     assert list(history["epoch"]) == [0, 1]
 
@@ -196,4 +236,4 @@ def test_changing_epochs_reruns_only_that_model(project, first_repro):
 def test_changing_the_transfer_head_keeps_the_features(project, first_repro):
     set_params(project, {"train.transfer.head_units": [8], "train.transfer.dropout": 0.2})
     output = run(["dvc", "repro"], project)
-    assert sorted(stages_run(output)) == ["compare", "evaluate@transfer", "train@transfer"]
+    assert sorted(stages_run(output)) == ["compare", "evaluate@transfer", "report", "train@transfer"]

@@ -1,0 +1,370 @@
+"""report: every number and figure the assignment asks for, in one document, always in step with the run.
+
+Writes reports/report.md (figures in reports/figures/) and reports/report.html (self-contained, figures
+embedded). Everything is read from the pipeline's outputs (metrics/, plots/, models/, the prepared
+test images); the discussion is generated from the numbers, not written in advance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import yaml
+
+from stages import cli
+from stages.config import METRICS_DIR, MODELS_DIR, PLOTS_DIR, PREPARED_DIR, REPORTS_DIR, SPLITS, Params, load_params
+from stages.document import (Banner, Bullets, Code, Figure, Gallery, Paragraph, Section, Table, to_html,
+                             to_markdown)
+from stages.evaluate import EVALUATED_SPLITS
+from stages.fsutil import staged_dir
+from stages.metrics import METRIC_NAMES
+
+TITLE = "facegender: binary gender classification from face images"
+REFERENCE = "baseline"
+METRIC_TITLES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
+                 "precision": "precision", "f1": "F1", "roc_auc": "ROC AUC"}
+SPLIT_TITLES = {"train": "training", "val": "validation", "test": "cross-dataset test"}
+
+
+@dataclass
+class ModelResults:
+    """What the train and evaluate stages wrote for one model."""
+    name: str
+    metrics: dict          # metrics/<name>.json
+    training: dict         # models/<name>/training.json (epochs, time, parameter counts, layer table)
+    history: pd.DataFrame  # models/<name>/history.csv
+    plots: Path            # plots/<name>/ (figures, predictions_<split>.csv)
+
+    @property
+    def description(self) -> str:
+        return self.metrics.get("description", self.name)
+
+
+def read_results(name: str, models_dir: Path = MODELS_DIR, metrics_dir: Path = METRICS_DIR,
+                 plots_dir: Path = PLOTS_DIR) -> ModelResults:
+    """Load one model's outputs; a missing file is one clear error naming the stage to run."""
+    files = {"metrics": metrics_dir / f"{name}.json", "training": models_dir / name / "training.json",
+             "history": models_dir / name / "history.csv",
+             "predictions": plots_dir / name / "predictions_test.csv"}
+    for what, path in files.items():
+        if not path.is_file():
+            stage = "train" if what in ("training", "history") else "evaluate"
+            raise cli.UserError(f"{path}: not found; run {stage}@{name} first (dvc repro {stage}@{name})")
+    return ModelResults(name, json.loads(files["metrics"].read_text()), json.loads(files["training"].read_text()),
+                        pd.read_csv(files["history"]), plots_dir / name)
+
+
+# --- numbers to words ---------------------------------------------------------------------------
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A metric for a table: 3 decimals, or n/a where it is undefined."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def class_error_rates(split_metrics: dict, classes: Sequence[str]) -> dict[str, float | None]:
+    """Share of each class's images that are misclassified: 1 - specificity (class 0), 1 - sensitivity (class 1)."""
+    rates = {}
+    for name, recall in ((classes[0], split_metrics.get("specificity")), (classes[1], split_metrics.get("sensitivity"))):
+        rates[name] = None if recall is None else 1 - recall
+    return rates
+
+
+def best_model(results: dict[str, ModelResults], split: str, metric: str = "roc_auc") -> str | None:
+    """The model with the highest value of `metric` on `split` (None if no model has one)."""
+    scored = {name: r.metrics[split][metric] for name, r in results.items() if r.metrics[split][metric] is not None}
+    return max(scored, key=scored.get) if scored else None
+
+
+def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_share: dict[str, float]) -> list:
+    """Paragraphs and bullets drawn from the metrics: best models, the val-to-test drop, per-class errors."""
+    blocks: list = []
+    names = list(results)
+    for split in EVALUATED_SPLITS:
+        best = best_model(results, split)
+        if best is None:
+            continue
+        ranking = sorted((n for n in names if results[n].metrics[split]["roc_auc"] is not None),
+                         key=lambda n: -results[n].metrics[split]["roc_auc"])
+        others = ", ".join(f"{n} {fmt(results[n].metrics[split]['roc_auc'])}" for n in ranking[1:])
+        blocks.append(Paragraph(
+            f"On the {SPLIT_TITLES[split]} split the best model by ROC AUC is {best} "
+            f"({results[best].description}) with {fmt(results[best].metrics[split]['roc_auc'])}"
+            + (f", ahead of {others}." if others else ".")))
+    best_val, best_test = best_model(results, "val"), best_model(results, "test")
+    if best_val and best_test and best_val != best_test:
+        blocks.append(Paragraph(
+            f"The ranking changes between the splits: {best_val} leads on validation but {best_test} on the "
+            "cross-dataset test, so the validation score alone would have picked the wrong model for new data."))
+    drops = {}
+    items = []
+    for name in names:
+        val, test = results[name].metrics["val"], results[name].metrics["test"]
+        auc_drop = None if None in (val["roc_auc"], test["roc_auc"]) else val["roc_auc"] - test["roc_auc"]
+        accuracy_drop = None if None in (val["accuracy"], test["accuracy"]) else val["accuracy"] - test["accuracy"]
+        drops[name] = auc_drop
+        items.append(f"{name}: ROC AUC {fmt(val['roc_auc'])} on validation, {fmt(test['roc_auc'])} on test "
+                     f"(drop {fmt(auc_drop)}); accuracy {fmt(val['accuracy'])} to {fmt(test['accuracy'])} "
+                     f"(drop {fmt(accuracy_drop)}).")
+    blocks.append(Paragraph("From validation to the cross-dataset test (another source of faces, never seen "
+                            "in training) every model loses ground:"))
+    blocks.append(Bullets(items))
+    known = {name: drop for name, drop in drops.items() if drop is not None}
+    if len(known) > 1:
+        steadiest, largest = min(known, key=known.get), max(known, key=known.get)
+        blocks.append(Paragraph(f"{steadiest} transfers best to the new source (AUC drop {fmt(known[steadiest])}); "
+                                f"{largest} the worst ({fmt(known[largest])})."))
+    errors = []
+    for name in names:
+        for split in EVALUATED_SPLITS:
+            rates = class_error_rates(results[name].metrics[split], classes)
+            if None in rates.values():
+                continue
+            worse = max(rates, key=rates.get)
+            errors.append(f"{name}, {SPLIT_TITLES[split]}: {percent(rates[classes[0]])} of {classes[0]} and "
+                          f"{percent(rates[classes[1]])} of {classes[1]} images misclassified; "
+                          f"{worse} is wrong more often.")
+    blocks.append(Paragraph("Per-class error rates (the share of each class's images given the other label):"))
+    blocks.append(Bullets(errors))
+    majority = max(test_share, key=test_share.get)
+    blocks.append(Paragraph(
+        f"The test source is {percent(test_share[majority])} {majority}. Accuracy and precision move with that "
+        "share, so compare models across the two splits by ROC AUC and the per-class rates, which do not."))
+    return blocks
+
+
+# --- the sections -------------------------------------------------------------------------------
+
+def data_section(params: Params, prepare_summary: dict) -> Section:
+    download = params.download
+    blocks: list = []
+    if download.source == "sample":
+        blocks.append(Paragraph("Source: the offline sample generator (download.source: sample), which lays out "
+                                "files exactly like the two Kaggle datasets below."))
+    else:
+        blocks.append(Paragraph("Source: Kaggle, downloaded with the official kaggle client."))
+    blocks.append(Table(["dataset", "Kaggle slug", "version"], [
+        [name, source.slug, "latest at download time" if source.version is None else str(source.version)]
+        for name, source in download.datasets.items()]))
+    classes = params.prepare.classes
+    counts = prepare_summary["counts"]
+    rows = [[SPLIT_TITLES[split], params.prepare.splits[split].dataset,
+             *(str(counts[split][label]) for label in classes), str(counts[split]["total"])] for split in SPLITS]
+    blocks.append(Table(["split", "dataset", *classes, "total"], rows,
+                        f"Images per split and class after prepare ({params.prepare.image_size}x"
+                        f"{params.prepare.image_size} RGB)"))
+    skipped = prepare_summary.get("skipped", [])
+    if skipped:
+        blocks.append(Table(["split", "file", "why skipped"], [[s["split"], s["file"], s["reason"]] for s in skipped],
+                            f"{len(skipped)} files skipped by prepare"))
+    else:
+        blocks.append(Paragraph("Prepare skipped no files."))
+    return Section("data", "Data", blocks)
+
+
+def model_sections(results: dict[str, ModelResults], params: Params) -> list[Section]:
+    sections = [Section("models", "Models", [Paragraph(
+        "Each model's layers in the format of the assignment's Figure 1, its parameters and how its "
+        "training went. Nested models (VGG16's base, the transfer head) are one row each.")])]
+    for name, result in results.items():
+        training = result.training
+        counts = training["parameters"]
+        stopped = ("" if training["epochs_run"] >= training["epochs_requested"]
+                   else " (early stopping: the best epoch's weights were kept)")
+        knobs = yaml.safe_dump(getattr(params.train, name).model_dump(), sort_keys=False, default_flow_style=None).rstrip()
+        layers = [[f"{row['name']} ({row['type']})", row["output_shape"], f"{row['parameters']:,}"]
+                  for row in training.get("layers", [])]
+        totals = [[f"{what} params", "", f"{counts[key]:,}"]
+                  for what, key in (("Total", "total"), ("Trainable", "trainable"), ("Non-trainable", "non_trainable"))]
+        sections.append(Section(f"model-{name}", f"{name}: {result.description}", [
+            Table(["Layer (type)", "Output Shape", "Param #"], layers + totals),
+            Paragraph(f"Trained {training['epochs_run']} of {training['epochs_requested']} epochs{stopped} in "
+                      f"{training['train_seconds']:.0f} s."),
+            Paragraph(f"params.yaml, train.{name}:"),
+            Code(knobs),
+        ], level=3))
+    return sections
+
+
+def copy_figure(source: Path, figures_dir: Path, name: str) -> Path:
+    target = figures_dir / name
+    shutil.copyfile(source, target)
+    return target
+
+
+def figure_sections(results: dict[str, ModelResults], figures_dir: Path) -> list[Section]:
+    """Learning curves, overlaid ROC curves per split, confusion matrices: PNGs in figures_dir."""
+    from stages import figures
+
+    curves = [Figure(copy_figure(r.plots / "learning_curves.png", figures_dir, f"{n}_learning_curves.png"),
+                     f"{n} ({r.description}): loss and accuracy per epoch, training and validation")
+              for n, r in results.items()]
+    rocs = []
+    for split in EVALUATED_SPLITS:
+        lines = {}
+        for name, result in results.items():
+            points = pd.read_csv(result.plots / f"roc_{split}.csv")
+            lines[f"{name}"] = (points["fpr"], points["tpr"], result.metrics[split]["roc_auc"])
+        path = figures_dir / f"roc_{split}.png"
+        figures.save(figures.roc_figure(lines, f"ROC, {SPLIT_TITLES[split]}"), path)
+        rocs.append(Figure(path, f"ROC curves of every model on the {SPLIT_TITLES[split]} split, AUC in the legend"))
+    confusions = [Figure(copy_figure(r.plots / f"confusion_{split}.png", figures_dir, f"{n}_confusion_{split}.png"),
+                         f"{n}: confusion matrix, {SPLIT_TITLES[split]}")
+                  for n, r in results.items() for split in EVALUATED_SPLITS]
+    return [Section("learning-curves", "Learning curves", curves),
+            Section("roc", "ROC curves", rocs),
+            Section("confusion", "Confusion matrices", [Paragraph(
+                "Rows are the actual class, columns the prediction; each cell shows the count and the share of "
+                "its row.")] + confusions)]
+
+
+def metrics_section(results: dict[str, ModelResults]) -> Section:
+    """One table per split: every metric for every model, with its difference to the baseline."""
+    blocks: list = [Paragraph("Male is the positive class: sensitivity is the share of Male faces labelled Male, "
+                              "specificity the share of Female faces labelled Female. In brackets: the difference "
+                              f"to the {REFERENCE}.")]
+    reference = results.get(REFERENCE)
+    for split in EVALUATED_SPLITS:
+        rows = []
+        for name, result in results.items():
+            cells = [name]
+            for metric in METRIC_NAMES:
+                value = result.metrics[split][metric]
+                cell = fmt(value)
+                if reference is not None and name != REFERENCE:
+                    base = reference.metrics[split][metric]
+                    cell += f" ({signed(None if None in (value, base) else value - base)})"
+                cells.append(cell)
+            cells.append(str(result.metrics[split]["n"]))
+            rows.append(cells)
+        blocks.append(Table(["model", *(METRIC_TITLES[m] for m in METRIC_NAMES), "images"], rows,
+                            f"{SPLIT_TITLES[split].capitalize()} split"))
+    return Section("metrics", "Metrics", blocks)
+
+
+def most_confident_mistakes(predictions: pd.DataFrame, count: int) -> pd.DataFrame:
+    """The wrong predictions furthest from the 0.5 boundary, most confident first."""
+    wrong = predictions[predictions["actual"] != predictions["predicted"]].copy()
+    wrong["confidence"] = (wrong["probability"] - 0.5).abs()
+    return wrong.sort_values(["confidence", "file"], ascending=[False, True]).head(count)
+
+
+def mistakes_section(results: dict[str, ModelResults], prepared_root: Path, figures_dir: Path,
+                     count: int, classes: Sequence[str]) -> Section:
+    blocks: list = [Paragraph(
+        f"The {count} cross-dataset test images each model gets most confidently wrong, as the model saw them "
+        f"({classes[1]} probability in the caption).")]
+    for name, result in results.items():
+        mistakes = most_confident_mistakes(pd.read_csv(result.plots / "predictions_test.csv"), count)
+        images = []
+        for index, row in enumerate(mistakes.itertuples()):
+            target = copy_figure(prepared_root / row.file, figures_dir, f"{name}_mistake_{index + 1}.png")
+            images.append((target, f"{row.actual} as {row.predicted}, P({classes[1]}) {row.probability:.2f}"))
+        blocks.append(Gallery(images, f"{name}:") if images else Paragraph(f"{name}: no wrong test predictions."))
+    return Section("mistakes", "Most confident mistakes", blocks)
+
+
+def ethics_section(params: Params, test_share: dict[str, float]) -> Section:
+    majority = max(test_share, key=test_share.get)
+    items = [
+        "Gender is not binary and is not something a face shows: these models learn to reproduce the two labels "
+        "in the datasets, which are annotators' perceptions of presentation, not anyone's gender identity. "
+        "Non-binary and transgender people are misclassified by construction.",
+        "Consent and provenance: the Kaggle datasets are faces collected from the web, mostly without the "
+        "consent of the people shown; their licences and origins are not fully documented.",
+        f"Class imbalance: the test source is {percent(test_share[majority])} {majority}, so accuracy and precision "
+        "there partly reflect that share; the per-class error rates above show who bears the errors.",
+        "Misuse: automatic gender inference enables surveillance, targeted advertising and exclusion from "
+        "services; a model like this should not be deployed to make decisions about people.",
+        "What the numbers do not show: error rates by age, skin tone, image quality or any other group (the data "
+        "carries no such labels), or how the models behave on faces unlike the two sources.",
+    ]
+    blocks: list = [Bullets(items)]
+    if params.download.source == "sample":
+        blocks.insert(0, Paragraph("These results come from the synthetic sample, not from photographs of people: "
+                                   "they show that the pipeline works end to end, nothing about real faces."))
+    return Section("ethics", "Ethics and limitations", blocks)
+
+
+def compute_section(params: Params) -> Section:
+    """What more compute would allow, drawn from the current configuration."""
+    transfer = params.train.transfer
+    improved = params.train.improved
+    items = []
+    if params.download.source == "sample":
+        items.append("Run on the real datasets (download.source: kaggle) instead of the synthetic sample.")
+    if not transfer.fine_tune.enabled:
+        items.append("Fine-tune VGG16's last block after the head converges (train.transfer.fine_tune.enabled: "
+                     "true); then more blocks, with a lower learning rate.")
+    else:
+        items.append(f"Fine-tune more than block5, for longer than {transfer.fine_tune.epochs} epochs.")
+    if transfer.weights != "imagenet":
+        items.append("Use VGG16's ImageNet weights (train.transfer.weights: imagenet), which were trained on "
+                     f"natural images, instead of {transfer.weights}.")
+    if not transfer.augmentation.enabled:
+        items.append("Augment for the transfer model too (train.transfer.augmentation): the base then runs on "
+                     "every image of every epoch, as its features can no longer be cached.")
+    items.append(f"A larger input than {params.prepare.image_size}x{params.prepare.image_size} "
+                 "(prepare.image_size; VGG16 was trained at 224x224) and deeper or wider improved CNNs "
+                 f"(filters {improved.filters}, first_stride {improved.first_stride}: stride 1 costs about 4x).")
+    items.append("Several seeds per model (train.<model>.seed) to put error bars on every difference in this "
+                 "report: each number here comes from a single run.")
+    return Section("compute", "What more compute would allow", [Bullets(items)])
+
+
+def build_report(params: Params, prepare_summary: dict, results: dict[str, ModelResults], prepared_root: Path,
+                 figures_dir: Path) -> list[Section]:
+    """All sections, in reading order; figures are written into figures_dir."""
+    classes = params.prepare.classes
+    test_counts = prepare_summary["counts"]["test"]
+    test_share = {label: test_counts[label] / max(test_counts["total"], 1) for label in classes}
+    sections = []
+    if params.download.source == "sample":
+        sections.append(Section("banner", "Read this first", [Banner(
+            "These results come from the synthetic offline sample (download.source: sample): drawn cartoon faces, "
+            "not photographs of people. They show that the pipeline runs end to end; they say nothing about how "
+            "well these models classify real faces. Set download.source: kaggle for real results.")]))
+    sections.append(data_section(params, prepare_summary))
+    sections += model_sections(results, params)
+    sections += figure_sections(results, figures_dir)
+    sections.append(metrics_section(results))
+    sections.append(Section("discussion", "Discussion", discussion(results, classes, test_share)))
+    sections.append(mistakes_section(results, prepared_root, figures_dir, params.report.mistakes_per_model, classes))
+    sections.append(ethics_section(params, test_share))
+    sections.append(compute_section(params))
+    return sections
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    params = load_params()
+    prepare_file = METRICS_DIR / "prepare.json"
+    if not prepare_file.is_file():
+        raise cli.UserError(f"{prepare_file}: not found; run the prepare stage first (dvc repro prepare)")
+    prepare_summary = json.loads(prepare_file.read_text())
+    results = {name: read_results(name) for name in params.model_names}
+    with staged_dir(REPORTS_DIR) as staging:
+        figures_dir = staging / "figures"
+        figures_dir.mkdir()
+        sections = build_report(params, prepare_summary, results, PREPARED_DIR, figures_dir)
+        (staging / "report.md").write_text(to_markdown(TITLE, sections, staging), encoding="utf-8")
+        (staging / "report.html").write_text(to_html(TITLE, sections), encoding="utf-8")
+    print(f"wrote {REPORTS_DIR / 'report.html'} and {REPORTS_DIR / 'report.md'}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

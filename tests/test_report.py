@@ -1,0 +1,172 @@
+"""report: sections, embedded figures, and a discussion that follows the numbers."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stages import figures, report
+from stages.config import load_params
+from stages.document import Figure, Section, Table, to_html, to_markdown
+from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["Female", "Male"]
+SECTION_IDS = ["banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "discussion",
+               "mistakes", "ethics", "compute"]
+
+
+def split_metrics(labels, probabilities) -> dict:
+    metrics = classification_metrics(np.array(labels), np.array(probabilities))
+    return {key: metrics[key] for key in METRIC_NAMES} | {"n": metrics["n"], "confusion": metrics["confusion"]}
+
+
+def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[str, report.ModelResults]:
+    """Models whose P(Male) separates the classes by the given (val, test) margins, with real figures."""
+    rng = np.random.default_rng(0)
+    (root / "prepared" / "test" / "Female").mkdir(parents=True)
+    (root / "prepared" / "test" / "Male").mkdir(parents=True)
+    files = []
+    labels = np.array([0] * 8 + [1] * 12)
+    for index, label in enumerate(labels):
+        file = f"test/{CLASSES[label]}/img{index:02d}.png"
+        Image.fromarray(rng.integers(0, 255, (100, 100, 3), dtype=np.uint8)).save(root / "prepared" / file)
+        files.append(file)
+    results = {}
+    for name, margins in quality.items():
+        plots = root / "plots" / name
+        plots.mkdir(parents=True)
+        metrics = {"description": f"{name} model"}
+        for split, margin in zip(("val", "test"), margins):
+            probabilities = np.clip(0.5 + margin * (labels - 0.5) * 2 + rng.normal(0, 0.25, labels.size), 0, 1)
+            measured = split_metrics(labels, probabilities)
+            metrics[split] = {key: measured[key] for key in METRIC_NAMES} | {"n": measured["n"]}
+            pd.DataFrame(roc_points(labels, probabilities)).to_csv(plots / f"roc_{split}.csv", index=False)
+            predicted = (probabilities >= 0.5).astype(int)
+            pd.DataFrame({"file": files, "actual": [CLASSES[i] for i in labels],
+                          "predicted": [CLASSES[i] for i in predicted], "probability": probabilities.round(6)}
+                         ).to_csv(plots / f"predictions_{split}.csv", index=False)
+            figures.save(figures.confusion_figure(measured["confusion"], CLASSES, split), plots / f"confusion_{split}.png")
+        history = pd.DataFrame({"epoch": range(3), "loss": [0.7, 0.6, 0.5], "accuracy": [0.5, 0.6, 0.7],
+                                "val_loss": [0.7, 0.65, 0.6], "val_accuracy": [0.5, 0.55, 0.6]})
+        figures.save(figures.learning_curves(history, name), plots / "learning_curves.png")
+        training = {"epochs_requested": 5, "epochs_run": 3, "train_seconds": 12.3,
+                    "parameters": {"total": 10, "trainable": 8, "non_trainable": 2},
+                    "layers": [{"name": "dense", "type": "Dense", "output_shape": "(None, 1)", "parameters": 10}]}
+        results[name] = report.ModelResults(name, metrics, training, history, plots)
+    return results
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    params = load_params(ROOT / "params.yaml")
+    results = make_results(root, {"baseline": (0.2, 0.1), "improved": (0.35, 0.15), "transfer": (0.3, 0.3)})
+    prepare_summary = {"counts": {"train": {"Female": 5, "Male": 5, "total": 10},
+                                  "val": {"Female": 3, "Male": 3, "total": 6},
+                                  "test": {"Female": 8, "Male": 12, "total": 20}},
+                       "skipped": [{"split": "test", "file": "data/raw/test/x.jpg", "reason": "empty file (0 bytes)"}]}
+    figures_dir = root / "out" / "figures"
+    figures_dir.mkdir(parents=True)
+    sections = report.build_report(params, prepare_summary, results, root / "prepared", figures_dir)
+    return params, results, sections, to_html(report.TITLE, sections), to_markdown(report.TITLE, sections, root / "out"), root / "out"
+
+
+def embedded_images(page: str) -> list[Image.Image]:
+    return [Image.open(io.BytesIO(base64.b64decode(data)))
+            for data in re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)]
+
+
+def test_every_section_in_order(built):
+    _, _, _, page, _, _ = built
+    positions = [page.find(f'<section id="{anchor}">') for anchor in SECTION_IDS]
+    assert -1 not in positions, [a for a, p in zip(SECTION_IDS, positions) if p == -1]
+    assert positions == sorted(positions)
+
+
+def test_every_figure_embedded_and_not_empty(built):
+    _, results, _, page, _, _ = built
+    images = embedded_images(page)
+    # learning curves + 2 overlaid ROC + 2 confusion per model + the mistakes gallery
+    mistakes = sum(len(report.most_confident_mistakes(pd.read_csv(r.plots / "predictions_test.csv"), 8))
+                   for r in results.values())
+    assert len(images) == 3 * len(results) + 2 + mistakes
+    for image in images:
+        pixels = np.asarray(image.convert("L"))
+        assert pixels.size > 0 and pixels.std() > 1  # not blank
+    assert 'src="figures/' not in page and "file://" not in page  # nothing outside the file
+
+
+def test_markdown_links_figures_that_exist(built):
+    *_, markdown, out = built
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert links and all(link.startswith("figures/") for link in links)
+    assert all((out / link).is_file() for link in links)
+
+
+def test_numbers_equal_the_metrics(built):
+    _, results, sections, _, markdown, _ = built
+    tables = {block.caption: block for section in sections if section.anchor == "metrics"
+              for block in section.blocks if isinstance(block, Table)}
+    for split, caption in (("val", "Validation split"), ("test", "Cross-dataset test split")):
+        for row in tables[caption].rows:
+            metrics = results[row[0]].metrics[split]
+            for cell, metric in zip(row[1:], METRIC_NAMES):
+                assert float(cell.split(" ")[0]) == pytest.approx(metrics[metric], abs=5e-4)
+                if row[0] != "baseline":
+                    difference = metrics[metric] - results["baseline"].metrics[split][metric]
+                    assert float(cell.split("(")[1].rstrip(")")) == pytest.approx(difference, abs=1e-3)
+            assert f"| {row[0]} | {row[1]} |" in markdown
+
+
+def test_discussion_follows_the_numbers(built):
+    _, results, sections, _, _, _ = built
+    text = " ".join(getattr(block, "text", " ".join(getattr(block, "items", [])))
+                    for section in sections if section.anchor == "discussion" for block in section.blocks)
+    best_val = max(results, key=lambda n: results[n].metrics["val"]["roc_auc"])
+    best_test = max(results, key=lambda n: results[n].metrics["test"]["roc_auc"])
+    assert f"validation split the best model by ROC AUC is {best_val} " in text
+    assert f"cross-dataset test split the best model by ROC AUC is {best_test} " in text
+    if best_val != best_test:
+        assert "ranking changes" in text
+    assert "60.0% Male" in text  # 12 of 20 test images
+
+
+def test_discussion_names_the_class_wrong_more_often():
+    metrics = {"val": {"accuracy": 0.8, "roc_auc": 0.9, "sensitivity": 0.9, "specificity": 0.7},
+               "test": {"accuracy": 0.6, "roc_auc": 0.7, "sensitivity": 0.5, "specificity": 0.8}}
+    result = report.ModelResults("m", metrics, {}, pd.DataFrame(), Path("."))
+    blocks = report.discussion({"m": result}, CLASSES, {"Female": 0.4, "Male": 0.6})
+    text = " ".join(" ".join(b.items) if hasattr(b, "items") else b.text for b in blocks)
+    assert "m, validation: 30.0% of Female and 10.0% of Male images misclassified; Female is wrong more often." in text
+    assert "m, cross-dataset test: 20.0% of Female and 50.0% of Male images misclassified; Male is wrong more often." in text
+    assert "(drop 0.200)" in text
+
+
+def test_most_confident_mistakes_come_first():
+    predictions = pd.DataFrame({"file": list("abcde"), "actual": ["Male", "Male", "Female", "Female", "Male"],
+                                "predicted": ["Female", "Female", "Male", "Female", "Male"],
+                                "probability": [0.3, 0.01, 0.9, 0.2, 0.99]})
+    assert list(report.most_confident_mistakes(predictions, 2)["file"]) == ["b", "c"]
+
+
+def test_sample_banner_only_for_the_sample(built):
+    params, results, _, page, _, _ = built
+    assert "synthetic offline sample" in page
+    kaggle = params.model_copy(update={"download": params.download.model_copy(update={"source": "kaggle"})})
+    sections = [report.ethics_section(kaggle, {"Female": 0.5, "Male": 0.5}), report.compute_section(kaggle)]
+    assert "synthetic" not in to_html("t", sections)
+
+
+def test_html_escapes_text(tmp_path):
+    figure = tmp_path / "f.png"
+    Image.new("RGB", (4, 4), "red").save(figure)
+    page = to_html("a <b>", [Section("s", "x & y", [Table(["<th>"], [["<td>"]]), Figure(figure, "<c>")])])
+    assert "<b>" not in page.split("<body>")[1] and "&lt;th&gt;" in page and "x &amp; y" in page
