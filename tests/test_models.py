@@ -151,6 +151,18 @@ def test_hed_weights_land_on_every_vgg16_conv_layer():
             assert not np.allclose(kernel, random_base.get_layer(layer.name).get_weights()[0])
 
 
+def test_random_base_is_the_same_in_every_process():
+    """The features stage and the train stage build `none` separately: they must agree."""
+    keras.utils.set_random_seed(1)
+    first = transfer.make_base((100, 100, 3), "none")
+    keras.utils.set_random_seed(2)
+    second = transfer.make_base((100, 100, 3), "none")
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    kernel = first.get_layer("block1_conv1").get_weights()[0]
+    assert kernel.std() > 0.01  # random, not zeros
+
+
 def test_weights_label_never_says_imagenet_for_hed():
     assert transfer.describe_weights("hed") == "VGG16, HED/BSDS500 weights"
     assert "ImageNet" not in transfer.describe_weights("hed")

