@@ -138,6 +138,7 @@ class FineTuneParams(_Section):
 
 class TransferParams(FitParams):
     weights: str = Field(min_length=1)                     # hed | imagenet | none | a file path
+    feature_layer: str = Field(min_length=1)               # the VGG16 layer whose output is the feature
     head_units: list[int]
     dropout: float = Field(ge=0, lt=1)
     early_stopping_patience: int = Field(ge=0)

@@ -53,13 +53,16 @@ def predict_features(head, features_root: Path, split: str, batch_size: int) -> 
 
 
 def uses_cached_features(training: dict, features_root: Path) -> bool:
-    """True when the model's base is frozen and is the one the features stage ran (same weights)."""
+    """True when the model's base is frozen and is the one the features stage ran (same weights, same cut)."""
     from stages.features import read_features_manifest
 
     if training.get("model") != "transfer" or training.get("fine_tuned", True):
         return False
     manifest = Path(features_root) / "manifest.json"
-    return manifest.is_file() and read_features_manifest(features_root)["weights"] == training.get("weights")
+    if not manifest.is_file():
+        return False
+    features = read_features_manifest(features_root)
+    return all(features.get(key) == training.get(key) for key in ("weights", "feature_layer"))
 
 
 def score(predictions: pd.DataFrame, classes: list[str], threshold: float) -> tuple[dict, pd.DataFrame, dict]:

@@ -3,7 +3,7 @@
 Writes data/features/<split>.npz (features float32, labels, file names) and manifest.json, so that
 changing the transfer head's params retrains and re-evaluates only the head, in seconds. float32,
 not float16: the head then sees exactly what the full model computes, so evaluate's probabilities
-equal predict's. Reads train.transfer.weights.
+equal predict's. Reads train.transfer.weights and train.transfer.feature_layer.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ def extract(feature_model, tfrecords_root: Path, split: str,
     return np.concatenate(features), np.concatenate(labels), np.array(files)
 
 
-def feature_extractor(image_size: int, weights: str):
-    """Raw 0-255 RGB -> VGG preprocessing -> frozen VGG16 base."""
+def feature_extractor(image_size: int, weights: str, feature_layer: str):
+    """Raw 0-255 RGB -> VGG preprocessing -> frozen VGG16 base, cut at feature_layer."""
     import keras
 
     from stages.models.transfer import VGGPreprocess, make_base
 
-    base = make_base((image_size, image_size, 3), weights)
+    base = make_base((image_size, image_size, 3), weights, feature_layer)
     inputs = keras.Input(shape=(image_size, image_size, 3))
     return keras.Model(inputs, base(VGGPreprocess()(inputs), training=False), name="vgg16_features")
 
@@ -75,16 +75,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     from stages.models.transfer import describe_weights
     from stages.records import read_manifest
 
-    weights = params.train.transfer.weights
-    extractor = feature_extractor(read_manifest(TFRECORDS_DIR)["image_size"], weights)
-    manifest = {"weights": weights, "weights_label": describe_weights(weights), "splits": {}}
+    weights, layer = params.train.transfer.weights, params.train.transfer.feature_layer
+    extractor = feature_extractor(read_manifest(TFRECORDS_DIR)["image_size"], weights, layer)
+    label = describe_weights(weights, layer)
+    manifest = {"weights": weights, "feature_layer": layer, "weights_label": label, "splits": {}}
     with staged_dir(FEATURES_DIR) as staging:
         for split in SPLITS:
             features, labels, files = extract(extractor, TFRECORDS_DIR, split, args.batch_size)
             np.savez(staging / f"{split}.npz", features=features, labels=labels, files=files)
             manifest["splits"][split] = {"count": int(len(labels)), "shape": list(features.shape[1:])}
         write_json_atomic(staging / "manifest.json", manifest)
-    print(f"features ({describe_weights(weights)}): " + ", ".join(
+    print(f"features ({label}): " + ", ".join(
         f"{split} {manifest['splits'][split]['count']}" for split in SPLITS))
 
 

@@ -307,10 +307,10 @@ def compute_section(params: Params) -> Section:
     if params.download.source == "sample":
         items.append("Run on the real datasets (download.source: kaggle) instead of the synthetic sample.")
     if not transfer.fine_tune.enabled:
-        items.append("Fine-tune VGG16's last block after the head converges (train.transfer.fine_tune.enabled: "
+        items.append("Fine-tune the base's last block after the head converges (train.transfer.fine_tune.enabled: "
                      "true); then more blocks, with a lower learning rate.")
     else:
-        items.append(f"Fine-tune more than block5, for longer than {transfer.fine_tune.epochs} epochs.")
+        items.append(f"Fine-tune more than the base's last block, for longer than {transfer.fine_tune.epochs} epochs.")
     if transfer.weights != "imagenet":
         items.append("Use VGG16's ImageNet weights (train.transfer.weights: imagenet), which were trained on "
                      f"natural images, instead of {transfer.weights}.")

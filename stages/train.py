@@ -99,14 +99,14 @@ def fit_images(model, params: FitParams, tfrecords_root: Path, out_dir: Path,
 def fit_transfer(params: TransferParams, image_size: int, tfrecords_root: Path, features_root: Path,
                  out_dir: Path):
     """Train the transfer head on cached VGG16 features (or end to end when augmenting), optionally
-    fine-tune block5; return the full model (raw images in) and the number of epochs run."""
+    fine-tune the base's last block; return the full model (raw images in) and the number of epochs run."""
     import keras
     import tensorflow as tf
 
     from stages.features import load_features
     from stages.models import transfer
 
-    base = transfer.make_base((image_size, image_size, 3), params.weights)
+    base = transfer.make_base((image_size, image_size, 3), params.weights, params.feature_layer)
     if params.augmentation.enabled:
         # Augmented images change every epoch, so their features cannot be cached.
         model = transfer.make_model((image_size, image_size, 3), params, base=base)
@@ -127,8 +127,9 @@ def fit_transfer(params: TransferParams, image_size: int, tfrecords_root: Path, 
     if params.fine_tune.enabled:
         # Unfreeze the last block only, with a low learning rate; the curve continues in history.csv.
         base.trainable = True
+        block = transfer.last_block(base)
         for layer in base.layers:
-            layer.trainable = layer.name.startswith("block5")
+            layer.trainable = layer.name.startswith(block + "_")
         compile_model(model, params.optimizer, params.fine_tune.learning_rate)
         more = fit_images(model, params, tfrecords_root, out_dir,
                           epochs=epochs_run + params.fine_tune.epochs, initial_epoch=epochs_run)
@@ -173,7 +174,8 @@ def fit(name: str, params: FitParams, tfrecords_root: Path, out_dir: Path,
 
         info["weights"] = params.weights
         info["fine_tuned"] = params.fine_tune.enabled
-        info["weights_label"] = describe_weights(params.weights)
+        info["feature_layer"] = params.feature_layer
+        info["weights_label"] = describe_weights(params.weights, params.feature_layer)
     write_json_atomic(out_dir / "training.json", info)
     return info
 

@@ -27,14 +27,14 @@ def test_head_on_cached_features_equals_full_model(tmp_path):
     raw["train"]["transfer"]["weights"] = "none"
     (folder / "params.yaml").write_text(yaml.safe_dump(raw))
     records = run_stage(folder)
+    params = load_params(folder / "params.yaml").train.transfer
     keras.utils.set_random_seed(7)
-    extractor = features.feature_extractor(100, "none")
+    extractor = features.feature_extractor(100, "none", params.feature_layer)
     cached = folder / "data" / "features"
     cached.mkdir(parents=True)
     for split in ("val", "test"):
         values, labels, files = features.extract(extractor, records, split, batch_size=4)
         np.savez(cached / f"{split}.npz", features=values, labels=labels, files=files)
-    params = load_params(folder / "params.yaml").train.transfer
     keras.utils.set_random_seed(8)
     base = extractor.get_layer("vgg16")
     head = transfer.make_head(tuple(base.output.shape[1:]), params)
@@ -48,14 +48,19 @@ def test_head_on_cached_features_equals_full_model(tmp_path):
         np.testing.assert_allclose(from_features["probability"], from_images["probability"], rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("training, weights_in_features, expected", [
-    ({"model": "transfer", "weights": "hed", "fine_tuned": False}, "hed", True),
-    ({"model": "transfer", "weights": "hed", "fine_tuned": True}, "hed", False),     # base changed
-    ({"model": "transfer", "weights": "hed", "fine_tuned": False}, "none", False),   # other base
-    ({"model": "transfer", "weights": "hed", "fine_tuned": False}, None, False),     # no features
-    ({"model": "baseline"}, "hed", False),
+HED4 = {"model": "transfer", "weights": "hed", "feature_layer": "block4_pool", "fine_tuned": False}
+
+
+@pytest.mark.parametrize("training, in_features, expected", [
+    (HED4, ("hed", "block4_pool"), True),
+    (HED4 | {"fine_tuned": True}, ("hed", "block4_pool"), False),   # fine-tuning changed the base
+    (HED4, ("none", "block4_pool"), False),                         # other weights
+    (HED4, ("hed", "block5_pool"), False),                          # cut elsewhere
+    (HED4, None, False),                                            # no features
+    ({"model": "baseline"}, ("hed", "block4_pool"), False),
 ])
-def test_cached_features_only_when_they_match_the_model(tmp_path, training, weights_in_features, expected):
-    if weights_in_features is not None:
-        (tmp_path / "manifest.json").write_text(json.dumps({"weights": weights_in_features, "splits": {}}))
+def test_cached_features_only_when_they_match_the_model(tmp_path, training, in_features, expected):
+    if in_features is not None:
+        weights, layer = in_features
+        (tmp_path / "manifest.json").write_text(json.dumps({"weights": weights, "feature_layer": layer, "splits": {}}))
     assert uses_cached_features(training, tmp_path) is expected

@@ -163,6 +163,23 @@ def test_random_base_is_the_same_in_every_process():
     assert kernel.std() > 0.01  # random, not zeros
 
 
+def test_base_cut_at_an_earlier_layer():
+    base = transfer.make_base((100, 100, 3), "hed", "block4_pool")
+    assert tuple(base.output.shape[1:]) == (6, 6, 512)
+    assert not any(layer.name.startswith("block5") for layer in base.layers)
+    assert transfer.last_block(base) == "block4" and not base.trainable
+    full = transfer.make_base((100, 100, 3), "hed")
+    np.testing.assert_array_equal(base.get_layer("block4_conv3").get_weights()[0],
+                                  full.get_layer("block4_conv3").get_weights()[0])  # weights loaded before the cut
+    assert transfer.last_block(full) == "block5"
+    assert transfer.describe_weights("hed", "block4_pool") == "VGG16 up to block4_pool, HED/BSDS500 weights"
+
+
+def test_unknown_feature_layer_is_one_clear_error():
+    with pytest.raises(UserError, match="feature_layer: 'block9_pool' is not a VGG16 layer; use one of .*block4_pool"):
+        transfer.make_base((100, 100, 3), "none", "block9_pool")
+
+
 def test_weights_label_never_says_imagenet_for_hed():
     assert transfer.describe_weights("hed") == "VGG16, HED/BSDS500 weights"
     assert "ImageNet" not in transfer.describe_weights("hed")

