@@ -30,6 +30,7 @@ REFERENCE = "baseline"
 METRIC_TITLES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
                  "precision": "precision", "f1": "F1", "roc_auc": "ROC AUC"}
 SPLIT_TITLES = {"train": "training", "val": "validation", "test": "cross-dataset test"}
+SMALL_AUC_GAP = 0.02   # below this, a difference between two single runs is not called a win
 
 
 @dataclass
@@ -106,9 +107,11 @@ def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_sh
             + (f", ahead of {others}." if others else ".")))
     best_val, best_test = best_model(results, "val"), best_model(results, "test")
     if best_val and best_test and best_val != best_test:
-        blocks.append(Paragraph(
-            f"The ranking changes between the splits: {best_val} leads on validation but {best_test} on the "
-            "cross-dataset test, so the validation score alone would have picked the wrong model for new data."))
+        gap = results[best_test].metrics["test"]["roc_auc"] - results[best_val].metrics["test"]["roc_auc"]
+        caution = (f" The test gap is {fmt(gap)} AUC, small enough to be noise with one run per model."
+                   if gap < SMALL_AUC_GAP else " Validation alone would have picked a weaker model for new data.")
+        blocks.append(Paragraph(f"The ranking changes between the splits: {best_val} leads on validation but "
+                                f"{best_test} on the cross-dataset test.{caution}"))
     drops = {}
     items = []
     for name in names:
@@ -119,8 +122,10 @@ def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_sh
         items.append(f"{name}: ROC AUC {fmt(val['roc_auc'])} on validation, {fmt(test['roc_auc'])} on test "
                      f"(drop {fmt(auc_drop)}); accuracy {fmt(val['accuracy'])} to {fmt(test['accuracy'])} "
                      f"(drop {fmt(accuracy_drop)}).")
+    losing = sum(1 for drop in drops.values() if drop is not None and drop > 0)
+    who = "every model loses" if losing == len(drops) else f"{losing} of {len(drops)} models lose"
     blocks.append(Paragraph("From validation to the cross-dataset test (another source of faces, never seen "
-                            "in training) every model loses ground:"))
+                            f"in training) {who} ground:"))
     blocks.append(Bullets(items))
     known = {name: drop for name, drop in drops.items() if drop is not None}
     if len(known) > 1:

@@ -170,3 +170,21 @@ def test_html_escapes_text(tmp_path):
     Image.new("RGB", (4, 4), "red").save(figure)
     page = to_html("a <b>", [Section("s", "x & y", [Table(["<th>"], [["<td>"]]), Figure(figure, "<c>")])])
     assert "<b>" not in page.split("<body>")[1] and "&lt;th&gt;" in page and "x &amp; y" in page
+
+
+def test_a_small_test_gap_is_not_called_a_win():
+    def result(val_auc, test_auc):
+        split = {"accuracy": 0.8, "sensitivity": 0.8, "specificity": 0.8}
+        return report.ModelResults("m", {"val": split | {"roc_auc": val_auc}, "test": split | {"roc_auc": test_auc}},
+                                   {}, pd.DataFrame(), Path("."))
+
+    def text(results):
+        return " ".join(b.text for b in report.discussion(results, CLASSES, {"Female": 0.5, "Male": 0.5})
+                        if hasattr(b, "text"))
+
+    close = text({"a": result(0.90, 0.815), "b": result(0.87, 0.821)})
+    assert "a leads on validation but b on the cross-dataset test" in close and "noise" in close
+    wide = text({"a": result(0.90, 0.70), "b": result(0.87, 0.80)})
+    assert "weaker model" in wide and "noise" not in wide
+    mixed = text({"a": result(0.80, 0.85), "b": result(0.87, 0.80)})
+    assert "1 of 2 models lose ground" in mixed
