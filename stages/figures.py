@@ -21,7 +21,11 @@ def learning_curves(history: pd.DataFrame, title: str) -> plt.Figure:
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     figure.suptitle(title)
     epochs = history["epoch"] + 1
+    # Early stopping keeps the weights of the epoch with the lowest validation loss: show where it is.
+    best = int(epochs[history["val_loss"].idxmin()]) if "val_loss" in history and len(history) > 1 else None
     for axis, metric in zip(axes, ("loss", "accuracy")):
+        if best is not None:
+            axis.axvline(best, color="grey", linestyle=":", label=f"lowest validation loss (epoch {best})")
         axis.plot(epochs, history[metric], marker="o", label=f"training {metric}")
         if f"val_{metric}" in history:
             axis.plot(epochs, history[f"val_{metric}"], marker="o", label=f"validation {metric}")
