@@ -152,6 +152,10 @@ class TrainParams(_Section):
     transfer: TransferParams
 
 
+# The models, as TrainParams declares them: train.<name>, models/<name>/, metrics/<name>.json.
+MODEL_NAMES = list(TrainParams.model_fields)
+
+
 class EvaluateParams(_Section):
     threshold: float = Field(gt=0, lt=1)
     batch_size: int = Field(ge=1)
@@ -181,7 +185,7 @@ class Params(_Section):
 
     @property
     def model_names(self) -> list[str]:
-        return list(type(self.train).model_fields)
+        return list(MODEL_NAMES)
 
 
 def _describe(error: dict) -> str:

@@ -44,12 +44,11 @@ def predict_split(model, tfrecords_root: Path, split: str, batch_size: int) -> p
 
 def predict_features(head, features_root: Path, split: str, batch_size: int) -> pd.DataFrame:
     """P(class 1) for every image of a split from the transfer head on its cached base features."""
-    from stages.features import load_feature_files, load_features
+    from stages.features import load_features
 
-    features, labels = load_features(features_root, split)
+    features, labels, files = load_features(features_root, split)
     probabilities = head.predict(features, batch_size=batch_size, verbose=0).reshape(-1)
-    return pd.DataFrame({"file": load_feature_files(features_root, split), "label": labels.astype(int),
-                         "probability": probabilities})
+    return pd.DataFrame({"file": files, "label": labels.astype(int), "probability": probabilities})
 
 
 def uses_cached_features(training: dict, features_root: Path) -> bool:

@@ -49,16 +49,11 @@ def feature_extractor(image_size: int, weights: str, feature_layer: str):
     return keras.Model(inputs, base(VGGPreprocess()(inputs), training=False), name="vgg16_features")
 
 
-def load_features(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(features float32, labels float32) of one split, as the features stage saved them."""
+def load_features(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(features float32, labels float32, file names) of one split, as the features stage saved them."""
     with np.load(Path(root) / f"{split}.npz") as data:
-        return data["features"].astype(np.float32), data["labels"].astype(np.float32)
-
-
-def load_feature_files(root: Path, split: str) -> list[str]:
-    """The file name of each row of a split's features, in the same order."""
-    with np.load(Path(root) / f"{split}.npz") as data:
-        return [str(name) for name in data["files"]]
+        return (data["features"].astype(np.float32), data["labels"].astype(np.float32),
+                [str(name) for name in data["files"]])
 
 
 def read_features_manifest(root: Path) -> dict:

@@ -22,13 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from stages import cli
-from stages.config import MODELS_DIR, PARAMS_FILE, TrainParams, load_params
+from stages.config import MODEL_NAMES, MODELS_DIR, PARAMS_FILE, load_params
 from stages.fsutil import atomic_file
 from stages.images import UnreadableImage, iter_image_files, load_rgb
 
 MODEL_FILE = "model.keras"
 TRAINING_FILE = "training.json"
-MODEL_NAMES = list(TrainParams.model_fields)
 
 
 # --- the core: files in, rows out -------------------------------------------------------------

@@ -17,19 +17,19 @@ from typing import Sequence
 import pandas as pd
 import yaml
 
-from stages import cli
+from stages import cli, figures
 from stages.config import METRICS_DIR, MODELS_DIR, PLOTS_DIR, PREPARED_DIR, REPORTS_DIR, SPLITS, Params, load_params
 from stages.document import (Banner, Bullets, Code, Figure, Gallery, Paragraph, Section, Table, to_html,
                              to_markdown)
+from stages.compare import REFERENCE, compare
 from stages.evaluate import EVALUATED_SPLITS
+from stages.figures import SPLIT_TITLES
 from stages.fsutil import staged_dir
 from stages.metrics import METRIC_NAMES
 
 TITLE = "facegender: binary gender classification from face images"
-REFERENCE = "baseline"
 METRIC_TITLES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
                  "precision": "precision", "f1": "F1", "roc_auc": "ROC AUC"}
-SPLIT_TITLES = {"train": "training", "val": "validation", "test": "cross-dataset test"}
 SMALL_AUC_GAP = 0.02   # below this, a difference between two single runs is not called a win
 
 
@@ -84,28 +84,28 @@ def class_error_rates(split_metrics: dict, classes: Sequence[str]) -> dict[str, 
     return rates
 
 
-def best_model(results: dict[str, ModelResults], split: str, metric: str = "roc_auc") -> str | None:
-    """The model with the highest value of `metric` on `split` (None if no model has one)."""
+def ranking(results: dict[str, ModelResults], split: str, metric: str = "roc_auc") -> list[str]:
+    """The models with a value of `metric` on `split`, best first."""
     scored = {name: r.metrics[split][metric] for name, r in results.items() if r.metrics[split][metric] is not None}
-    return max(scored, key=scored.get) if scored else None
+    return sorted(scored, key=lambda name: -scored[name])
 
 
 def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_share: dict[str, float]) -> list:
     """Paragraphs and bullets drawn from the metrics: best models, the val-to-test drop, per-class errors."""
     blocks: list = []
     names = list(results)
+    best_by_split = {}
     for split in EVALUATED_SPLITS:
-        best = best_model(results, split)
-        if best is None:
+        order = ranking(results, split)
+        if not order:
             continue
-        ranking = sorted((n for n in names if results[n].metrics[split]["roc_auc"] is not None),
-                         key=lambda n: -results[n].metrics[split]["roc_auc"])
-        others = ", ".join(f"{n} {fmt(results[n].metrics[split]['roc_auc'])}" for n in ranking[1:])
+        best = best_by_split[split] = order[0]
+        others = ", ".join(f"{n} {fmt(results[n].metrics[split]['roc_auc'])}" for n in order[1:])
         blocks.append(Paragraph(
             f"On the {SPLIT_TITLES[split]} split the best model by ROC AUC is {best} "
             f"({results[best].description}) with {fmt(results[best].metrics[split]['roc_auc'])}"
             + (f", ahead of {others}." if others else ".")))
-    best_val, best_test = best_model(results, "val"), best_model(results, "test")
+    best_val, best_test = best_by_split.get("val"), best_by_split.get("test")
     if best_val and best_test and best_val != best_test:
         gap = results[best_test].metrics["test"]["roc_auc"] - results[best_val].metrics["test"]["roc_auc"]
         caution = (f" The test gap is {fmt(gap)} AUC, small enough to be noise with one run per model."
@@ -212,8 +212,6 @@ def copy_figure(source: Path, figures_dir: Path, name: str) -> Path:
 
 def figure_sections(results: dict[str, ModelResults], figures_dir: Path) -> list[Section]:
     """Learning curves, overlaid ROC curves per split, confusion matrices: PNGs in figures_dir."""
-    from stages import figures
-
     curves = [Figure(copy_figure(r.plots / "learning_curves.png", figures_dir, f"{n}_learning_curves.png"),
                      f"{n} ({r.description}): loss and accuracy per epoch, training and validation")
               for n, r in results.items()]
@@ -236,23 +234,20 @@ def figure_sections(results: dict[str, ModelResults], figures_dir: Path) -> list
                 "its row.")] + confusions)]
 
 
-def metrics_section(results: dict[str, ModelResults]) -> Section:
-    """One table per split: every metric for every model, with its difference to the baseline."""
-    blocks: list = [Paragraph("Male is the positive class: sensitivity is the share of Male faces labelled Male, "
-                              "specificity the share of Female faces labelled Female. In brackets: the difference "
-                              f"to the {REFERENCE}.")]
-    reference = results.get(REFERENCE)
+def metrics_section(results: dict[str, ModelResults], classes: Sequence[str]) -> Section:
+    """One table per split: every metric for every model, with its difference to the baseline (compare's)."""
+    blocks: list = [Paragraph(f"{classes[1]} is the positive class: sensitivity is the share of {classes[1]} faces "
+                              f"labelled {classes[1]}, specificity the share of {classes[0]} faces labelled "
+                              f"{classes[0]}. In brackets: the difference to the {REFERENCE}.")]
+    table = compare({name: result.metrics for name, result in results.items()})
     for split in EVALUATED_SPLITS:
         rows = []
         for name, result in results.items():
             cells = [name]
             for metric in METRIC_NAMES:
-                value = result.metrics[split][metric]
-                cell = fmt(value)
-                if reference is not None and name != REFERENCE:
-                    base = reference.metrics[split][metric]
-                    cell += f" ({signed(None if None in (value, base) else value - base)})"
-                cells.append(cell)
+                row = table[split][metric]
+                difference = f"{name}_minus_{REFERENCE}"
+                cells.append(fmt(row[name]) + (f" ({signed(row[difference])})" if difference in row else ""))
             cells.append(str(result.metrics[split]["n"]))
             rows.append(cells)
         blocks.append(Table(["model", *(METRIC_TITLES[m] for m in METRIC_NAMES), "images"], rows,
@@ -345,7 +340,7 @@ def build_report(params: Params, prepare_summary: dict, results: dict[str, Model
     sections.append(data_section(params, prepare_summary))
     sections += model_sections(results, params)
     sections += figure_sections(results, figures_dir)
-    sections.append(metrics_section(results))
+    sections.append(metrics_section(results, classes))
     sections.append(Section("discussion", "Discussion", discussion(results, classes, test_share)))
     sections.append(mistakes_section(results, prepared_root, figures_dir, params.report.mistakes_per_model, classes))
     sections.append(ethics_section(params, test_share))

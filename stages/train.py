@@ -1,7 +1,8 @@
 """train: fit one model (`python -m stages.train baseline`) on the training TFRecords.
 
-Writes models/<model>/: model.keras, summary.txt (the layer table, as in the assignment's Figure 1), history.csv (per-epoch loss
-and accuracy on training and validation, DVC plot data) and training.json (epochs, time, sizes).
+Writes models/<model>/: model.keras, summary.txt (the layer table, as in the assignment's Figure 1),
+history.csv (per-epoch loss and accuracy on training and validation, DVC plot data) and
+training.json (epochs, time, parameter counts, layer table, classes).
 The transfer model trains its head on the cached VGG16 features of the features stage.
 """
 
@@ -113,8 +114,8 @@ def fit_transfer(params: TransferParams, image_size: int, tfrecords_root: Path, 
         compile_model(model, params.optimizer, params.learning_rate)
         history = fit_images(model, params, tfrecords_root, out_dir)
     else:
-        train_x, train_y = load_features(features_root, "train")
-        val_x, val_y = load_features(features_root, "val")
+        train_x, train_y, _ = load_features(features_root, "train")
+        val_x, val_y, _ = load_features(features_root, "val")
         head = transfer.make_head(train_x.shape[1:], params)
         compile_model(head, params.optimizer, params.learning_rate)
         train = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(
