@@ -7,9 +7,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-
-class UserError(Exception):
-    """A problem the user can fix (bad input, bad params, missing credentials): shown as one line."""
+from stages.errors import UserError
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from stages.config import METRICS_DIR, load_params
 from stages.evaluate import EVALUATED_SPLITS
 from stages.fsutil import write_json_atomic
 from stages.metrics import METRIC_NAMES
+from stages.errors import UserError
 
 REFERENCE = "baseline"
 
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for model in load_params().model_names:
         path = METRICS_DIR / f"{model}.json"
         if not path.is_file():
-            raise cli.UserError(f"{path}: not found; run its evaluate stage first (dvc repro evaluate@{model})")
+            raise UserError(f"{path}: not found; run its evaluate stage first (dvc repro evaluate@{model})")
         metrics_by_model[model] = json.loads(path.read_text())
     table = compare(metrics_by_model)
     write_json_atomic(METRICS_DIR / "comparison.json", table)

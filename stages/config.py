@@ -8,7 +8,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from stages.cli import UserError
+from stages.errors import UserError
 
 PARAMS_FILE = Path("params.yaml")
 

@@ -22,6 +22,7 @@ from stages import cli
 from stages.config import FEATURES_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, TFRECORDS_DIR, load_params
 from stages.fsutil import staged_dir, write_json_atomic
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
+from stages.errors import UserError
 
 EVALUATED_SPLITS = ("val", "test")
 
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
     model_dir = MODELS_DIR / model
     if not (model_dir / "model.keras").is_file():
-        raise cli.UserError(f"{model_dir}/model.keras: not found; run its train stage first (dvc repro train@{model})")
+        raise UserError(f"{model_dir}/model.keras: not found; run its train stage first (dvc repro train@{model})")
     with staged_dir(PLOTS_DIR / model) as staging:
         summary = evaluate(model, model_dir, TFRECORDS_DIR, staging, params.prepare.classes,
                            params.evaluate.threshold, params.evaluate.batch_size)

@@ -25,6 +25,7 @@ from stages import cli
 from stages.config import MODEL_NAMES, MODELS_DIR, PARAMS_FILE, load_params
 from stages.fsutil import atomic_file
 from stages.images import UnreadableImage, iter_image_files, load_rgb
+from stages.errors import UserError
 
 MODEL_FILE = "model.keras"
 TRAINING_FILE = "training.json"
@@ -89,9 +90,9 @@ def model_image_size(model) -> int:
     shape = model.input_shape
     if not (isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 3
             and isinstance(shape[1], int) and shape[1] == shape[2]):
-        raise cli.UserError(f"the model takes input of shape {shape}; expected (None, size, size, 3)")
+        raise UserError(f"the model takes input of shape {shape}; expected (None, size, size, 3)")
     if model.output_shape[-1] != 1:
-        raise cli.UserError(f"the model outputs shape {model.output_shape}; expected one sigmoid probability")
+        raise UserError(f"the model outputs shape {model.output_shape}; expected one sigmoid probability")
     return shape[1]
 
 
@@ -102,14 +103,14 @@ def resolve_model(spec: str) -> Path:
     if spec in MODEL_NAMES:
         path = MODELS_DIR / spec / MODEL_FILE
         if not path.is_file():
-            raise cli.UserError(f"{path}: not found; train it first (dvc repro train@{spec}) "
+            raise UserError(f"{path}: not found; train it first (dvc repro train@{spec}) "
                                 "or give the path of a .keras file")
         return path
     path = Path(spec)
     if path.is_dir():
         path = path / MODEL_FILE
     if not path.is_file():
-        raise cli.UserError(f"{path}: not found; give a model name ({', '.join(MODEL_NAMES)}), "
+        raise UserError(f"{path}: not found; give a model name ({', '.join(MODEL_NAMES)}), "
                             f"a .keras file or a folder holding {MODEL_FILE}")
     return path
 
@@ -121,10 +122,10 @@ def read_classes(model_path: Path) -> list[str]:
         try:
             classes = json.loads(training.read_text()).get("classes")
         except (ValueError, AttributeError):
-            raise cli.UserError(f"{training}: not a JSON object; retrain the model or remove the file") from None
+            raise UserError(f"{training}: not a JSON object; retrain the model or remove the file") from None
         if classes is not None:
             if not (isinstance(classes, list) and len(classes) == 2 and all(isinstance(c, str) for c in classes)):
-                raise cli.UserError(f"{training}: \"classes\" should be two class names, got {classes!r}")
+                raise UserError(f"{training}: \"classes\" should be two class names, got {classes!r}")
             return classes
         missing = f"{training} has no \"classes\""
     else:
@@ -132,16 +133,16 @@ def read_classes(model_path: Path) -> list[str]:
     # Guessing the names would silently swap labels for a model trained with other classes.
     try:
         return list(load_params().prepare.classes)
-    except cli.UserError as error:
-        raise cli.UserError(f"cannot tell the class names: {missing}, and {PARAMS_FILE} gave none ({error})") from None
+    except UserError as error:
+        raise UserError(f"cannot tell the class names: {missing}, and {PARAMS_FILE} gave none ({error})") from None
 
 
 def default_threshold() -> float:
     """params.yaml's evaluate.threshold, so predict labels images as evaluate scored them."""
     try:
         return load_params().evaluate.threshold
-    except cli.UserError as error:
-        raise cli.UserError(f"{error}; or give --threshold") from None
+    except UserError as error:
+        raise UserError(f"{error}; or give --threshold") from None
 
 
 def table_lines(rows: list[dict], classes: Sequence[str], header: bool = False) -> list[str]:
@@ -193,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Every cheap check before TensorFlow starts: a typo fails in a second, not after model loading.
     for path in args.paths:
         if not path.exists():
-            raise cli.UserError(f"{path}: no such file or folder")
+            raise UserError(f"{path}: no such file or folder")
     model_path = resolve_model(args.model)
     classes = read_classes(model_path)
     threshold = args.threshold if args.threshold is not None else default_threshold()
@@ -204,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         model = models.load(model_path)
     except Exception as error:  # Keras raises many types for a bad file; all mean "cannot load".
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise cli.UserError(f"{model_path}: cannot load the model ({reason})") from None
+        raise UserError(f"{model_path}: cannot load the model ({reason})") from None
     model_image_size(model)
 
     def warn(path: Path, reason: str) -> None:
@@ -239,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             # Raised inside the ExitStack, so a half-written CSV is removed, not renamed into place.
             seen = files.n
             given = " ".join(str(path) for path in args.paths)
-            raise cli.UserError(f"no image file found in {given}" if seen == 0
+            raise UserError(f"no image file found in {given}" if seen == 0
                                 else f"none of the {seen} files could be read as an image (see the warnings above)")
     skipped = files.n - predicted
     note = f"; skipped {skipped} unreadable" if skipped else ""

@@ -21,6 +21,7 @@ from stages import cli
 from stages.config import METRICS_DIR, PREPARED_DIR, RAW_DIR, SPLITS, PrepareParams, load_params
 from stages.fsutil import staged_dir, write_json_atomic
 from stages.images import UnreadableImage, find_class_folders, is_image_file, load_rgb
+from stages.errors import UserError
 
 METRICS_FILE = METRICS_DIR / "prepare.json"
 
@@ -69,13 +70,13 @@ def plan(raw_root: Path, params: PrepareParams) -> tuple[list[Task], list[Skippe
         source = params.splits[split]
         dataset_root = raw_root / source.dataset
         if not dataset_root.is_dir():
-            raise cli.UserError(
+            raise UserError(
                 f"{dataset_root}: not found; run the download stage first (dvc repro download)"
             )
         try:
             class_folders = find_class_folders(dataset_root, list(source.classes), within=source.folder)
         except FileNotFoundError as error:
-            raise cli.UserError(
+            raise UserError(
                 f"{error}; set prepare.splits.{split}.folder / .classes in params.yaml to match"
             ) from None
         for source_class, folder in class_folders.items():
@@ -140,7 +141,7 @@ def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int 
     counts = count_images(tasks, failed, params.classes)
     empty = [f"{split}/{label}" for split in SPLITS for label in params.classes if counts[split][label] == 0]
     if empty:
-        raise cli.UserError(
+        raise UserError(
             f"no readable images for {', '.join(empty)} under {raw_root}; check the downloaded data "
             "and prepare.splits in params.yaml"
         )

@@ -26,6 +26,7 @@ from stages.evaluate import EVALUATED_SPLITS
 from stages.figures import SPLIT_TITLES
 from stages.fsutil import staged_dir
 from stages.metrics import METRIC_NAMES
+from stages.errors import UserError
 
 TITLE = "facegender: binary gender classification from face images"
 METRIC_TITLES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
@@ -56,7 +57,7 @@ def read_results(name: str, models_dir: Path = MODELS_DIR, metrics_dir: Path = M
     for what, path in files.items():
         if not path.is_file():
             stage = "train" if what in ("training", "history") else "evaluate"
-            raise cli.UserError(f"{path}: not found; run {stage}@{name} first (dvc repro {stage}@{name})")
+            raise UserError(f"{path}: not found; run {stage}@{name} first (dvc repro {stage}@{name})")
     return ModelResults(name, json.loads(files["metrics"].read_text()), json.loads(files["training"].read_text()),
                         pd.read_csv(files["history"]), plots_dir / name)
 
@@ -354,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params()
     prepare_file = METRICS_DIR / "prepare.json"
     if not prepare_file.is_file():
-        raise cli.UserError(f"{prepare_file}: not found; run the prepare stage first (dvc repro prepare)")
+        raise UserError(f"{prepare_file}: not found; run the prepare stage first (dvc repro prepare)")
     prepare_summary = json.loads(prepare_file.read_text())
     results = {name: read_results(name) for name in params.model_names}
     with staged_dir(REPORTS_DIR) as staging:

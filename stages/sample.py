@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from stages.cli import UserError
+from stages.errors import UserError
 from stages.config import SampleParams
 
 # Probability of each cue per class: overlapping on purpose.

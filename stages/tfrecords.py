@@ -16,6 +16,7 @@ from tqdm import tqdm
 from stages import cli
 from stages.config import PREPARED_DIR, SPLITS, TFRECORDS_DIR, load_params
 from stages.fsutil import staged_dir, write_json_atomic
+from stages.errors import UserError
 
 
 def list_examples(prepared_root: Path, classes: list[str], split: str) -> list[tuple[Path, int]]:
@@ -24,7 +25,7 @@ def list_examples(prepared_root: Path, classes: list[str], split: str) -> list[t
     for label, name in enumerate(classes):
         folder = prepared_root / split / name
         if not folder.is_dir():
-            raise cli.UserError(f"{folder}: not found; run the prepare stage first (dvc repro prepare)")
+            raise UserError(f"{folder}: not found; run the prepare stage first (dvc repro prepare)")
         examples.extend((path, label) for path in sorted(folder.glob("*.png")))
     return examples
 

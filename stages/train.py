@@ -16,6 +16,7 @@ from typing import Sequence
 from stages import cli
 from stages.config import FEATURES_DIR, MODELS_DIR, TFRECORDS_DIR, FitParams, TransferParams, load_params
 from stages.fsutil import staged_dir, write_json_atomic, write_text_atomic
+from stages.errors import UserError
 
 
 def make_optimizer(name: str, learning_rate: float):
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params()
     model = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
     if not (TFRECORDS_DIR / "manifest.json").is_file():
-        raise cli.UserError(f"{TFRECORDS_DIR}/manifest.json: not found; run the tfrecords stage first")
+        raise UserError(f"{TFRECORDS_DIR}/manifest.json: not found; run the tfrecords stage first")
     model_params = getattr(params.train, model)
     with staged_dir(MODELS_DIR / model) as staging:
         info = fit(model, model_params, TFRECORDS_DIR, staging)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.cli import UserError
+from stages.errors import UserError
 from stages.config import Params, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]

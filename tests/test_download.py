@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from stages import cli, download
-from stages.cli import UserError
+from stages.errors import UserError
 from stages.config import parse_params
 from tests.fake_kaggle import TEST_FILES, TRAINVAL_FILES, FakeKaggle, make_archive, make_tree
 

@@ -61,7 +61,7 @@ def test_baseline_takes_raw_pixels_and_outputs_probabilities():
 
 # --- improved ---------------------------------------------------------------------------------
 
-from stages.cli import UserError  # noqa: E402
+from stages.errors import UserError  # noqa: E402
 from stages.config import load_params  # noqa: E402
 from stages.models import improved, transfer  # noqa: E402
 

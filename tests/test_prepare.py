@@ -13,7 +13,7 @@ from PIL import Image
 
 from stages import prepare as prep
 from stages import sample
-from stages.cli import UserError
+from stages.errors import UserError
 from stages.config import PrepareParams, SampleParams, load_params, parse_params
 from stages.images import load_rgb
 

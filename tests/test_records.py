@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from stages import tfrecords  # noqa: E402
-from stages.cli import UserError  # noqa: E402
+from stages.errors import UserError  # noqa: E402
 from stages.records import MANIFEST_NAME, decode_example, encode_example, load_split, read_manifest, shard_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from stages import sample
-from stages.cli import UserError
+from stages.errors import UserError
 from stages.config import SampleParams
 
 PARAMS = SampleParams(seed=11, train_per_class=6, val_per_class=5, unlabeled=2,

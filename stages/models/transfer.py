@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from stages.cli import UserError
+from stages.errors import UserError
 from stages.config import TransferParams
 from stages.models.augmentation import make_augmentation
 

@@ -1,0 +1,5 @@
+"""The one error type a user sees: raised anywhere, shown by the command-line shell as one line."""
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad input, bad params, missing credentials): shown as one line."""
