@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Any, Literal, Optional, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 
 from stages.errors import UserError
 
@@ -22,19 +22,21 @@ PLOTS_DIR = Path("plots")
 REPORTS_DIR = Path("reports")
 
 SPLITS = ("train", "val", "test")
+# The splits a trained model is scored on: validation and the cross-dataset test.
+EVALUATED_SPLITS = ("val", "test")
 
 
-class _Section(BaseModel):
+class ParamsSection(BaseModel):
     # Unknown keys are typos (`dvc exp run -S train.baseline.epoch=3`): refuse them.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DatasetSource(_Section):
+class DatasetSource(ParamsSection):
     slug: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
     version: Optional[int] = Field(default=None, ge=1)
 
 
-class SampleParams(_Section):
+class SampleParams(ParamsSection):
     seed: int
     train_per_class: int = Field(ge=1)
     val_per_class: int = Field(ge=1)
@@ -43,7 +45,7 @@ class SampleParams(_Section):
     test_male_fraction: float = Field(gt=0, lt=1)
 
 
-class DownloadParams(_Section):
+class DownloadParams(ParamsSection):
     source: Literal["sample", "kaggle"]
     datasets: dict[str, DatasetSource]
     sample: SampleParams
@@ -56,13 +58,13 @@ class DownloadParams(_Section):
         return self
 
 
-class SplitSource(_Section):
+class SplitSource(ParamsSection):
     dataset: str
     folder: Optional[str] = None
     classes: dict[str, str]
 
 
-class PrepareParams(_Section):
+class PrepareParams(ParamsSection):
     image_size: int = Field(ge=32, le=1024)
     classes: list[str] = Field(min_length=2, max_length=2)
     splits: dict[Literal["train", "val", "test"], SplitSource]
@@ -82,96 +84,65 @@ class PrepareParams(_Section):
         return self
 
 
-class TfrecordsParams(_Section):
+class TfrecordsParams(ParamsSection):
     shard_size: int = Field(ge=1)
     seed: int
 
 
-class FitParams(_Section):
-    """What every model's training shares."""
+class ReduceLearningRate(ParamsSection):
+    """Keras's ReduceLROnPlateau on val_loss."""
+
+    patience: int = Field(ge=1)
+    factor: float = Field(gt=0, lt=1)
+    min_learning_rate: float = Field(ge=0)
+
+
+class FitParams(ParamsSection):
+    """What every model's train.<name> section holds; a model module's Params adds its own keys."""
 
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     learning_rate: float = Field(gt=0)
     optimizer: Literal["adam", "sgd", "rmsprop"]
     seed: int
+    shuffle_buffer: int = Field(ge=1)                       # training examples mixed per draw, every epoch
+    early_stopping_patience: int = Field(ge=0)              # epochs without a lower val_loss; 0: off
+    reduce_learning_rate: Optional[ReduceLearningRate]      # null: off
 
 
-class BaselineParams(FitParams):
-    pass
+# A model's name is its module's name (stages/models/<name>.py), so it must be a Python identifier.
+MODEL_NAME = r"^[a-z][a-z0-9_]*$"
 
 
-class AugmentationParams(_Section):
-    """Keras preprocessing layers, active only while training; 0 or false switches one off."""
-
-    flip: bool = False
-    rotation: float = Field(default=0.0, ge=0, le=0.5)      # fraction of a full turn
-    zoom: float = Field(default=0.0, ge=0, lt=1)
-    translation: float = Field(default=0.0, ge=0, lt=1)    # fraction of height and width
-    contrast: float = Field(default=0.0, ge=0, lt=1)
-    brightness: float = Field(default=0.0, ge=0, lt=1)
-
-    @property
-    def enabled(self) -> bool:
-        return any(value for value in self.model_dump().values())
+class FeaturesParams(ParamsSection):
+    batch_size: int = Field(ge=1)
 
 
-class ImprovedParams(FitParams):
-    filters: list[int] = Field(min_length=1)                # one conv block per entry
-    first_stride: int = Field(ge=1, le=4)                  # stride of the very first conv
-    convs_per_block: int = Field(ge=1, le=3)
-    batch_norm: bool
-    dropout: float = Field(ge=0, lt=1)
-    global_pooling: bool                                   # else Flatten
-    dense_units: int = Field(ge=0)                         # 0: no hidden dense layer
-    l2: float = Field(ge=0)
-    early_stopping_patience: int = Field(ge=0)             # 0: off
-    reduce_lr_patience: int = Field(ge=0)                  # 0: off
-    augmentation: AugmentationParams
-
-
-class FineTuneParams(_Section):
-    enabled: bool
-    epochs: int = Field(ge=1)
-    learning_rate: float = Field(gt=0)
-
-
-class TransferParams(FitParams):
-    weights: str = Field(min_length=1)                     # hed | imagenet | none | a file path
-    feature_layer: str = Field(min_length=1)               # the VGG16 layer whose output is the feature
-    head_units: list[int]
-    dropout: float = Field(ge=0, lt=1)
-    early_stopping_patience: int = Field(ge=0)
-    augmentation: AugmentationParams
-    fine_tune: FineTuneParams
-
-
-class TrainParams(_Section):
-    baseline: BaselineParams
-    improved: ImprovedParams
-    transfer: TransferParams
-
-
-# The models, as TrainParams declares them: train.<name>, models/<name>/, metrics/<name>.json.
-MODEL_NAMES = list(TrainParams.model_fields)
-
-
-class EvaluateParams(_Section):
+class EvaluateParams(ParamsSection):
     threshold: float = Field(gt=0, lt=1)
     batch_size: int = Field(ge=1)
 
 
-class ReportParams(_Section):
+class CompareParams(ParamsSection):
+    reference: str                                          # the model every other is compared with
+
+
+class ReportParams(ParamsSection):
     mistakes_per_model: int = Field(ge=0, le=50)            # gallery of the most confident wrong test images
 
 
-class Params(_Section):
+class Params(ParamsSection):
     download: DownloadParams
     prepare: PrepareParams
     tfrecords: TfrecordsParams
-    train: TrainParams
+    features: FeaturesParams
+    # One section per model, checked against its module's Params when a stage asks for the model
+    # (stages.models.family): the loader stays free of Keras.
+    train: dict[Annotated[str, StringConstraints(pattern=MODEL_NAME)], dict[str, Any]] = Field(min_length=1)
     evaluate: EvaluateParams
+    compare: CompareParams
     report: ReportParams
+    _source: str = PrivateAttr(default=str(PARAMS_FILE))    # the file it came from, for error messages
 
     @model_validator(mode="after")
     def _splits_name_known_datasets(self) -> "Params":
@@ -181,11 +152,19 @@ class Params(_Section):
                     f"prepare.splits.{name}.dataset is '{split.dataset}', "
                     f"not one of download.datasets {sorted(self.download.datasets)}"
                 )
+        if self.compare.reference not in self.train:
+            raise ValueError(f"compare.reference is '{self.compare.reference}', not one of the models in "
+                             f"train {sorted(self.train)}")
         return self
 
     @property
+    def source(self) -> str:
+        return self._source
+
+    @property
     def model_names(self) -> list[str]:
-        return list(MODEL_NAMES)
+        """The models, in params.yaml's order: train.<name>, stages/models/<name>.py, models/<name>/."""
+        return list(self.train)
 
 
 def _describe(error: dict) -> str:
@@ -201,15 +180,27 @@ def _describe(error: dict) -> str:
     return f"{where}: {message} (got {value!r})" if where else message
 
 
-def parse_params(raw: dict, source: str = str(PARAMS_FILE)) -> Params:
-    """Validate a params mapping; any problem becomes one UserError naming the key."""
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+def validate_section(schema: type[Schema], raw: object, where: str = "", source: str = str(PARAMS_FILE)) -> Schema:
+    """Validate one mapping against a schema; any problem becomes one UserError naming the key
+    (`where` is the mapping's own key, e.g. train.improved)."""
     try:
-        return Params.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as error:
-        first = error.errors()[0]
+        first = dict(error.errors()[0])
+        first["loc"] = (*(part for part in where.split(".") if part), *first["loc"])
         more = len(error.errors()) - 1
         extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise UserError(f"{source}: {_describe(first)}{extra}; fix it in {source}") from None
+
+
+def parse_params(raw: dict, source: str = str(PARAMS_FILE)) -> Params:
+    """Validate a params mapping; any problem becomes one UserError naming the key."""
+    params = validate_section(Params, raw, source=source)
+    params._source = source
+    return params
 
 
 def load_params(path: Path | str = PARAMS_FILE) -> Params:

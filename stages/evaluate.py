@@ -1,68 +1,24 @@
 """evaluate: score one trained model on the validation and cross-dataset test splits.
 
-Writes metrics/<model>.json (a description, then accuracy, sensitivity, specificity, precision, F1,
-ROC AUC per split; Male is the positive class; the same keys for every model) and plots/<model>/:
-ROC points and per-image predictions as CSV (DVC plot data) and PNG figures (learning curves, ROC,
-confusion matrices).
-The transfer model's frozen VGG16 base already ran over every split in the features stage, so unless
-it was fine-tuned its head is evaluated on those cached features: the same numbers, minutes sooner.
+Writes metrics/models/<model>.json (the model's description, then accuracy, sensitivity,
+specificity, precision, F1, ROC AUC per split; Male is the positive class; the same keys for every
+model) and plots/<model>/: ROC points and per-image predictions as CSV (DVC plot data) and PNG
+figures (learning curves, ROC, confusion matrices). The model's module says how it is scored
+(a frozen base's head, say, on that base's cached features).
 """
 
 from __future__ import annotations
 
-import json
-from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from stages import cli
-from stages.config import FEATURES_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, TFRECORDS_DIR, load_params
-from stages.fsutil import staged_dir, write_json_atomic
+from stages.config import EVALUATED_SPLITS, load_params
+from stages.contracts import ModelDir, ModelMetrics, PlotsDir, SplitMetrics, TrainingInfo, missing
+from stages.fsutil import staged_dir
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
-from stages.errors import UserError
-
-EVALUATED_SPLITS = ("val", "test")
-
-
-def predict_split(model, tfrecords_root: Path, split: str, batch_size: int) -> pd.DataFrame:
-    """P(class 1) for every image of a split, with its file name and true label index."""
-    from stages.records import load_split
-
-    files, labels, probabilities = [], [], []
-    for images, batch_labels, batch_files in load_split(tfrecords_root, split, batch_size, with_filenames=True):
-        probabilities.append(model.predict_on_batch(images).reshape(-1))
-        labels.append(batch_labels.numpy().astype(int))
-        files.extend(name.decode("utf-8") for name in batch_files.numpy())
-    return pd.DataFrame({
-        "file": files,
-        "label": np.concatenate(labels) if labels else np.array([], dtype=int),
-        "probability": np.concatenate(probabilities) if probabilities else np.array([], dtype=float),
-    })
-
-
-def predict_features(head, features_root: Path, split: str, batch_size: int) -> pd.DataFrame:
-    """P(class 1) for every image of a split from the transfer head on its cached base features."""
-    from stages.features import load_features
-
-    features, labels, files = load_features(features_root, split)
-    probabilities = head.predict(features, batch_size=batch_size, verbose=0).reshape(-1)
-    return pd.DataFrame({"file": files, "label": labels.astype(int), "probability": probabilities})
-
-
-def uses_cached_features(training: dict, features_root: Path) -> bool:
-    """True when the model's base is frozen and is the one the features stage ran (same weights, same cut)."""
-    from stages.features import read_features_manifest
-
-    if training.get("model") != "transfer" or training.get("fine_tuned", True):
-        return False
-    manifest = Path(features_root) / "manifest.json"
-    if not manifest.is_file():
-        return False
-    features = read_features_manifest(features_root)
-    return all(features.get(key) == training.get(key) for key in ("weights", "feature_layer"))
 
 
 def score(predictions: pd.DataFrame, classes: list[str], threshold: float) -> tuple[dict, pd.DataFrame, dict]:
@@ -78,68 +34,62 @@ def score(predictions: pd.DataFrame, classes: list[str], threshold: float) -> tu
     return metrics, rows, roc_points(predictions["label"], predictions["probability"])
 
 
-def write_figures(out_dir: Path, name: str, classes: list[str], history: pd.DataFrame,
+def write_figures(plots: PlotsDir, title: str, classes: list[str], history: pd.DataFrame,
                   results: dict[str, tuple[dict, dict]]) -> None:
     """learning_curves.png, roc.png (val and test) and confusion_<split>.png."""
     from stages import figures
 
-    figures.save(figures.learning_curves(history, name), out_dir / "learning_curves.png")
+    figures.save(figures.learning_curves(history, title), plots.learning_curves_figure)
     curves = {figures.SPLIT_TITLES[split]: (roc["fpr"], roc["tpr"], metrics["roc_auc"])
               for split, (metrics, roc) in results.items()}
-    figures.save(figures.roc_figure(curves, f"{name}: ROC"), out_dir / "roc.png")
+    figures.save(figures.roc_figure(curves, f"{title}: ROC"), plots.roc_figure)
     for split, (metrics, _) in results.items():
-        title = f"{name}: {figures.SPLIT_TITLES[split]}"
-        figures.save(figures.confusion_figure(metrics["confusion"], classes, title), out_dir / f"confusion_{split}.png")
+        figures.save(figures.confusion_figure(metrics["confusion"], classes, f"{title}: {figures.SPLIT_TITLES[split]}"),
+                     plots.confusion_figure(split))
 
 
-def describe_model(name: str, training: dict) -> str:
-    """What a model is, for metrics and titles; the transfer model names its base weights."""
-    if name == "transfer":
-        return training["weights_label"]
-    return {"baseline": "baseline CNN (assignment Figure 1)", "improved": "improved CNN"}.get(name, name)
+def evaluate(family_class, model_dir: ModelDir, data, plots: PlotsDir, classes: list[str],
+             threshold: float, batch_size: int) -> ModelMetrics:
+    """Score the model saved in model_dir (of the given Family class) on val and test, reading `data`
+    (DataRoots); write plot data and figures into plots; return the metrics."""
+    from stages.models import load_model
 
-
-def evaluate(name: str, model_dir: Path, tfrecords_root: Path, out_dir: Path, classes: list[str],
-             threshold: float, batch_size: int, features_root: Path = FEATURES_DIR) -> dict:
-    """Evaluate the model saved in model_dir on val and test; write plot data and figures; return metrics."""
-    from stages import models
-
-    model = models.load(model_dir / "model.keras")
-    training = json.loads((model_dir / "training.json").read_text())
-    description = describe_model(name, training)
-    summary: dict = {"description": description}
-    if uses_cached_features(training, features_root):
-        source, predict = features_root, partial(predict_features, model.get_layer("head"))
-    else:
-        source, predict = tfrecords_root, partial(predict_split, model)
-    results = {}
+    model = load_model(model_dir.model)
+    training = TrainingInfo.read(model_dir.training)
+    results, summary = {}, {}
     for split in EVALUATED_SPLITS:
-        metrics, rows, roc = score(predict(source, split, batch_size), classes, threshold)
-        rows.to_csv(out_dir / f"predictions_{split}.csv", index=False)
-        pd.DataFrame(roc).to_csv(out_dir / f"roc_{split}.csv", index=False)
-        summary[split] = {key: metrics[key] for key in METRIC_NAMES} | {"n": metrics["n"]}
+        predictions = family_class.predict_split(model, training, data, split, batch_size)
+        metrics, rows, roc = score(predictions, classes, threshold)
+        rows.to_csv(plots.predictions(split), index=False)
+        pd.DataFrame(roc).to_csv(plots.roc(split), index=False)
+        summary[split] = SplitMetrics(**{key: metrics[key] for key in METRIC_NAMES}, n=metrics["n"])
         results[split] = (metrics, roc)
+    name, description = training.model, training.description
     title = name if name == description else f"{name} ({description})"
-    write_figures(out_dir, title, classes, pd.read_csv(model_dir / "history.csv"), results)
-    return summary
+    write_figures(plots, title, classes, model_dir.read_history(), results)
+    return ModelMetrics(description=description, **summary)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     cli.quiet_tensorflow()
     params = load_params()
-    model = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
-    model_dir = MODELS_DIR / model
-    if not (model_dir / "model.keras").is_file():
-        raise UserError(f"{model_dir}/model.keras: not found; run its train stage first (dvc repro train@{model})")
-    with staged_dir(PLOTS_DIR / model) as staging:
-        summary = evaluate(model, model_dir, TFRECORDS_DIR, staging, params.prepare.classes,
-                           params.evaluate.threshold, params.evaluate.batch_size)
-    write_json_atomic(METRICS_DIR / f"{model}.json", summary)
-    print(summary["description"])
+    name = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
+    model_dir = ModelDir.of(name)
+    if not model_dir.model.is_file():
+        raise missing(model_dir.model, f"train@{name}")
+    from stages import models
+    from stages.models.family import DataRoots
+
+    target = PlotsDir.of(name)
+    with staged_dir(target.root) as staging:
+        metrics = evaluate(models.family_class(name), model_dir, DataRoots(), PlotsDir(staging),
+                           params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size)
+    metrics.write(ModelMetrics.path(name))
+    print(metrics.description)
     for split in EVALUATED_SPLITS:
-        metrics = summary[split]
-        shown = ", ".join(f"{key} {metrics[key]:.3f}" for key in METRIC_NAMES if metrics[key] is not None)
-        print(f"{model} {split}: {shown}")
+        values = metrics.split(split)
+        shown = ", ".join(f"{key} {getattr(values, key):.3f}" for key in METRIC_NAMES if getattr(values, key) is not None)
+        print(f"{name} {split}: {shown}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -22,13 +23,11 @@ import numpy as np
 from tqdm import tqdm
 
 from stages import cli
-from stages.config import MODEL_NAMES, MODELS_DIR, PARAMS_FILE, load_params
+from stages.config import MODEL_NAME, MODELS_DIR, PARAMS_FILE, load_params
+from stages.contracts import MODEL_FILE, ModelDir
+from stages.errors import UserError
 from stages.fsutil import atomic_file
 from stages.images import UnreadableImage, iter_image_files, load_rgb
-from stages.errors import UserError
-
-MODEL_FILE = "model.keras"
-TRAINING_FILE = "training.json"
 
 
 # --- the core: files in, rows out -------------------------------------------------------------
@@ -98,26 +97,36 @@ def model_image_size(model) -> int:
 
 # --- the shell: model, classes and threshold, table and CSV -----------------------------------
 
+def model_names() -> list[str]:
+    """The models params.yaml names (train.<name>), or none when it cannot be read."""
+    try:
+        return load_params().model_names
+    except UserError:
+        return []
+
+
 def resolve_model(spec: str) -> Path:
     """The model file for a name (models/<name>/model.keras), a .keras file, or a folder holding one."""
-    if spec in MODEL_NAMES:
-        path = MODELS_DIR / spec / MODEL_FILE
+    names = model_names()
+    # A name from params.yaml, or (params.yaml aside) a bare name that is no file or folder here.
+    if spec in names or (re.fullmatch(MODEL_NAME, spec) and not Path(spec).exists()):
+        path = ModelDir.of(spec).model
         if not path.is_file():
             raise UserError(f"{path}: not found; train it first (dvc repro train@{spec}) "
-                                "or give the path of a .keras file")
+                            "or give the path of a .keras file")
         return path
     path = Path(spec)
     if path.is_dir():
         path = path / MODEL_FILE
     if not path.is_file():
-        raise UserError(f"{path}: not found; give a model name ({', '.join(MODEL_NAMES)}), "
-                            f"a .keras file or a folder holding {MODEL_FILE}")
+        given = f"a model name ({', '.join(names)}), " if names else "a model name from params.yaml's train section, "
+        raise UserError(f"{path}: not found; give {given}a .keras file or a folder holding {MODEL_FILE}")
     return path
 
 
 def read_classes(model_path: Path) -> list[str]:
     """The class names the model was trained on: training.json beside it, else params.yaml's prepare.classes."""
-    training = model_path.parent / TRAINING_FILE
+    training = ModelDir(model_path.parent).training
     if training.is_file():
         try:
             classes = json.loads(training.read_text()).get("classes")
@@ -176,8 +185,8 @@ def _positive(text: str) -> int:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, with --help."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help=f"a model name ({', '.join(MODEL_NAMES)}: {MODELS_DIR}/<name>/{MODEL_FILE}), "
-                                      f"a .keras file, or a folder holding {MODEL_FILE}")
+    parser.add_argument("model", help=f"a model name from params.yaml's train section ({MODELS_DIR}/<name>/"
+                                      f"{MODEL_FILE}), a .keras file, or a folder holding {MODEL_FILE}")
     parser.add_argument("paths", nargs="+", type=Path, metavar="path",
                         help="image files, or folders searched recursively for image files")
     parser.add_argument("--csv", type=Path, help="also write the predictions to this CSV file")
@@ -199,10 +208,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     classes = read_classes(model_path)
     threshold = args.threshold if args.threshold is not None else default_threshold()
 
-    from stages import models
+    from stages.models import load_model
 
     try:
-        model = models.load(model_path)
+        model = load_model(model_path)
     except Exception as error:  # Keras raises many types for a bad file; all mean "cannot load".
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"{model_path}: cannot load the model ({reason})") from None

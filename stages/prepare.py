@@ -18,12 +18,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from stages import cli
-from stages.config import METRICS_DIR, PREPARED_DIR, RAW_DIR, SPLITS, PrepareParams, load_params
-from stages.fsutil import staged_dir, write_json_atomic
-from stages.images import UnreadableImage, find_class_folders, is_image_file, load_rgb
+from stages.config import PREPARED_DIR, RAW_DIR, SPLITS, PrepareParams, load_params
+from stages.contracts import PrepareSummary, SkippedFile, prepared_image
 from stages.errors import UserError
-
-METRICS_FILE = METRICS_DIR / "prepare.json"
+from stages.fsutil import staged_dir
+from stages.images import UnreadableImage, find_class_folders, is_image_file, load_rgb
 
 
 @dataclass(frozen=True)
@@ -34,13 +33,6 @@ class Task:
     label: str
     source: Path
     target: Path
-
-
-@dataclass(frozen=True)
-class Skipped:
-    split: str
-    file: str
-    reason: str
 
 
 def target_names(relative_paths: Sequence[Path]) -> list[str]:
@@ -62,10 +54,10 @@ def target_names(relative_paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def plan(raw_root: Path, params: PrepareParams) -> tuple[list[Task], list[Skipped]]:
+def plan(raw_root: Path, params: PrepareParams) -> tuple[list[Task], list[SkippedFile]]:
     """List every file to convert, and every file skipped before decoding (with why)."""
     tasks: list[Task] = []
-    skipped: list[Skipped] = []
+    skipped: list[SkippedFile] = []
     for split in SPLITS:
         source = params.splits[split]
         dataset_root = raw_root / source.dataset
@@ -90,9 +82,9 @@ def plan(raw_root: Path, params: PrepareParams) -> tuple[list[Task], list[Skippe
             image_set = set(images)
             for path in files:
                 if path not in image_set:
-                    skipped.append(Skipped(split, str(path), "not an image file (name or extension)"))
+                    skipped.append(SkippedFile(split=split, file=str(path), reason="not an image file (name or extension)"))
             names = target_names([path.relative_to(folder) for path in images])
-            tasks.extend(Task(split, label, path, Path(split) / label / name) for path, name in zip(images, names))
+            tasks.extend(Task(split, label, path, prepared_image(split, label, name)) for path, name in zip(images, names))
     return tasks, skipped
 
 
@@ -122,7 +114,7 @@ def count_images(tasks: Iterable[Task], failed: set[Path], classes: list[str]) -
     return counts
 
 
-def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int | None = None) -> dict:
+def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int | None = None) -> PrepareSummary:
     """Convert both datasets into out_root (which must exist); return the prepare summary."""
     tasks, skipped = plan(raw_root, params)
     for split in SPLITS:
@@ -137,7 +129,7 @@ def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int 
         for task, reason in tqdm(zip(tasks, results), total=len(tasks), desc="prepare", unit="img"):
             if reason is not None:
                 failed.add(task.source)
-                skipped.append(Skipped(task.split, str(task.source), reason))
+                skipped.append(SkippedFile(split=task.split, file=str(task.source), reason=reason))
     counts = count_images(tasks, failed, params.classes)
     empty = [f"{split}/{label}" for split in SPLITS for label in params.classes if counts[split][label] == 0]
     if empty:
@@ -146,12 +138,7 @@ def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int 
             "and prepare.splits in params.yaml"
         )
     skipped.sort(key=lambda item: (SPLITS.index(item.split), item.file))
-    return {
-        "image_size": params.image_size,
-        "counts": counts,
-        "skipped_count": len(skipped),
-        "skipped": [vars(item) for item in skipped],
-    }
+    return PrepareSummary(image_size=params.image_size, counts=counts, skipped_count=len(skipped), skipped=skipped)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -160,11 +147,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params()
     with staged_dir(PREPARED_DIR) as staging:
         summary = prepare(RAW_DIR, staging, params.prepare)
-    write_json_atomic(METRICS_FILE, summary)
-    counts = summary["counts"]
+    summary.write(PrepareSummary.path)
+    counts = summary.counts
     print(
         "prepared " + ", ".join(f"{split} {counts[split]['total']}" for split in SPLITS)
-        + f" images; skipped {summary['skipped_count']} (see {METRICS_FILE})"
+        + f" images; skipped {summary.skipped_count} (see {PrepareSummary.path})"
     )
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import tensorflow as tf
 
-MANIFEST_NAME = "manifest.json"
+from stages.contracts import TfrecordsManifest
 
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),     # PNG bytes, RGB, image_size x image_size
@@ -38,28 +37,23 @@ def shard_name(split: str, index: int, total: int) -> str:
     return f"{split}-{index:05d}-of-{total:05d}.tfrecord"
 
 
-def read_manifest(root: Path) -> dict:
-    """The manifest the tfrecords stage writes: image size, classes, counts and shards per split."""
-    return json.loads((Path(root) / MANIFEST_NAME).read_text())
-
-
 def load_split(
     root: Path,
     split: str,
     batch_size: int,
-    shuffle_seed: int | None = None,
+    shuffle: tuple[int, int] | None = None,
     with_filenames: bool = False,
     cache: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (float32 image 0-255, float32 label[, filename]) for one split, prefetched.
 
     Pixels stay 0-255: each model rescales inside itself, so a saved model takes raw images.
-    shuffle_seed: reshuffle every epoch (training). cache: keep the decoded uint8 images in
-    memory after the first epoch (about 30 KB an image at 100x100).
+    shuffle: (seed, buffer size) to reshuffle every epoch (training). cache: keep the decoded uint8
+    images in memory after the first epoch (about 30 KB an image at 100x100).
     """
-    manifest = read_manifest(root)
-    image_size = manifest["image_size"]
-    files = [str(Path(root) / name) for name in manifest["splits"][split]["shards"]]
+    manifest = TfrecordsManifest.read_from(root)
+    image_size = manifest.image_size
+    files = [str(Path(root) / name) for name in manifest.splits[split].shards]
     dataset = tf.data.TFRecordDataset(files)
 
     def decode(serialized):
@@ -69,9 +63,10 @@ def load_split(
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         dataset = dataset.cache()
-    if shuffle_seed is not None:
+    if shuffle is not None:
         # Records are already shuffled on disk; this reshuffles every epoch.
-        dataset = dataset.shuffle(4096, seed=shuffle_seed, reshuffle_each_iteration=True)
+        seed, buffer_size = shuffle
+        dataset = dataset.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
 
     def to_inputs(image, label, filename):
         inputs = (tf.cast(image, tf.float32), tf.cast(label, tf.float32))

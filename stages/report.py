@@ -8,7 +8,6 @@ test images); the discussion is generated from the numbers, not written in advan
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +17,13 @@ import pandas as pd
 import yaml
 
 from stages import cli, figures
-from stages.config import METRICS_DIR, MODELS_DIR, PLOTS_DIR, PREPARED_DIR, REPORTS_DIR, SPLITS, Params, load_params
+from stages.config import EVALUATED_SPLITS, PREPARED_DIR, REPORTS_DIR, SPLITS, Params, load_params
+from stages.contracts import Comparison, ModelDir, ModelMetrics, PlotsDir, PrepareSummary, SplitMetrics, TrainingInfo
 from stages.document import (Banner, Bullets, Code, Figure, Gallery, Paragraph, Section, Table, to_html,
                              to_markdown)
-from stages.compare import REFERENCE, compare
-from stages.evaluate import EVALUATED_SPLITS
 from stages.figures import SPLIT_TITLES
 from stages.fsutil import staged_dir
 from stages.metrics import METRIC_NAMES
-from stages.errors import UserError
 
 TITLE = "facegender: binary gender classification from face images"
 METRIC_TITLES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
@@ -38,28 +35,22 @@ SMALL_AUC_GAP = 0.02   # below this, a difference between two single runs is not
 class ModelResults:
     """What the train and evaluate stages wrote for one model."""
     name: str
-    metrics: dict          # metrics/<name>.json
-    training: dict         # models/<name>/training.json (epochs, time, parameter counts, layer table)
-    history: pd.DataFrame  # models/<name>/history.csv
-    plots: Path            # plots/<name>/ (figures, predictions_<split>.csv)
+    metrics: ModelMetrics    # metrics/models/<name>.json
+    training: TrainingInfo   # models/<name>/training.json (epochs, time, parameter counts, layer table)
+    plots: PlotsDir          # plots/<name>/ (figures, predictions_<split>.csv)
 
     @property
     def description(self) -> str:
-        return self.metrics.get("description", self.name)
+        return self.metrics.description
+
+    def value(self, split: str, metric: str) -> float | None:
+        return getattr(self.metrics.split(split), metric)
 
 
-def read_results(name: str, models_dir: Path = MODELS_DIR, metrics_dir: Path = METRICS_DIR,
-                 plots_dir: Path = PLOTS_DIR) -> ModelResults:
+def read_results(name: str) -> ModelResults:
     """Load one model's outputs; a missing file is one clear error naming the stage to run."""
-    files = {"metrics": metrics_dir / f"{name}.json", "training": models_dir / name / "training.json",
-             "history": models_dir / name / "history.csv",
-             "predictions": plots_dir / name / "predictions_test.csv"}
-    for what, path in files.items():
-        if not path.is_file():
-            stage = "train" if what in ("training", "history") else "evaluate"
-            raise UserError(f"{path}: not found; run {stage}@{name} first (dvc repro {stage}@{name})")
-    return ModelResults(name, json.loads(files["metrics"].read_text()), json.loads(files["training"].read_text()),
-                        pd.read_csv(files["history"]), plots_dir / name)
+    return ModelResults(name, ModelMetrics.read(ModelMetrics.path(name)),
+                        TrainingInfo.read(ModelDir.of(name).training), PlotsDir.of(name))
 
 
 # --- numbers to words ---------------------------------------------------------------------------
@@ -77,17 +68,17 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def class_error_rates(split_metrics: dict, classes: Sequence[str]) -> dict[str, float | None]:
+def class_error_rates(split_metrics: SplitMetrics, classes: Sequence[str]) -> dict[str, float | None]:
     """Share of each class's images that are misclassified: 1 - specificity (class 0), 1 - sensitivity (class 1)."""
     rates = {}
-    for name, recall in ((classes[0], split_metrics.get("specificity")), (classes[1], split_metrics.get("sensitivity"))):
+    for name, recall in ((classes[0], split_metrics.specificity), (classes[1], split_metrics.sensitivity)):
         rates[name] = None if recall is None else 1 - recall
     return rates
 
 
 def ranking(results: dict[str, ModelResults], split: str, metric: str = "roc_auc") -> list[str]:
     """The models with a value of `metric` on `split`, best first."""
-    scored = {name: r.metrics[split][metric] for name, r in results.items() if r.metrics[split][metric] is not None}
+    scored = {name: r.value(split, metric) for name, r in results.items() if r.value(split, metric) is not None}
     return sorted(scored, key=lambda name: -scored[name])
 
 
@@ -101,14 +92,14 @@ def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_sh
         if not order:
             continue
         best = best_by_split[split] = order[0]
-        others = ", ".join(f"{n} {fmt(results[n].metrics[split]['roc_auc'])}" for n in order[1:])
+        others = ", ".join(f"{n} {fmt(results[n].value(split, 'roc_auc'))}" for n in order[1:])
         blocks.append(Paragraph(
             f"On the {SPLIT_TITLES[split]} split the best model by ROC AUC is {best} "
-            f"({results[best].description}) with {fmt(results[best].metrics[split]['roc_auc'])}"
+            f"({results[best].description}) with {fmt(results[best].value(split, 'roc_auc'))}"
             + (f", ahead of {others}." if others else ".")))
     best_val, best_test = best_by_split.get("val"), best_by_split.get("test")
     if best_val and best_test and best_val != best_test:
-        gap = results[best_test].metrics["test"]["roc_auc"] - results[best_val].metrics["test"]["roc_auc"]
+        gap = results[best_test].value("test", "roc_auc") - results[best_val].value("test", "roc_auc")
         caution = (f" The test gap is {fmt(gap)} AUC, small enough to be noise with one run per model."
                    if gap < SMALL_AUC_GAP else " Validation alone would have picked a weaker model for new data.")
         blocks.append(Paragraph(f"The ranking changes between the splits: {best_val} leads on validation but "
@@ -116,12 +107,12 @@ def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_sh
     drops = {}
     items = []
     for name in names:
-        val, test = results[name].metrics["val"], results[name].metrics["test"]
-        auc_drop = None if None in (val["roc_auc"], test["roc_auc"]) else val["roc_auc"] - test["roc_auc"]
-        accuracy_drop = None if None in (val["accuracy"], test["accuracy"]) else val["accuracy"] - test["accuracy"]
+        val, test = results[name].metrics.val, results[name].metrics.test
+        auc_drop = None if None in (val.roc_auc, test.roc_auc) else val.roc_auc - test.roc_auc
+        accuracy_drop = None if None in (val.accuracy, test.accuracy) else val.accuracy - test.accuracy
         drops[name] = auc_drop
-        items.append(f"{name}: ROC AUC {fmt(val['roc_auc'])} on validation, {fmt(test['roc_auc'])} on test "
-                     f"(drop {fmt(auc_drop)}); accuracy {fmt(val['accuracy'])} to {fmt(test['accuracy'])} "
+        items.append(f"{name}: ROC AUC {fmt(val.roc_auc)} on validation, {fmt(test.roc_auc)} on test "
+                     f"(drop {fmt(auc_drop)}); accuracy {fmt(val.accuracy)} to {fmt(test.accuracy)} "
                      f"(drop {fmt(accuracy_drop)}).")
     losing = sum(1 for drop in drops.values() if drop is not None and drop > 0)
     who = "every model loses" if losing == len(drops) else f"{losing} of {len(drops)} models lose"
@@ -136,7 +127,7 @@ def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_sh
     errors = []
     for name in names:
         for split in EVALUATED_SPLITS:
-            rates = class_error_rates(results[name].metrics[split], classes)
+            rates = class_error_rates(results[name].metrics.split(split), classes)
             if None in rates.values():
                 continue
             worse = max(rates, key=rates.get)
@@ -154,7 +145,7 @@ def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_sh
 
 # --- the sections -------------------------------------------------------------------------------
 
-def data_section(params: Params, prepare_summary: dict) -> Section:
+def data_section(params: Params, prepare_summary: PrepareSummary) -> Section:
     download = params.download
     blocks: list = []
     if download.source == "sample":
@@ -166,15 +157,15 @@ def data_section(params: Params, prepare_summary: dict) -> Section:
         [name, source.slug, "latest at download time" if source.version is None else str(source.version)]
         for name, source in download.datasets.items()]))
     classes = params.prepare.classes
-    counts = prepare_summary["counts"]
+    counts = prepare_summary.counts
     rows = [[SPLIT_TITLES[split], params.prepare.splits[split].dataset,
              *(str(counts[split][label]) for label in classes), str(counts[split]["total"])] for split in SPLITS]
     blocks.append(Table(["split", "dataset", *classes, "total"], rows,
                         f"Images per split and class after prepare ({params.prepare.image_size}x"
                         f"{params.prepare.image_size} RGB)"))
-    skipped = prepare_summary.get("skipped", [])
+    skipped = prepare_summary.skipped
     if skipped:
-        blocks.append(Table(["split", "file", "why skipped"], [[s["split"], s["file"], s["reason"]] for s in skipped],
+        blocks.append(Table(["split", "file", "why skipped"], [[s.split, s.file, s.reason] for s in skipped],
                             f"{len(skipped)} files skipped by prepare"))
     else:
         blocks.append(Paragraph("Prepare skipped no files."))
@@ -187,18 +178,17 @@ def model_sections(results: dict[str, ModelResults], params: Params) -> list[Sec
         "training went. Nested models (VGG16's base, the transfer head) are one row each.")])]
     for name, result in results.items():
         training = result.training
-        counts = training["parameters"]
-        stopped = ("" if training["epochs_run"] >= training["epochs_requested"]
+        counts = training.parameters.model_dump()
+        stopped = ("" if training.epochs_run >= training.epochs_requested
                    else " (early stopping: the best epoch's weights were kept)")
-        knobs = yaml.safe_dump(getattr(params.train, name).model_dump(), sort_keys=False, default_flow_style=None).rstrip()
-        layers = [[f"{row['name']} ({row['type']})", row["output_shape"], f"{row['parameters']:,}"]
-                  for row in training.get("layers", [])]
+        knobs = yaml.safe_dump(params.train[name], sort_keys=False, default_flow_style=None).rstrip()
+        layers = [[f"{row.name} ({row.type})", row.output_shape, f"{row.parameters:,}"] for row in training.layers]
         totals = [[f"{what} params", "", f"{counts[key]:,}"]
                   for what, key in (("Total", "total"), ("Trainable", "trainable"), ("Non-trainable", "non_trainable"))]
         sections.append(Section(f"model-{name}", f"{name}: {result.description}", [
             Table(["Layer (type)", "Output Shape", "Param #"], layers + totals),
-            Paragraph(f"Trained {training['epochs_run']} of {training['epochs_requested']} epochs{stopped} in "
-                      f"{training['train_seconds']:.0f} s."),
+            Paragraph(f"Trained {training.epochs_run} of {training.epochs_requested} epochs{stopped} in "
+                      f"{training.train_seconds:.0f} s."),
             Paragraph(f"params.yaml, train.{name}:"),
             Code(knobs),
         ], level=3))
@@ -213,19 +203,19 @@ def copy_figure(source: Path, figures_dir: Path, name: str) -> Path:
 
 def figure_sections(results: dict[str, ModelResults], figures_dir: Path) -> list[Section]:
     """Learning curves, overlaid ROC curves per split, confusion matrices: PNGs in figures_dir."""
-    curves = [Figure(copy_figure(r.plots / "learning_curves.png", figures_dir, f"{n}_learning_curves.png"),
+    curves = [Figure(copy_figure(r.plots.learning_curves_figure, figures_dir, f"{n}_learning_curves.png"),
                      f"{n} ({r.description}): loss and accuracy per epoch, training and validation")
               for n, r in results.items()]
     rocs = []
     for split in EVALUATED_SPLITS:
         lines = {}
         for name, result in results.items():
-            points = pd.read_csv(result.plots / f"roc_{split}.csv")
-            lines[f"{name}"] = (points["fpr"], points["tpr"], result.metrics[split]["roc_auc"])
+            points = result.plots.read_roc(split)
+            lines[name] = (points["fpr"], points["tpr"], result.value(split, "roc_auc"))
         path = figures_dir / f"roc_{split}.png"
         figures.save(figures.roc_figure(lines, f"ROC, {SPLIT_TITLES[split]}"), path)
         rocs.append(Figure(path, f"ROC curves of every model on the {SPLIT_TITLES[split]} split, AUC in the legend"))
-    confusions = [Figure(copy_figure(r.plots / f"confusion_{split}.png", figures_dir, f"{n}_confusion_{split}.png"),
+    confusions = [Figure(copy_figure(r.plots.confusion_figure(split), figures_dir, f"{n}_confusion_{split}.png"),
                          f"{n}: confusion matrix, {SPLIT_TITLES[split]}")
                   for n, r in results.items() for split in EVALUATED_SPLITS]
     return [Section("learning-curves", "Learning curves", curves),
@@ -235,21 +225,21 @@ def figure_sections(results: dict[str, ModelResults], figures_dir: Path) -> list
                 "its row.")] + confusions)]
 
 
-def metrics_section(results: dict[str, ModelResults], classes: Sequence[str]) -> Section:
-    """One table per split: every metric for every model, with its difference to the baseline (compare's)."""
+def metrics_section(results: dict[str, ModelResults], comparison: Comparison, classes: Sequence[str]) -> Section:
+    """One table per split: every metric for every model, with its difference to the reference (compare's)."""
+    reference = comparison.reference
     blocks: list = [Paragraph(f"{classes[1]} is the positive class: sensitivity is the share of {classes[1]} faces "
                               f"labelled {classes[1]}, specificity the share of {classes[0]} faces labelled "
-                              f"{classes[0]}. In brackets: the difference to the {REFERENCE}.")]
-    table = compare({name: result.metrics for name, result in results.items()})
+                              f"{classes[0]}. In brackets: the difference to the {reference}.")]
     for split in EVALUATED_SPLITS:
         rows = []
         for name, result in results.items():
             cells = [name]
             for metric in METRIC_NAMES:
-                row = table[split][metric]
-                difference = f"{name}_minus_{REFERENCE}"
+                row = comparison.split(split)[metric]
+                difference = f"{name}_minus_{reference}"
                 cells.append(fmt(row[name]) + (f" ({signed(row[difference])})" if difference in row else ""))
-            cells.append(str(result.metrics[split]["n"]))
+            cells.append(str(result.metrics.split(split).n))
             rows.append(cells)
         blocks.append(Table(["model", *(METRIC_TITLES[m] for m in METRIC_NAMES), "images"], rows,
                             f"{SPLIT_TITLES[split].capitalize()} split"))
@@ -269,7 +259,7 @@ def mistakes_section(results: dict[str, ModelResults], prepared_root: Path, figu
         f"The {count} cross-dataset test images each model gets most confidently wrong, as the model saw them "
         f"({classes[1]} probability in the caption).")]
     for name, result in results.items():
-        mistakes = most_confident_mistakes(pd.read_csv(result.plots / "predictions_test.csv"), count)
+        mistakes = most_confident_mistakes(result.plots.read_predictions("test"), count)
         images = []
         for index, row in enumerate(mistakes.itertuples()):
             target = copy_figure(prepared_root / row.file, figures_dir, f"{name}_mistake_{index + 1}.png")
@@ -300,37 +290,26 @@ def ethics_section(params: Params, test_share: dict[str, float]) -> Section:
     return Section("ethics", "Ethics and limitations", blocks)
 
 
-def compute_section(params: Params) -> Section:
-    """What more compute would allow, drawn from the current configuration."""
-    transfer = params.train.transfer
-    improved = params.train.improved
+def compute_section(params: Params, model_ideas: list[str]) -> Section:
+    """What more compute would allow, drawn from the current configuration and each model's own ideas."""
     items = []
     if params.download.source == "sample":
         items.append("Run on the real datasets (download.source: kaggle) instead of the synthetic sample.")
-    if not transfer.fine_tune.enabled:
-        items.append("Fine-tune the base's last block after the head converges (train.transfer.fine_tune.enabled: "
-                     "true); then more blocks, with a lower learning rate.")
-    else:
-        items.append(f"Fine-tune more than the base's last block, for longer than {transfer.fine_tune.epochs} epochs.")
-    if transfer.weights != "imagenet":
-        items.append("Use VGG16's ImageNet weights (train.transfer.weights: imagenet), which were trained on "
-                     f"natural images, instead of {transfer.weights}.")
-    if not transfer.augmentation.enabled:
-        items.append("Augment for the transfer model too (train.transfer.augmentation): the base then runs on "
-                     "every image of every epoch, as its features can no longer be cached.")
+    items += model_ideas
     items.append(f"A larger input than {params.prepare.image_size}x{params.prepare.image_size} "
-                 "(prepare.image_size; VGG16 was trained at 224x224) and deeper or wider improved CNNs "
-                 f"(filters {improved.filters}, first_stride {improved.first_stride}: stride 1 costs about 4x).")
+                 "(prepare.image_size; VGG16 was trained at 224x224).")
     items.append("Several seeds per model (train.<model>.seed) to put error bars on every difference in this "
                  "report: each number here comes from a single run.")
     return Section("compute", "What more compute would allow", [Bullets(items)])
 
 
-def build_report(params: Params, prepare_summary: dict, results: dict[str, ModelResults], prepared_root: Path,
+def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[str, ModelResults],
+                 comparison: Comparison, model_ideas: list[str], prepared_root: Path,
                  figures_dir: Path) -> list[Section]:
-    """All sections, in reading order; figures are written into figures_dir."""
+    """All sections, in reading order; figures are written into figures_dir. model_ideas: what the models
+    would try with more compute (their more_compute())."""
     classes = params.prepare.classes
-    test_counts = prepare_summary["counts"]["test"]
+    test_counts = prepare_summary.counts["test"]
     test_share = {label: test_counts[label] / max(test_counts["total"], 1) for label in classes}
     sections = []
     if params.download.source == "sample":
@@ -341,11 +320,11 @@ def build_report(params: Params, prepare_summary: dict, results: dict[str, Model
     sections.append(data_section(params, prepare_summary))
     sections += model_sections(results, params)
     sections += figure_sections(results, figures_dir)
-    sections.append(metrics_section(results, classes))
+    sections.append(metrics_section(results, comparison, classes))
     sections.append(Section("discussion", "Discussion", discussion(results, classes, test_share)))
     sections.append(mistakes_section(results, prepared_root, figures_dir, params.report.mistakes_per_model, classes))
     sections.append(ethics_section(params, test_share))
-    sections.append(compute_section(params))
+    sections.append(compute_section(params, model_ideas))
     return sections
 
 
@@ -353,15 +332,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     params = load_params()
-    prepare_file = METRICS_DIR / "prepare.json"
-    if not prepare_file.is_file():
-        raise UserError(f"{prepare_file}: not found; run the prepare stage first (dvc repro prepare)")
-    prepare_summary = json.loads(prepare_file.read_text())
+    prepare_summary = PrepareSummary.read(PrepareSummary.path)
     results = {name: read_results(name) for name in params.model_names}
+    comparison = Comparison.read(Comparison.path)
+    from stages import models
+
+    model_ideas = [idea for family in models.table(params).values() for idea in family.more_compute()]
     with staged_dir(REPORTS_DIR) as staging:
         figures_dir = staging / "figures"
         figures_dir.mkdir()
-        sections = build_report(params, prepare_summary, results, PREPARED_DIR, figures_dir)
+        sections = build_report(params, prepare_summary, results, comparison, model_ideas, PREPARED_DIR,
+                                figures_dir)
         (staging / "report.md").write_text(to_markdown(TITLE, sections, staging), encoding="utf-8")
         (staging / "report.html").write_text(to_html(TITLE, sections), encoding="utf-8")
     print(f"wrote {REPORTS_DIR / 'report.html'} and {REPORTS_DIR / 'report.md'}")

@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from stages import cli
 from stages.config import PREPARED_DIR, SPLITS, TFRECORDS_DIR, load_params
-from stages.fsutil import staged_dir, write_json_atomic
-from stages.errors import UserError
+from stages.contracts import SplitShards, TfrecordsManifest, missing
+from stages.fsutil import staged_dir
 
 
 def list_examples(prepared_root: Path, classes: list[str], split: str) -> list[tuple[Path, int]]:
@@ -25,7 +25,7 @@ def list_examples(prepared_root: Path, classes: list[str], split: str) -> list[t
     for label, name in enumerate(classes):
         folder = prepared_root / split / name
         if not folder.is_dir():
-            raise UserError(f"{folder}: not found; run the prepare stage first (dvc repro prepare)")
+            raise missing(folder, "prepare")
         examples.extend((path, label) for path in sorted(folder.glob("*.png")))
     return examples
 
@@ -71,18 +71,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.parse_args(argv)
     cli.quiet_tensorflow()
     params = load_params()
-    from stages.records import MANIFEST_NAME
-
     classes = params.prepare.classes
-    manifest = {"image_size": params.prepare.image_size, "classes": classes, "splits": {}}
+    splits = {}
     with staged_dir(TFRECORDS_DIR) as staging:
         for split in SPLITS:
             examples = order_examples(list_examples(PREPARED_DIR, classes, split), split, params.tfrecords.seed)
             shards = write_split(examples, split, staging, PREPARED_DIR, params.tfrecords.shard_size)
             per_class = {name: sum(1 for _, label in examples if label == index) for index, name in enumerate(classes)}
-            manifest["splits"][split] = {"count": len(examples), "per_class": per_class, "shards": shards}
-        write_json_atomic(staging / MANIFEST_NAME, manifest)
-    print("tfrecords " + ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in SPLITS))
+            splits[split] = SplitShards(count=len(examples), per_class=per_class, shards=shards)
+        TfrecordsManifest(image_size=params.prepare.image_size, classes=classes, splits=splits).write(
+            staging / TfrecordsManifest.name)
+    print("tfrecords " + ", ".join(f"{split} {splits[split].count}" for split in SPLITS))
 
 
 if __name__ == "__main__":

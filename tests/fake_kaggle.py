@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import socket
+import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,8 +147,6 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address) -> None:
         # A deliberately cut connection is not news; keep stderr (captured by tests) clean.
-        import sys
-
         self.fake.errors.append(sys.exc_info()[1])
 
 

@@ -1,4 +1,8 @@
-"""params.yaml: the real file loads; every mistake is one UserError line that names the key and file."""
+"""params.yaml: the real file loads; every mistake is one UserError line that names the key and file.
+
+The loader checks every section but the models' (train.<name>), which each model's module checks
+when a stage asks for the model (stages.models.family): `problem` does both, as a stage would.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from stages.errors import UserError
+from stages import models
 from stages.config import Params, load_params, parse_params
+from stages.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -23,36 +29,38 @@ def raw() -> dict:
 def problem(raw: dict, source: str = "params.yaml") -> str:
     """The UserError message parse_params gives for `raw` (fails the test when none is raised)."""
     with pytest.raises(UserError) as caught:
-        parse_params(raw, source)
+        models.table(parse_params(raw, source))
     message = str(caught.value)
     assert "\n" not in message and "\r" not in message, f"not one line: {message!r}"
     assert message.strip() == message and message
     return message
 
 
-def test_real_params_yaml_loads():
+def test_real_params_yaml_loads(raw):
     params = load_params(PARAMS)
     assert isinstance(params, Params)
-    assert params.download.source in ("sample", "kaggle")
     assert set(params.download.datasets) == {"trainval", "test"}
-    assert params.prepare.classes == ["Female", "Male"]
     assert set(params.prepare.splits) == {"train", "val", "test"}
-    assert params.prepare.splits["test"].classes == {"man": "Male", "woman": "Female"}
-    assert params.prepare.splits["train"].folder == "train"
-    assert params.train.baseline.epochs >= 1
-    assert 0 < params.evaluate.threshold < 1
-    assert params.model_names == ["baseline", "improved", "transfer"]
+    for split in params.prepare.splits.values():
+        assert set(split.classes.values()) == set(params.prepare.classes)
+    # Every model section has its module, and its params pass that module's checks.
+    assert params.model_names == list(raw["train"])
+    table = models.table(params)
+    assert list(table) == params.model_names
+    assert all(family.params.epochs >= 1 for family in table.values())
+    assert params.compare.reference in table
 
 
 def test_parse_params_matches_load_params(raw):
-    assert parse_params(raw) == load_params(PARAMS)
+    assert parse_params(raw, str(PARAMS)) == load_params(PARAMS)
 
 
 def test_params_are_frozen():
     params = load_params(PARAMS)
-    with pytest.raises(Exception):
-        params.train.baseline.epochs = 99  # type: ignore[misc]
-    assert params.train.baseline.epochs == load_params(PARAMS).train.baseline.epochs
+    threshold = params.evaluate.threshold
+    with pytest.raises(ValidationError, match="frozen"):
+        params.evaluate.threshold = 0.9  # type: ignore[misc]
+    assert params.evaluate.threshold == threshold
 
 
 def test_bad_value_names_key_and_file(raw):
@@ -117,11 +125,42 @@ def test_missing_key_inside_section(raw):
 
 
 def test_several_problems_are_counted(raw):
-    raw["train"]["baseline"]["epochs"] = 0
+    raw["features"]["batch_size"] = 0
     raw["evaluate"]["batch_size"] = 0
     raw["tfrecords"]["shard_size"] = 0
     message = problem(raw)
     assert "(and 2 more problems)" in message
+
+
+def test_several_problems_in_one_model_are_counted(raw):
+    raw["train"]["baseline"]["epochs"] = 0
+    raw["train"]["baseline"]["batch_size"] = 0
+    message = problem(raw)
+    assert "train.baseline.epochs" in message and "(and 1 more problem)" in message
+
+
+def test_model_without_a_module(raw):
+    raw["train"]["mystery"] = dict(raw["train"]["baseline"])
+    message = problem(raw)
+    assert "train.mystery" in message and "stages/models/mystery.py" in message
+
+
+def test_model_name_must_be_a_module_name(raw):
+    raw["train"]["my-model"] = dict(raw["train"]["baseline"])
+    message = problem(raw)
+    assert "train.my-model" in message
+
+
+def test_compare_reference_must_be_a_model(raw):
+    raw["compare"]["reference"] = "nope"
+    message = problem(raw)
+    assert "compare.reference" in message and "'nope'" in message and "baseline" in message
+
+
+def test_a_module_that_is_no_model(raw):
+    raw["train"]["family"] = dict(raw["train"]["baseline"])   # stages/models/family.py: the interface
+    message = problem(raw)
+    assert "stages/models/family.py" in message and "not a model module" in message
 
 
 def test_split_naming_unknown_dataset(raw):
@@ -163,8 +202,8 @@ def test_load_params_reads_a_file(tmp_path, raw):
     raw["train"]["baseline"]["epochs"] = 3
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
-    assert load_params(path).train.baseline.epochs == 3
-    assert load_params(str(path)).train.baseline.epochs == 3
+    assert load_params(path).train["baseline"]["epochs"] == 3
+    assert load_params(str(path)).train["baseline"]["epochs"] == 3
 
 
 def load_error(path) -> str:
@@ -178,11 +217,11 @@ def load_error(path) -> str:
 
 
 def test_load_params_bad_value_names_the_file(tmp_path, raw):
-    raw["train"]["baseline"]["epochs"] = 0
+    raw["evaluate"]["threshold"] = 0
     path = tmp_path / "other.yaml"
     path.write_text(yaml.safe_dump(raw))
     message = load_error(path)
-    assert "train.baseline.epochs" in message
+    assert "evaluate.threshold" in message
 
 
 def test_invalid_yaml(tmp_path):

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kagglesdk import kaggle_env
 
-from stages import cli, download
-from stages.errors import UserError
+from stages import download, sample
 from stages.config import parse_params
+from stages.errors import UserError
 from tests.fake_kaggle import TEST_FILES, TRAINVAL_FILES, FakeKaggle, make_archive, make_tree
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import hashes, run_cli
 
 USERNAME = "alice-secret-user"
 KEY = "s3cr3t-key-123"
@@ -30,11 +30,12 @@ SPLITS = {
 }
 
 
-def repo_params() -> dict:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["download"]["source"] = "kaggle"
-    raw["prepare"]["splits"] = SPLITS
-    return raw
+@pytest.fixture
+def kaggle_params(raw_params) -> dict:
+    """The repository's params.yaml (this test's copy) set to download from Kaggle, with SPLITS."""
+    raw_params["download"]["source"] = "kaggle"
+    raw_params["prepare"]["splits"] = SPLITS
+    return raw_params
 
 
 class _NoSleep:
@@ -69,11 +70,9 @@ def clean_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fake(clean_env, monkeypatch, tmp_path):
+def fake(clean_env, kaggle_params, monkeypatch, tmp_path):
     """A fake Kaggle serving both datasets, the client pointed at it, cwd = a project with old data."""
-    from kagglesdk import kaggle_env
-
-    params = repo_params()
+    params = kaggle_params
     server = FakeKaggle(username=USERNAME, key=KEY, token=TOKEN)
     slugs = {name: entry["slug"] for name, entry in params["download"]["datasets"].items()}
     server.add_dataset(slugs["trainval"], make_archive(make_tree(tmp_path / "src-trainval", TRAINVAL_FILES)))
@@ -104,20 +103,9 @@ def write_params(raw: dict) -> None:
     Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def run_stage(*argv: str) -> int:
-    try:
-        cli.run(download.main, list(argv))
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def raw_snapshot() -> dict[str, bytes]:
-    return snapshot(Path("data/raw"))
+def raw_snapshot() -> dict[str, str]:
+    """Every file under data/raw with its sha256: equal snapshots, same files and bytes."""
+    return hashes(Path("data/raw"))
 
 
 def assert_no_secrets(*texts: str) -> None:
@@ -141,14 +129,14 @@ def assert_one_line_error(code: int, err: str) -> str:
 
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "progress"])
 def test_download_replaces_raw_data(fake, creds, capsys, quiet):
-    code = run_stage("--quiet") if quiet else run_stage()
+    code = run_cli(download.main, ["--quiet"] if quiet else [])
     out, err = capsys.readouterr()
 
     assert code == 0, err
     raw = Path("data/raw")
     assert sorted(p.name for p in raw.iterdir()) == ["test", "trainval"]  # no staging leftovers
     for name, files in (("trainval", TRAINVAL_FILES), ("test", TEST_FILES)):
-        assert sorted(snapshot(raw / name)) == sorted(files)  # old files and the zip are gone
+        assert sorted(hashes(raw / name)) == sorted(files)  # old files and the zip are gone
     assert (raw / "trainval/Train/Female/female0.jpg").stat().st_size > 0
     assert f"trainval: {len(TRAINVAL_FILES)} image files from kaggle '{fake.slugs['trainval']}'" in out
     assert f"test: {len(TEST_FILES)} image files" in out
@@ -165,17 +153,17 @@ def test_stale_staging_folders_are_removed(fake, creds, capsys):
     stale = Path("data/raw/.trainval.tmp-killed")
     (stale / "Train").mkdir(parents=True)
 
-    assert run_stage("--quiet") == 0
+    assert run_cli(download.main, ["--quiet"]) == 0
 
     assert sorted(p.name for p in Path("data/raw").iterdir()) == ["test", "trainval"]
 
 
-def test_version_is_requested(fake, creds, capsys):
-    params = repo_params()
+def test_version_is_requested(fake, creds, kaggle_params, capsys):
+    params = kaggle_params
     params["download"]["datasets"]["trainval"]["version"] = 3
     write_params(params)
 
-    assert run_stage("--quiet") == 0
+    assert run_cli(download.main, ["--quiet"]) == 0
     out, _ = capsys.readouterr()
 
     body = fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")[0]["body"]
@@ -186,10 +174,10 @@ def test_version_is_requested(fake, creds, capsys):
 def test_download_resumes_after_one_cut(fake, creds, capsys):
     fake.mode = "cut_once"
 
-    assert run_stage("--quiet") == 0
+    assert run_cli(download.main, ["--quiet"]) == 0
     out, err = capsys.readouterr()
 
-    assert sorted(snapshot(Path("data/raw/trainval"))) == sorted(TRAINVAL_FILES)
+    assert sorted(hashes(Path("data/raw/trainval"))) == sorted(TRAINVAL_FILES)
     gets = fake.blob_gets()
     assert gets[1]["range"] and gets[1]["range"].startswith("bytes=")  # the client resumed
     assert_no_secrets(out, err)
@@ -198,7 +186,7 @@ def test_download_resumes_after_one_cut(fake, creds, capsys):
 def test_token_credentials(fake, monkeypatch, capsys):
     monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
 
-    assert run_stage() == 0
+    assert run_cli(download.main) == 0
     out, err = capsys.readouterr()
 
     assert fake.rpc_calls("security.OAuthService/IntrospectToken")
@@ -210,7 +198,7 @@ def test_rejected_token(fake, monkeypatch, capsys):
     monkeypatch.setenv("KAGGLE_API_TOKEN", "wrong-" + TOKEN)
     before = raw_snapshot()
 
-    code = run_stage("--quiet")
+    code = run_cli(download.main, ["--quiet"])
     out, err = capsys.readouterr()
 
     line = assert_one_line_error(code, err)
@@ -225,7 +213,7 @@ def test_kaggle_json_credentials(fake, clean_env, capsys):
     (config / "kaggle.json").write_text(f'{{"username": "{USERNAME}", "key": "{KEY}"}}')
     (config / "kaggle.json").chmod(0o600)
 
-    assert run_stage("--quiet") == 0
+    assert run_cli(download.main, ["--quiet"]) == 0
     out, err = capsys.readouterr()
     assert_no_secrets(out, err)
 
@@ -249,7 +237,7 @@ def test_failed_download_leaves_raw_untouched(fake, creds, capsys, mode, expecte
     before = raw_snapshot()
     fake.mode = mode
 
-    code = run_stage("--quiet")
+    code = run_cli(download.main, ["--quiet"])
     out, err = capsys.readouterr()
 
     line = assert_one_line_error(code, err)
@@ -265,7 +253,7 @@ def test_cut_download_retries_quickly_and_hides_client_advice(fake, creds, capsy
     fake.mode = "cut"
     before = raw_snapshot()
 
-    code = run_stage()  # not quiet: the client's own retry messages are shown
+    code = run_cli(download.main)  # not quiet: the client's own retry messages are shown
     out, err = capsys.readouterr()
 
     assert code == 1
@@ -283,7 +271,7 @@ def test_wrong_key_is_refused(fake, monkeypatch, capsys):
     monkeypatch.setenv("KAGGLE_KEY", "wrong-" + KEY)
     before = raw_snapshot()
 
-    line = assert_one_line_error(run_stage("--quiet"), capsys.readouterr().err)
+    line = assert_one_line_error(run_cli(download.main, ["--quiet"]), capsys.readouterr().err)
 
     assert "HTTP 401" in line
     assert raw_snapshot() == before
@@ -293,15 +281,13 @@ def test_failure_on_second_dataset_keeps_first_as_well(fake, creds, capsys):
     del fake.datasets[fake.slugs["test"]]  # trainval downloads fine, test is 404
     before = raw_snapshot()
 
-    line = assert_one_line_error(run_stage("--quiet"), capsys.readouterr().err)
+    line = assert_one_line_error(run_cli(download.main, ["--quiet"]), capsys.readouterr().err)
 
     assert fake.slugs["test"] in line and "download.datasets.test" in line
     assert raw_snapshot() == before
 
 
 def test_unreachable_server(fake, creds, monkeypatch, capsys):
-    from kagglesdk import kaggle_env
-
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -309,7 +295,7 @@ def test_unreachable_server(fake, creds, monkeypatch, capsys):
         monkeypatch.setitem(kaggle_env._env_to_endpoint, env, f"http://127.0.0.1:{port}")
     before = raw_snapshot()
 
-    line = assert_one_line_error(run_stage("--quiet"), capsys.readouterr().err)
+    line = assert_one_line_error(run_cli(download.main, ["--quiet"]), capsys.readouterr().err)
 
     assert "connection lost or refused" in line
     assert raw_snapshot() == before
@@ -320,7 +306,7 @@ def test_bad_layout_names_the_params(fake, creds, tmp_path, capsys):
     fake.add_dataset(fake.slugs["trainval"], make_archive(make_tree(tmp_path / "bad", incomplete)))
     before = raw_snapshot()
 
-    line = assert_one_line_error(run_stage("--quiet"), capsys.readouterr().err)
+    line = assert_one_line_error(run_cli(download.main, ["--quiet"]), capsys.readouterr().err)
 
     assert "dataset 'trainval'" in line and fake.slugs["trainval"] in line
     assert "prepare.splits.train.folder" in line and "prepare.splits.train.classes" in line
@@ -331,7 +317,7 @@ def test_bad_layout_names_the_params(fake, creds, tmp_path, capsys):
 def test_missing_credentials(fake, capsys):
     before = raw_snapshot()
 
-    code = run_stage("--quiet")
+    code = run_cli(download.main, ["--quiet"])
     out, err = capsys.readouterr()
 
     line = assert_one_line_error(code, err)
@@ -350,8 +336,8 @@ def test_help():
     assert exit_.value.code == 0
 
 
-def test_version_reference():
-    params = parse_params(repo_params())
+def test_version_reference(kaggle_params):
+    params = parse_params(kaggle_params)
     source = params.download.datasets["trainval"]
     assert download.kaggle_ref(source) == source.slug
     pinned = source.model_copy(update={"version": 7})
@@ -363,8 +349,8 @@ def test_version_reference():
 
 
 @pytest.fixture
-def prepare_params():
-    return parse_params(repo_params()).prepare
+def prepare_params(kaggle_params):
+    return parse_params(kaggle_params).prepare
 
 
 def test_layout_ok_counts_images(tmp_path, prepare_params):
@@ -413,7 +399,7 @@ def test_verbose_client_cannot_print_headers(fake, creds, capsys):
     KaggleApi = download.kaggle_api_class()
     KaggleApi.args = ["--verbose"]  # as VERBOSE=1 at import would set it (the fixture restores it)
 
-    assert run_stage("--quiet") == 0
+    assert run_cli(download.main, ["--quiet"]) == 0
     out, err = capsys.readouterr()
 
     assert "Authorization" not in out + err
@@ -433,11 +419,8 @@ def test_client_output_is_scrubbed(capsys):
 # Offline sample
 
 
-def test_sample_source(tmp_path, monkeypatch, capsys):
-    sample = pytest.importorskip("stages.sample")
-    if not hasattr(sample, "generate"):
-        pytest.skip("stages.sample.generate not written yet")
-    params = repo_params()
+def test_sample_source(tmp_path, kaggle_params, monkeypatch, capsys):
+    params = kaggle_params
     params["download"]["source"] = "sample"
     params["download"]["sample"].update(train_per_class=6, val_per_class=6, unlabeled=2, test_images=10)
     monkeypatch.chdir(tmp_path)
@@ -445,9 +428,15 @@ def test_sample_source(tmp_path, monkeypatch, capsys):
     (tmp_path / "data/raw/test").mkdir(parents=True)
     (tmp_path / "data/raw/test/MARKER").write_text("old")
 
-    assert run_stage() == 0, capsys.readouterr().err
+    assert run_cli(download.main) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
 
     assert "trainval:" in out and "offline sample" in out
     assert not (tmp_path / "data/raw/test/MARKER").exists()
     assert any((tmp_path / "data/raw/trainval").rglob("*.jpg"))
+    # Exactly what the generator writes for download.sample in params.yaml, nothing else left.
+    sample_params = parse_params(params).download.sample
+    for name in ("trainval", "test"):
+        sample.generate(name, tmp_path / "expected" / name, sample_params)
+        assert hashes(tmp_path / "data/raw" / name) == hashes(tmp_path / "expected" / name), name
+    assert sorted(p.name for p in (tmp_path / "data/raw").iterdir()) == ["test", "trainval"]

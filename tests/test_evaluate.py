@@ -1,66 +1,140 @@
-"""evaluate: the transfer head on cached features gives the full model's probabilities."""
+"""train and evaluate through the model interface: any model module works; the transfer head on
+cached features gives the full model's probabilities."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import sys
+import types
 
+import keras
 import numpy as np
 import pytest
 import yaml
 
-from stages import features
-from stages.evaluate import predict_features, predict_split, uses_cached_features
-from test_records import make_project, run_stage
+from stages import evaluate, features, models, train
+from stages.compare import compare
+from stages.config import FitParams, load_params
+from stages.contracts import (FeaturesManifest, ModelDir, ModelMetrics, ParameterCounts, PlotsDir, TrainingInfo,
+                              write_features)
+from stages.models import transfer
+from stages.models.family import DataRoots, ModelFamily, predict_records
+from tests.helpers import make_tfrecords_project, raw_repo_params, run_tfrecords
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def test_head_on_cached_features_equals_full_model(tmp_path):
-    """Same files, labels and probabilities (float32 features: only summation order differs)."""
-    import keras
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """data/tfrecords of a tiny prepared tree (13 train, 5 val, 6 test images)."""
+    return run_tfrecords(make_tfrecords_project(tmp_path_factory.mktemp("project")))
 
-    from stages.config import load_params
-    from stages.models import transfer
-    folder = make_project(tmp_path / "project")
-    raw = yaml.safe_load((folder / "params.yaml").read_text())
-    raw["train"]["transfer"]["weights"] = "none"
-    (folder / "params.yaml").write_text(yaml.safe_dump(raw))
-    records = run_stage(folder)
-    params = load_params(folder / "params.yaml").train.transfer
+
+def training_info(**details) -> TrainingInfo:
+    return TrainingInfo(model="transfer", description="test", classes=["Female", "Male"], epochs_requested=1,
+                        epochs_run=1, train_seconds=0.0, parameters=ParameterCounts(total=0, trainable=0, non_trainable=0),
+                        layers=[], details=details)
+
+
+def test_head_on_cached_features_equals_full_model(records, tmp_path):
+    """Same files, labels and probabilities (float32 features: only summation order differs)."""
+    params = models.family("transfer", load_params()).params.model_copy(update={"weights": "none"})
     keras.utils.set_random_seed(7)
-    extractor = features.feature_extractor(100, "none", params.feature_layer)
-    cached = folder / "data" / "features"
-    cached.mkdir(parents=True)
+    extractor = transfer.feature_extractor((100, 100, 3), "none", params.feature_layer)
+    cached = tmp_path / "features"
+    cached.mkdir()
     for split in ("val", "test"):
-        values, labels, files = features.extract(extractor, records, split, batch_size=4)
-        np.savez(cached / f"{split}.npz", features=values, labels=labels, files=files)
+        write_features(cached, split, *features.extract(extractor, records, split, batch_size=4))
+    FeaturesManifest(weights="none", feature_layer=params.feature_layer, weights_label="random",
+                     splits={}).write(cached / FeaturesManifest.name)
     keras.utils.set_random_seed(8)
     base = extractor.get_layer("vgg16")
     head = transfer.make_head(tuple(base.output.shape[1:]), params)
     model = transfer.make_model((100, 100, 3), params, base=base, head=head)
+    training = training_info(weights="none", feature_layer=params.feature_layer, fine_tuned=False)
+    assert transfer.uses_cached_features(training, cached)   # so the features path is the one tested
     for split in ("val", "test"):
-        from_features = predict_features(head, cached, split, batch_size=3)
-        from_images = predict_split(model, records, split, batch_size=3)
+        from_features = transfer.Family.predict_split(model, training, DataRoots(records, cached), split, batch_size=3)
+        from_images = predict_records(model, records, split, batch_size=3)
         assert list(from_features["file"]) == list(from_images["file"])
         assert list(from_features["label"]) == list(from_images["label"])
         assert np.ptp(from_images["probability"]) > 1e-6, "the check needs outputs that differ per image"
         np.testing.assert_allclose(from_features["probability"], from_images["probability"], rtol=1e-5, atol=1e-7)
 
 
-HED4 = {"model": "transfer", "weights": "hed", "feature_layer": "block4_pool", "fine_tuned": False}
+HED4 = {"weights": "hed", "feature_layer": "block4_pool", "fine_tuned": False}
 
 
-@pytest.mark.parametrize("training, in_features, expected", [
+@pytest.mark.parametrize("details, in_features, expected", [
     (HED4, ("hed", "block4_pool"), True),
     (HED4 | {"fine_tuned": True}, ("hed", "block4_pool"), False),   # fine-tuning changed the base
     (HED4, ("none", "block4_pool"), False),                         # other weights
     (HED4, ("hed", "block5_pool"), False),                          # cut elsewhere
     (HED4, None, False),                                            # no features
-    ({"model": "baseline"}, ("hed", "block4_pool"), False),
+    ({}, ("hed", "block4_pool"), False),                            # a model that says nothing of a base
 ])
-def test_cached_features_only_when_they_match_the_model(tmp_path, training, in_features, expected):
+def test_cached_features_only_when_they_match_the_model(tmp_path, details, in_features, expected):
     if in_features is not None:
         weights, layer = in_features
-        (tmp_path / "manifest.json").write_text(json.dumps({"weights": weights, "feature_layer": layer, "splits": {}}))
-    assert uses_cached_features(training, tmp_path) is expected
+        FeaturesManifest(weights=weights, feature_layer=layer, weights_label="x", splits={}).write(
+            tmp_path / FeaturesManifest.name)
+    assert transfer.uses_cached_features(training_info(**details), tmp_path) is expected
+
+
+# --- a model the stages have never heard of ----------------------------------------------------------
+
+class TinyParams(FitParams):
+    pool: int
+
+
+class TinyFamily(ModelFamily):
+    """Logistic regression on average-pooled pixels: a fourth model, in one module."""
+
+    Params = TinyParams
+    title = "tiny pooled-pixel regression"
+
+    def build(self, input_shape):
+        return keras.Sequential([keras.Input(shape=input_shape), keras.layers.Rescaling(1 / 255),
+                                 keras.layers.AveragePooling2D(self.params.pool), keras.layers.Flatten(),
+                                 keras.layers.Dense(1, activation="sigmoid")], name="tiny")
+
+
+@pytest.fixture
+def tiny_model(monkeypatch, tmp_path):
+    """params.yaml with a train.tiny section and a module stages.models.tiny, as a user would add them."""
+    module = types.ModuleType("stages.models.tiny")
+    module.Params, module.Family = TinyParams, TinyFamily
+    monkeypatch.setitem(sys.modules, "stages.models.tiny", module)
+    raw = raw_repo_params()
+    raw["train"]["tiny"] = raw["train"]["baseline"] | {"epochs": 2, "batch_size": 4, "pool": 10}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_params(path)
+
+
+def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, records, tmp_path):
+    family = models.table(tiny_model)["tiny"]
+    assert isinstance(family, TinyFamily) and family.params.pool == 10
+    data = DataRoots(records, tmp_path / "no-features")
+    model_dir = ModelDir(tmp_path / "models" / "tiny")
+    model_dir.root.mkdir(parents=True)
+    info = train.fit(family, data, model_dir.root)
+    assert (info.model, info.description, info.epochs_run) == ("tiny", TinyFamily.title, 2)
+    assert info.parameters.total == 10 * 10 * 3 + 1   # 100x100 pooled by 10, one sigmoid unit
+    assert TrainingInfo.read(model_dir.training) == info
+    assert len(model_dir.read_history()) == 2
+    plots = PlotsDir(tmp_path / "plots" / "tiny")
+    plots.root.mkdir(parents=True)
+    metrics = evaluate.evaluate(models.family_class("tiny"), model_dir, data, plots, ["Female", "Male"], 0.5, 4)
+    assert metrics.description == TinyFamily.title
+    assert (metrics.val.n, metrics.test.n) == (5, 6)
+    assert len(plots.read_predictions("test")) == 6 and plots.confusion_figure("val").stat().st_size > 0
+    table = compare({"tiny": metrics, "other": metrics}, reference="other")
+    assert table.val["roc_auc"]["tiny_minus_other"] == 0.0
+
+
+def test_metrics_file_round_trip(tmp_path):
+    values = {"accuracy": 0.5, "sensitivity": None, "specificity": 1.0, "precision": None, "f1": 0.0,
+              "roc_auc": 0.75, "n": 4}
+    metrics = ModelMetrics(description="d", val=values, test=values)
+    metrics.write(tmp_path / "m.json")
+    assert ModelMetrics.read(tmp_path / "m.json") == metrics

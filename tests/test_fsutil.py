@@ -226,7 +226,7 @@ def test_write_bytes_atomic_failure_keeps_old_file(tmp_path, monkeypatch):
         raise OSError("disk on fire")
 
     monkeypatch.setattr(fsutil.os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk on fire"):
         write_bytes_atomic(path, b"new")
     monkeypatch.undo()
     assert path.read_bytes() == b"old"

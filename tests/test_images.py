@@ -17,6 +17,7 @@ from stages.images import (
     iter_image_files,
     load_rgb,
 )
+from tests.helpers import png_bytes
 
 SIZE = 100
 
@@ -102,9 +103,7 @@ def test_palette_png_with_transparency_is_flattened_on_white(tmp_path):
     image = Image.new("P", (40, 40), 0)
     image.putpalette([10, 200, 30] + [0, 0, 0] * 255)
     image.paste(1, (0, 0, 20, 40))  # left half: index 1 (black), transparent below
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", transparency=1)
-    loaded = load_rgb(write(tmp_path, "palette.png", buffer.getvalue()), 40)
+    loaded = load_rgb(write(tmp_path, "palette.png", png_bytes(image, transparency=1)), 40)
     check_array(loaded, 40)
     assert loaded[5, 5].tolist() == [255, 255, 255]
     assert loaded[5, 35].tolist() == [10, 200, 30]
@@ -113,9 +112,7 @@ def test_palette_png_with_transparency_is_flattened_on_white(tmp_path):
 def test_grey_with_alpha_is_flattened_on_white(tmp_path):
     image = Image.new("LA", (32, 32), (80, 255))
     image.paste((0, 0), (0, 0, 16, 32))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    loaded = load_rgb(write(tmp_path, "la.png", buffer.getvalue()), 32)
+    loaded = load_rgb(write(tmp_path, "la.png", png_bytes(image)), 32)
     check_array(loaded, 32)
     assert loaded[10, 5].tolist() == [255, 255, 255]
     assert loaded[10, 28].tolist() == [80, 80, 80]
@@ -205,7 +202,7 @@ def test_folder_is_unreadable(tmp_path):
 def test_non_square_input_is_resized(tmp_path):
     image = Image.new("RGB", (180, 90), (0, 0, 255))
     image.paste((255, 0, 0), (0, 0, 90, 90))  # left half red
-    loaded = load_rgb(write(tmp_path, "wide.png", _png(image)), SIZE)
+    loaded = load_rgb(write(tmp_path, "wide.png", png_bytes(image)), SIZE)
     check_array(loaded)
     # Squashed, not cropped: the left half is still red, the right half blue.
     assert loaded[50, 10].tolist() == [255, 0, 0]
@@ -214,7 +211,7 @@ def test_non_square_input_is_resized(tmp_path):
 
 def test_tall_input_is_resized(tmp_path):
     image = Image.new("RGB", (37, 211), (0, 128, 0))
-    loaded = load_rgb(write(tmp_path, "tall.png", _png(image)), SIZE)
+    loaded = load_rgb(write(tmp_path, "tall.png", png_bytes(image)), SIZE)
     check_array(loaded)
     assert (loaded == np.array([0, 128, 0], dtype=np.uint8)).all()
 
@@ -234,14 +231,8 @@ def test_requested_size_is_honoured(tmp_path, face, size):
 
 
 def test_same_size_is_not_resampled(tmp_path, face, pixels):
-    loaded = load_rgb(write(tmp_path, "face.png", _png(face)), SIZE)
+    loaded = load_rgb(write(tmp_path, "face.png", png_bytes(face)), SIZE)
     assert np.array_equal(loaded, pixels)
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 # --- is_image_file / iter_image_files ---------------------------------------------------------

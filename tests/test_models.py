@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from stages import models
+from stages.config import load_params
+from stages.errors import UserError
+from stages.models import improved, transfer
+from stages.models.baseline import make_model
+from stages.train import layer_table, parameter_counts, summary_text
 
-from stages.models.baseline import make_model  # noqa: E402
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params()
+
+
+@pytest.fixture(scope="module")
+def improved_params(params):
+    """params.yaml's train.improved, as the improved module checks it."""
+    return models.family("improved", params).params
+
+
+@pytest.fixture(scope="module")
+def transfer_defaults(params):
+    return models.family("transfer", params).params
 
 
 def test_baseline_matches_figure_1():
@@ -30,8 +50,6 @@ def test_baseline_matches_figure_1():
 
 
 def test_summary_table_reads_like_figure_1():
-    from stages.train import layer_table, parameter_counts, summary_text
-
     model = make_model((100, 100, 3))
     text = summary_text(model.name, layer_table(model), parameter_counts(model))
     rows = {line.split()[0]: line for line in text.splitlines() if "(" in line and ")" in line}
@@ -41,9 +59,9 @@ def test_summary_table_reads_like_figure_1():
     assert "Total params: 544,593" in text and "Non-trainable params: 0" in text
 
 
-def test_improved_first_conv_stride_is_a_param(params):
-    strided = improved.make_model((100, 100, 3), params.train.improved.model_copy(update={"first_stride": 2}))
-    plain = improved.make_model((100, 100, 3), params.train.improved.model_copy(update={"first_stride": 1}))
+def test_improved_first_conv_stride_is_a_param(improved_params):
+    strided = improved.make_model((100, 100, 3), improved_params.model_copy(update={"first_stride": 2}))
+    plain = improved.make_model((100, 100, 3), improved_params.model_copy(update={"first_stride": 1}))
     first = [layer for layer in strided.layers if layer.name.startswith("conv2d")]
     assert tuple(first[0].output.shape[1:3]) == (50, 50)
     assert all(layer.strides == (1, 1) for layer in first[1:])
@@ -61,45 +79,38 @@ def test_baseline_takes_raw_pixels_and_outputs_probabilities():
 
 # --- improved ---------------------------------------------------------------------------------
 
-from stages.errors import UserError  # noqa: E402
-from stages.config import load_params  # noqa: E402
-from stages.models import improved, transfer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def params():
-    return load_params()
-
-
-def test_improved_shapes_and_design(params):
-    model = improved.make_model((100, 100, 3), params.train.improved)
+def test_improved_shapes_and_design(improved_params):
+    model = improved.make_model((100, 100, 3), improved_params)
     assert tuple(model.input.shape[1:]) == (100, 100, 3)
     assert tuple(model.output.shape[1:]) == (1,)
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds.count("Conv2D") == len(params.train.improved.filters) * params.train.improved.convs_per_block
-    assert "BatchNormalization" in kinds and "Dropout" in kinds
-    pooling = "GlobalAveragePooling2D" if params.train.improved.global_pooling else "Flatten"
+    assert kinds.count("Conv2D") == len(improved_params.filters) * improved_params.convs_per_block
+    assert ("BatchNormalization" in kinds) == improved_params.batch_norm
+    assert ("Dropout" in kinds) == (improved_params.dropout > 0)
+    pooling = "GlobalAveragePooling2D" if improved_params.global_pooling else "Flatten"
     assert pooling in kinds
-    augmentation = model.get_layer("augmentation")
-    assert [type(layer).__name__ for layer in augmentation.layers] == [
-        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"]
+    kinds_by_key = {"flip": "RandomFlip", "rotation": "RandomRotation", "zoom": "RandomZoom",
+                    "translation": "RandomTranslation", "contrast": "RandomContrast", "brightness": "RandomBrightness"}
+    enabled = [kind for key, kind in kinds_by_key.items() if getattr(improved_params.augmentation, key)]
+    if enabled:
+        assert [type(layer).__name__ for layer in model.get_layer("augmentation").layers] == enabled
 
 
-def test_improved_pooling_is_a_param(params):
+def test_improved_pooling_is_a_param(improved_params):
     for global_pooling, kind in ((True, "GlobalAveragePooling2D"), (False, "Flatten")):
-        model = improved.make_model((100, 100, 3), params.train.improved.model_copy(update={"global_pooling": global_pooling}))
+        model = improved.make_model((100, 100, 3), improved_params.model_copy(update={"global_pooling": global_pooling}))
         assert kind in [type(layer).__name__ for layer in model.layers]
 
 
-def test_improved_augmentation_switches_off(params):
-    off = params.train.improved.augmentation.model_copy(update={
+def test_improved_augmentation_switches_off(improved_params):
+    off = improved_params.augmentation.model_copy(update={
         "flip": False, "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0, "brightness": 0.0})
-    model = improved.make_model((100, 100, 3), params.train.improved.model_copy(update={"augmentation": off}))
+    model = improved.make_model((100, 100, 3), improved_params.model_copy(update={"augmentation": off}))
     assert "augmentation" not in [layer.name for layer in model.layers]
 
 
-def test_augmentation_only_acts_in_training(params):
-    model = improved.make_model((100, 100, 3), params.train.improved)
+def test_augmentation_only_acts_in_training(improved_params):
+    model = improved.make_model((100, 100, 3), improved_params)
     augmentation = model.get_layer("augmentation")
     images = np.random.default_rng(1).integers(0, 256, size=(2, 100, 100, 3)).astype("float32")
     assert np.array_equal(np.asarray(augmentation(images, training=False)), images)
@@ -108,13 +119,9 @@ def test_augmentation_only_acts_in_training(params):
 
 # --- transfer ---------------------------------------------------------------------------------
 
-def transfer_params(params, **changes):
-    return params.train.transfer.model_copy(update=changes)
-
-
-def test_transfer_base_frozen_head_trainable(params):
+def test_transfer_base_frozen_head_trainable(transfer_defaults):
     base = transfer.make_base((100, 100, 3), "none")
-    model = transfer.make_model((100, 100, 3), transfer_params(params, weights="none"), base=base)
+    model = transfer.make_model((100, 100, 3), transfer_defaults.model_copy(update={"weights": "none"}), base=base)
     assert tuple(model.output.shape[1:]) == (1,)
     assert tuple(base.output.shape[1:]) == (3, 3, 512)
     assert not base.trainable and not base.trainable_weights
@@ -122,7 +129,7 @@ def test_transfer_base_frozen_head_trainable(params):
     assert head.trainable_weights
     assert {id(w) for w in model.trainable_weights} == {id(w) for w in head.trainable_weights}
     assert [layer.units for layer in head.layers if type(layer).__name__ == "Dense"] == [
-        *params.train.transfer.head_units, 1]
+        *transfer_defaults.head_units, 1]
 
 
 def test_vgg_preprocess_matches_keras():

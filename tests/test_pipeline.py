@@ -18,9 +18,11 @@ import pytest
 import yaml
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from stages import predict
+from tests.helpers import ROOT, raw_repo_params, run_cli
+
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages"]
-MODELS = ["baseline", "improved", "transfer"]
+MODELS = list(raw_repo_params()["train"])
 
 pytestmark = pytest.mark.e2e
 
@@ -124,7 +126,7 @@ def test_counts_and_skips_are_recorded(project, first_repro):
 
 def test_metrics_are_probabilities(project, first_repro):
     for model in MODELS:
-        metrics = json.loads((project / "metrics" / f"{model}.json").read_text())
+        metrics = json.loads((project / "metrics" / "models" / f"{model}.json").read_text())
         assert set(metrics) == {"description", "val", "test"}
         for split in ("val", "test"):
             values = metrics[split]
@@ -147,18 +149,18 @@ def test_metrics_are_probabilities(project, first_repro):
 
 
 def test_transfer_outputs_name_their_weights(project, first_repro):
-    metrics = json.loads((project / "metrics/transfer.json").read_text())
+    metrics = json.loads((project / "metrics/models/transfer.json").read_text())
     assert metrics["description"] == "VGG16 up to block4_pool, random weights (no pretraining)"
     training = json.loads((project / "models/transfer/training.json").read_text())
-    assert training["weights"] == "none"
-    assert training["feature_layer"] == "block4_pool"
+    assert training["description"] == metrics["description"]
+    assert training["details"] == {"weights": "none", "feature_layer": "block4_pool", "fine_tuned": False}
     assert training["parameters"]["non_trainable"] == 7_635_264  # VGG16 blocks 1-4, frozen
 
 
 def test_comparison_has_every_model_and_difference(project, first_repro):
     comparison = json.loads((project / "metrics/comparison.json").read_text())
-    baseline = json.loads((project / "metrics/baseline.json").read_text())
-    improved = json.loads((project / "metrics/improved.json").read_text())
+    baseline = json.loads((project / "metrics/models/baseline.json").read_text())
+    improved = json.loads((project / "metrics/models/improved.json").read_text())
     for split in ("val", "test"):
         row = comparison[split]["roc_auc"]
         assert set(row) == {*MODELS, "improved_minus_baseline", "transfer_minus_baseline"}
@@ -175,7 +177,7 @@ def test_history_has_one_row_per_epoch(project, first_repro):
 def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project))
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/prepare.json"} | {f"metrics/{model}.json" for model in MODELS} <= set(files)
+    assert {"metrics/prepare.json"} | {f"metrics/models/{model}.json" for model in MODELS} <= set(files)
     run(["dvc", "plots", "show", "-o", str(tmp_path / "html")], project)
     page = (tmp_path / "html" / "index.html").read_text()
     titles = ["ROC validation, all models", "ROC cross-dataset test, all models"] + [
@@ -197,7 +199,7 @@ def test_report_has_every_section_and_the_metrics(project, first_repro):
         assert pixels.std() > 1  # not blank
     markdown = (project / "reports/report.md").read_text()
     for model in MODELS:
-        metrics = json.loads((project / "metrics" / f"{model}.json").read_text())
+        metrics = json.loads((project / "metrics" / "models" / f"{model}.json").read_text())
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {model} |"))
         shown = row.split(" | ")[1].split(" ")[0]  # the validation table comes first: accuracy
         assert shown == f"{metrics['val']['accuracy']:.3f}", (model, row)
@@ -207,14 +209,12 @@ def test_report_has_every_section_and_the_metrics(project, first_repro):
 
 def test_predict_gives_evaluate_probabilities(project, first_repro, tmp_path, monkeypatch):
     """For every model (the transfer one evaluated on cached features), predict on the prepared PNG."""
-    from stages import cli, predict
-
     monkeypatch.chdir(project)
     for model in MODELS:
         scored = pd.read_csv(project / "plots" / model / "predictions_test.csv").head(6)
         out = tmp_path / f"{model}.csv"
-        cli.run(predict.main, [model, *(str(Path("data/prepared") / file) for file in scored["file"]),
-                               "--csv", str(out)])
+        assert run_cli(predict.main, [model, *(str(Path("data/prepared") / file) for file in scored["file"]),
+                                      "--csv", str(out)]) == 0
         predicted = pd.read_csv(out)
         assert [Path(file).relative_to("data/prepared").as_posix() for file in predicted["file"]] == list(scored["file"])
         np.testing.assert_allclose(predicted["probability_Male"], scored["probability"], atol=2e-6)
@@ -238,3 +238,11 @@ def test_changing_the_transfer_head_keeps_the_features(project, first_repro):
     set_params(project, {"train.transfer.head_units": [8], "train.transfer.dropout": 0.2})
     output = run(["dvc", "repro"], project)
     assert sorted(stages_run(output)) == ["compare", "evaluate@transfer", "report", "train@transfer"]
+
+
+def test_changing_the_reference_reruns_only_the_comparison(project, first_repro):
+    set_params(project, {"compare.reference": "improved"})
+    output = run(["dvc", "repro"], project)
+    assert sorted(stages_run(output)) == ["compare", "report"]
+    comparison = json.loads((project / "metrics/comparison.json").read_text())
+    assert comparison["reference"] == "improved" and "baseline_minus_improved" in comparison["val"]["roc_auc"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import subprocess
@@ -17,16 +16,15 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402
 
-from stages import cli, predict, sample  # noqa: E402
-from stages import prepare as prep  # noqa: E402
-from stages import tfrecords  # noqa: E402
-from stages.evaluate import predict_split  # noqa: E402
+from stages import predict, prepare, sample, tfrecords  # noqa: E402
+from stages.contracts import SplitShards, TfrecordsManifest  # noqa: E402
 from stages.images import load_rgb  # noqa: E402
 from stages.models import baseline  # noqa: E402
-from stages.models import load as load_model  # noqa: E402
-from stages.records import MANIFEST_NAME  # noqa: E402
+from stages.models import load_model  # noqa: E402
+from stages.models.family import predict_records  # noqa: E402
+from tests.helpers import png_bytes, run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 100
@@ -37,12 +35,6 @@ COLUMNS = ["file", "probability_Female", "probability_Male", "predicted"]
 def face(seed: int, gender: str = "Male", size: tuple[int, int] | None = None) -> Image.Image:
     image = sample.draw_face(np.random.default_rng(seed), gender, sample.TRAINVAL_STUDIO)
     return image.resize(size, Image.Resampling.BICUBIC) if size else image
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -64,15 +56,6 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def model(model_dir):
     return load_model(model_dir / "model.keras")
-
-
-def run_cli(argv: list[str]) -> int:
-    """predict's CLI in this process, as `python -m stages.predict` runs it; returns the exit code."""
-    try:
-        cli.run(predict.main, argv)
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
 
 
 def warnings_in(stderr: str) -> list[str]:
@@ -130,7 +113,7 @@ def test_messy_folder_gives_one_row_per_readable_image(messy, model_dir, tmp_pat
     folder, good, broken = messy
     monkeypatch.chdir(tmp_path)  # no params.yaml here: classes come from training.json
     out = tmp_path / "out" / "predictions.csv"
-    code = run_cli([str(model_dir), str(folder), "--csv", str(out), "--batch-size", "3", "--threshold", "0.5"])
+    code = run_cli(predict.main, [str(model_dir), str(folder), "--csv", str(out), "--batch-size", "3", "--threshold", "0.5"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
 
@@ -157,7 +140,7 @@ def test_messy_folder_gives_one_row_per_readable_image(messy, model_dir, tmp_pat
 def test_files_and_folders_mix_in_the_order_given(messy, model_dir, tmp_path, monkeypatch, capsys):
     folder, good, _ = messy
     monkeypatch.chdir(tmp_path)
-    assert run_cli([str(model_dir / "model.keras"), good[3], str(folder / "sub"), good[0], "--threshold", "0.5"]) == 0
+    assert run_cli(predict.main, [str(model_dir / "model.keras"), good[3], str(folder / "sub"), good[0], "--threshold", "0.5"]) == 0
     assert [row[3] for row in table_rows(capsys.readouterr().out)] == [good[3], good[6], good[0]]
 
 
@@ -172,7 +155,7 @@ def test_classes_and_threshold_default_to_params(messy, model_dir, tmp_path, mon
     bare.mkdir()
     (bare / "model.keras").write_bytes((model_dir / "model.keras").read_bytes())  # no training.json
     monkeypatch.chdir(tmp_path)
-    assert run_cli([str(bare), messy[1][0], "--csv", "p.csv"]) == 0
+    assert run_cli(predict.main, [str(bare), messy[1][0], "--csv", "p.csv"]) == 0
     columns, records = read_csv(tmp_path / "p.csv")
     assert columns == ["file", "probability_Woman", "probability_Man", "predicted"]
     assert [record["predicted"] for record in records] == ["Man"]
@@ -183,7 +166,7 @@ def test_classes_and_threshold_default_to_params(messy, model_dir, tmp_path, mon
 def test_only_broken_files_exit_1_and_leave_no_csv(messy, model_dir, tmp_path, monkeypatch, capsys):
     _, _, broken = messy
     monkeypatch.chdir(tmp_path)
-    code = run_cli([str(model_dir), *broken, "--csv", "out.csv", "--threshold", "0.5"])
+    code = run_cli(predict.main, [str(model_dir), *broken, "--csv", "out.csv", "--threshold", "0.5"])
     captured = capsys.readouterr()
     assert code == 1
     assert len(warnings_in(captured.err)) == 3
@@ -194,20 +177,20 @@ def test_only_broken_files_exit_1_and_leave_no_csv(messy, model_dir, tmp_path, m
 def test_folder_without_images_exit_1(model_dir, tmp_path, monkeypatch, capsys):
     write(tmp_path / "empty" / "notes.txt", b"nothing here")
     monkeypatch.chdir(tmp_path)
-    assert run_cli([str(model_dir), "empty", "--threshold", "0.5"]) == 1
+    assert run_cli(predict.main, [str(model_dir), "empty", "--threshold", "0.5"]) == 1
     assert errors_in(capsys.readouterr().err) == ["error: no image file found in empty"]
 
 
 def test_missing_path_exit_1_naming_it(messy, model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert run_cli([str(model_dir), messy[1][0], "no/such/photo.jpg"]) == 1
+    assert run_cli(predict.main, [str(model_dir), messy[1][0], "no/such/photo.jpg"]) == 1
     err = capsys.readouterr().err
     assert err == "error: no/such/photo.jpg: no such file or folder\n"
 
 
 def test_missing_model_file_exit_1(messy, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert run_cli(["somewhere/model.keras", messy[1][0]]) == 1
+    assert run_cli(predict.main, ["somewhere/model.keras", messy[1][0]]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: somewhere/model.keras: not found;") and err.count("\n") == 1
 
@@ -216,7 +199,7 @@ def test_classes_nowhere_exit_1(messy, model_dir, tmp_path, monkeypatch, capsys)
     (tmp_path / "model.keras").write_bytes((model_dir / "model.keras").read_bytes())
     (tmp_path / "training.json").write_text(json.dumps({"model": "baseline"}))
     monkeypatch.chdir(tmp_path)  # and no params.yaml
-    assert run_cli([".", messy[1][0], "--threshold", "0.5"]) == 1
+    assert run_cli(predict.main, [".", messy[1][0], "--threshold", "0.5"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "training.json has no \"classes\"" in err and "params.yaml" in err
@@ -258,7 +241,7 @@ def test_unreadable_files_are_reported_and_left_out(messy, model):
 
 @pytest.fixture(scope="module")
 def evaluated(model, tmp_path_factory) -> tuple[dict[str, Path], dict[str, Path], dict[str, float]]:
-    """Source photos through the real prepare and tfrecords code, scored by evaluate's predict_split.
+    """Source photos through the real prepare and tfrecords code, scored as evaluate scores them.
 
     Returns (source file, prepared PNG, evaluate's P(Male)) per image name.
     """
@@ -274,13 +257,13 @@ def evaluated(model, tmp_path_factory) -> tuple[dict[str, Path], dict[str, Path]
     for name in CLASSES:
         (prepared / "test" / name).mkdir(parents=True)
     for name, (label, source) in sources.items():
-        assert prep.convert(prep.Task("test", label, source, Path("test") / label / f"{name}.png"), prepared, SIZE) is None
+        assert prepare.convert(prepare.Task("test", label, source, Path("test") / label / f"{name}.png"), prepared, SIZE) is None
     records.mkdir()
     examples = tfrecords.list_examples(prepared, CLASSES, "test")
     shards = tfrecords.write_split(examples, "test", records, prepared, shard_size=2)
-    (records / MANIFEST_NAME).write_text(json.dumps({"image_size": SIZE, "classes": CLASSES,
-                                                     "splits": {"test": {"shards": shards}}}))
-    scored = predict_split(model, records, "test", batch_size=3)
+    TfrecordsManifest(image_size=SIZE, classes=CLASSES, splits={"test": SplitShards(
+        count=len(examples), per_class={}, shards=shards)}).write(records / TfrecordsManifest.name)
+    scored = predict_records(model, records, "test", batch_size=3)
     assert len(scored) == len(sources)
     probabilities = {Path(file).stem: p for file, p in zip(scored["file"], scored["probability"])}
     pngs = {name: prepared / "test" / label / f"{name}.png" for name, (label, _) in sources.items()}

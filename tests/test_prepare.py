@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from stages import prepare as prep
-from stages import sample
+from stages import prepare, sample
+from stages.config import PrepareParams, SampleParams, parse_params
+from stages.contracts import PrepareSummary
 from stages.errors import UserError
-from stages.config import PrepareParams, SampleParams, load_params, parse_params
 from stages.images import load_rgb
+from tests.helpers import hashes, raw_repo_params
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = SampleParams(seed=5, train_per_class=6, val_per_class=5, unlabeled=2,
                       test_images=12, test_male_fraction=0.65)
+TRAIN, VAL = SAMPLE.train_per_class, SAMPLE.val_per_class  # per class
 MEN, WOMEN = 8, 4  # round(12 * 0.65), the rest
 SPLITS = ("train", "val", "test")
 CLASSES = ("Female", "Male")
+# What the datasets' class folders mean; a folder mapped to the other class would invert labels.
+FOLDER_GENDER = {"female": "Female", "woman": "Female", "women": "Female",
+                 "male": "Male", "man": "Male", "men": "Male"}
 
 
 @pytest.fixture(scope="module")
-def params() -> PrepareParams:
-    return load_params(ROOT / "params.yaml").prepare
+def params(repo_params) -> PrepareParams:
+    return repo_params.prepare
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +41,10 @@ def raw(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prepared(raw, params, tmp_path_factory) -> tuple[Path, dict]:
+def prepared(raw, params, tmp_path_factory) -> tuple[Path, PrepareSummary]:
     out = tmp_path_factory.mktemp("prepared")
-    summary = prep.prepare(raw, out, params, workers=2)
+    summary = prepare.prepare(raw, out, params, workers=2)
     return out, summary
-
-
-def hashes(root: Path) -> dict[str, str]:
-    return {path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*")) if path.is_file()}
 
 
 def pngs(folder: Path) -> list[Path]:
@@ -73,29 +70,29 @@ def test_layout(prepared):
             assert files and all(p.suffix == ".png" and p.is_file() for p in files)
 
 
-def test_every_image_is_100px_rgb_png(prepared):
+def test_every_image_is_an_rgb_png_of_image_size(prepared, params):
     out, _ = prepared
     files = sorted(out.rglob("*.png"))
-    assert len(files) == 2 * 6 + 2 * 5 + MEN + WOMEN
+    assert len(files) == 2 * TRAIN + 2 * VAL + MEN + WOMEN
     for path in files:
         with Image.open(path) as image:
             assert image.format == "PNG"
             assert image.mode == "RGB", path
-            assert image.size == (100, 100), path
+            assert image.size == (params.image_size, params.image_size), path
 
 
-def test_counts_per_split_and_class(prepared):
+def test_counts_per_split_and_class(prepared, params):
     out, summary = prepared
     expected = {
-        "train": {"Female": 6, "Male": 6, "total": 12},
-        "val": {"Female": 5, "Male": 5, "total": 10},  # the broken files in Test/Male are skipped
+        "train": {"Female": TRAIN, "Male": TRAIN, "total": 2 * TRAIN},
+        "val": {"Female": VAL, "Male": VAL, "total": 2 * VAL},  # the broken files in Test/Male are skipped
         "test": {"Female": WOMEN, "Male": MEN, "total": MEN + WOMEN},
     }
-    assert summary["counts"] == expected
-    assert summary["image_size"] == 100
+    assert summary.counts == expected
+    assert summary.image_size == params.image_size
     for split in SPLITS:
         for label in CLASSES:
-            assert len(pngs(out / split / label)) == summary["counts"][split][label], (split, label)
+            assert len(pngs(out / split / label)) == summary.counts[split][label], (split, label)
 
 
 def test_test_labels_follow_the_mapping(prepared, raw):
@@ -117,7 +114,7 @@ def test_train_and_val_come_from_the_right_folders(prepared, raw):
             assert [p.stem for p in pngs(out / split / label)] == sources
 
 
-def test_pixels_are_the_loaders_output(prepared, raw):
+def test_pixels_are_the_loaders_output(prepared, raw, params):
     out, _ = prepared
     pairs = [
         ("train/Female/00001_alpha.png", "trainval/Train/Female/00001_alpha.png"),
@@ -128,7 +125,7 @@ def test_pixels_are_the_loaders_output(prepared, raw):
     ]
     for prepared_name, raw_name in pairs:
         written = np.asarray(Image.open(out / prepared_name))
-        assert np.array_equal(written, load_rgb(raw / raw_name, 100)), prepared_name
+        assert np.array_equal(written, load_rgb(raw / raw_name, params.image_size)), prepared_name
     gray = np.asarray(Image.open(out / "train/Female/00000_gray.png"))
     assert np.array_equal(gray[..., 0], gray[..., 2])
     alpha = np.asarray(Image.open(out / "train/Female/00001_alpha.png"))
@@ -137,8 +134,8 @@ def test_pixels_are_the_loaders_output(prepared, raw):
 
 def test_skipped_lists_exactly_the_broken_and_junk_files(prepared, raw):
     _, summary = prepared
-    skipped = {(item["split"], Path(item["file"]).relative_to(raw).as_posix()): item["reason"]
-               for item in summary["skipped"]}
+    skipped = {(item.split, Path(item.file).relative_to(raw).as_posix()): item.reason
+               for item in summary.skipped}
     assert set(skipped) == {
         ("train", "trainval/Train/Female/.DS_Store"),
         ("train", "trainval/Train/Female/Thumbs.db"),
@@ -149,7 +146,7 @@ def test_skipped_lists_exactly_the_broken_and_junk_files(prepared, raw):
         ("test", "test/faces/woman/.DS_Store"),
         ("test", "test/faces/woman/Thumbs.db"),
     }
-    assert summary["skipped_count"] == len(summary["skipped"]) == 8
+    assert summary.skipped_count == len(summary.skipped) == 8
     for (split, name), reason in skipped.items():
         if name.endswith(("Thumbs.db", ".DS_Store")):
             assert reason == "not an image file (name or extension)"
@@ -158,7 +155,7 @@ def test_skipped_lists_exactly_the_broken_and_junk_files(prepared, raw):
         else:
             assert reason.startswith("cannot decode image") and "truncated" in reason
     # Sorted by split order, then file.
-    order = [(SPLITS.index(item["split"]), item["file"]) for item in summary["skipped"]]
+    order = [(SPLITS.index(item.split), item.file) for item in summary.skipped]
     assert order == sorted(order)
 
 
@@ -166,18 +163,18 @@ def test_rerun_is_byte_identical(prepared, raw, params, tmp_path):
     out, summary = prepared
     again = tmp_path / "again"
     again.mkdir()
-    summary_again = prep.prepare(raw, again, params, workers=2)
+    summary_again = prepare.prepare(raw, again, params, workers=2)
     assert hashes(again) == hashes(out)
-    assert summary_again["counts"] == summary["counts"]
+    assert summary_again.counts == summary.counts
 
 
 def test_workers_do_not_change_output(prepared, raw, params, tmp_path):
     out, summary = prepared
     one = tmp_path / "one"
     one.mkdir()
-    summary_one = prep.prepare(raw, one, params, workers=1)
+    summary_one = prepare.prepare(raw, one, params, workers=1)
     first = hashes(out)
-    assert len(first) == 2 * 6 + 2 * 5 + MEN + WOMEN
+    assert len(first) == 2 * TRAIN + 2 * VAL + MEN + WOMEN
     assert hashes(one) == first
     # Same summary apart from where the raw files live (same here).
     assert summary_one == summary
@@ -189,23 +186,23 @@ def test_rerun_from_a_copied_raw_tree(prepared, raw, params, tmp_path):
     shutil.copytree(raw, copy)
     target = tmp_path / "out"
     target.mkdir()
-    prep.prepare(copy, target, params, workers=3)
+    prepare.prepare(copy, target, params, workers=3)
     assert hashes(target) == hashes(out)
 
 
 # --- target_names -----------------------------------------------------------------------------
 
 def test_target_names_plain():
-    assert prep.target_names([Path("a.jpg"), Path("b.jpeg"), Path("c.PNG")]) == ["a.png", "b.png", "c.png"]
+    assert prepare.target_names([Path("a.jpg"), Path("b.jpeg"), Path("c.PNG")]) == ["a.png", "b.png", "c.png"]
 
 
 def test_target_names_keeps_same_stem_apart():
-    names = prep.target_names([Path("a.jpg"), Path("a.png"), Path("b.jpg")])
+    names = prepare.target_names([Path("a.jpg"), Path("a.png"), Path("b.jpg")])
     assert names == ["a.png", "a__2.png", "b.png"]
 
 
 def test_target_names_flattens_sub_folders():
-    names = prep.target_names([Path("x/a.jpg"), Path("y/a.jpg"), Path("a.jpg")])
+    names = prepare.target_names([Path("x/a.jpg"), Path("y/a.jpg"), Path("a.jpg")])
     assert names == ["x__a.png", "y__a.png", "a.png"]
     assert len(set(names)) == 3
 
@@ -215,7 +212,7 @@ def test_target_names_flattens_sub_folders():
     ["sub/a.jpg", "sub__a.jpg"],
 ])
 def test_target_names_never_collide(paths):
-    names = prep.target_names([Path(p) for p in paths])
+    names = prepare.target_names([Path(p) for p in paths])
     assert len(set(names)) == len(names), names
 
 
@@ -228,8 +225,8 @@ def test_counts_match_disk_when_names_could_collide(raw, params, tmp_path):
     shutil.copy(female / "00003.jpg", female / "sub__a.jpg")
     out = tmp_path / "out"
     out.mkdir()
-    summary = prep.prepare(copy, out, params, workers=1)
-    assert len(pngs(out / "train/Female")) == summary["counts"]["train"]["Female"] == 8
+    summary = prepare.prepare(copy, out, params, workers=1)
+    assert len(pngs(out / "train/Female")) == summary.counts["train"]["Female"] == TRAIN + 2
 
 
 def test_same_stem_files_both_prepared(raw, params, tmp_path):
@@ -241,10 +238,10 @@ def test_same_stem_files_both_prepared(raw, params, tmp_path):
     shutil.copy(female / "00003.jpg", female / "nested" / "00003.JPG")
     out = tmp_path / "out"
     out.mkdir()
-    summary = prep.prepare(copy, out, params, workers=1)
+    summary = prepare.prepare(copy, out, params, workers=1)
     names = sorted(p.name for p in pngs(out / "train/Female"))
     assert {"00002.png", "00002__2.png", "nested__00003.png", "00003.png"} <= set(names)
-    assert len(names) == summary["counts"]["train"]["Female"] == 8
+    assert len(names) == summary.counts["train"]["Female"] == TRAIN + 2
 
 
 def test_hidden_sub_folders_are_not_prepared(raw, params, tmp_path):
@@ -255,8 +252,8 @@ def test_hidden_sub_folders_are_not_prepared(raw, params, tmp_path):
     shutil.copy(copy / "trainval/Train/Female/00002.jpg", hidden / "00002.jpg")
     out = tmp_path / "out"
     out.mkdir()
-    summary = prep.prepare(copy, out, params, workers=1)
-    assert summary["counts"]["train"]["Female"] == 6
+    summary = prepare.prepare(copy, out, params, workers=1)
+    assert summary.counts["train"]["Female"] == TRAIN
     assert not any(p.name.startswith(".") for p in out.rglob("*"))
 
 
@@ -268,7 +265,7 @@ def test_missing_dataset_folder(raw, params, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(UserError) as caught:
-        prep.prepare(partial, out, params, workers=1)
+        prepare.prepare(partial, out, params, workers=1)
     message = str(caught.value)
     assert str(partial / "test") in message
     assert "download" in message
@@ -282,7 +279,7 @@ def test_wrong_folder_names_the_param(raw, params, tmp_path, split):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(UserError) as caught:
-        prep.prepare(raw, out, bad, workers=1)
+        prepare.prepare(raw, out, bad, workers=1)
     message = str(caught.value)
     assert f"prepare.splits.{split}.folder" in message
     assert "'nonexistent'" in message
@@ -292,7 +289,7 @@ def test_wrong_folder_names_the_param(raw, params, tmp_path, split):
 def test_no_folder_with_two_candidates_is_ambiguous(raw, params, tmp_path):
     bad = params_with(params, train={"folder": None})  # Train/ and Test/ both hold Female, Male
     with pytest.raises(UserError) as caught:
-        prep.plan(raw, bad)
+        prepare.plan(raw, bad)
     assert "several" in str(caught.value)
     assert "prepare.splits.train.folder" in str(caught.value)
 
@@ -302,7 +299,7 @@ def test_wrong_class_name_names_the_param(raw, params):
     raw_params["splits"]["test"]["classes"] = {"men": "Male", "woman": "Female"}
     bad = PrepareParams.model_validate(raw_params)
     with pytest.raises(UserError) as caught:
-        prep.plan(raw, bad)
+        prepare.plan(raw, bad)
     assert "prepare.splits.test" in str(caught.value)
     assert "'men'" in str(caught.value)
 
@@ -316,21 +313,23 @@ def test_class_without_readable_images(raw, params, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(UserError) as caught:
-        prep.prepare(copy, out, params, workers=1)
+        prepare.prepare(copy, out, params, workers=1)
     assert "train/Male" in str(caught.value)
     assert "val/" not in str(caught.value)
 
 
 def test_plan_lists_tasks_in_order(raw, params):
-    tasks, skipped = prep.plan(raw, params)
-    assert len(tasks) == 2 * 6 + 2 * 5 + 2 + MEN + 2 + WOMEN  # broken files are only found on decode
+    tasks, skipped = prepare.plan(raw, params)
+    assert len(tasks) == 2 * TRAIN + 2 * VAL + 2 + MEN + 2 + WOMEN  # broken files are only found on decode
     assert [t.split for t in tasks] == sorted((t.split for t in tasks), key=SPLITS.index)
     assert all(t.target.parts[:2] == (t.split, t.label) for t in tasks)
     assert len({t.target for t in tasks}) == len(tasks)
     assert len(skipped) == 4  # junk in Train/Female and faces/woman
 
 
-def test_params_in_repo_map_man_to_male(params):
-    assert params.splits["test"].classes == {"man": "Male", "woman": "Female"}
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert parse_params(raw).prepare == params
+def test_params_in_repo_map_each_folder_to_its_gender(params):
+    for split, source in params.splits.items():
+        assert sorted(source.classes.values()) == sorted(params.classes), split  # every class, once
+        for folder, label in source.classes.items():
+            assert FOLDER_GENDER.get(folder.lower()) == label, (split, folder, label)
+    assert parse_params(raw_repo_params()).prepare == params

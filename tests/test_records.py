@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -19,58 +18,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from stages import tfrecords  # noqa: E402
+from stages.contracts import TfrecordsManifest  # noqa: E402
 from stages.errors import UserError  # noqa: E402
-from stages.records import MANIFEST_NAME, decode_example, encode_example, load_split, read_manifest, shard_name  # noqa: E402
+from stages.records import decode_example, encode_example, load_split, shard_name  # noqa: E402
+from tests.helpers import (CLASSES, RECORD_COUNTS, RECORD_SEED, SHARD_SIZE, SIZE, face_png, hashes,  # noqa: E402
+                           make_prepared, make_tfrecords_project, run_tfrecords)
 
-ROOT = Path(__file__).resolve().parents[1]
-SIZE = 100
-CLASSES = ["Female", "Male"]
-COUNTS = {"train": {"Female": 7, "Male": 6}, "val": {"Female": 3, "Male": 2}, "test": {"Female": 2, "Male": 4}}
-SHARD_SIZE = 4
-SEED = 2021
+MANIFEST_NAME = TfrecordsManifest.name
 
 
-def face_png(split: str, label: int, index: int) -> bytes:
-    """A PNG whose pixels say where it came from: R = 200*label + index, G = split, B a gradient."""
-    pixels = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
-    pixels[..., 0] = 200 * label + index
-    pixels[..., 1] = {"train": 10, "val": 20, "test": 30}[split]
-    pixels[..., 2] = np.arange(SIZE, dtype=np.uint8)[None, :] * 2
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def make_prepared(root: Path) -> None:
-    for split, per_class in COUNTS.items():
-        for label, name in enumerate(CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for index in range(per_class[name]):
-                (folder / f"img{index:03d}.png").write_bytes(face_png(split, label, index))
-
-
-def make_project(folder: Path, shard_size: int = SHARD_SIZE) -> Path:
-    """A working directory with params.yaml (small shards) and data/prepared, as the stage expects."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["tfrecords"]["shard_size"] = shard_size
-    raw["tfrecords"]["seed"] = SEED
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "params.yaml").write_text(yaml.safe_dump(raw))
-    make_prepared(folder / "data" / "prepared")
-    return folder
-
-
-def run_stage(folder: Path) -> Path:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        tfrecords.main([])
-    return folder / "data" / "tfrecords"
+def read_manifest(root: Path) -> dict:
+    """The manifest as the JSON it is on disk."""
+    return json.loads((root / MANIFEST_NAME).read_text())
 
 
 @pytest.fixture(scope="module")
 def stage_output(tmp_path_factory) -> Path:
-    return run_stage(make_project(tmp_path_factory.mktemp("project")))
+    return run_tfrecords(make_tfrecords_project(tmp_path_factory.mktemp("project")))
 
 
 def collect(root: Path, split: str, batch_size: int = 5, **kwargs) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -81,10 +45,6 @@ def collect(root: Path, split: str, batch_size: int = 5, **kwargs) -> tuple[np.n
         labels.append(batch_labels.numpy())
         files.extend(f.decode("utf-8") for f in batch_files.numpy())
     return np.concatenate(images), np.concatenate(labels), files
-
-
-def hashes(root: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.iterdir())}
 
 
 # --- the schema -------------------------------------------------------------------------------
@@ -112,7 +72,7 @@ def test_round_trip_unicode_filename_and_label_zero():
 
 def test_decode_rejects_wrong_size():
     serialized = encode_example(face_png("train", 0, 0), 0, "x.png")
-    with pytest.raises(Exception):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="64"):
         decode_example(tf.constant(serialized), 64)
 
 
@@ -126,7 +86,8 @@ def test_shard_names():
 def test_list_examples_sorted_by_class_then_name(tmp_path):
     make_prepared(tmp_path)
     examples = tfrecords.list_examples(tmp_path, CLASSES, "train")
-    assert [label for _, label in examples] == [0] * 7 + [1] * 6
+    counts = RECORD_COUNTS["train"]
+    assert [label for _, label in examples] == [0] * counts["Female"] + [1] * counts["Male"]
     assert [p.relative_to(tmp_path).as_posix() for p, _ in examples[:2]] == ["train/Female/img000.png", "train/Female/img001.png"]
     assert examples == sorted(examples, key=lambda e: (e[1], e[0].name))
 
@@ -183,7 +144,7 @@ def test_stage_writes_shards_and_manifest(stage_output):
     manifest = read_manifest(stage_output)
     assert manifest["image_size"] == SIZE
     assert manifest["classes"] == CLASSES
-    for split, per_class in COUNTS.items():
+    for split, per_class in RECORD_COUNTS.items():
         entry = manifest["splits"][split]
         assert entry["count"] == sum(per_class.values())
         assert entry["per_class"] == per_class
@@ -208,13 +169,13 @@ def test_shard_sizes_on_disk(stage_output):
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_load_split_counts_images_and_labels(stage_output, split):
     images, labels, files = collect(stage_output, split)
-    total = sum(COUNTS[split].values())
+    total = sum(RECORD_COUNTS[split].values())
     assert images.shape == (total, SIZE, SIZE, 3)
     assert images.dtype == np.float32
     assert images.min() >= 0 and images.max() <= 255
     assert images.max() > 1  # still 0-255, not rescaled
     assert set(np.unique(labels)) <= {0.0, 1.0}
-    assert int(labels.sum()) == COUNTS[split]["Male"]
+    assert int(labels.sum()) == RECORD_COUNTS[split]["Male"]
     assert len(set(files)) == total
     for image, label, name in zip(images, labels, files):
         part_split, part_class, file = name.split("/")
@@ -243,17 +204,17 @@ def test_train_order_is_shuffled_and_eval_order_sorted(stage_output):
 
 
 def test_same_seed_same_bytes(stage_output, tmp_path):
-    again = run_stage(make_project(tmp_path / "again"))
+    again = run_tfrecords(make_tfrecords_project(tmp_path / "again"))
     assert hashes(again) == hashes(stage_output)
     assert collect(again, "train")[2] == collect(stage_output, "train")[2]
 
 
 def test_other_seed_other_train_order(stage_output, tmp_path):
-    project = make_project(tmp_path / "other")
+    project = make_tfrecords_project(tmp_path / "other")
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["tfrecords"]["seed"] = SEED + 1
+    raw["tfrecords"]["seed"] = RECORD_SEED + 1
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    other = run_stage(project)
+    other = run_tfrecords(project)
     order = collect(other, "train")[2]
     assert order != collect(stage_output, "train")[2]
     assert sorted(order) == sorted(collect(stage_output, "train")[2])
@@ -262,25 +223,25 @@ def test_other_seed_other_train_order(stage_output, tmp_path):
 
 def test_load_split_shuffle_seed_reorders_same_examples(stage_output):
     plain = collect(stage_output, "train")[2]
-    shuffled = collect(stage_output, "train", shuffle_seed=3)[2]
+    shuffled = collect(stage_output, "train", shuffle=(3, 4096))[2]
     assert sorted(shuffled) == sorted(plain)
     assert shuffled != plain
 
 
 def test_one_shard_when_shard_size_is_large(tmp_path):
-    out = run_stage(make_project(tmp_path / "big", shard_size=2000))
+    out = run_tfrecords(make_tfrecords_project(tmp_path / "big", shard_size=2000))
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert [len(manifest["splits"][s]["shards"]) for s in ("train", "val", "test")] == [1, 1, 1]
     assert manifest["splits"]["train"]["shards"] == ["train-00000-of-00001.tfrecord"]
 
 
 def test_rerun_replaces_old_output(tmp_path):
-    project = make_project(tmp_path / "p", shard_size=2)
-    out = run_stage(project)
+    project = make_tfrecords_project(tmp_path / "p", shard_size=2)
+    out = run_tfrecords(project)
     assert len(read_manifest(out)["splits"]["train"]["shards"]) == 7
     raw = yaml.safe_load((project / "params.yaml").read_text())
     raw["tfrecords"]["shard_size"] = 100
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    out = run_stage(project)
+    out = run_tfrecords(project)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [MANIFEST_NAME] + [shard_name(s, 0, 1) for s in ("train", "val", "test")])

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import figures, report
-from stages.config import load_params
+from stages import figures, models, report
+from stages.compare import compare
+from stages.contracts import ModelMetrics, PlotsDir, PrepareSummary, TrainingInfo
 from stages.document import Figure, Section, Table, to_html, to_markdown
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
 
-ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["Female", "Male"]
 SECTION_IDS = ["banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "discussion",
                "mistakes", "ethics", "compute"]
@@ -57,25 +57,37 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
         history = pd.DataFrame({"epoch": range(3), "loss": [0.7, 0.6, 0.5], "accuracy": [0.5, 0.6, 0.7],
                                 "val_loss": [0.7, 0.65, 0.6], "val_accuracy": [0.5, 0.55, 0.6]})
         figures.save(figures.learning_curves(history, name), plots / "learning_curves.png")
-        training = {"epochs_requested": 5, "epochs_run": 3, "train_seconds": 12.3,
-                    "parameters": {"total": 10, "trainable": 8, "non_trainable": 2},
-                    "layers": [{"name": "dense", "type": "Dense", "output_shape": "(None, 1)", "parameters": 10}]}
-        results[name] = report.ModelResults(name, metrics, training, history, plots)
+        training = TrainingInfo(
+            model=name, description=metrics["description"], classes=CLASSES, epochs_requested=5, epochs_run=3,
+            train_seconds=12.3, parameters={"total": 10, "trainable": 8, "non_trainable": 2},
+            layers=[{"name": "dense", "type": "Dense", "output_shape": "(None, 1)", "parameters": 10}])
+        results[name] = report.ModelResults(name, ModelMetrics(**metrics), training, PlotsDir(plots))
     return results
 
 
+def split_result(name: str, val: dict, test: dict) -> report.ModelResults:
+    """A model's results with just the given metrics (the others None), for the discussion."""
+    empty = dict.fromkeys(METRIC_NAMES) | {"n": 10}
+    metrics = ModelMetrics(description=name, val=empty | val, test=empty | test)
+    return report.ModelResults(name, metrics, None, PlotsDir(Path(".")))
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, repo_params):
     root = tmp_path_factory.mktemp("report")
-    params = load_params(ROOT / "params.yaml")
-    results = make_results(root, {"baseline": (0.2, 0.1), "improved": (0.35, 0.15), "transfer": (0.3, 0.3)})
-    prepare_summary = {"counts": {"train": {"Female": 5, "Male": 5, "total": 10},
-                                  "val": {"Female": 3, "Male": 3, "total": 6},
-                                  "test": {"Female": 8, "Male": 12, "total": 20}},
-                       "skipped": [{"split": "test", "file": "data/raw/test/x.jpg", "reason": "empty file (0 bytes)"}]}
+    params = repo_params
+    names = params.model_names
+    quality = dict(zip(names, [(0.2, 0.1), (0.35, 0.15), (0.3, 0.3), (0.25, 0.2), (0.3, 0.1)]))
+    results = make_results(root, quality)
+    prepare_summary = PrepareSummary(
+        image_size=100, counts={"train": {"Female": 5, "Male": 5, "total": 10}, "val": {"Female": 3, "Male": 3, "total": 6},
+                                "test": {"Female": 8, "Male": 12, "total": 20}},
+        skipped_count=1, skipped=[{"split": "test", "file": "data/raw/test/x.jpg", "reason": "empty file (0 bytes)"}])
+    comparison = compare({name: result.metrics for name, result in results.items()}, params.compare.reference)
+    ideas = [idea for family in models.table(params).values() for idea in family.more_compute()]
     figures_dir = root / "out" / "figures"
     figures_dir.mkdir(parents=True)
-    sections = report.build_report(params, prepare_summary, results, root / "prepared", figures_dir)
+    sections = report.build_report(params, prepare_summary, results, comparison, ideas, root / "prepared", figures_dir)
     return params, results, sections, to_html(report.TITLE, sections), to_markdown(report.TITLE, sections, root / "out"), root / "out"
 
 
@@ -95,7 +107,7 @@ def test_every_figure_embedded_and_not_empty(built):
     _, results, _, page, _, _ = built
     images = embedded_images(page)
     # learning curves + 2 overlaid ROC + 2 confusion per model + the mistakes gallery
-    mistakes = sum(len(report.most_confident_mistakes(pd.read_csv(r.plots / "predictions_test.csv"), 8))
+    mistakes = sum(len(report.most_confident_mistakes(r.plots.read_predictions("test"), 8))
                    for r in results.values())
     assert len(images) == 3 * len(results) + 2 + mistakes
     for image in images:
@@ -112,16 +124,17 @@ def test_markdown_links_figures_that_exist(built):
 
 
 def test_numbers_equal_the_metrics(built):
-    _, results, sections, _, markdown, _ = built
+    params, results, sections, _, markdown, _ = built
     tables = {block.caption: block for section in sections if section.anchor == "metrics"
               for block in section.blocks if isinstance(block, Table)}
     for split, caption in (("val", "Validation split"), ("test", "Cross-dataset test split")):
         for row in tables[caption].rows:
-            metrics = results[row[0]].metrics[split]
+            reference = params.compare.reference
             for cell, metric in zip(row[1:], METRIC_NAMES):
-                assert float(cell.split(" ")[0]) == pytest.approx(metrics[metric], abs=5e-4)
-                if row[0] != "baseline":
-                    difference = metrics[metric] - results["baseline"].metrics[split][metric]
+                value = results[row[0]].value(split, metric)
+                assert float(cell.split(" ")[0]) == pytest.approx(value, abs=5e-4)
+                if row[0] != reference:
+                    difference = value - results[reference].value(split, metric)
                     assert float(cell.split("(")[1].rstrip(")")) == pytest.approx(difference, abs=1e-3)
             assert f"| {row[0]} | {row[1]} |" in markdown
 
@@ -130,8 +143,8 @@ def test_discussion_follows_the_numbers(built):
     _, results, sections, _, _, _ = built
     text = " ".join(getattr(block, "text", " ".join(getattr(block, "items", [])))
                     for section in sections if section.anchor == "discussion" for block in section.blocks)
-    best_val = max(results, key=lambda n: results[n].metrics["val"]["roc_auc"])
-    best_test = max(results, key=lambda n: results[n].metrics["test"]["roc_auc"])
+    best_val = max(results, key=lambda n: results[n].value("val", "roc_auc"))
+    best_test = max(results, key=lambda n: results[n].value("test", "roc_auc"))
     assert f"validation split the best model by ROC AUC is {best_val} " in text
     assert f"cross-dataset test split the best model by ROC AUC is {best_test} " in text
     if best_val != best_test:
@@ -140,9 +153,8 @@ def test_discussion_follows_the_numbers(built):
 
 
 def test_discussion_names_the_class_wrong_more_often():
-    metrics = {"val": {"accuracy": 0.8, "roc_auc": 0.9, "sensitivity": 0.9, "specificity": 0.7},
-               "test": {"accuracy": 0.6, "roc_auc": 0.7, "sensitivity": 0.5, "specificity": 0.8}}
-    result = report.ModelResults("m", metrics, {}, pd.DataFrame(), Path("."))
+    result = split_result("m", {"accuracy": 0.8, "roc_auc": 0.9, "sensitivity": 0.9, "specificity": 0.7},
+                          {"accuracy": 0.6, "roc_auc": 0.7, "sensitivity": 0.5, "specificity": 0.8})
     blocks = report.discussion({"m": result}, CLASSES, {"Female": 0.4, "Male": 0.6})
     text = " ".join(" ".join(b.items) if hasattr(b, "items") else b.text for b in blocks)
     assert "m, validation: 30.0% of Female and 10.0% of Male images misclassified; Female is wrong more often." in text
@@ -161,7 +173,7 @@ def test_sample_banner_only_for_the_sample(built):
     params, results, _, page, _, _ = built
     assert "synthetic offline sample" in page
     kaggle = params.model_copy(update={"download": params.download.model_copy(update={"source": "kaggle"})})
-    sections = [report.ethics_section(kaggle, {"Female": 0.5, "Male": 0.5}), report.compute_section(kaggle)]
+    sections = [report.ethics_section(kaggle, {"Female": 0.5, "Male": 0.5}), report.compute_section(kaggle, [])]
     assert "synthetic" not in to_html("t", sections)
 
 
@@ -175,8 +187,7 @@ def test_html_escapes_text(tmp_path):
 def test_a_small_test_gap_is_not_called_a_win():
     def result(val_auc, test_auc):
         split = {"accuracy": 0.8, "sensitivity": 0.8, "specificity": 0.8}
-        return report.ModelResults("m", {"val": split | {"roc_auc": val_auc}, "test": split | {"roc_auc": test_auc}},
-                                   {}, pd.DataFrame(), Path("."))
+        return split_result("m", split | {"roc_auc": val_auc}, split | {"roc_auc": test_auc})
 
     def text(results):
         return " ".join(b.text for b in report.discussion(results, CLASSES, {"Female": 0.5, "Male": 0.5})

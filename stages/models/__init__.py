@@ -1,33 +1,58 @@
-"""One module per model family; `build` picks one by its name in params.yaml's train section."""
+"""The models: one module per model, stages/models/<name>.py for each train.<name> in params.yaml.
+
+`table(params)` is the one lookup the stages use; a module's `Params` checks its section and its
+`Family` builds, fits, scores and describes the model (see stages/models/family.py).
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
+from types import ModuleType
 
-import keras
-
-from stages.config import FitParams
-
-
-def build(name: str, params: FitParams, input_shape: tuple[int, int, int]) -> keras.Model:
-    """Build the untrained model called `name` (a key of train: in params.yaml)."""
-    if name == "baseline":
-        from stages.models import baseline
-
-        return baseline.make_model(input_shape)
-    if name == "improved":
-        from stages.models import improved
-
-        return improved.make_model(input_shape, params)
-    if name == "transfer":
-        from stages.models import transfer
-
-        return transfer.make_model(input_shape, params)
-    raise ValueError(f"unknown model '{name}'")
+from stages.config import Params, validate_section
+from stages.errors import UserError
+from stages.models.family import ModelFamily
 
 
-def load(path: Path | str) -> keras.Model:
-    """Load a saved .keras model of any family (registers the project's custom layers first)."""
-    from stages.models import transfer  # noqa: F401  (registers VGGPreprocess)
+def module_of(name: str) -> ModuleType:
+    """The module of model `name`: stages/models/<name>.py, which must define Params and Family."""
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__name__}.{name}":
+            raise
+        raise UserError(f"train.{name}: no module stages/models/{name}.py; every model in params.yaml's train "
+                        "section needs one (README, Layout)") from None
+    family = getattr(module, "Family", None)
+    if not (isinstance(family, type) and issubclass(family, ModelFamily)):
+        raise UserError(f"stages/models/{name}.py defines no Family (a ModelFamily); it is not a model module")
+    return module
 
+
+def family_class(name: str) -> type[ModelFamily]:
+    """Model `name`'s Family, for what needs no params: scoring a saved model."""
+    return module_of(name).Family
+
+
+def family(name: str, params: Params) -> ModelFamily:
+    """Model `name`, its train.<name> section checked against its Params (one line naming a bad key)."""
+    if name not in params.train:
+        raise UserError(f"train.{name}: no such section in {params.source}; models: {', '.join(params.train)}")
+    cls = family_class(name)
+    return cls(name, validate_section(cls.Params, params.train[name], f"train.{name}", params.source))
+
+
+def table(params: Params) -> dict[str, ModelFamily]:
+    """Every model of params.yaml's train section, in its order."""
+    return {name: family(name, params) for name in params.model_names}
+
+
+def load_model(path: Path | str):
+    """Load a saved .keras model of any family: importing every model module registers its custom layers."""
+    import keras
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
     return keras.models.load_model(path)

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import keras
 from keras import layers
+from pydantic import Field
 
-from stages.config import AugmentationParams
+from stages.config import ParamsSection
+
+
+class AugmentationParams(ParamsSection):
+    """The augmentation: section of a model's params; 0 or false switches a layer off."""
+
+    flip: bool                                              # horizontal
+    rotation: float = Field(ge=0, le=0.5)                   # fraction of a full turn
+    zoom: float = Field(ge=0, lt=1)
+    translation: float = Field(ge=0, lt=1)                  # fraction of height and width
+    contrast: float = Field(ge=0, lt=1)
+    brightness: float = Field(ge=0, lt=1)
+
+    @property
+    def enabled(self) -> bool:
+        return any(value for value in self.model_dump().values())
 
 
 def make_augmentation(params: AugmentationParams, seed: int) -> keras.Sequential:

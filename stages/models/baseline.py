@@ -5,6 +5,13 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from stages.config import FitParams
+from stages.models.family import ModelFamily
+
+
+class Params(FitParams):
+    """train.baseline: the architecture is fixed by the assignment; only the training knobs."""
+
 
 def make_model(input_shape: tuple[int, int, int]) -> keras.Model:
     """Conv(16,3x3) -> MaxPool(2x2) -> Conv(16,3x3) -> MaxPool(2x2) -> Dense(64) -> Dense(1, sigmoid).
@@ -27,3 +34,11 @@ def make_model(input_shape: tuple[int, int, int]) -> keras.Model:
         ],
         name="baseline",
     )
+
+
+class Family(ModelFamily):
+    Params = Params
+    title = "baseline CNN (assignment Figure 1)"
+
+    def build(self, input_shape):
+        return make_model(input_shape)

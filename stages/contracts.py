@@ -1,0 +1,320 @@
+"""The files one stage writes and another reads: for each, one typed definition beside its writer and reader.
+
+Both sides use these, so a field has one name everywhere. A missing or malformed file is one
+UserError that names the file and the stage that writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, NamedTuple, Optional, Union
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stages.config import FEATURES_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, TFRECORDS_DIR
+from stages.errors import UserError
+from stages.fsutil import atomic_file, write_json_atomic
+
+
+def missing(path: Path, stage: str) -> UserError:
+    """The one-line error for an input another stage should have written."""
+    return UserError(f"{path}: not found; run the {stage} stage first (dvc repro {stage})")
+
+
+class JsonFile(BaseModel):
+    """A JSON file passed between stages; subclasses say which stage writes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    written_by: ClassVar[str]
+
+    @classmethod
+    def read(cls, path: Path | str):
+        path = Path(path)
+        if not path.is_file():
+            raise missing(path, cls.written_by)
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the file"
+            raise UserError(f"{path}: {where}: {first['msg']}; rerun the {cls.written_by} stage "
+                            f"(dvc repro -f {cls.written_by})") from None
+
+    def write(self, path: Path | str) -> None:
+        """Pretty, key-sorted JSON, written atomically: stable bytes for DVC and git."""
+        write_json_atomic(path, self.model_dump(mode="json"))
+
+
+def read_csv(path: Path, columns: tuple[str, ...], stage: str) -> pd.DataFrame:
+    """A CSV another stage wrote, checked for the columns this contract promises."""
+    if not path.is_file():
+        raise missing(path, stage)
+    table = pd.read_csv(path)
+    absent = [column for column in columns if column not in table.columns]
+    if absent:
+        raise UserError(f"{path}: no column {', '.join(absent)}; rerun the {stage} stage (dvc repro -f {stage})")
+    return table
+
+
+# --- prepare: data/prepared/<split>/<Class>/*.png and metrics/prepare.json -----------------------
+
+def prepared_image(split: str, label: str, name: str) -> Path:
+    """Where prepare puts one image, relative to data/prepared (the `file` that later stages record)."""
+    return Path(split) / label / name
+
+
+class SkippedFile(BaseModel):
+    split: str
+    file: str
+    reason: str
+
+
+class PrepareSummary(JsonFile):
+    """metrics/prepare.json: images per split and class (with a "total"), every skipped file and why."""
+
+    written_by: ClassVar[str] = "prepare"
+    path: ClassVar[Path] = METRICS_DIR / "prepare.json"
+
+    image_size: int
+    counts: dict[str, dict[str, int]]
+    skipped_count: int
+    skipped: list[SkippedFile]
+
+
+# --- tfrecords: data/tfrecords/*.tfrecord and manifest.json (the record schema: stages/records.py) --
+
+class SplitShards(BaseModel):
+    count: int
+    per_class: dict[str, int]
+    shards: list[str]
+
+
+class TfrecordsManifest(JsonFile):
+    """data/tfrecords/manifest.json: image size, class names (label index = position), shards per split."""
+
+    written_by: ClassVar[str] = "tfrecords"
+    name: ClassVar[str] = "manifest.json"
+
+    image_size: int
+    classes: list[str]
+    splits: dict[str, SplitShards]
+
+    @classmethod
+    def read_from(cls, root: Path | str = TFRECORDS_DIR) -> "TfrecordsManifest":
+        return cls.read(Path(root) / cls.name)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, 3)
+
+
+# --- features: data/features/<split>.npz and manifest.json ----------------------------------------
+
+class FeatureSplitShape(BaseModel):
+    count: int
+    shape: list[int]
+
+
+class FeaturesManifest(JsonFile):
+    """data/features/manifest.json: which frozen base made the features, and their shape per split."""
+
+    written_by: ClassVar[str] = "features"
+    name: ClassVar[str] = "manifest.json"
+
+    weights: str
+    feature_layer: str
+    weights_label: str
+    splits: dict[str, FeatureSplitShape]
+
+    @classmethod
+    def read_from(cls, root: Path | str = FEATURES_DIR) -> "FeaturesManifest":
+        return cls.read(Path(root) / cls.name)
+
+
+class FeatureSplit(NamedTuple):
+    """One split's base outputs, in record order: features float32 [n, ...], labels float32 [n], file names."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    files: list[str]
+
+
+def write_features(root: Path, split: str, features: np.ndarray, labels: np.ndarray, files: list[str]) -> None:
+    """data/features/<split>.npz; float32, so the head sees exactly what the full model computes."""
+    with atomic_file(Path(root) / f"{split}.npz") as handle:
+        np.savez(handle, features=np.asarray(features, dtype=np.float32), labels=np.asarray(labels, dtype=np.int64),
+                 files=np.array(files))
+
+
+def read_features(root: Path | str, split: str) -> FeatureSplit:
+    path = Path(root) / f"{split}.npz"
+    if not path.is_file():
+        raise missing(path, FeaturesManifest.written_by)
+    with np.load(path) as data:
+        return FeatureSplit(data["features"].astype(np.float32), data["labels"].astype(np.float32),
+                            [str(name) for name in data["files"]])
+
+
+# --- train: models/<name>/ ------------------------------------------------------------------------
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """models/<name>/: model.keras, training.json, history.csv (DVC plot data), summary.txt."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, name: str, models_root: Path = MODELS_DIR) -> "ModelDir":
+        return cls(Path(models_root) / name)
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL_FILE
+
+    @property
+    def training(self) -> Path:
+        return self.root / "training.json"
+
+    @property
+    def history(self) -> Path:
+        """Keras's CSVLogger writes it: one row per epoch."""
+        return self.root / "history.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.txt"
+
+    def read_history(self) -> pd.DataFrame:
+        return read_csv(self.history, HISTORY_COLUMNS, "train")
+
+
+# Per epoch (0-based), training then validation loss and accuracy.
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class LayerRow(BaseModel):
+    name: str
+    type: str
+    output_shape: str
+    parameters: int
+
+
+class ParameterCounts(BaseModel):
+    total: int
+    trainable: int
+    non_trainable: int
+
+
+class TrainingInfo(JsonFile):
+    """models/<name>/training.json: what was trained, how long, its layer table (the assignment's Figure 1
+    columns) and the classes; `details` holds what the model's family records about itself."""
+
+    written_by: ClassVar[str] = "train"
+
+    model: str
+    description: str
+    classes: list[str]
+    epochs_requested: int
+    epochs_run: int
+    train_seconds: float
+    parameters: ParameterCounts
+    layers: list[LayerRow]
+    details: dict[str, Union[str, bool, int, float]] = {}
+
+
+# --- evaluate: metrics/models/<name>.json and plots/<name>/ ---------------------------------------
+
+MODEL_METRICS_DIR = METRICS_DIR / "models"
+
+
+class SplitMetrics(BaseModel):
+    """Male (label 1) is the positive class; a value undefined on the data (no positives, say) is None."""
+
+    accuracy: Optional[float]
+    sensitivity: Optional[float]
+    specificity: Optional[float]
+    precision: Optional[float]
+    f1: Optional[float]
+    roc_auc: Optional[float]
+    n: int
+
+
+class ModelMetrics(JsonFile):
+    """metrics/models/<name>.json: the model's description and its metrics per evaluated split."""
+
+    written_by: ClassVar[str] = "evaluate"
+
+    description: str
+    val: SplitMetrics
+    test: SplitMetrics
+
+    @staticmethod
+    def path(name: str, root: Path = MODEL_METRICS_DIR) -> Path:
+        return Path(root) / f"{name}.json"
+
+    def split(self, name: str) -> SplitMetrics:
+        return getattr(self, name)
+
+
+# Per image: its prepared file, actual and predicted class names, P(class 1).
+PREDICTION_COLUMNS = ("file", "actual", "predicted", "probability")
+# ROC curve points.
+ROC_COLUMNS = ("fpr", "tpr", "threshold")
+
+
+@dataclass(frozen=True)
+class PlotsDir:
+    """plots/<name>/: per-split predictions and ROC points (DVC plot data) and the PNG figures."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, name: str, plots_root: Path = PLOTS_DIR) -> "PlotsDir":
+        return cls(Path(plots_root) / name)
+
+    def predictions(self, split: str) -> Path:
+        return self.root / f"predictions_{split}.csv"
+
+    def roc(self, split: str) -> Path:
+        return self.root / f"roc_{split}.csv"
+
+    def confusion_figure(self, split: str) -> Path:
+        return self.root / f"confusion_{split}.png"
+
+    @property
+    def learning_curves_figure(self) -> Path:
+        return self.root / "learning_curves.png"
+
+    @property
+    def roc_figure(self) -> Path:
+        return self.root / "roc.png"
+
+    def read_predictions(self, split: str) -> pd.DataFrame:
+        return read_csv(self.predictions(split), PREDICTION_COLUMNS, "evaluate")
+
+    def read_roc(self, split: str) -> pd.DataFrame:
+        return read_csv(self.roc(split), ROC_COLUMNS, "evaluate")
+
+
+# --- compare: metrics/comparison.json --------------------------------------------------------------
+
+class Comparison(JsonFile):
+    """metrics/comparison.json: per split and metric, every model's value and, for each other model,
+    "<model>_minus_<reference>"."""
+
+    written_by: ClassVar[str] = "compare"
+    path: ClassVar[Path] = METRICS_DIR / "comparison.json"
+
+    reference: str
+    models: dict[str, str]                                  # name -> description
+    val: dict[str, dict[str, Optional[float]]]
+    test: dict[str, dict[str, Optional[float]]]
+
+    def split(self, name: str) -> dict[str, dict[str, Optional[float]]]:
+        return getattr(self, name)
