@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from stages import cli
-from stages.errors import UserError
 from stages.config import PARAMS_FILE, RAW_DIR, DatasetSource, Params, PrepareParams, load_params
+from stages.errors import UserError
 from stages.fsutil import staged_dir
 from stages.images import find_class_folders, iter_image_files
 

@@ -9,8 +9,7 @@ figures (learning curves, ROC, confusion matrices). The model's module says how 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
@@ -19,6 +18,9 @@ from stages.config import EVALUATED_SPLITS, load_params
 from stages.contracts import ModelDir, ModelMetrics, PlotsDir, SplitMetrics, TrainingInfo, missing
 from stages.fsutil import staged_dir
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
+
+if TYPE_CHECKING:  # Keras loads only when a model is scored
+    from stages.models.family import DataRoots, ModelFamily
 
 
 def score(predictions: pd.DataFrame, classes: list[str], threshold: float) -> tuple[dict, pd.DataFrame, dict]:
@@ -48,10 +50,10 @@ def write_figures(plots: PlotsDir, title: str, classes: list[str], history: pd.D
                      plots.confusion_figure(split))
 
 
-def evaluate(family_class, model_dir: ModelDir, data, plots: PlotsDir, classes: list[str],
-             threshold: float, batch_size: int) -> ModelMetrics:
-    """Score the model saved in model_dir (of the given Family class) on val and test, reading `data`
-    (DataRoots); write plot data and figures into plots; return the metrics."""
+def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, data: DataRoots, plots: PlotsDir,
+             classes: list[str], threshold: float, batch_size: int) -> ModelMetrics:
+    """Score the model saved in model_dir (a model of family_class) on val and test; write plot data and
+    figures into plots; return the metrics."""
     from stages.models import load_model
 
     model = load_model(model_dir.model)

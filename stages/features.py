@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from stages import cli
 from stages.config import FEATURES_DIR, SPLITS, TFRECORDS_DIR, load_params
-from stages.contracts import FeatureSplitShape, FeaturesManifest, TfrecordsManifest, write_features
+from stages.contracts import FeaturesManifest, FeatureSplitShape, TfrecordsManifest, write_features
 from stages.fsutil import staged_dir
 
 # The model whose frozen base this stage runs (its params: train.transfer).

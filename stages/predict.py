@@ -29,7 +29,6 @@ from stages.errors import UserError
 from stages.fsutil import atomic_file
 from stages.images import UnreadableImage, iter_image_files, load_rgb
 
-
 # --- the core: files in, rows out -------------------------------------------------------------
 
 def iter_inputs(paths: Iterable[Path]) -> Iterator[Path]:

@@ -19,8 +19,7 @@ import yaml
 from stages import cli, figures
 from stages.config import EVALUATED_SPLITS, PREPARED_DIR, REPORTS_DIR, SPLITS, Params, load_params
 from stages.contracts import Comparison, ModelDir, ModelMetrics, PlotsDir, PrepareSummary, SplitMetrics, TrainingInfo
-from stages.document import (Banner, Bullets, Code, Figure, Gallery, Paragraph, Section, Table, to_html,
-                             to_markdown)
+from stages.document import Banner, Bullets, Code, Figure, Gallery, Paragraph, Section, Table, to_html, to_markdown
 from stages.figures import SPLIT_TITLES
 from stages.fsutil import staged_dir
 from stages.metrics import METRIC_NAMES

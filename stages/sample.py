@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from stages.errors import UserError
 from stages.config import SampleParams
+from stages.errors import UserError
 
 # Probability of each cue per class: overlapping on purpose.
 CUE_PROBABILITY = {

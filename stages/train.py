@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from stages import cli
 from stages.config import TFRECORDS_DIR, load_params
 from stages.contracts import LayerRow, ModelDir, ParameterCounts, TfrecordsManifest, TrainingInfo
 from stages.fsutil import staged_dir, write_text_atomic
+
+if TYPE_CHECKING:  # Keras loads only when a model is trained
+    from stages.models.family import DataRoots, ModelFamily
 
 
 def layer_table(model) -> list[LayerRow]:
@@ -52,8 +55,8 @@ def parameter_counts(model) -> ParameterCounts:
     return ParameterCounts(total=trainable + frozen, trainable=trainable, non_trainable=frozen)
 
 
-def fit(family, data, out_dir: Path) -> TrainingInfo:
-    """Fit one model (a ModelFamily) on `data` (DataRoots); save it and its logs into out_dir."""
+def fit(family: ModelFamily, data: DataRoots, out_dir: Path) -> TrainingInfo:
+    """Fit one model on `data`; save it and its logs into out_dir; return its training record."""
     import keras
 
     # Seeds make CPU runs repeatable here; op determinism would halve the speed on 2 cores.

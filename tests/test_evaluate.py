@@ -14,8 +14,15 @@ import yaml
 from stages import evaluate, features, models, train
 from stages.compare import compare
 from stages.config import FitParams, load_params
-from stages.contracts import (FeaturesManifest, ModelDir, ModelMetrics, ParameterCounts, PlotsDir, TrainingInfo,
-                              write_features)
+from stages.contracts import (
+    FeaturesManifest,
+    ModelDir,
+    ModelMetrics,
+    ParameterCounts,
+    PlotsDir,
+    TrainingInfo,
+    write_features,
+)
 from stages.models import transfer
 from stages.models.family import DataRoots, ModelFamily, predict_records
 from tests.helpers import make_tfrecords_project, raw_repo_params, run_tfrecords
@@ -59,6 +66,10 @@ def test_head_on_cached_features_equals_full_model(records, tmp_path):
         assert list(from_features["label"]) == list(from_images["label"])
         assert np.ptp(from_images["probability"]) > 1e-6, "the check needs outputs that differ per image"
         np.testing.assert_allclose(from_features["probability"], from_images["probability"], rtol=1e-5, atol=1e-7)
+    # A fine-tuned base is not the one the features came from: the full model scores the images.
+    fine_tuned = training_info(weights="none", feature_layer=params.feature_layer, fine_tuned=True)
+    scored = transfer.Family.predict_split(model, fine_tuned, DataRoots(records, cached), "val", batch_size=3)
+    np.testing.assert_array_equal(scored["probability"], predict_records(model, records, "val", 3)["probability"])
 
 
 HED4 = {"weights": "hed", "feature_layer": "block4_pool", "fine_tuned": False}

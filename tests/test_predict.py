@@ -21,8 +21,10 @@ import keras  # noqa: E402
 from stages import predict, prepare, sample, tfrecords  # noqa: E402
 from stages.contracts import SplitShards, TfrecordsManifest  # noqa: E402
 from stages.images import load_rgb  # noqa: E402
-from stages.models import baseline  # noqa: E402
-from stages.models import load_model  # noqa: E402
+from stages.models import (
+    baseline,  # noqa: E402
+    load_model,  # noqa: E402
+)
 from stages.models.family import predict_records  # noqa: E402
 from tests.helpers import png_bytes, run_cli  # noqa: E402
 

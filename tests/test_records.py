@@ -21,8 +21,18 @@ from stages import tfrecords  # noqa: E402
 from stages.contracts import TfrecordsManifest  # noqa: E402
 from stages.errors import UserError  # noqa: E402
 from stages.records import decode_example, encode_example, load_split, shard_name  # noqa: E402
-from tests.helpers import (CLASSES, RECORD_COUNTS, RECORD_SEED, SHARD_SIZE, SIZE, face_png, hashes,  # noqa: E402
-                           make_prepared, make_tfrecords_project, run_tfrecords)
+from tests.helpers import (  # noqa: E402
+    CLASSES,
+    RECORD_COUNTS,
+    RECORD_SEED,
+    SHARD_SIZE,
+    SIZE,
+    face_png,
+    hashes,
+    make_prepared,
+    make_tfrecords_project,
+    run_tfrecords,
+)
 
 MANIFEST_NAME = TfrecordsManifest.name
 
