@@ -295,8 +295,14 @@ class PlotsDir:
     def roc_figure(self) -> Path:
         return self.root / "roc.png"
 
+    def write_predictions(self, split: str, rows: pd.DataFrame) -> None:
+        rows[list(PREDICTION_COLUMNS)].to_csv(self.predictions(split), index=False)
+
     def read_predictions(self, split: str) -> pd.DataFrame:
         return read_csv(self.predictions(split), PREDICTION_COLUMNS, "evaluate")
+
+    def write_roc(self, split: str, points: dict[str, list[float]]) -> None:
+        pd.DataFrame(points)[list(ROC_COLUMNS)].to_csv(self.roc(split), index=False)
 
     def read_roc(self, split: str) -> pd.DataFrame:
         return read_csv(self.roc(split), ROC_COLUMNS, "evaluate")

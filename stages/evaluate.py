@@ -62,8 +62,8 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, data: DataRoo
     for split in EVALUATED_SPLITS:
         predictions = family_class.predict_split(model, training, data, split, batch_size)
         metrics, rows, roc = score(predictions, classes, threshold)
-        rows.to_csv(plots.predictions(split), index=False)
-        pd.DataFrame(roc).to_csv(plots.roc(split), index=False)
+        plots.write_predictions(split, rows)
+        plots.write_roc(split, roc)
         summary[split] = SplitMetrics(**{key: metrics[key] for key in METRIC_NAMES}, n=metrics["n"])
         results[split] = (metrics, roc)
     name, description = training.model, training.description

@@ -48,15 +48,16 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
             probabilities = np.clip(0.5 + margin * (labels - 0.5) * 2 + rng.normal(0, 0.25, labels.size), 0, 1)
             measured = split_metrics(labels, probabilities)
             metrics[split] = {key: measured[key] for key in METRIC_NAMES} | {"n": measured["n"]}
-            pd.DataFrame(roc_points(labels, probabilities)).to_csv(plots / f"roc_{split}.csv", index=False)
+            written = PlotsDir(plots)
+            written.write_roc(split, roc_points(labels, probabilities))
             predicted = (probabilities >= 0.5).astype(int)
-            pd.DataFrame({"file": files, "actual": [CLASSES[i] for i in labels],
-                          "predicted": [CLASSES[i] for i in predicted], "probability": probabilities.round(6)}
-                         ).to_csv(plots / f"predictions_{split}.csv", index=False)
-            figures.save(figures.confusion_figure(measured["confusion"], CLASSES, split), plots / f"confusion_{split}.png")
+            written.write_predictions(split, pd.DataFrame({
+                "file": files, "actual": [CLASSES[i] for i in labels], "predicted": [CLASSES[i] for i in predicted],
+                "probability": probabilities.round(6)}))
+            figures.save(figures.confusion_figure(measured["confusion"], CLASSES, split), written.confusion_figure(split))
         history = pd.DataFrame({"epoch": range(3), "loss": [0.7, 0.6, 0.5], "accuracy": [0.5, 0.6, 0.7],
                                 "val_loss": [0.7, 0.65, 0.6], "val_accuracy": [0.5, 0.55, 0.6]})
-        figures.save(figures.learning_curves(history, name), plots / "learning_curves.png")
+        figures.save(figures.learning_curves(history, name), PlotsDir(plots).learning_curves_figure)
         training = TrainingInfo(
             model=name, description=metrics["description"], classes=CLASSES, epochs_requested=5, epochs_run=3,
             train_seconds=12.3, parameters={"total": 10, "trainable": 8, "non_trainable": 2},
