@@ -158,20 +158,27 @@ def read_features(root: Path | str, split: str) -> FeatureSplit:
                             [str(name) for name in data["files"]])
 
 
+@dataclass(frozen=True)
+class ModelOutputs:
+    """One model's folder of a per-model stage's output, <parent>/<name>/."""
+
+    root: Path
+    parent: ClassVar[Path]
+
+    @classmethod
+    def of(cls, name: str, parent: Path | None = None):
+        return cls(Path(parent or cls.parent) / name)
+
+
 # --- train: models/<name>/ ------------------------------------------------------------------------
 
 MODEL_FILE = "model.keras"
 
 
-@dataclass(frozen=True)
-class ModelDir:
+class ModelDir(ModelOutputs):
     """models/<name>/: model.keras, training.json, history.csv (DVC plot data), summary.txt."""
 
-    root: Path
-
-    @classmethod
-    def of(cls, name: str, models_root: Path = MODELS_DIR) -> "ModelDir":
-        return cls(Path(models_root) / name)
+    parent: ClassVar[Path] = MODELS_DIR
 
     @property
     def model(self) -> Path:
@@ -268,15 +275,10 @@ PREDICTION_COLUMNS = ("file", "actual", "predicted", "probability")
 ROC_COLUMNS = ("fpr", "tpr", "threshold")
 
 
-@dataclass(frozen=True)
-class PlotsDir:
+class PlotsDir(ModelOutputs):
     """plots/<name>/: per-split predictions and ROC points (DVC plot data) and the PNG figures."""
 
-    root: Path
-
-    @classmethod
-    def of(cls, name: str, plots_root: Path = PLOTS_DIR) -> "PlotsDir":
-        return cls(Path(plots_root) / name)
+    parent: ClassVar[Path] = PLOTS_DIR
 
     def predictions(self, split: str) -> Path:
         return self.root / f"predictions_{split}.csv"
