@@ -4,20 +4,22 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# The page `dvc plots show` fills, with vega inlined so it renders offline (gitignored, ~1 MB).
+PLOTS_PAGE := .dvc/plots/offline.html
 # Stage commands in dvc.yaml call `python`: make it the environment's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: run test env clean
 
-run: $(STAMP)
+run: env
 	dvc repro
 	dvc metrics show
 
-test: $(STAMP)
+test: env
 	python -m pytest
 
-env: $(STAMP)
+env: $(STAMP) $(PLOTS_PAGE)
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,5 +27,8 @@ $(STAMP): requirements.txt
 	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+$(PLOTS_PAGE): $(STAMP) stages/plots_template.py
+	$(VENV)/bin/python -m stages.plots_template
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PLOTS_PAGE)

@@ -1,7 +1,8 @@
 """compare: every model's metrics side by side, with each model's difference to the reference model.
 
-Writes metrics/comparison.json: {split: {metric: {model: value, "<model>_minus_<reference>": diff}}},
-the reference (compare.reference in params.yaml) and each model's description.
+Writes, in git: metrics/comparison.json, {split: {metric: {model: value, "<model>_minus_<reference>":
+diff}}}, the reference (compare.reference in params.yaml) and each model's description; and
+plots/compare/roc_<split>.csv, every model's ROC points in one file per split (one chart in DVC).
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+import pandas as pd
+
 from stages import cli
 from stages.config import EVALUATED_SPLITS, load_params
-from stages.contracts import Comparison, ModelMetrics
+from stages.contracts import Comparison, ModelMetrics, RocCurves, write_roc_by_model
 from stages.metrics import METRIC_NAMES
 
 
@@ -34,12 +37,20 @@ def compare(metrics_by_model: dict[str, ModelMetrics], reference: str) -> Compar
                       models={model: metrics.description for model, metrics in metrics_by_model.items()}, **tables)
 
 
+def roc_by_model(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every model's ROC points in one long table: model, fpr, tpr."""
+    return pd.concat([curve.assign(model=model)[["model", "fpr", "tpr"]] for model, curve in curves.items()],
+                     ignore_index=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     params = load_params()
     metrics_by_model = {model: ModelMetrics.read(ModelMetrics.path(model)) for model in params.model_names}
     comparison = compare(metrics_by_model, params.compare.reference)
+    for split in EVALUATED_SPLITS:
+        write_roc_by_model(split, roc_by_model({model: RocCurves.of(model).read(split) for model in metrics_by_model}))
     comparison.write(Comparison.path)
     for split in EVALUATED_SPLITS:
         auc = comparison.split(split)["roc_auc"]

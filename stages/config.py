@@ -17,8 +17,9 @@ PREPARED_DIR = Path("data/prepared")
 TFRECORDS_DIR = Path("data/tfrecords")
 FEATURES_DIR = Path("data/features")
 MODELS_DIR = Path("models")
-METRICS_DIR = Path("metrics")
-PLOTS_DIR = Path("plots")
+EVALUATE_DIR = Path("data/evaluate")   # per model: predictions per image and figures (DVC cache)
+METRICS_DIR = Path("metrics")          # small JSON, in git: `dvc metrics show/diff` on any clone
+PLOTS_DIR = Path("plots")              # small plot data, in git: `dvc plots show/diff` on any clone
 REPORTS_DIR = Path("reports")
 
 SPLITS = ("train", "val", "test")

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from stages.config import FEATURES_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, TFRECORDS_DIR
+from stages.config import EVALUATE_DIR, FEATURES_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, TFRECORDS_DIR
 from stages.errors import UserError
-from stages.fsutil import atomic_file, write_json_atomic
+from stages.fsutil import atomic_file, write_json_atomic, write_npz
 
 
 def missing(path: Path, stage: str) -> UserError:
@@ -143,10 +143,10 @@ class FeatureSplit(NamedTuple):
 
 
 def write_features(root: Path, split: str, features: np.ndarray, labels: np.ndarray, files: list[str]) -> None:
-    """data/features/<split>.npz; float32, so the head sees exactly what the full model computes."""
-    with atomic_file(Path(root) / f"{split}.npz") as handle:
-        np.savez(handle, features=np.asarray(features, dtype=np.float32), labels=np.asarray(labels, dtype=np.int64),
-                 files=np.array(files))
+    """data/features/<split>.npz, without timestamps; float32, so the head sees exactly what the full
+    model computes."""
+    write_npz(Path(root) / f"{split}.npz", features=np.asarray(features, dtype=np.float32),
+              labels=np.asarray(labels, dtype=np.int64), files=np.array(files))
 
 
 def read_features(root: Path | str, split: str) -> FeatureSplit:
@@ -176,7 +176,7 @@ MODEL_FILE = "model.keras"
 
 
 class ModelDir(ModelOutputs):
-    """models/<name>/: model.keras, training.json, history.csv (DVC plot data), summary.txt."""
+    """models/<name>/ (DVC cache): model.keras, training.json, summary.txt."""
 
     parent: ClassVar[Path] = MODELS_DIR
 
@@ -189,20 +189,60 @@ class ModelDir(ModelOutputs):
         return self.root / "training.json"
 
     @property
-    def history(self) -> Path:
-        """Keras's CSVLogger writes it: one row per epoch."""
-        return self.root / "history.csv"
-
-    @property
     def summary(self) -> Path:
         return self.root / "summary.txt"
 
-    def read_history(self) -> pd.DataFrame:
-        return read_csv(self.history, HISTORY_COLUMNS, "train")
 
-
-# Per epoch (0-based), training then validation loss and accuracy.
+# Keras's per-epoch log (0-based epoch), training then validation loss and accuracy.
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+# Each learning-curve file: one row per epoch (1-based), the metric on training and validation.
+CURVE_COLUMNS = ("epoch", "training", "validation")
+
+
+class LearningCurves(ModelOutputs):
+    """plots/learning_curves/<name>/ (git): loss.csv and accuracy.csv, per epoch on training and validation."""
+
+    parent: ClassVar[Path] = PLOTS_DIR / "learning_curves"
+    metrics: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
+
+    def file(self, metric: str) -> Path:
+        return self.root / f"{metric}.csv"
+
+    def write(self, history: pd.DataFrame) -> None:
+        """From Keras's log (HISTORY_COLUMNS) to one small file per metric."""
+        for metric in self.metrics:
+            curve = pd.DataFrame({"epoch": history["epoch"] + 1, "training": history[metric],
+                                  "validation": history[f"val_{metric}"]})
+            with atomic_file(self.file(metric), "w") as handle:
+                curve.to_csv(handle, index=False, lineterminator="\n")
+
+    def read(self) -> pd.DataFrame:
+        """Back to Keras's log layout (HISTORY_COLUMNS), as the figures draw it."""
+        history = None
+        for metric in self.metrics:
+            curve = read_csv(self.file(metric), CURVE_COLUMNS, "train")
+            part = pd.DataFrame({"epoch": curve["epoch"] - 1, metric: curve["training"],
+                                 f"val_{metric}": curve["validation"]})
+            history = part if history is None else history.merge(part, on="epoch")
+        return history[list(HISTORY_COLUMNS)]
+
+
+class TrainMetrics(JsonFile):
+    """metrics/train/<name>.json (git): epochs run, and loss and accuracy at the epoch with the lowest
+    validation loss (the weights early stopping keeps)."""
+
+    written_by: ClassVar[str] = "train"
+
+    epochs_run: int
+    best_epoch: int                     # 1-based
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+
+    @staticmethod
+    def path(name: str, root: Path = METRICS_DIR / "train") -> Path:
+        return Path(root) / f"{name}.json"
 
 
 class LayerRow(BaseModel):
@@ -229,15 +269,13 @@ class TrainingInfo(JsonFile):
     classes: list[str]
     epochs_requested: int
     epochs_run: int
-    train_seconds: float
     parameters: ParameterCounts
     layers: list[LayerRow]
     details: dict[str, Union[str, bool, int, float]] = {}
+    more_compute: list[str] = []        # what the model would try with more compute, for the report
 
 
-# --- evaluate: metrics/models/<name>.json and plots/<name>/ ---------------------------------------
-
-MODEL_METRICS_DIR = METRICS_DIR / "models"
+# --- evaluate: metrics/evaluate/<name>.json, plots/roc/<name>/, plots/confusion/<name>/, data/evaluate/<name>/
 
 
 class SplitMetrics(BaseModel):
@@ -253,7 +291,7 @@ class SplitMetrics(BaseModel):
 
 
 class ModelMetrics(JsonFile):
-    """metrics/models/<name>.json: the model's description and its metrics per evaluated split."""
+    """metrics/evaluate/<name>.json (git): the model's description and its metrics per evaluated split."""
 
     written_by: ClassVar[str] = "evaluate"
 
@@ -262,7 +300,7 @@ class ModelMetrics(JsonFile):
     test: SplitMetrics
 
     @staticmethod
-    def path(name: str, root: Path = MODEL_METRICS_DIR) -> Path:
+    def path(name: str, root: Path = METRICS_DIR / "evaluate") -> Path:
         return Path(root) / f"{name}.json"
 
     def split(self, name: str) -> SplitMetrics:
@@ -271,20 +309,54 @@ class ModelMetrics(JsonFile):
 
 # Per image: its prepared file, actual and predicted class names, P(class 1).
 PREDICTION_COLUMNS = ("file", "actual", "predicted", "probability")
-# ROC curve points.
 ROC_COLUMNS = ("fpr", "tpr", "threshold")
+CONFUSION_COLUMNS = ("actual", "predicted", "count")
 
 
-class PlotsDir(ModelOutputs):
-    """plots/<name>/: per-split predictions and ROC points (DVC plot data) and the PNG figures."""
+def write_csv(path: Path, table: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """The contract's columns, in order, written atomically with "\n" line ends (the same bytes everywhere)."""
+    with atomic_file(path, "w") as handle:
+        table[list(columns)].to_csv(handle, index=False, lineterminator="\n")
 
-    parent: ClassVar[Path] = PLOTS_DIR
+
+class SplitCsvs(ModelOutputs):
+    """A per-model folder of one small CSV per evaluated split, <split>.csv, with fixed columns."""
+
+    columns: ClassVar[tuple[str, ...]]
+
+    def file(self, split: str) -> Path:
+        return self.root / f"{split}.csv"
+
+    def write(self, split: str, table: pd.DataFrame) -> None:
+        write_csv(self.file(split), table, self.columns)
+
+    def read(self, split: str) -> pd.DataFrame:
+        return read_csv(self.file(split), self.columns, "evaluate")
+
+
+class RocCurves(SplitCsvs):
+    """plots/roc/<name>/<split>.csv (git): ROC points, thinned to the corners that shape the curve."""
+
+    parent: ClassVar[Path] = PLOTS_DIR / "roc"
+    columns: ClassVar[tuple[str, ...]] = ROC_COLUMNS
+
+
+class ConfusionCounts(SplitCsvs):
+    """plots/confusion/<name>/<split>.csv (git): images per (actual, predicted) class pair: four rows,
+    whatever the number of images (DVC template confusion_counts)."""
+
+    parent: ClassVar[Path] = PLOTS_DIR / "confusion"
+    columns: ClassVar[tuple[str, ...]] = CONFUSION_COLUMNS
+
+
+class EvaluationDir(ModelOutputs):
+    """data/evaluate/<name>/ (DVC cache): per-image predictions per split (as many rows as images, too
+    many for git at real scale) and the PNG figures the report shows."""
+
+    parent: ClassVar[Path] = EVALUATE_DIR
 
     def predictions(self, split: str) -> Path:
         return self.root / f"predictions_{split}.csv"
-
-    def roc(self, split: str) -> Path:
-        return self.root / f"roc_{split}.csv"
 
     def confusion_figure(self, split: str) -> Path:
         return self.root / f"confusion_{split}.png"
@@ -298,23 +370,17 @@ class PlotsDir(ModelOutputs):
         return self.root / "roc.png"
 
     def write_predictions(self, split: str, rows: pd.DataFrame) -> None:
-        rows[list(PREDICTION_COLUMNS)].to_csv(self.predictions(split), index=False)
+        write_csv(self.predictions(split), rows, PREDICTION_COLUMNS)
 
     def read_predictions(self, split: str) -> pd.DataFrame:
         return read_csv(self.predictions(split), PREDICTION_COLUMNS, "evaluate")
-
-    def write_roc(self, split: str, points: dict[str, list[float]]) -> None:
-        pd.DataFrame(points)[list(ROC_COLUMNS)].to_csv(self.roc(split), index=False)
-
-    def read_roc(self, split: str) -> pd.DataFrame:
-        return read_csv(self.roc(split), ROC_COLUMNS, "evaluate")
 
 
 # --- compare: metrics/comparison.json --------------------------------------------------------------
 
 class Comparison(JsonFile):
-    """metrics/comparison.json: per split and metric, every model's value and, for each other model,
-    "<model>_minus_<reference>"."""
+    """metrics/comparison.json (git): per split and metric, every model's value and, for each other
+    model, "<model>_minus_<reference>"."""
 
     written_by: ClassVar[str] = "compare"
     path: ClassVar[Path] = METRICS_DIR / "comparison.json"
@@ -326,3 +392,16 @@ class Comparison(JsonFile):
 
     def split(self, name: str) -> dict[str, dict[str, Optional[float]]]:
         return getattr(self, name)
+
+
+# All models' ROC points on one chart per split (DVC template roc_by_model).
+ROC_BY_MODEL_COLUMNS = ("model", "fpr", "tpr")
+
+
+def roc_by_model_file(split: str, root: Path = PLOTS_DIR / "compare") -> Path:
+    """plots/compare/roc_<split>.csv (git)."""
+    return Path(root) / f"roc_{split}.csv"
+
+
+def write_roc_by_model(split: str, table: pd.DataFrame, root: Path = PLOTS_DIR / "compare") -> None:
+    write_csv(roc_by_model_file(split, root), table, ROC_BY_MODEL_COLUMNS)

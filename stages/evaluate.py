@@ -1,21 +1,23 @@
 """evaluate: score one trained model on the validation and cross-dataset test splits.
 
-Writes metrics/models/<model>.json (the model's description, then accuracy, sensitivity,
+Writes, in git: metrics/evaluate/<model>.json (the model's description, then accuracy, sensitivity,
 specificity, precision, F1, ROC AUC per split; Male is the positive class; the same keys for every
-model) and plots/<model>/: ROC points and per-image predictions as CSV (DVC plot data) and PNG
-figures (learning curves, ROC, confusion matrices). The model's module says how it is scored
+model), plots/roc/<model>/ and plots/confusion/<model>/ (DVC plot data); in the DVC cache:
+data/evaluate/<model>/ (per-image predictions and PNG figures: learning curves, ROC, confusion). The model's module says how it is scored
 (a frozen base's head, say, on that base's cached features).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
 from stages import cli
 from stages.config import EVALUATED_SPLITS, load_params
-from stages.contracts import ModelDir, ModelMetrics, PlotsDir, SplitMetrics, TrainingInfo, missing
+from stages.contracts import (ConfusionCounts, EvaluationDir, LearningCurves, ModelDir, ModelMetrics, RocCurves,
+                              SplitMetrics, TrainingInfo, missing)
 from stages.fsutil import staged_dir
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
 
@@ -36,39 +38,57 @@ def score(predictions: pd.DataFrame, classes: list[str], threshold: float) -> tu
     return metrics, rows, roc_points(predictions["label"], predictions["probability"])
 
 
-def write_figures(plots: PlotsDir, title: str, classes: list[str], history: pd.DataFrame,
+def confusion_counts(confusion: dict[str, int], classes: list[str]) -> pd.DataFrame:
+    """The confusion matrix as four (actual, predicted, count) rows."""
+    negative, positive = classes
+    return pd.DataFrame({"actual": [negative, negative, positive, positive],
+                         "predicted": [negative, positive, negative, positive],
+                         "count": [confusion["tn"], confusion["fp"], confusion["fn"], confusion["tp"]]})
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where one model's evaluation goes."""
+
+    evaluation: EvaluationDir   # data/evaluate/<name>/ (DVC cache): predictions per image, figures
+    roc: RocCurves              # plots/roc/<name>/ (git)
+    confusion: ConfusionCounts  # plots/confusion/<name>/ (git)
+
+
+def write_figures(evaluation: EvaluationDir, title: str, classes: list[str], history: pd.DataFrame,
                   results: dict[str, tuple[dict, dict]]) -> None:
     """learning_curves.png, roc.png (val and test) and confusion_<split>.png."""
     from stages import figures
 
-    figures.save(figures.learning_curves(history, title), plots.learning_curves_figure)
+    figures.save(figures.learning_curves(history, title), evaluation.learning_curves_figure)
     curves = {figures.SPLIT_TITLES[split]: (roc["fpr"], roc["tpr"], metrics["roc_auc"])
               for split, (metrics, roc) in results.items()}
-    figures.save(figures.roc_figure(curves, f"{title}: ROC"), plots.roc_figure)
+    figures.save(figures.roc_figure(curves, f"{title}: ROC"), evaluation.roc_figure)
     for split, (metrics, _) in results.items():
         figures.save(figures.confusion_figure(metrics["confusion"], classes, f"{title}: {figures.SPLIT_TITLES[split]}"),
-                     plots.confusion_figure(split))
+                     evaluation.confusion_figure(split))
 
 
-def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, data: DataRoots, plots: PlotsDir,
-             classes: list[str], threshold: float, batch_size: int) -> ModelMetrics:
-    """Score the model saved in model_dir (a model of family_class) on val and test; write plot data and
-    figures into plots; return the metrics."""
+def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: LearningCurves, data: DataRoots,
+             out: Outputs, classes: list[str], threshold: float, batch_size: int) -> ModelMetrics:
+    """Score the model saved in model_dir (a model of family_class) on val and test; write plot data,
+    predictions and figures into `out`; return the metrics."""
     from stages.models import load_model
 
-    model = load_model(model_dir.model)
     training = TrainingInfo.read(model_dir.training)
+    model = load_model(model_dir.model, training.model)
     results, summary = {}, {}
     for split in EVALUATED_SPLITS:
         predictions = family_class.predict_split(model, training, data, split, batch_size)
         metrics, rows, roc = score(predictions, classes, threshold)
-        plots.write_predictions(split, rows)
-        plots.write_roc(split, roc)
+        out.evaluation.write_predictions(split, rows)
+        out.roc.write(split, pd.DataFrame(roc))
+        out.confusion.write(split, confusion_counts(metrics["confusion"], classes))
         summary[split] = SplitMetrics(**{key: metrics[key] for key in METRIC_NAMES}, n=metrics["n"])
         results[split] = (metrics, roc)
     name, description = training.model, training.description
     title = name if name == description else f"{name} ({description})"
-    write_figures(plots, title, classes, model_dir.read_history(), results)
+    write_figures(out.evaluation, title, classes, curves.read(), results)
     return ModelMetrics(description=description, **summary)
 
 
@@ -82,9 +102,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from stages import models
     from stages.models.family import DataRoots
 
-    target = PlotsDir.of(name)
-    with staged_dir(target.root) as staging:
-        metrics = evaluate(models.family_class(name), model_dir, DataRoots(), PlotsDir(staging),
+    with (staged_dir(EvaluationDir.of(name).root) as evaluation, staged_dir(RocCurves.of(name).root) as roc,
+          staged_dir(ConfusionCounts.of(name).root) as confusion):
+        metrics = evaluate(models.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
+                           Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion)),
                            params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size)
     metrics.write(ModelMetrics.path(name))
     print(metrics.description)

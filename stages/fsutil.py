@@ -1,4 +1,8 @@
-"""Write-then-rename helpers: an interrupted stage never leaves half an output behind."""
+"""Write-then-rename helpers: an interrupted stage never leaves half an output behind.
+
+The zip and .npz writers are also deterministic: the same contents give the same bytes, whenever and
+wherever they are written, so DVC sees no change where nothing changed.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,14 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, TYPE_CHECKING, Iterator, Mapping
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @contextlib.contextmanager
@@ -98,3 +107,68 @@ def write_text_atomic(path: Path | str, text: str) -> None:
 def write_json_atomic(path: Path | str, obj: object) -> None:
     """Write pretty, key-sorted JSON atomically (stable bytes for DVC and git diffs)."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+# --- deterministic zip and .npz ----------------------------------------------------------------
+
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+ZIP_FILE_MODE = 0o644
+ZIP_DIR_MODE = 0o755
+ZIP_DEFLATE_LEVEL = 6                  # zlib's default, named so it cannot drift with Python's default
+
+
+def zip_entry(name: str, compression: int = zipfile.ZIP_STORED) -> zipfile.ZipInfo:
+    """A zip entry header that depends only on `name` and `compression`: fixed time, Unix permissions
+    0644 (0755 for a folder entry, a name ending in "/"), made on "Unix" whatever the platform."""
+    if not name or name.startswith("/") or "\\" in name or ".." in name.split("/"):
+        raise ValueError(f"zip member name {name!r}: give a relative posix path")
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+    info.create_system = 3  # Unix, so external_attr holds the mode below
+    if info.is_dir():
+        info.external_attr = ((stat.S_IFDIR | ZIP_DIR_MODE) << 16) | 0x10  # 0x10: the MS-DOS folder flag
+        info.compress_type = zipfile.ZIP_STORED
+    else:
+        info.external_attr = (stat.S_IFREG | ZIP_FILE_MODE) << 16
+        info.compress_type = compression
+    return info
+
+
+def write_zip(path: Path | str, members: Mapping[str, bytes], compression: int = zipfile.ZIP_STORED) -> None:
+    """Write a zip archive of `members` (member name -> contents) atomically, its bytes a function of
+    `members` and `compression` alone: entries sorted by name, each dated 1980-01-01 00:00:00 with
+    mode 0644, no archive comment.
+
+    compression: zipfile.ZIP_STORED (the default: no dependence on the zlib version) or
+    zipfile.ZIP_DEFLATED (level 6). A name ending in "/" is a folder entry and must have empty contents.
+    """
+    if compression not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ValueError(f"compression {compression!r}: use zipfile.ZIP_STORED or zipfile.ZIP_DEFLATED")
+    entries = [(zip_entry(name, compression), members[name]) for name in sorted(members)]
+    for info, data in entries:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"zip member {info.filename!r}: contents must be bytes, not {type(data).__name__}")
+        if info.is_dir() and data:
+            raise ValueError(f"zip member {info.filename!r} is a folder entry (it ends in /) but has contents")
+    with atomic_file(path, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
+        for info, data in entries:
+            level = ZIP_DEFLATE_LEVEL if info.compress_type == zipfile.ZIP_DEFLATED else None
+            archive.writestr(info, bytes(data), compresslevel=level)
+
+
+def write_npz(path: Path | str, /, **arrays: "ArrayLike") -> None:
+    """np.savez(path, **arrays), atomically and byte-stable: the file depends only on the arrays'
+    names, dtypes, shapes and values, never on when it is written or on an array's memory layout.
+
+    np.load reads it as usual (data["name"]). Members are uncompressed .npy files, sorted by name,
+    streamed one by one (no second copy of the data in memory). Object arrays are refused: they would
+    be pickles, neither safe to load nor byte-stable.
+    """
+    import numpy as np
+
+    if not arrays:
+        raise ValueError("write_npz: give at least one array, as name=array")
+    with atomic_file(path, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
+        for name in sorted(arrays):
+            # force_zip64 as np.savez: the size is unknown when the entry opens; arrays over 2 GiB work.
+            with archive.open(zip_entry(f"{name}.npy"), "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(arrays[name], order="C"), allow_pickle=False)

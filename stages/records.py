@@ -22,7 +22,8 @@ def encode_example(png: bytes, label: int, filename: str) -> bytes:
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[filename.encode("utf-8")])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: the same example gives the same bytes in every process (protobuf map order varies otherwise).
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def decode_example(serialized: tf.Tensor, image_size: int) -> dict[str, tf.Tensor]:

@@ -18,7 +18,8 @@ import yaml
 
 from stages import cli, figures
 from stages.config import EVALUATED_SPLITS, PREPARED_DIR, REPORTS_DIR, SPLITS, Params, load_params
-from stages.contracts import Comparison, ModelDir, ModelMetrics, PlotsDir, PrepareSummary, SplitMetrics, TrainingInfo
+from stages.contracts import (Comparison, EvaluationDir, ModelDir, ModelMetrics, PrepareSummary, RocCurves, SplitMetrics,
+                              TrainingInfo)
 from stages.document import Banner, Bullets, Code, Figure, Gallery, Paragraph, Section, Table, to_html, to_markdown
 from stages.figures import SPLIT_TITLES
 from stages.fsutil import staged_dir
@@ -34,9 +35,10 @@ SMALL_AUC_GAP = 0.02   # below this, a difference between two single runs is not
 class ModelResults:
     """What the train and evaluate stages wrote for one model."""
     name: str
-    metrics: ModelMetrics    # metrics/models/<name>.json
-    training: TrainingInfo   # models/<name>/training.json (epochs, time, parameter counts, layer table)
-    plots: PlotsDir          # plots/<name>/ (figures, predictions_<split>.csv)
+    metrics: ModelMetrics       # metrics/evaluate/<name>.json
+    training: TrainingInfo      # models/<name>/training.json (epochs, parameter counts, layer table)
+    evaluation: EvaluationDir   # data/evaluate/<name>/ (figures, predictions_<split>.csv)
+    roc: RocCurves              # plots/roc/<name>/
 
     @property
     def description(self) -> str:
@@ -48,8 +50,8 @@ class ModelResults:
 
 def read_results(name: str) -> ModelResults:
     """Load one model's outputs; a missing file is one clear error naming the stage to run."""
-    return ModelResults(name, ModelMetrics.read(ModelMetrics.path(name)),
-                        TrainingInfo.read(ModelDir.of(name).training), PlotsDir.of(name))
+    return ModelResults(name, ModelMetrics.read(ModelMetrics.path(name)), TrainingInfo.read(ModelDir.of(name).training),
+                        EvaluationDir.of(name), RocCurves.of(name))
 
 
 # --- numbers to words ---------------------------------------------------------------------------
@@ -186,8 +188,7 @@ def model_sections(results: dict[str, ModelResults], params: Params) -> list[Sec
                   for what, key in (("Total", "total"), ("Trainable", "trainable"), ("Non-trainable", "non_trainable"))]
         sections.append(Section(f"model-{name}", f"{name}: {result.description}", [
             Table(["Layer (type)", "Output Shape", "Param #"], layers + totals),
-            Paragraph(f"Trained {training.epochs_run} of {training.epochs_requested} epochs{stopped} in "
-                      f"{training.train_seconds:.0f} s."),
+            Paragraph(f"Trained {training.epochs_run} of {training.epochs_requested} epochs{stopped}."),
             Paragraph(f"params.yaml, train.{name}:"),
             Code(knobs),
         ], level=3))
@@ -202,19 +203,19 @@ def copy_figure(source: Path, figures_dir: Path, name: str) -> Path:
 
 def figure_sections(results: dict[str, ModelResults], figures_dir: Path) -> list[Section]:
     """Learning curves, overlaid ROC curves per split, confusion matrices: PNGs in figures_dir."""
-    curves = [Figure(copy_figure(r.plots.learning_curves_figure, figures_dir, f"{n}_learning_curves.png"),
+    curves = [Figure(copy_figure(r.evaluation.learning_curves_figure, figures_dir, f"{n}_learning_curves.png"),
                      f"{n} ({r.description}): loss and accuracy per epoch, training and validation")
               for n, r in results.items()]
     rocs = []
     for split in EVALUATED_SPLITS:
         lines = {}
         for name, result in results.items():
-            points = result.plots.read_roc(split)
+            points = result.roc.read(split)
             lines[name] = (points["fpr"], points["tpr"], result.value(split, "roc_auc"))
         path = figures_dir / f"roc_{split}.png"
         figures.save(figures.roc_figure(lines, f"ROC, {SPLIT_TITLES[split]}"), path)
         rocs.append(Figure(path, f"ROC curves of every model on the {SPLIT_TITLES[split]} split, AUC in the legend"))
-    confusions = [Figure(copy_figure(r.plots.confusion_figure(split), figures_dir, f"{n}_confusion_{split}.png"),
+    confusions = [Figure(copy_figure(r.evaluation.confusion_figure(split), figures_dir, f"{n}_confusion_{split}.png"),
                          f"{n}: confusion matrix, {SPLIT_TITLES[split]}")
                   for n, r in results.items() for split in EVALUATED_SPLITS]
     return [Section("learning-curves", "Learning curves", curves),
@@ -258,7 +259,7 @@ def mistakes_section(results: dict[str, ModelResults], prepared_root: Path, figu
         f"The {count} cross-dataset test images each model gets most confidently wrong, as the model saw them "
         f"({classes[1]} probability in the caption).")]
     for name, result in results.items():
-        mistakes = most_confident_mistakes(result.plots.read_predictions("test"), count)
+        mistakes = most_confident_mistakes(result.evaluation.read_predictions("test"), count)
         images = []
         for index, row in enumerate(mistakes.itertuples()):
             target = copy_figure(prepared_root / row.file, figures_dir, f"{name}_mistake_{index + 1}.png")
@@ -303,10 +304,8 @@ def compute_section(params: Params, model_ideas: list[str]) -> Section:
 
 
 def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[str, ModelResults],
-                 comparison: Comparison, model_ideas: list[str], prepared_root: Path,
-                 figures_dir: Path) -> list[Section]:
-    """All sections, in reading order; figures are written into figures_dir. model_ideas: what the models
-    would try with more compute (their more_compute())."""
+                 comparison: Comparison, prepared_root: Path, figures_dir: Path) -> list[Section]:
+    """All sections, in reading order; figures are written into figures_dir."""
     classes = params.prepare.classes
     test_counts = prepare_summary.counts["test"]
     test_share = {label: test_counts[label] / max(test_counts["total"], 1) for label in classes}
@@ -323,6 +322,7 @@ def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[
     sections.append(Section("discussion", "Discussion", discussion(results, classes, test_share)))
     sections.append(mistakes_section(results, prepared_root, figures_dir, params.report.mistakes_per_model, classes))
     sections.append(ethics_section(params, test_share))
+    model_ideas = [idea for result in results.values() for idea in result.training.more_compute]
     sections.append(compute_section(params, model_ideas))
     return sections
 
@@ -334,14 +334,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     prepare_summary = PrepareSummary.read(PrepareSummary.path)
     results = {name: read_results(name) for name in params.model_names}
     comparison = Comparison.read(Comparison.path)
-    from stages import models
-
-    model_ideas = [idea for family in models.table(params).values() for idea in family.more_compute()]
     with staged_dir(REPORTS_DIR) as staging:
         figures_dir = staging / "figures"
         figures_dir.mkdir()
-        sections = build_report(params, prepare_summary, results, comparison, model_ideas, PREPARED_DIR,
-                                figures_dir)
+        sections = build_report(params, prepare_summary, results, comparison, PREPARED_DIR, figures_dir)
         (staging / "report.md").write_text(to_markdown(TITLE, sections, staging), encoding="utf-8")
         (staging / "report.html").write_text(to_html(TITLE, sections), encoding="utf-8")
     print(f"wrote {REPORTS_DIR / 'report.html'} and {REPORTS_DIR / 'report.md'}")

@@ -1,8 +1,9 @@
 """train: fit one model (`python -m stages.train <model>`), a model named in params.yaml's train section.
 
-Writes models/<model>/: model.keras, summary.txt (the layer table, as in the assignment's Figure 1),
-history.csv (per-epoch loss and accuracy on training and validation, DVC plot data) and
-training.json (epochs, time, parameter counts, layer table, classes, the model's own details).
+Writes models/<model>/ (DVC cache): model.keras, summary.txt (the layer table, as in the assignment's
+Figure 1) and training.json (epochs, parameter counts, layer table, classes, the model's own details);
+in git: plots/learning_curves/<model>/ (loss and accuracy per epoch on training and validation) and
+metrics/train/<model>.json (epochs run, the best epoch's values).
 What the model learns from and how is its module's business (stages/models/<model>.py).
 """
 
@@ -12,9 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import pandas as pd
+
 from stages import cli
 from stages.config import TFRECORDS_DIR, load_params
-from stages.contracts import LayerRow, ModelDir, ParameterCounts, TfrecordsManifest, TrainingInfo
+from stages.contracts import (LayerRow, LearningCurves, ModelDir, ParameterCounts, TfrecordsManifest, TrainingInfo,
+                              TrainMetrics)
 from stages.fsutil import staged_dir, write_text_atomic
 
 if TYPE_CHECKING:  # Keras loads only when a model is trained
@@ -55,18 +59,31 @@ def parameter_counts(model) -> ParameterCounts:
     return ParameterCounts(total=trainable + frozen, trainable=trainable, non_trainable=frozen)
 
 
-def fit(family: ModelFamily, data: DataRoots, out_dir: Path) -> TrainingInfo:
-    """Fit one model on `data`; save it and its logs into out_dir; return its training record."""
+def training_metrics(history: pd.DataFrame) -> TrainMetrics:
+    """Epochs run, and the values at the epoch with the lowest validation loss (what early stopping keeps)."""
+    best = history.loc[history["val_loss"].idxmin()]
+    return TrainMetrics(epochs_run=len(history), best_epoch=int(best["epoch"]) + 1, loss=float(best["loss"]),
+                        accuracy=float(best["accuracy"]), val_loss=float(best["val_loss"]),
+                        val_accuracy=float(best["val_accuracy"]))
+
+
+def fit(family: ModelFamily, data: DataRoots, model_dir: Path, curves_dir: Path) -> tuple[TrainingInfo, TrainMetrics]:
+    """Fit one model on `data`; save it into model_dir and its learning curves into curves_dir; return its
+    training record and metrics. Nothing written depends on the clock: same inputs, same bytes."""
     import keras
+
+    from stages.models import save_model
 
     # Seeds make CPU runs repeatable here; op determinism would halve the speed on 2 cores.
     keras.utils.set_random_seed(family.params.seed)
     manifest = TfrecordsManifest.read_from(data.tfrecords)
-    files = ModelDir(out_dir)
-    started = time.monotonic()
-    model, epochs_run = family.fit(data, manifest.input_shape, files.history)
-    seconds = time.monotonic() - started
-    model.save(files.model)
+    files = ModelDir(model_dir)
+    log = model_dir / "history.csv"   # Keras's CSVLogger, epoch by epoch (fine-tuning appends)
+    model, epochs_run = family.fit(data, manifest.input_shape, log)
+    history = pd.read_csv(log)
+    log.unlink()
+    LearningCurves(curves_dir).write(history)
+    save_model(model, files.model)
     layers, counts = layer_table(model), parameter_counts(model)
     write_text_atomic(files.summary, summary_text(model.name, layers, counts))
     info = TrainingInfo(
@@ -75,13 +92,13 @@ def fit(family: ModelFamily, data: DataRoots, out_dir: Path) -> TrainingInfo:
         classes=manifest.classes,   # predict reads them with the model
         epochs_requested=family.params.epochs,
         epochs_run=epochs_run,
-        train_seconds=round(seconds, 1),
         parameters=counts,
         layers=layers,
         details=family.details(),
+        more_compute=family.more_compute(),
     )
     info.write(files.training)
-    return info
+    return info, training_metrics(history)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -94,9 +111,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     family = models.family(name, params)
     target = ModelDir.of(name).root
-    with staged_dir(target) as staging:
-        info = fit(family, DataRoots(), staging)
-    print(f"trained {name}: {info.epochs_run} epochs in {info.train_seconds} s, "
+    started = time.monotonic()
+    with staged_dir(target) as model_dir, staged_dir(LearningCurves.of(name).root) as curves_dir:
+        info, metrics = fit(family, DataRoots(), model_dir, curves_dir)
+    metrics.write(TrainMetrics.path(name))
+    print(f"trained {name}: {info.epochs_run} epochs in {time.monotonic() - started:.0f} s, "
           f"{info.parameters.total:,} parameters -> {target}")
 
 

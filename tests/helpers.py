@@ -5,8 +5,10 @@ Fixtures live in tests/conftest.py; pytest finds those by itself and they are ne
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -108,3 +110,65 @@ def run_tfrecords(folder: Path) -> Path:
         patch.chdir(folder)
         tfrecords.main([])
     return folder / "data" / "tfrecords"
+
+
+# --- the code each pipeline stage runs, from its imports ----------------------------------------------
+
+# Argument parsing and error display: they cannot change an output, so no stage lists them.
+PLUMBING = {"stages", "stages.cli", "stages.errors"}
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    return ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+
+
+def module_file(name: str, root: Path = ROOT) -> Path:
+    path = root / Path(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def imported_project_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Every stages.* module a file imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("stages")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages"):
+            found.add(node.module)
+            # `from stages import report` imports the module stages.report
+            found |= {f"{node.module}.{alias.name}" for alias in node.names
+                      if module_file(f"{node.module}.{alias.name}", root).is_file()}
+    return found
+
+
+def import_closure(modules: set[str], root: Path = ROOT) -> set[str]:
+    """Every project module the given ones import, transitively (packages' __init__ included)."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen or not module_file(name, root).is_file():
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]   # importing a.b.c runs a and a.b
+        todo += sorted(imported_project_modules(module_file(name, root), root))
+    return seen
+
+
+def pipeline_code(root: Path) -> dict[str, tuple[set[str], set[str]]]:
+    """Per DVC stage of the project at root: (the modules its command runs, the modules dvc.yaml lists).
+
+    A command `python -m stages.<module> [<model>]` runs its module and, for train@<model> and
+    evaluate@<model>, the model's module, which stages.models imports by name.
+    """
+    from dvc.repo import Repo
+
+    code = {}
+    with Repo(str(root)) as repo:
+        for stage in repo.index.stages:
+            found = re.search(r"python -m (stages\.\w+)(?: (\w+))?", stage.cmd)
+            modules = {found.group(1)} | ({f"stages.models.{found.group(2)}"} if found.group(2) else set())
+            declared = {module_name(root / dep.def_path, root) for dep in stage.deps if dep.def_path.endswith(".py")}
+            code[stage.name] = (import_closure(modules, root), declared)
+    return code

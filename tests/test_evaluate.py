@@ -15,11 +15,14 @@ from stages import evaluate, features, models, train
 from stages.compare import compare
 from stages.config import FitParams, load_params
 from stages.contracts import (
+    ConfusionCounts,
+    EvaluationDir,
     FeaturesManifest,
+    LearningCurves,
     ModelDir,
     ModelMetrics,
     ParameterCounts,
-    PlotsDir,
+    RocCurves,
     TrainingInfo,
     write_features,
 )
@@ -38,7 +41,7 @@ def records(tmp_path_factory):
 
 def training_info(**details) -> TrainingInfo:
     return TrainingInfo(model="transfer", description="test", classes=["Female", "Male"], epochs_requested=1,
-                        epochs_run=1, train_seconds=0.0, parameters=ParameterCounts(total=0, trainable=0, non_trainable=0),
+                        epochs_run=1, parameters=ParameterCounts(total=0, trainable=0, non_trainable=0),
                         layers=[], details=details)
 
 
@@ -126,19 +129,29 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
     family = models.table(tiny_model)["tiny"]
     assert isinstance(family, TinyFamily) and family.params.pool == 10
     data = DataRoots(records, tmp_path / "no-features")
-    model_dir = ModelDir(tmp_path / "models" / "tiny")
+    model_dir, curves = ModelDir.of("tiny", tmp_path / "models"), LearningCurves.of("tiny", tmp_path / "curves")
     model_dir.root.mkdir(parents=True)
-    info = train.fit(family, data, model_dir.root)
-    assert (info.model, info.description, info.epochs_run) == ("tiny", TinyFamily.title, 2)
+    curves.root.mkdir(parents=True)
+    info, train_metrics = train.fit(family, data, model_dir.root, curves.root)
+    assert (info.model, info.description, info.epochs_run, train_metrics.epochs_run) == ("tiny", TinyFamily.title, 2, 2)
     assert info.parameters.total == 10 * 10 * 3 + 1   # 100x100 pooled by 10, one sigmoid unit
     assert TrainingInfo.read(model_dir.training) == info
-    assert len(model_dir.read_history()) == 2
-    plots = PlotsDir(tmp_path / "plots" / "tiny")
-    plots.root.mkdir(parents=True)
-    metrics = evaluate.evaluate(models.family_class("tiny"), model_dir, data, plots, ["Female", "Male"], 0.5, 4)
+    assert sorted(path.name for path in model_dir.root.iterdir()) == ["model.keras", "summary.txt", "training.json"]
+    history = curves.read()
+    assert list(history["epoch"]) == [0, 1]
+    assert train_metrics.val_loss == history["val_loss"].min()
+    out = evaluate.Outputs(*(kind.of("tiny", tmp_path / kind.__name__) for kind in
+                             (EvaluationDir, RocCurves, ConfusionCounts)))
+    for folder in (out.evaluation, out.roc, out.confusion):
+        folder.root.mkdir(parents=True)
+    metrics = evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4)
     assert metrics.description == TinyFamily.title
     assert (metrics.val.n, metrics.test.n) == (5, 6)
-    assert len(plots.read_predictions("test")) == 6 and plots.confusion_figure("val").stat().st_size > 0
+    assert len(out.evaluation.read_predictions("test")) == 6
+    assert out.evaluation.confusion_figure("val").stat().st_size > 0
+    counts = out.confusion.read("test")
+    assert counts["count"].sum() == 6 and len(counts) == 4
+    assert list(out.roc.read("val").columns) == ["fpr", "tpr", "threshold"]
     table = compare({"tiny": metrics, "other": metrics}, reference="other")
     assert table.val["roc_auc"]["tiny_minus_other"] == 0.0
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stages import fsutil
-from stages.fsutil import recover_interrupted, replace_dir, staged_dir, write_bytes_atomic, write_json_atomic
+from stages.fsutil import (
+    recover_interrupted,
+    replace_dir,
+    staged_dir,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_npz,
+    write_zip,
+)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -231,3 +242,185 @@ def test_write_bytes_atomic_failure_keeps_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+# --- deterministic zip and .npz ------------------------------------------------------------------
+
+@pytest.fixture
+def later(monkeypatch):
+    """A function that moves this process's clock (time.time, as zipfile and numpy read it) a day ahead."""
+    def move():
+        now = time.time()
+        monkeypatch.setattr(time, "time", lambda: now + 86_400 + 3)
+    return move
+
+
+MEMBERS = {"b.txt": b"bee\n" * 100, "a/inner.bin": bytes(range(256)), "config.json": b'{"x": 1}'}
+
+
+def test_write_zip_reads_back_with_fixed_headers(tmp_path):
+    path = tmp_path / "out" / "x.zip"
+    write_zip(path, MEMBERS)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == sorted(MEMBERS)  # a fixed order, whatever the dict's
+        assert archive.comment == b""
+        for info in archive.infolist():
+            assert archive.read(info) == MEMBERS[info.filename]
+            assert info.date_time == (1980, 1, 1, 0, 0, 0)
+            assert info.external_attr >> 16 == 0o100644  # a regular file, rw-r--r--
+            assert info.create_system == 3
+            assert info.compress_type == zipfile.ZIP_STORED
+            assert info.extra == b""
+    assert sorted(p.name for p in path.parent.iterdir()) == ["x.zip"]  # no temporary file left
+
+
+def test_write_zip_same_members_same_bytes_any_time_any_order(tmp_path, later):
+    write_zip(tmp_path / "first.zip", MEMBERS)
+    later()
+    write_zip(tmp_path / "second.zip", dict(reversed(MEMBERS.items())))
+    assert (tmp_path / "first.zip").read_bytes() == (tmp_path / "second.zip").read_bytes()
+
+
+def plain_zip(path: Path) -> bytes:
+    """A zip written the ordinary way, zipfile's writestr with a name: its entry takes the time."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.txt", b"a")
+    return path.read_bytes()
+
+
+def test_later_moves_the_clock_zipfile_reads(tmp_path, later):
+    """The `later` fixture is effective: an ordinary zip of the same member changes with it."""
+    before = plain_zip(tmp_path / "before.zip")
+    later()
+    assert plain_zip(tmp_path / "after.zip") != before
+
+
+def test_write_zip_other_contents_other_bytes(tmp_path):
+    write_zip(tmp_path / "a.zip", MEMBERS)
+    write_zip(tmp_path / "b.zip", {**MEMBERS, "b.txt": b"bee\n" * 99 + b"bea\n"})
+    write_zip(tmp_path / "c.zip", {**MEMBERS, "c.txt": b""})
+    files = [(tmp_path / name).read_bytes() for name in ("a.zip", "b.zip", "c.zip")]
+    assert len(set(files)) == 3
+
+
+def test_write_zip_deflated(tmp_path, later):
+    write_zip(tmp_path / "a.zip", MEMBERS, compression=zipfile.ZIP_DEFLATED)
+    later()
+    write_zip(tmp_path / "b.zip", MEMBERS, compression=zipfile.ZIP_DEFLATED)
+    assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    assert (tmp_path / "a.zip").stat().st_size < sum(map(len, MEMBERS.values()))
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        assert {i.filename: archive.read(i) for i in archive.infolist()} == MEMBERS
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+
+
+def test_write_zip_folder_entries_and_empty_archive(tmp_path):
+    write_zip(tmp_path / "d.zip", {"assets/": b"", "assets/x.txt": b"x"})
+    with zipfile.ZipFile(tmp_path / "d.zip") as archive:
+        folder = archive.getinfo("assets/")
+        assert folder.is_dir() and folder.external_attr >> 16 == 0o40755
+        assert archive.read("assets/x.txt") == b"x"
+    write_zip(tmp_path / "empty.zip", {})
+    with zipfile.ZipFile(tmp_path / "empty.zip") as archive:
+        assert archive.namelist() == []
+
+
+@pytest.mark.parametrize(("members", "error"), [
+    ({"/abs.txt": b""}, ValueError),
+    ({"a/../b.txt": b""}, ValueError),
+    ({"a\\b.txt": b""}, ValueError),
+    ({"": b""}, ValueError),
+    ({"dir/": b"contents"}, ValueError),
+    ({"a.txt": "text, not bytes"}, TypeError),
+    ({"a.txt": 3}, TypeError),
+])
+def test_write_zip_refuses_bad_members_and_keeps_old_file(tmp_path, members, error):
+    path = tmp_path / "x.zip"
+    path.write_bytes(b"old")
+    with pytest.raises(error):
+        write_zip(path, {"ok.txt": b"fine", **members})
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zip"]
+
+
+def test_write_zip_failure_midway_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "x.zip"
+    path.write_bytes(b"old")
+    real = zipfile.ZipFile.writestr
+
+    def failing(self, info, data, *args, **kwargs):
+        if info.filename == "b.txt":
+            raise OSError("disk full")
+        return real(self, info, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_zip(path, MEMBERS)
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zip"]
+    with pytest.raises(ValueError, match="compression"):
+        write_zip(path, MEMBERS, compression=zipfile.ZIP_BZIP2)
+
+
+def arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "features": rng.normal(size=(4, 3, 3, 5)).astype(np.float32),
+        "labels": np.array([0, 1, 1, 0], dtype=np.int64),
+        "files": np.array(["a.png", "b.png", "sub/ć.png", "d.png"]),
+        "scalar": np.array(2.5),
+        "empty": np.zeros((0, 7), dtype=np.uint8),
+    }
+
+
+def test_write_npz_round_trips(tmp_path):
+    expected = arrays()
+    write_npz(tmp_path / "x.npz", **expected)
+    with np.load(tmp_path / "x.npz") as data:
+        assert sorted(data.files) == sorted(expected)
+        for name, array in expected.items():
+            assert data[name].dtype == array.dtype, name
+            assert data[name].shape == array.shape, name
+            np.testing.assert_array_equal(data[name], array)
+        assert [str(name) for name in data["files"]] == ["a.png", "b.png", "sub/ć.png", "d.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]
+
+
+def test_write_npz_bytes_depend_only_on_the_arrays(tmp_path, later):
+    write_npz(tmp_path / "a.npz", **arrays())
+    later()
+    time.sleep(2.1)  # and the real clock too: zip times have a resolution of 2 s
+    write_npz(tmp_path / "b.npz", **dict(reversed(arrays().items())))  # in another order
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    # Memory layout and array type are not content: a Fortran-ordered copy or a list gives the same file.
+    same = {**arrays(), "features": np.asfortranarray(arrays()["features"]), "labels": [0, 1, 1, 0]}
+    write_npz(tmp_path / "c.npz", **same)
+    assert (tmp_path / "c.npz").read_bytes() == (tmp_path / "a.npz").read_bytes()
+
+
+def test_write_npz_other_arrays_other_bytes(tmp_path):
+    write_npz(tmp_path / "a.npz", **arrays())
+    changed = arrays()
+    changed["features"][0, 0, 0, 0] += 1
+    write_npz(tmp_path / "b.npz", **changed)
+    write_npz(tmp_path / "c.npz", **{**arrays(), "labels": arrays()["labels"].astype(np.int32)})
+    write_npz(tmp_path / "d.npz", **{**arrays(), "files": np.array(["a.png", "b.png", "sub/c.png", "d.png"])})
+    assert len({(tmp_path / f"{n}.npz").read_bytes() for n in "abcd"}) == 4
+
+
+def test_write_npz_refuses_object_arrays_and_keeps_old_file(tmp_path):
+    path = tmp_path / "x.npz"
+    write_npz(path, labels=np.arange(3))
+    before = path.read_bytes()
+    with pytest.raises(ValueError):
+        write_npz(path, labels=np.arange(3), files=np.array(["a", None], dtype=object))
+    with pytest.raises(ValueError):
+        write_npz(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]
+
+
+def test_write_npz_takes_an_array_named_path(tmp_path):
+    write_npz(tmp_path / "x.npz", path=np.arange(2))
+    with np.load(tmp_path / "x.npz") as data:
+        np.testing.assert_array_equal(data["path"], [0, 1])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import re
-from pathlib import Path
+import shutil
+import subprocess
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import PLUMBING, ROOT, import_closure, imported_project_modules, module_name, pipeline_code
+
 STAGES = ROOT / "stages"
 
 
@@ -16,24 +17,6 @@ def stage_modules() -> set[str]:
     """The modules dvc.yaml runs (`python -m stages.<name>`), and the predict command."""
     text = (ROOT / "dvc.yaml").read_text()
     return set(re.findall(r"python -m stages\.(\w+)", text)) | {"predict"}
-
-
-def imported_project_modules(path: Path) -> set[str]:
-    """Every stages.* module a file imports, at the top or inside a function."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.startswith("stages")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages"):
-            found.add(node.module)
-            # `from stages import report` imports the module stages.report
-            found |= {f"{node.module}.{alias.name}" for alias in node.names
-                      if (STAGES.parent / node.module.replace(".", "/") / f"{alias.name}.py").is_file()}
-    return found
-
-
-def module_name(path: Path) -> str:
-    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
 
 
 def test_the_stage_list_is_real():
@@ -72,3 +55,32 @@ def test_every_model_has_its_module_and_dvc_entry():
     models_var = next(entry["models"] for entry in dvc["vars"] if "models" in entry)
     assert list(models_var) == names
     assert all((STAGES / "models" / f"{name}.py").is_file() for name in names)
+
+
+def test_every_stage_declares_exactly_the_code_it_runs():
+    problems = {}
+    for stage, (needed, declared) in pipeline_code(ROOT).items():
+        needed = needed - PLUMBING
+        if needed != declared:
+            problems[stage] = {"missing": sorted(needed - declared), "not imported": sorted(declared - needed)}
+    assert problems == {}, "dvc.yaml's code deps differ from the imports"
+
+
+def test_the_closure_follows_lazy_and_transitive_imports():
+    closure = import_closure({"stages.train", "stages.models.baseline"})
+    assert {"stages.models", "stages.models.family", "stages.records", "stages.contracts", "stages.config"} <= closure
+    assert "stages.models.transfer" not in closure and "stages.figures" not in closure
+
+
+def test_a_missing_code_dep_is_caught(tmp_path):
+    for name in ("dvc.yaml", "params.yaml", ".dvc/config"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    shutil.copytree(STAGES, tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)   # DVC wants its repository in git
+    text = (tmp_path / "dvc.yaml").read_text()
+    start = text.index("  tfrecords:")
+    text = text[:start] + text[start:].replace("      - stages/records.py\n", "", 1)
+    (tmp_path / "dvc.yaml").write_text(text)
+    needed, declared = pipeline_code(tmp_path)["tfrecords"]
+    assert "stages.records" in needed - declared

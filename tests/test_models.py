@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -12,6 +20,7 @@ from stages.errors import UserError
 from stages.models import improved, transfer
 from stages.models.baseline import make_model
 from stages.train import layer_table, parameter_counts, summary_text
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +241,149 @@ def test_imagenet_bad_file_is_reported_and_left_in_place(tmp_path, monkeypatch):
         transfer.make_base((100, 100, 3), "imagenet")
     assert transfer.IMAGENET_MD5 in str(caught.value) and str(cached) in str(caught.value)
     assert cached.read_bytes() == b"a user's damaged download"
+
+
+# --- saving: same model, same bytes (issue 9) ---------------------------------------------------
+
+def seeded_baseline(seed: int = 3) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return make_model((100, 100, 3))
+
+
+def members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def test_save_model_twice_same_bytes(tmp_path):
+    model = seeded_baseline()
+    models.save_model(model, tmp_path / "first.keras")
+    time.sleep(2.1)  # past the resolution of every clock a save could read: zip (2 s), Keras and HDF5 (1 s)
+    models.save_model(model, tmp_path / "second.keras")
+    assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "second.keras").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.keras", "second.keras"]  # no scratch left
+
+
+def test_saved_file_is_normalised(tmp_path):
+    model = seeded_baseline()
+    models.save_model(model, tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        infos = archive.infolist()
+    assert [info.filename for info in infos] == ["config.json", "metadata.json", "model.weights.h5"]
+    assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
+    saved = members(tmp_path / "m.keras")
+    assert json.loads(saved["metadata.json"]) == {"keras_version": keras.__version__}
+    ids = []
+
+    def collect(node):
+        if isinstance(node, dict):
+            ids.extend([node["shared_object_id"]] if "shared_object_id" in node else [])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    collect(json.loads(saved["config.json"]))
+    assert ids and set(ids) == {1}  # Keras wrote id(dtype policy), a memory address, on every layer
+
+
+def test_normalise_config_renumbers_shared_ids_consistently():
+    config = {"a": {"shared_object_id": 140154858959504, "x": 1},
+              "layers": [{"shared_object_id": 99}, {"shared_object_id": 140154858959504, "x": [1.5, None]},
+                         {"inner": {"shared_object_id": 99, "flag": True}}],
+              "other_id": 140154858959504}
+    renumbered = json.loads(models.normalise_config(json.dumps(config).encode()))
+    assert renumbered == {"a": {"shared_object_id": 1, "x": 1},
+                          "layers": [{"shared_object_id": 2}, {"shared_object_id": 1, "x": [1.5, None]},
+                                     {"inner": {"shared_object_id": 2, "flag": True}}],
+                          "other_id": 140154858959504}
+    assert json.loads(models.normalise_metadata(b'{"keras_version": "3.1", "date_saved": "2026-01-01@10:00:00"}')) \
+        == {"keras_version": "3.1"}
+
+
+def test_other_weights_other_bytes(tmp_path):
+    model = seeded_baseline()
+    models.save_model(model, tmp_path / "a.keras")
+    models.save_model(seeded_baseline(4), tmp_path / "b.keras")
+    kernel, bias = model.layers[-1].get_weights()
+    bias[0] += 0.5
+    model.layers[-1].set_weights([kernel, bias])
+    models.save_model(model, tmp_path / "c.keras")
+    files = [members(tmp_path / f"{name}.keras") for name in "abc"]
+    assert len({(tmp_path / f"{name}.keras").read_bytes() for name in "abc"}) == 3
+    assert files[0]["config.json"] == files[2]["config.json"]  # only the weights changed
+    assert files[0]["model.weights.h5"] != files[2]["model.weights.h5"]
+
+
+def test_saved_model_reloads_and_predicts_the_same(tmp_path, transfer_defaults):
+    images = np.random.default_rng(5).integers(0, 256, size=(3, 100, 100, 3)).astype("float32")
+    keras.utils.set_random_seed(6)
+    built = {"baseline": make_model((100, 100, 3)),
+             "transfer": transfer.make_model((100, 100, 3), transfer_defaults.model_copy(update={"weights": "none"}))}
+    for name, model in built.items():
+        path = tmp_path / f"{name}.keras"
+        models.save_model(model, path)
+        expected = model.predict(images, verbose=0)
+        for loaded in (models.load_model(path), keras.models.load_model(path)):
+            np.testing.assert_array_equal(loaded.predict(images, verbose=0), expected)
+            assert [w.shape for w in loaded.get_weights()] == [w.shape for w in model.get_weights()]
+            for a, b in zip(loaded.get_weights(), model.get_weights()):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_save_model_wants_a_keras_file_and_replaces_atomically(tmp_path):
+    with pytest.raises(ValueError, match=r"\.keras"):
+        models.save_model(seeded_baseline(), tmp_path / "model.h5")
+    path = tmp_path / "deep" / "model.keras"
+    models.save_model(seeded_baseline(), path)
+    other = seeded_baseline(4)
+    models.save_model(other, path)  # over the first
+    models.save_model(other, tmp_path / "fresh.keras")
+    assert path.read_bytes() == (tmp_path / "fresh.keras").read_bytes()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.keras"]
+
+
+SAVE_IN_A_NEW_PROCESS = """
+import sys
+import keras
+import numpy as np
+from stages import models
+from stages.config import load_params
+from stages.models import improved
+from stages.models.baseline import make_model
+
+out = sys.argv[1]
+params = load_params()
+keras.utils.set_random_seed(11)
+built = {"baseline": make_model((100, 100, 3)),
+         "improved": improved.make_model((100, 100, 3), models.family("improved", params).params)}
+images = np.random.default_rng(0).integers(0, 256, size=(8, 100, 100, 3)).astype("float32")
+labels = np.array([0, 1] * 4, dtype="float32")
+for name, model in built.items():
+    # Trained one epoch, so the file holds optimizer state and augmentation seed state as well.
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(images, labels, epochs=1, batch_size=4, verbose=0)
+    models.save_model(model, f"{out}/{name}.keras")
+"""
+
+
+def test_same_model_same_bytes_in_separate_processes(tmp_path):
+    """Built, trained and saved in two fresh processes, one after the other: the same files, down to
+    the HDF5 weights (Keras writes memory addresses and the time; h5py could write object times)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    outputs = []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        out.mkdir()
+        done = subprocess.run([sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, str(out)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        outputs.append({name: members(out / f"{name}.keras") for name in ("baseline", "improved")})
+        outputs[-1]["files"] = {name: (out / f"{name}.keras").read_bytes() for name in ("baseline", "improved")}
+    first, second = outputs
+    for name in ("baseline", "improved"):
+        assert first[name].keys() == second[name].keys()
+        for member in first[name]:
+            assert first[name][member] == second[name][member], (name, member)
+    assert first["files"] == second["files"]

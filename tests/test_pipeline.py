@@ -19,9 +19,10 @@ import yaml
 from PIL import Image
 
 from stages import predict
-from tests.helpers import ROOT, raw_repo_params, run_cli
+from tests.helpers import ROOT, pipeline_code, raw_repo_params, run_cli
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
+                 "stages"]
 MODELS = list(raw_repo_params()["train"])
 
 pytestmark = pytest.mark.e2e
@@ -105,11 +106,17 @@ def test_every_declared_output_exists(project, first_repro):
         for label in ("Female", "Male"):
             assert any((project / "data/prepared" / split / label).glob("*.png")), f"{split}/{label}"
     for model in MODELS:
-        for name in ("model.keras", "summary.txt", "history.csv", "training.json"):
+        for name in ("model.keras", "summary.txt", "training.json"):
             assert (project / "models" / model / name).stat().st_size > 0, f"{model}/{name}"
-        for name in ("roc_val.csv", "roc_test.csv", "predictions_val.csv", "predictions_test.csv",
-                     "learning_curves.png", "roc.png", "confusion_val.png", "confusion_test.png"):
-            assert (project / "plots" / model / name).stat().st_size > 0, f"{model}/{name}"
+        for name in ("predictions_val.csv", "predictions_test.csv", "learning_curves.png", "roc.png",
+                     "confusion_val.png", "confusion_test.png"):
+            assert (project / "data/evaluate" / model / name).stat().st_size > 0, f"{model}/{name}"
+        for name in ("learning_curves/{}/loss.csv", "learning_curves/{}/accuracy.csv", "roc/{}/val.csv",
+                     "roc/{}/test.csv", "confusion/{}/val.csv", "confusion/{}/test.csv"):
+            assert (project / "plots" / name.format(model)).stat().st_size > 0, name.format(model)
+        assert (project / "metrics/train" / f"{model}.json").is_file()
+    for split in ("val", "test"):
+        assert set(pd.read_csv(project / f"plots/compare/roc_{split}.csv")["model"]) == set(MODELS)
 
 
 def test_counts_and_skips_are_recorded(project, first_repro):
@@ -126,12 +133,17 @@ def test_counts_and_skips_are_recorded(project, first_repro):
 
 def test_metrics_are_probabilities(project, first_repro):
     for model in MODELS:
-        metrics = json.loads((project / "metrics" / "models" / f"{model}.json").read_text())
+        metrics = json.loads((project / "metrics" / "evaluate" / f"{model}.json").read_text())
         assert set(metrics) == {"description", "val", "test"}
         for split in ("val", "test"):
             values = metrics[split]
             assert set(values) == {"accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "n"}
-            predictions = pd.read_csv(project / "plots" / model / f"predictions_{split}.csv")
+            predictions = pd.read_csv(project / "data/evaluate" / model / f"predictions_{split}.csv")
+            counts = pd.read_csv(project / "plots/confusion" / model / f"{split}.csv")
+            assert counts["count"].sum() == values["n"]
+            assert counts.set_index(["actual", "predicted"])["count"].to_dict() == \
+                predictions.groupby(["actual", "predicted"]).size().reindex(
+                    counts.set_index(["actual", "predicted"]).index, fill_value=0).to_dict()
             predicted_male = int((predictions["predicted"] == "Male").sum())
             for name, value in values.items():
                 if name == "n":
@@ -142,14 +154,14 @@ def test_metrics_are_probabilities(project, first_repro):
                     assert (name, predicted_male) == ("precision", 0), (model, split, name)
                 else:
                     assert 0.0 <= value <= 1.0, (model, split, name, value)
-        predictions = pd.read_csv(project / "plots" / model / "predictions_val.csv")
+        predictions = pd.read_csv(project / "data/evaluate" / model / "predictions_val.csv")
         assert len(predictions) == metrics["val"]["n"] == 40
         accuracy = (predictions["actual"] == predictions["predicted"]).mean()
         assert accuracy == pytest.approx(metrics["val"]["accuracy"])
 
 
 def test_transfer_outputs_name_their_weights(project, first_repro):
-    metrics = json.loads((project / "metrics/models/transfer.json").read_text())
+    metrics = json.loads((project / "metrics/evaluate/transfer.json").read_text())
     assert metrics["description"] == "VGG16 up to block4_pool, random weights (no pretraining)"
     training = json.loads((project / "models/transfer/training.json").read_text())
     assert training["description"] == metrics["description"]
@@ -159,8 +171,8 @@ def test_transfer_outputs_name_their_weights(project, first_repro):
 
 def test_comparison_has_every_model_and_difference(project, first_repro):
     comparison = json.loads((project / "metrics/comparison.json").read_text())
-    baseline = json.loads((project / "metrics/models/baseline.json").read_text())
-    improved = json.loads((project / "metrics/models/improved.json").read_text())
+    baseline = json.loads((project / "metrics/evaluate/baseline.json").read_text())
+    improved = json.loads((project / "metrics/evaluate/improved.json").read_text())
     for split in ("val", "test"):
         row = comparison[split]["roc_auc"]
         assert set(row) == {*MODELS, "improved_minus_baseline", "transfer_minus_baseline"}
@@ -168,23 +180,27 @@ def test_comparison_has_every_model_and_difference(project, first_repro):
             improved[split]["roc_auc"] - baseline[split]["roc_auc"], abs=1e-6)
 
 
-def test_history_has_one_row_per_epoch(project, first_repro):
-    history = pd.read_csv(project / "models/baseline/history.csv")
-    assert list(history["epoch"]) == [0]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+def test_learning_curves_have_one_row_per_epoch(project, first_repro):
+    loss = pd.read_csv(project / "plots/learning_curves/baseline/loss.csv")
+    assert list(loss.columns) == ["epoch", "training", "validation"] and list(loss["epoch"]) == [1]
+    trained = json.loads((project / "metrics/train/baseline.json").read_text())
+    assert trained["epochs_run"] == 1 and trained["val_loss"] == pytest.approx(loss["validation"].min())
 
 
 def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project))
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/prepare.json"} | {f"metrics/models/{model}.json" for model in MODELS} <= set(files)
+    assert {"metrics/prepare.json", "metrics/comparison.json"} | {
+        f"metrics/{stage}/{model}.json" for stage in ("train", "evaluate") for model in MODELS} <= set(files)
     run(["dvc", "plots", "show", "-o", str(tmp_path / "html")], project)
     page = (tmp_path / "html" / "index.html").read_text()
-    titles = ["ROC validation, all models", "ROC cross-dataset test, all models"] + [
-        f"{model} {plot}" for model in MODELS
-        for plot in ("loss", "accuracy", "confusion validation", "confusion test")]
-    for title in titles:
-        assert title in page, title
+    plots = ["plots/compare/roc_val.csv", "plots/compare/roc_test.csv"] + [
+        f"plots/{kind}/{model}/{name}.csv" for model in MODELS
+        for kind, names in (("roc", ("val", "test")), ("confusion", ("val", "test")),
+                            ("learning_curves", ("loss", "accuracy"))) for name in names]
+    for plot in plots:
+        assert plot in page, plot
+    assert not re.search(r"<script[^>]+src=\"https?://", page)   # vega inlined: renders offline
 
 
 def test_report_has_every_section_and_the_metrics(project, first_repro):
@@ -199,7 +215,7 @@ def test_report_has_every_section_and_the_metrics(project, first_repro):
         assert pixels.std() > 1  # not blank
     markdown = (project / "reports/report.md").read_text()
     for model in MODELS:
-        metrics = json.loads((project / "metrics" / "models" / f"{model}.json").read_text())
+        metrics = json.loads((project / "metrics" / "evaluate" / f"{model}.json").read_text())
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {model} |"))
         shown = row.split(" | ")[1].split(" ")[0]  # the validation table comes first: accuracy
         assert shown == f"{metrics['val']['accuracy']:.3f}", (model, row)
@@ -211,7 +227,7 @@ def test_predict_gives_evaluate_probabilities(project, first_repro, tmp_path, mo
     """For every model (the transfer one evaluated on cached features), predict on the prepared PNG."""
     monkeypatch.chdir(project)
     for model in MODELS:
-        scored = pd.read_csv(project / "plots" / model / "predictions_test.csv").head(6)
+        scored = pd.read_csv(project / "data/evaluate" / model / "predictions_test.csv").head(6)
         out = tmp_path / f"{model}.csv"
         assert run_cli(predict.main, [model, *(str(Path("data/prepared") / file) for file in scored["file"]),
                                       "--csv", str(out)]) == 0
@@ -226,12 +242,36 @@ def test_second_repro_has_nothing_to_do(project, first_repro):
     assert stages_run(output) == []
 
 
+def test_rerunning_a_stage_by_hand_changes_no_byte(project, first_repro):
+    run([sys.executable, "-m", "stages.tfrecords"], project)
+    assert "up to date" in run(["dvc", "status"], project)
+
+
+def edit_comment(project: Path, module: str) -> None:
+    path = project / module
+    path.write_text(path.read_text() + "\n# a comment, no change in behaviour\n")
+
+
+def test_a_comment_reruns_only_that_stage(project, first_repro):
+    edit_comment(project, "stages/tfrecords.py")
+    output = run(["dvc", "repro"], project)
+    assert stages_run(output) == ["tfrecords"]   # its output is byte-identical: nothing downstream reruns
+
+
+def test_a_shared_module_reruns_exactly_the_stages_that_import_it(project, first_repro):
+    importers = sorted(name for name, (modules, _) in pipeline_code(project).items() if "stages.records" in modules)
+    assert {"tfrecords", "features", "train@baseline", "evaluate@transfer"} <= set(importers)
+    edit_comment(project, "stages/records.py")
+    output = run(["dvc", "repro"], project)
+    assert sorted(stages_run(output)) == importers   # retrained models are byte-identical: compare, report stay
+
+
 def test_changing_epochs_reruns_only_that_model(project, first_repro):
     set_params(project, {"train.baseline.epochs": 2})
     output = run(["dvc", "repro"], project)
     assert sorted(stages_run(output)) == ["compare", "evaluate@baseline", "report", "train@baseline"]
-    history = pd.read_csv(project / "models/baseline/history.csv")
-    assert list(history["epoch"]) == [0, 1]
+    loss = pd.read_csv(project / "plots/learning_curves/baseline/loss.csv")
+    assert list(loss["epoch"]) == [1, 2]
 
 
 def test_changing_the_transfer_head_keeps_the_features(project, first_repro):
@@ -246,3 +286,38 @@ def test_changing_the_reference_reruns_only_the_comparison(project, first_repro)
     assert sorted(stages_run(output)) == ["compare", "report"]
     comparison = json.loads((project / "metrics/comparison.json").read_text())
     assert comparison["reference"] == "improved" and "baseline_minus_improved" in comparison["val"]["roc_auc"]
+
+
+
+def test_metrics_diff_against_the_last_commit(project, first_repro):
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    run([*git, "add", "-A"], project)
+    run([*git, "commit", "-qm", "results"], project)
+    set_params(project, {"evaluate.threshold": 0.4})
+    run(["dvc", "repro"], project)
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project))
+    changed = diff["metrics/evaluate/baseline.json"]
+    assert changed["val.accuracy"]["old"] is not None and changed["val.accuracy"]["new"] is not None
+
+
+def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
+    """The experiment workflow: queue two, run them, compare, apply one, commit, diff, plot two revisions."""
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    run([*git, "add", "-A"], project)
+    run([*git, "commit", "-qm", "before the experiments"], project)
+    for rate in ("0.01", "0.0001"):
+        run(["dvc", "exp", "run", "--queue", "-n", f"lr-{rate}", "-S", f"train.baseline.learning_rate={rate}"], project)
+    run(["dvc", "exp", "run", "--run-all"], project)
+    table = pd.read_csv(io.StringIO(run(["dvc", "exp", "show", "--csv"], project)))
+    experiments = table[table["Experiment"].isin(["lr-0.01", "lr-0.0001"])]
+    assert sorted(experiments["train.baseline.learning_rate"].astype(float)) == [0.0001, 0.01]
+    assert experiments["val.roc_auc"].notna().all() if "val.roc_auc" in table else \
+        any(column.endswith("val.roc_auc") for column in table.columns)
+    run(["dvc", "exp", "apply", "lr-0.01"], project)
+    run([*git, "add", "-A"], project)
+    run([*git, "commit", "-qm", "learning rate 0.01"], project)
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD~1", "--json"], project))
+    assert any(values["diff"] for values in diff["metrics/evaluate/baseline.json"].values())
+    run(["dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(tmp_path / "diff")], project)
+    page = (tmp_path / "diff" / "index.html").read_text()
+    assert "plots/roc/baseline/val.csv" in page and not re.search(r"<script[^>]+src=\"https?://", page)

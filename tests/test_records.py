@@ -6,6 +6,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from tests.helpers import (  # noqa: E402
     RECORD_COUNTS,
     RECORD_SEED,
     SHARD_SIZE,
+    ROOT,
     SIZE,
     face_png,
     hashes,
@@ -78,6 +81,13 @@ def test_round_trip_unicode_filename_and_label_zero():
     example = decode_example(tf.constant(serialized), SIZE)
     assert int(example["label"].numpy()) == 0
     assert example["filename"].numpy().decode("utf-8") == "test/Female/żółw é.png"
+
+
+def test_encoding_is_deterministic():
+    """Features in key order, whatever order protobuf's map keeps in this process (issue 9)."""
+    serialized = encode_example(b"png bytes", 1, "val/Male/img007.png")
+    assert serialized.index(b"filename") < serialized.index(b"image") < serialized.index(b"label")
+    assert encode_example(b"png bytes", 1, "val/Male/img007.png") == serialized
 
 
 def test_decode_rejects_wrong_size():
@@ -217,6 +227,31 @@ def test_same_seed_same_bytes(stage_output, tmp_path):
     again = run_tfrecords(make_tfrecords_project(tmp_path / "again"))
     assert hashes(again) == hashes(stage_output)
     assert collect(again, "train")[2] == collect(stage_output, "train")[2]
+
+
+def tfrecords_in_new_processes(projects: list[Path]) -> list[dict[str, str]]:
+    """`python -m stages.tfrecords` in each project folder, each in its own fresh Python process (run
+    side by side); the hashes of each output folder."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PYTHONHASHSEED", None)
+    runs = [subprocess.Popen([sys.executable, "-m", "stages.tfrecords"], cwd=project, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for project in projects]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    return [hashes(project / "data" / "tfrecords") for project in projects]
+
+
+def test_same_bytes_in_separate_processes(stage_output, tmp_path):
+    """Same prepared tree and params, separate processes: byte-identical shards (issue 9). Protobuf
+    orders an Example's feature map differently from process to process unless told to be deterministic;
+    three processes leave little chance of a lucky match when it is not."""
+    projects = [make_tfrecords_project(tmp_path / f"process{index}") for index in range(3)]
+    first, *others = tfrecords_in_new_processes(projects)
+    assert len(first) == len(hashes(stage_output)) > 3
+    for other in others:
+        assert other == first
+    assert first == hashes(stage_output)  # and the same as this process wrote
 
 
 def test_other_seed_other_train_order(stage_output, tmp_path):

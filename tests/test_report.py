@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import figures, models, report
+from stages import figures, report
 from stages.compare import compare
-from stages.contracts import ModelMetrics, PlotsDir, PrepareSummary, TrainingInfo
+from stages.contracts import EvaluationDir, ModelMetrics, PrepareSummary, RocCurves, TrainingInfo
 from stages.document import Figure, Section, Table, to_html, to_markdown
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
 
@@ -41,28 +41,30 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
         files.append(file)
     results = {}
     for name, margins in quality.items():
-        plots = root / "plots" / name
-        plots.mkdir(parents=True)
+        evaluation, roc = EvaluationDir.of(name, root / "evaluate"), RocCurves.of(name, root / "roc")
+        evaluation.root.mkdir(parents=True)
+        roc.root.mkdir(parents=True)
         metrics = {"description": f"{name} model"}
         for split, margin in zip(("val", "test"), margins):
             probabilities = np.clip(0.5 + margin * (labels - 0.5) * 2 + rng.normal(0, 0.25, labels.size), 0, 1)
             measured = split_metrics(labels, probabilities)
             metrics[split] = {key: measured[key] for key in METRIC_NAMES} | {"n": measured["n"]}
-            written = PlotsDir(plots)
-            written.write_roc(split, roc_points(labels, probabilities))
+            roc.write(split, pd.DataFrame(roc_points(labels, probabilities)))
             predicted = (probabilities >= 0.5).astype(int)
-            written.write_predictions(split, pd.DataFrame({
+            evaluation.write_predictions(split, pd.DataFrame({
                 "file": files, "actual": [CLASSES[i] for i in labels], "predicted": [CLASSES[i] for i in predicted],
                 "probability": probabilities.round(6)}))
-            figures.save(figures.confusion_figure(measured["confusion"], CLASSES, split), written.confusion_figure(split))
+            figures.save(figures.confusion_figure(measured["confusion"], CLASSES, split),
+                         evaluation.confusion_figure(split))
         history = pd.DataFrame({"epoch": range(3), "loss": [0.7, 0.6, 0.5], "accuracy": [0.5, 0.6, 0.7],
                                 "val_loss": [0.7, 0.65, 0.6], "val_accuracy": [0.5, 0.55, 0.6]})
-        figures.save(figures.learning_curves(history, name), PlotsDir(plots).learning_curves_figure)
+        figures.save(figures.learning_curves(history, name), evaluation.learning_curves_figure)
         training = TrainingInfo(
             model=name, description=metrics["description"], classes=CLASSES, epochs_requested=5, epochs_run=3,
-            train_seconds=12.3, parameters={"total": 10, "trainable": 8, "non_trainable": 2},
-            layers=[{"name": "dense", "type": "Dense", "output_shape": "(None, 1)", "parameters": 10}])
-        results[name] = report.ModelResults(name, ModelMetrics(**metrics), training, PlotsDir(plots))
+            parameters={"total": 10, "trainable": 8, "non_trainable": 2},
+            layers=[{"name": "dense", "type": "Dense", "output_shape": "(None, 1)", "parameters": 10}],
+            more_compute=[f"An idea of {name}'s."])
+        results[name] = report.ModelResults(name, ModelMetrics(**metrics), training, evaluation, roc)
     return results
 
 
@@ -70,7 +72,7 @@ def split_result(name: str, val: dict, test: dict) -> report.ModelResults:
     """A model's results with just the given metrics (the others None), for the discussion."""
     empty = dict.fromkeys(METRIC_NAMES) | {"n": 10}
     metrics = ModelMetrics(description=name, val=empty | val, test=empty | test)
-    return report.ModelResults(name, metrics, None, PlotsDir(Path(".")))
+    return report.ModelResults(name, metrics, None, EvaluationDir(Path(".")), RocCurves(Path(".")))
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +87,9 @@ def built(tmp_path_factory, repo_params):
                                 "test": {"Female": 8, "Male": 12, "total": 20}},
         skipped_count=1, skipped=[{"split": "test", "file": "data/raw/test/x.jpg", "reason": "empty file (0 bytes)"}])
     comparison = compare({name: result.metrics for name, result in results.items()}, params.compare.reference)
-    ideas = [idea for family in models.table(params).values() for idea in family.more_compute()]
     figures_dir = root / "out" / "figures"
     figures_dir.mkdir(parents=True)
-    sections = report.build_report(params, prepare_summary, results, comparison, ideas, root / "prepared", figures_dir)
+    sections = report.build_report(params, prepare_summary, results, comparison, root / "prepared", figures_dir)
     return params, results, sections, to_html(report.TITLE, sections), to_markdown(report.TITLE, sections, root / "out"), root / "out"
 
 
@@ -108,7 +109,7 @@ def test_every_figure_embedded_and_not_empty(built):
     _, results, _, page, _, _ = built
     images = embedded_images(page)
     # learning curves + 2 overlaid ROC + 2 confusion per model + the mistakes gallery
-    mistakes = sum(len(report.most_confident_mistakes(r.plots.read_predictions("test"), 8))
+    mistakes = sum(len(report.most_confident_mistakes(r.evaluation.read_predictions("test"), 8))
                    for r in results.values())
     assert len(images) == 3 * len(results) + 2 + mistakes
     for image in images:
@@ -200,3 +201,11 @@ def test_a_small_test_gap_is_not_called_a_win():
     assert "weaker model" in wide and "noise" not in wide
     mixed = text({"a": result(0.80, 0.85), "b": result(0.87, 0.80)})
     assert "1 of 2 models lose ground" in mixed
+
+
+def test_compute_section_has_each_models_own_ideas(built):
+    _, results, sections, _, _, _ = built
+    compute = next(section for section in sections if section.anchor == "compute")
+    items = [item for block in compute.blocks for item in getattr(block, "items", [])]
+    for name in results:
+        assert f"An idea of {name}'s." in items

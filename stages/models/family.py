@@ -1,4 +1,4 @@
-"""What every model implements, and the Keras training and scoring most of them share.
+"""What every model implements, and the Keras pieces models share: training, scoring, augmentation.
 
 A model is one module, stages/models/<name>.py, named like its params section train.<name>. It
 defines `Params` (that section's schema, a FitParams) and `Family` (a ModelFamily): how to build
@@ -16,8 +16,10 @@ from typing import ClassVar
 import keras
 import numpy as np
 import pandas as pd
+from keras import layers
+from pydantic import Field
 
-from stages.config import FEATURES_DIR, TFRECORDS_DIR, FitParams
+from stages.config import FEATURES_DIR, TFRECORDS_DIR, FitParams, ParamsSection
 from stages.contracts import TrainingInfo
 from stages.records import load_split
 
@@ -130,3 +132,38 @@ def predict_records(model: keras.Model, tfrecords_root: Path, split: str, batch_
         "label": np.concatenate(labels) if labels else np.array([], dtype=int),
         "probability": np.concatenate(probabilities) if probabilities else np.array([], dtype=float),
     })
+
+
+# --- data augmentation: Keras preprocessing layers inside the model, active only in training ---------
+
+class AugmentationParams(ParamsSection):
+    """The augmentation: section of a model's params; 0 or false switches a layer off."""
+
+    flip: bool                                              # horizontal
+    rotation: float = Field(ge=0, le=0.5)                   # fraction of a full turn
+    zoom: float = Field(ge=0, lt=1)
+    translation: float = Field(ge=0, lt=1)                  # fraction of height and width
+    contrast: float = Field(ge=0, lt=1)
+    brightness: float = Field(ge=0, lt=1)
+
+    @property
+    def enabled(self) -> bool:
+        return any(value for value in self.model_dump().values())
+
+
+def make_augmentation(params: AugmentationParams, seed: int) -> keras.Sequential:
+    """The enabled augmentation layers, in a Sequential (empty when all are off). Inputs are 0-255."""
+    steps = []
+    if params.flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed))
+    if params.rotation:
+        steps.append(layers.RandomRotation(params.rotation, fill_mode="reflect", seed=seed))
+    if params.zoom:
+        steps.append(layers.RandomZoom(params.zoom, fill_mode="reflect", seed=seed))
+    if params.translation:
+        steps.append(layers.RandomTranslation(params.translation, params.translation, fill_mode="reflect", seed=seed))
+    if params.contrast:
+        steps.append(layers.RandomContrast(params.contrast, value_range=(0, 255), seed=seed))
+    if params.brightness:
+        steps.append(layers.RandomBrightness(params.brightness, value_range=(0, 255), seed=seed))
+    return keras.Sequential(steps, name="augmentation")

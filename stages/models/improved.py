@@ -7,8 +7,7 @@ from keras import layers, regularizers
 from pydantic import Field
 
 from stages.config import FitParams
-from stages.models.augmentation import AugmentationParams, make_augmentation
-from stages.models.family import ModelFamily
+from stages.models.family import AugmentationParams, ModelFamily, make_augmentation
 
 
 class Params(FitParams):

@@ -26,8 +26,8 @@ from pydantic import Field
 from stages.config import FitParams, ParamsSection
 from stages.contracts import FeaturesManifest, TrainingInfo, read_features
 from stages.errors import UserError
-from stages.models.augmentation import AugmentationParams, make_augmentation
-from stages.models.family import DataRoots, ModelFamily, compile_model, fit_on_records, fit_tensors
+from stages.models.family import (AugmentationParams, DataRoots, ModelFamily, compile_model, fit_on_records,
+                                  fit_tensors, make_augmentation)
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
