@@ -122,6 +122,7 @@ class FeaturesParams(ParamsSection):
 class EvaluateParams(ParamsSection):
     threshold: float = Field(gt=0, lt=1)
     batch_size: int = Field(ge=1)
+    roc_points: int = Field(ge=2)                          # most ROC points kept per split (plot data in git)
 
 
 class CompareParams(ParamsSection):

@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # Keras loads only when a model is scored
     from stages.models.family import DataRoots, ModelFamily
 
 
-def score(predictions: pd.DataFrame, classes: list[str], threshold: float) -> tuple[dict, pd.DataFrame, dict]:
+def score(predictions: pd.DataFrame, classes: list[str], threshold: float,
+          roc_points_kept: int | None = None) -> tuple[dict, pd.DataFrame, dict]:
     """Metrics, the plot-ready prediction rows (actual/predicted class names) and ROC points."""
     metrics = classification_metrics(predictions["label"], predictions["probability"], threshold)
     predicted = (predictions["probability"] >= threshold).astype(int)
@@ -35,7 +36,7 @@ def score(predictions: pd.DataFrame, classes: list[str], threshold: float) -> tu
         "predicted": [classes[i] for i in predicted],
         "probability": predictions["probability"].round(6),
     })
-    return metrics, rows, roc_points(predictions["label"], predictions["probability"])
+    return metrics, rows, roc_points(predictions["label"], predictions["probability"], roc_points_kept)
 
 
 def confusion_counts(confusion: dict[str, int], classes: list[str]) -> pd.DataFrame:
@@ -70,7 +71,8 @@ def write_figures(evaluation: EvaluationDir, title: str, classes: list[str], his
 
 
 def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: LearningCurves, data: DataRoots,
-             out: Outputs, classes: list[str], threshold: float, batch_size: int) -> ModelMetrics:
+             out: Outputs, classes: list[str], threshold: float, batch_size: int,
+             roc_points_kept: int | None = None) -> ModelMetrics:
     """Score the model saved in model_dir (a model of family_class) on val and test; write plot data,
     predictions and figures into `out`; return the metrics."""
     from stages.models import load_model
@@ -80,7 +82,7 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
     results, summary = {}, {}
     for split in EVALUATED_SPLITS:
         predictions = family_class.predict_split(model, training, data, split, batch_size)
-        metrics, rows, roc = score(predictions, classes, threshold)
+        metrics, rows, roc = score(predictions, classes, threshold, roc_points_kept)
         out.evaluation.write_predictions(split, rows)
         out.roc.write(split, pd.DataFrame(roc))
         out.confusion.write(split, confusion_counts(metrics["confusion"], classes))
@@ -106,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> None:
           staged_dir(ConfusionCounts.of(name).root) as confusion):
         metrics = evaluate(models.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
                            Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion)),
-                           params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size)
+                           params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size,
+                           params.evaluate.roc_points)
     metrics.write(ModelMetrics.path(name))
     print(metrics.description)
     for split in EVALUATED_SPLITS:

@@ -43,9 +43,16 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     }
 
 
-def roc_points(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, list[float]]:
-    """ROC curve points (fpr, tpr, threshold), thinned to the corners that shape the curve."""
+def roc_points(labels: np.ndarray, probabilities: np.ndarray, max_points: int | None = None) -> dict[str, list[float]]:
+    """ROC curve points (fpr, tpr, threshold), thinned to the corners that shape the curve, and then,
+    past max_points, to max_points of them evenly spaced along the curve (first and last kept): plot
+    data whose size does not grow with the number of images."""
     fpr, tpr, thresholds = roc_curve(np.asarray(labels).astype(int), np.asarray(probabilities, dtype=float))
     # roc_curve's first threshold is +inf: JSON/CSV readers choke on it, 1.0 plots the same point.
     thresholds = np.minimum(thresholds, 1.0)
+    if max_points is not None and len(fpr) > max_points:
+        along = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(fpr), np.diff(tpr)))])
+        keep = np.unique(np.searchsorted(along, np.linspace(0.0, along[-1], max_points)))
+        keep = np.unique(np.concatenate([[0], keep[keep < len(fpr)], [len(fpr) - 1]]))
+        fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": thresholds.tolist()}

@@ -172,3 +172,17 @@ def test_roc_points_perfect():
     roc = roc_points([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
     assert (0.0, 1.0) in set(zip(roc["fpr"], roc["tpr"]))
     assert roc["fpr"][0] == 0.0 and roc["tpr"][-1] == 1.0
+
+
+def test_roc_points_thinned_to_a_size_that_does_not_grow_with_the_data():
+    rng = np.random.default_rng(3)
+    labels = (rng.random(20_000) < 0.6).astype(int)
+    scores = 1 / (1 + np.exp(-(1.6 * labels + rng.normal(0, 1, labels.size))))
+    full, thinned = roc_points(labels, scores), roc_points(labels, scores, max_points=200)
+    assert len(full["fpr"]) > 1000 and len(thinned["fpr"]) <= 200 + 2
+    assert (thinned["fpr"][0], thinned["tpr"][0], thinned["fpr"][-1], thinned["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert set(zip(thinned["fpr"], thinned["tpr"])) <= set(zip(full["fpr"], full["tpr"]))   # points of the curve
+    assert thinned["fpr"] == sorted(thinned["fpr"]) and thinned["threshold"] == sorted(thinned["threshold"], reverse=True)
+    assert float(np.trapezoid(thinned["tpr"], thinned["fpr"])) == pytest.approx(float(np.trapezoid(full["tpr"], full["fpr"])),
+                                                                         abs=2e-3)
+    assert roc_points(LABELS, PROBS, max_points=200) == roc_points(LABELS, PROBS)   # small curves stay whole
