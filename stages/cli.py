@@ -3,23 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from stages.errors import UserError
+from stages.fsutil import sweep_stale
 
 
-def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
-    """Call a stage's main() and turn UserError / Ctrl-C into a one-line message and exit code."""
+# What a full or read-only disk, or missing permissions, raise: the user's to fix, shown as one line.
+DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None,
+        stage: bool = True) -> None:
+    """Call a stage's main() and turn UserError, disk trouble and Ctrl-C into a one-line message and an
+    exit code. A stage (run from the project's root) first removes what killed runs left behind."""
     try:
+        if stage and Path("dvc.yaml").is_file():
+            sweep_stale([Path(".")])
         main(argv)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror}; free space or fix the permissions, then rerun "
+              "(earlier outputs are unchanged)", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted: earlier outputs are left as they were", file=sys.stderr)
+        print(f"interrupted: {interrupted_outputs()}", file=sys.stderr)
         sys.exit(130)
+
+
+def interrupted_outputs() -> str:
+    """What became of the stage's outputs: under `dvc repro` DVC removed them before the run (the
+    next repro restores or rebuilds them); run by hand, the stage had not replaced them yet."""
+    if os.environ.get("DVC_STAGE"):
+        return (f"DVC had removed {os.environ['DVC_STAGE']}'s outputs before running it (persistent ones "
+                "aside); the next `dvc repro` restores them from its cache or runs the stage again")
+    return "earlier outputs are left as they were"
 
 
 def quiet_tensorflow() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from stages.errors import UserError
 
@@ -27,9 +29,25 @@ SPLITS = ("train", "val", "test")
 EVALUATED_SPLITS = ("val", "test")
 
 
+YAML_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+# A layer's size: a count of filters or units.
+LayerSize = Annotated[int, Field(gt=0)]
+
+
 class ParamsSection(BaseModel):
-    # Unknown keys are typos (`dvc exp run -S train.baseline.epoch=3`): refuse them.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are typos (`dvc exp run -S train.baseline.epoch=3`): refuse them. Strict types: a
+    # number is a number (`epochs: true` is not 1, `epochs: "3"` not 3); an int may stand for a float.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _yaml_float(cls, value: object, info: ValidationInfo) -> object:
+        # PyYAML reads 1e-4 (no dot) as a string; YAML 1.2, DVC's -S and people mean a number.
+        field = cls.model_fields.get(info.field_name)
+        if isinstance(value, str) and field is not None and field.annotation in (float, Optional[float]) \
+                and YAML_FLOAT.match(value):
+            return float(value)
+        return value
 
 
 class DatasetSource(ParamsSection):
@@ -67,6 +85,9 @@ class SplitSource(ParamsSection):
 
 class PrepareParams(ParamsSection):
     image_size: int = Field(ge=32, le=1024)
+    # Most pixels (width x height, from the header) an image may declare; larger ones are skipped
+    # before decoding (stages/images.py, DEFAULT_MAX_PIXELS). strict: 2.5e7 or "25000000" is a typo.
+    max_pixels: int = Field(ge=1, strict=True)
     classes: list[str] = Field(min_length=2, max_length=2)
     splits: dict[Literal["train", "val", "test"], SplitSource]
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from stages.config import EVALUATE_DIR, FEATURES_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, TFRECORDS_DIR
 from stages.errors import UserError
-from stages.fsutil import atomic_file, write_json_atomic, write_npz
+from stages.fsutil import atomic_file, json_text, write_npz, write_text_atomic
 
 
 def missing(path: Path, stage: str) -> UserError:
@@ -43,9 +43,13 @@ class JsonFile(BaseModel):
             raise UserError(f"{path}: {where}: {first['msg']}; rerun the {cls.written_by} stage "
                             f"(dvc repro -f {cls.written_by})") from None
 
+    def text(self) -> str:
+        """Pretty, key-sorted JSON: stable bytes for DVC and git."""
+        return json_text(self.model_dump(mode="json"))
+
     def write(self, path: Path | str) -> None:
-        """Pretty, key-sorted JSON, written atomically: stable bytes for DVC and git."""
-        write_json_atomic(path, self.model_dump(mode="json"))
+        """Write the JSON atomically."""
+        write_text_atomic(path, self.text())
 
 
 def read_csv(path: Path, columns: tuple[str, ...], stage: str) -> pd.DataFrame:

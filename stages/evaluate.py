@@ -18,7 +18,7 @@ from stages import cli
 from stages.config import EVALUATED_SPLITS, load_params
 from stages.contracts import (ConfusionCounts, EvaluationDir, LearningCurves, ModelDir, ModelMetrics, RocCurves,
                               SplitMetrics, TrainingInfo, missing)
-from stages.fsutil import staged_dir
+from stages.fsutil import atomic_file, staged_dir
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
 
 if TYPE_CHECKING:  # Keras loads only when a model is scored
@@ -104,13 +104,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     from stages import models
     from stages.models.family import DataRoots
 
+    # Outputs change together: everything is staged (metrics file first), then renamed into place.
     with (staged_dir(EvaluationDir.of(name).root) as evaluation, staged_dir(RocCurves.of(name).root) as roc,
-          staged_dir(ConfusionCounts.of(name).root) as confusion):
+          staged_dir(ConfusionCounts.of(name).root) as confusion,
+          atomic_file(ModelMetrics.path(name), "w") as metrics_file):
         metrics = evaluate(models.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
                            Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion)),
                            params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size,
                            params.evaluate.roc_points)
-    metrics.write(ModelMetrics.path(name))
+        metrics_file.write(metrics.text())
     print(metrics.description)
     for split in EVALUATED_SPLITS:
         values = metrics.split(split)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Iterable, Iterator, Mapping
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -29,17 +30,62 @@ def staged_dir(final: Path | str) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted(final)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(final), dir=final.parent))
     # mkdtemp makes the folder private (0700); an output folder gets the usual umask permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)
+    with_umask(staging, 0o777)
     try:
         yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     replace_dir(staging, final)
+
+
+def staging_prefix(final: Path) -> str:
+    """The name start of a temporary sibling of `final`: .<name>.tmp-<pid>-, so that a later run can
+    tell one whose writer has died (sweep_stale)."""
+    return f".{final.name}.tmp-{os.getpid()}-"
+
+
+def with_umask(path: Path | str, mode: int) -> None:
+    """Give a file or folder made private by mkstemp/mkdtemp the permissions any new one gets (the umask's)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+STAGING_NAME = re.compile(r"^\..+\.tmp-(\d+)-")
+
+
+def sweep_stale(roots: Iterable[Path | str], depth: int = 2) -> list[Path]:
+    """Remove the temporary files and folders (.<name>.tmp-<pid>-...) that a killed run left in
+    `roots` or their sub-folders down to `depth`, when their writing process is gone. A stage that
+    DVC restores from its run-cache never runs, so every stage sweeps for all of them."""
+    removed = []
+    folders = [Path(root) for root in roots if Path(root).is_dir()]
+    for _ in range(depth + 1):
+        deeper = []
+        for folder in folders:
+            for entry in os.scandir(folder):
+                match = STAGING_NAME.match(entry.name)
+                if match and not process_alive(int(match.group(1))):
+                    path = Path(entry.path)
+                    shutil.rmtree(path, ignore_errors=True) if entry.is_dir(follow_symlinks=False) else path.unlink()
+                    removed.append(path)
+                elif entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                    deeper.append(Path(entry.path))
+        folders = deeper
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True   # another user's
+    return True
 
 
 def recover_interrupted(final: Path) -> None:
@@ -81,11 +127,12 @@ def atomic_file(path: Path | str, mode: str = "wb") -> Iterator[IO]:
     only when the block succeeds, else remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=staging_prefix(path), dir=path.parent)
     text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     try:
         with os.fdopen(fd, mode, **text) as handle:
             yield handle
+        with_umask(tmp, 0o666)   # mkstemp's files are private (0600); an output gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -104,9 +151,14 @@ def write_text_atomic(path: Path | str, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_text(obj: object) -> str:
+    """Pretty, key-sorted JSON: stable bytes for DVC and git diffs."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
 def write_json_atomic(path: Path | str, obj: object) -> None:
-    """Write pretty, key-sorted JSON atomically (stable bytes for DVC and git diffs)."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Write pretty, key-sorted JSON atomically."""
+    write_text_atomic(path, json_text(obj))
 
 
 # --- deterministic zip and .npz ----------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +17,22 @@ IMAGE_EXTENSIONS = frozenset(
 
 # A photo flattened from transparency lands on white, as browsers show it.
 ALPHA_BACKGROUND = (255, 255, 255)
+
+# The most pixels an image may declare before it is decoded (params.yaml: prepare.max_pixels). predict
+# uses this when no params.yaml can be read; keep the two equal (tests/test_bombs.py checks).
+DEFAULT_MAX_PIXELS = 25_000_000
+
+# A big JPEG is decoded already scaled down by 2, 4 or 8 (libjpeg's DCT scaling, Pillow's draft
+# mode), but never below this many times the output size on either side: the final resize still
+# averages over at least 2x2 decoded pixels, so the result stays within about a grey level of a
+# full-size decode, and anything under 2 x image_size (all of the sample data) decodes as before.
+DRAFT_MARGIN = 2
+
+# Modes whose samples are wider than 8 bits: mapped to 8-bit grey by to_rgb (see there).
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+WIDE_MODES = SIXTEEN_BIT_MODES | {"I", "F"}
+# Temporaries of the 8-bit mapping stay this many pixels (x 8 bytes) at most, whatever the image size.
+_BLOCK_PIXELS = 1 << 20
 
 
 class UnreadableImage(Exception):
@@ -31,18 +48,118 @@ def is_image_file(path: Path) -> bool:
     )
 
 
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} MP" if pixels >= 100_000 else f"{pixels} pixels"
+
+
+def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    """Raise UnreadableImage when an image of this declared size is over the pixel budget."""
+    width, height = size
+    if width * height > max_pixels:
+        raise UnreadableImage(
+            f"declares {width}x{height} pixels ({_megapixels(width * height)}), "
+            f"over prepare.max_pixels ({_megapixels(max_pixels)})"
+        )
+
+
+def _row_blocks(array: np.ndarray) -> Iterator[slice]:
+    rows = max(1, _BLOCK_PIXELS // max(1, array.shape[1]))
+    for start in range(0, array.shape[0], rows):
+        yield slice(start, start + rows)
+
+
+def _value_range(array: np.ndarray) -> tuple[float, float]:
+    """The range of the image's values that 0-255 stands for (to_rgb's rule for modes I and F)."""
+    lo, hi = np.inf, -np.inf
+    for rows in _row_blocks(array):
+        block = array[rows]
+        if block.dtype.kind == "f":
+            block = block[np.isfinite(block)]
+        if block.size:
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    if lo > hi:              # no finite value at all: NaN is black, +inf white, -inf black
+        return 0.0, 1.0
+    ranges = ([(0.0, 1.0)] if array.dtype.kind == "f" else []) + [(0.0, 255.0), (0.0, 65535.0)]
+    for low, high in ranges:
+        if low <= lo and hi <= high:
+            return low, high
+    return lo, hi
+
+
+def _scale_to_uint8(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map lo..hi linearly onto 0..255 (rounded, clipped; NaN -> 0), in bounded-size blocks."""
+    out = np.empty(array.shape, dtype=np.uint8)
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    for rows in _row_blocks(array):
+        block = (array[rows].astype(np.float64) - lo) * scale
+        np.nan_to_num(block, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+        np.clip(block, 0.0, 255.0, out=block)
+        out[rows] = np.rint(block)
+    return out
+
+
+def _wide_to_8bit(image: Image.Image) -> Image.Image:
+    """An image in a mode wider than 8 bits as 8-bit grey ("L"), or "LA" where it has a transparent value."""
+    array = np.asarray(image)
+    if image.mode in SIXTEEN_BIT_MODES:
+        lo, hi = 0.0, 65535.0
+    else:
+        lo, hi = _value_range(array)
+    grey = Image.fromarray(_scale_to_uint8(array, lo, hi), "L")
+    key = image.info.get("transparency")
+    if isinstance(key, (int, float)) and not isinstance(key, bool):
+        # A tRNS grey value: pixels of exactly that value are transparent.
+        alpha = Image.fromarray(np.where(array == key, 0, 255).astype(np.uint8), "L")
+        grey = Image.merge("LA", (grey, alpha))
+    return grey
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Upright RGB: honour EXIF orientation, flatten alpha on white, convert grey/CMYK/palette."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
+    """Upright 8-bit RGB from an image in any mode Pillow opens.
+
+    EXIF orientation is honoured. Samples map onto 0-255 as follows:
+    - 1, L, P, RGB, CMYK, YCbCr, LAB, HSV: Pillow's conversion to RGB (CMYK naively, no ICC profile;
+      LAB through LittleCMS to sRGB).
+    - I;16, I;16B (any 16-bit grey): by the full 16-bit range, v / 257 rounded, so 0-65535 is 0-255.
+    - I (32-bit integer) and F (32-bit float) carry no bit depth of their own: the first of these
+      ranges that holds every finite value maps linearly onto 0-255: 0-1 (F only, the usual float
+      convention), 0-255 (8-bit data), 0-65535 (16-bit data, e.g. a 16-bit PGM, which Pillow opens
+      as I). Values outside all three (negative, or over 65535) are stretched from the image's own
+      minimum to its maximum (a flat image is black). NaN and -inf are black, +inf white.
+    - Transparency (an alpha channel: LA, PA, RGBA, La, RGBa; a palette with transparent entries;
+      a tRNS transparent colour or grey value) is flattened on white (ALPHA_BACKGROUND).
+    """
+    return _upright_to_rgb(ImageOps.exif_transpose(image))
+
+
+def _upright_to_rgb(image: Image.Image) -> Image.Image:
+    """to_rgb's mapping for an upright image the caller no longer needs: an RGB one comes back as it is."""
+    if image.mode in WIDE_MODES:
+        image = _wide_to_8bit(image)
+    elif image.mode == "La":          # premultiplied grey + alpha: Pillow converts it only to LA
+        image = image.convert("LA")
+    if image.has_transparency_data:
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+        flat = Image.alpha_composite(background, rgba)
+        del background, rgba
+        return flat.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def load_rgb(path: Path | str, size: int) -> np.ndarray:
-    """Load any common image file as a size x size x 3 uint8 array, or raise UnreadableImage."""
+def _declared_pixels(error: Exception) -> str:
+    """The pixel count in Pillow's DecompressionBombError message, as \"N pixels (X MP)\"."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return f"{int(found.group(1))} pixels ({_megapixels(int(found.group(1)))})" if found else "too many pixels"
+
+
+def load_rgb(path: Path | str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Load any common image file as a size x size x 3 uint8 array, or raise UnreadableImage.
+
+    An image declaring more than max_pixels (width x height, read from its header) is refused before
+    any pixel is decoded; a big JPEG is decoded already scaled down (DRAFT_MARGIN), so memory stays
+    bounded by the budget, not by what a file claims.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -52,18 +169,32 @@ def load_rgb(path: Path | str, size: int) -> np.ndarray:
         raise UnreadableImage("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            # Pillow warns on odd-but-decodable metadata; decoding decides.
+            # Pillow warns on odd-but-decodable metadata; decoding decides. Its DecompressionBombWarning
+            # (over 89 MP) is covered by the pixel budget, checked before anything is decoded.
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
+                check_pixels(image.size, max_pixels)
+                target = size * DRAFT_MARGIN
+                if image.format in ("JPEG", "MPO") and min(image.size) >= 2 * target:
+                    image.draft(image.mode, (target, target))
                 image.load()
-                rgb = to_rgb(image)
+                # In place, and no copy for RGB: at most one full-size copy besides the decoded image.
+                ImageOps.exif_transpose(image, in_place=True)
+                rgb = _upright_to_rgb(image)
+                if rgb.size != (size, size):
+                    rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+                pixels = np.asarray(rgb, dtype=np.uint8)
     except UnidentifiedImageError:
         raise UnreadableImage("not an image Pillow can identify") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        # Over Pillow's own hard limit (2 x Image.MAX_IMAGE_PIXELS): Image.open refuses it before we see a size.
+        raise UnreadableImage(
+            f"declares {_declared_pixels(error)}, over Pillow's limit "
+            f"({_megapixels(2 * (Image.MAX_IMAGE_PIXELS or 0))}) and prepare.max_pixels ({_megapixels(max_pixels)})"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise UnreadableImage(f"cannot decode image: {error}") from None
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
-    return np.asarray(rgb, dtype=np.uint8)
+    return pixels
 
 
 def iter_image_files(folder: Path) -> Iterator[Path]:

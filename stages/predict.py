@@ -27,7 +27,7 @@ from stages.config import MODEL_NAME, MODELS_DIR, PARAMS_FILE, load_params
 from stages.contracts import MODEL_FILE, ModelDir
 from stages.errors import UserError
 from stages.fsutil import atomic_file
-from stages.images import UnreadableImage, iter_image_files, load_rgb
+from stages.images import DEFAULT_MAX_PIXELS, UnreadableImage, is_image_file, iter_image_files, load_rgb
 
 # --- the core: files in, rows out -------------------------------------------------------------
 
@@ -40,6 +40,14 @@ def iter_inputs(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
+def pixel_budget() -> int:
+    """params.yaml's prepare.max_pixels, so predict refuses what prepare skips; without one, the loader's default."""
+    try:
+        return load_params().prepare.max_pixels
+    except UserError:
+        return DEFAULT_MAX_PIXELS
+
+
 def load_batches(files: Iterable[Path], size: int, batch_size: int,
                  on_unreadable: Callable[[Path, str], None] | None = None) -> Iterator[tuple[list[Path], np.ndarray]]:
     """(paths, float32 [n, size, size, 3] pixels 0-255) per batch of readable files, in input order.
@@ -48,9 +56,10 @@ def load_batches(files: Iterable[Path], size: int, batch_size: int,
     """
     paths: list[Path] = []
     images: list[np.ndarray] = []
+    max_pixels = pixel_budget()
     for path in files:
         try:
-            images.append(load_rgb(path, size))
+            images.append(load_rgb(path, size, max_pixels))
         except UnreadableImage as error:
             if on_unreadable is not None:
                 on_unreadable(path, str(error))
@@ -181,6 +190,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def check_csv_target(csv_path: Path | None, inputs: Sequence[Path]) -> None:
+    """--csv must name a file that is not one of the inputs: predict never writes over an image."""
+    if csv_path is None:
+        return
+    if csv_path.is_dir():
+        raise UserError(f"--csv {csv_path}: is a folder; give a file name, e.g. {csv_path / 'predictions.csv'}")
+    given = {path.resolve() for path in inputs if path.is_file()}
+    if csv_path.resolve() in given or (csv_path.exists() and is_image_file(csv_path)):
+        raise UserError(f"--csv {csv_path}: is an image file; predict does not write over its inputs, "
+                        "give another file name")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, with --help."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -203,17 +224,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     for path in args.paths:
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
+    check_csv_target(args.csv, args.paths)
     model_path = resolve_model(args.model)
     classes = read_classes(model_path)
     threshold = args.threshold if args.threshold is not None else default_threshold()
 
     from stages.models import load_model
 
-    try:
-        model = load_model(model_path)
-    except Exception as error:  # Keras raises many types for a bad file; all mean "cannot load".
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{model_path}: cannot load the model ({reason})") from None
+    model = load_model(model_path)
     model_image_size(model)
 
     def warn(path: Path, reason: str) -> None:
@@ -257,4 +275,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, stage=False)

@@ -21,8 +21,8 @@ from stages import cli
 from stages.config import PREPARED_DIR, RAW_DIR, SPLITS, PrepareParams, load_params
 from stages.contracts import PrepareSummary, SkippedFile, prepared_image
 from stages.errors import UserError
-from stages.fsutil import staged_dir
-from stages.images import UnreadableImage, find_class_folders, is_image_file, load_rgb
+from stages.fsutil import atomic_file, staged_dir
+from stages.images import DEFAULT_MAX_PIXELS, UnreadableImage, find_class_folders, is_image_file, load_rgb
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,10 @@ def plan(raw_root: Path, params: PrepareParams) -> tuple[list[Task], list[Skippe
     return tasks, skipped
 
 
-def convert(task: Task, out_root: Path, image_size: int) -> str | None:
+def convert(task: Task, out_root: Path, image_size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
     """Write one image as RGB PNG of image_size²; return None, or the reason it was skipped."""
     try:
-        pixels = load_rgb(task.source, image_size)
+        pixels = load_rgb(task.source, image_size, max_pixels)
     except UnreadableImage as error:
         return str(error)
     # PNG: lossless and byte-identical on every rerun (no timestamps, fixed settings).
@@ -99,7 +99,7 @@ def convert(task: Task, out_root: Path, image_size: int) -> str | None:
     return None
 
 
-def _convert_star(args: tuple[Task, Path, int]) -> str | None:
+def _convert_star(args: tuple[Task, Path, int, int]) -> str | None:
     return convert(*args)
 
 
@@ -121,7 +121,7 @@ def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int 
         for label in params.classes:
             (out_root / split / label).mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
-    jobs = ((task, out_root, params.image_size) for task in tasks)
+    jobs = ((task, out_root, params.image_size, params.max_pixels) for task in tasks)
     failed: set[Path] = set()
     # Streams: imap hands out chunks and yields short results; memory does not grow with the data.
     with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -145,9 +145,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     params = load_params()
-    with staged_dir(PREPARED_DIR) as staging:
+    # The data and its metrics change together: the metrics file is opened first, so a read-only or
+    # full metrics/ stops the stage before anything is replaced.
+    with staged_dir(PREPARED_DIR) as staging, atomic_file(PrepareSummary.path, "w") as metrics_file:
         summary = prepare(RAW_DIR, staging, params.prepare)
-    summary.write(PrepareSummary.path)
+        metrics_file.write(summary.text())
     counts = summary.counts
     print(
         "prepared " + ", ".join(f"{split} {counts[split]['total']}" for split in SPLITS)

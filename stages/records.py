@@ -55,7 +55,9 @@ def load_split(
     manifest = TfrecordsManifest.read_from(root)
     image_size = manifest.image_size
     files = [str(Path(root) / name) for name in manifest.splits[split].shards]
-    dataset = tf.data.TFRecordDataset(files)
+    # The manifest knows the count: Keras then knows an epoch's length and does not warn that the
+    # input "ran out of data" at the end of the first one.
+    dataset = tf.data.TFRecordDataset(files).apply(tf.data.experimental.assert_cardinality(manifest.splits[split].count))
 
     def decode(serialized):
         example = decode_example(serialized, image_size)

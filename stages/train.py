@@ -19,7 +19,7 @@ from stages import cli
 from stages.config import TFRECORDS_DIR, load_params
 from stages.contracts import (LayerRow, LearningCurves, ModelDir, ParameterCounts, TfrecordsManifest, TrainingInfo,
                               TrainMetrics)
-from stages.fsutil import staged_dir, write_text_atomic
+from stages.fsutil import atomic_file, staged_dir, write_text_atomic
 
 if TYPE_CHECKING:  # Keras loads only when a model is trained
     from stages.models.family import DataRoots, ModelFamily
@@ -112,9 +112,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     family = models.family(name, params)
     target = ModelDir.of(name).root
     started = time.monotonic()
-    with staged_dir(target) as model_dir, staged_dir(LearningCurves.of(name).root) as curves_dir:
+    # Outputs change together: everything is staged (metrics file first), then renamed into place.
+    with (staged_dir(target) as model_dir, staged_dir(LearningCurves.of(name).root) as curves_dir,
+          atomic_file(TrainMetrics.path(name), "w") as metrics_file):
         info, metrics = fit(family, DataRoots(), model_dir, curves_dir)
-    metrics.write(TrainMetrics.path(name))
+        metrics_file.write(metrics.text())
     print(f"trained {name}: {info.epochs_run} epochs in {time.monotonic() - started:.0f} s, "
           f"{info.parameters.total:,} parameters -> {target}")
 

@@ -267,3 +267,25 @@ def test_raw_not_mutated(raw):
     before = copy.deepcopy(raw)
     parse_params(raw)
     assert raw == before
+
+
+@pytest.mark.parametrize(("path", "value", "key", "got"), [
+    (("train", "baseline", "epochs"), True, "train.baseline.epochs", "True"),
+    (("train", "baseline", "epochs"), "3", "train.baseline.epochs", "'3'"),
+    (("evaluate", "threshold"), True, "evaluate.threshold", "True"),
+    (("train", "improved", "filters"), [0], "train.improved.filters.0", "0"),
+    (("train", "improved", "filters"), [16, -8], "train.improved.filters.1", "-8"),
+    (("train", "transfer", "head_units"), [-1], "train.transfer.head_units.0", "-1"),
+])
+def test_numbers_are_numbers_and_layers_have_a_size(raw, path, value, key, got):
+    section = raw
+    for part in path[:-1]:
+        section = section[part]
+    section[path[-1]] = value
+    message = problem(raw)
+    assert f"{key}:" in message and f"(got {got})" in message
+
+
+def test_yaml_exponent_without_a_dot_is_a_number(raw):
+    raw["train"]["baseline"]["learning_rate"] = "1e-4"   # what PyYAML makes of `learning_rate: 1e-4`
+    assert models.family("baseline", parse_params(raw)).params.learning_rate == 1e-4

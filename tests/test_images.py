@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import sample
+from stages import images, sample
 from stages.images import (
     UnreadableImage,
     find_class_folders,
     is_image_file,
     iter_image_files,
     load_rgb,
+    to_rgb,
 )
 from tests.helpers import png_bytes
 
@@ -342,3 +343,340 @@ def test_find_class_folders_ambiguous_within(tmp_path):
     with pytest.raises(FileNotFoundError) as caught:
         find_class_folders(tmp_path, ["Female", "Male"], within="train")
     assert "several" in str(caught.value)
+
+
+# --- every mode Pillow opens: correct 8-bit RGB -------------------------------------------------
+# Each case: an N x N image of known content (a horizontal gradient; where the mode has alpha, the
+# top rows fully and then half transparent), saved in a format that keeps its mode, and the RGB
+# load_rgb must give (float, 0-255) with the largest difference allowed per pixel and channel.
+
+N = 64
+X = np.arange(N, dtype=float)
+GRADIENT = np.tile(np.rint(X * 255 / (N - 1)), (N, 1))        # 0..255 left to right, exact integers
+WIDE_GRADIENT = np.tile(np.rint(X * 65535 / (N - 1)), (N, 1))  # 0..65535
+ALPHA = np.full((N, N), 255.0)
+ALPHA[:16] = 0      # fully transparent band
+ALPHA[16:32] = 128  # half transparent band
+PALETTE = np.array([[4 * i, 255 - 4 * i, (37 * i) % 256] for i in range(N)], dtype=float)
+ROUNDING = 0.5      # a correct mapping, rounded to the nearest level
+BLEND = 1.0         # alpha compositing rounds once more
+
+
+def grey(values: np.ndarray) -> np.ndarray:
+    return np.repeat(values[..., None], 3, axis=-1)
+
+
+def on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha[..., None] / 255
+    return rgb * a + 255 * (1 - a)
+
+
+def rgb_gradient() -> np.ndarray:
+    return np.stack([GRADIENT, 255 - GRADIENT, np.full((N, N), 128.0)], axis=-1)
+
+
+def u8(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array).astype(np.uint8)
+
+
+def palette_image(indexes: np.ndarray) -> Image.Image:
+    image = Image.fromarray(u8(indexes), "P")
+    image.putpalette(u8(PALETTE).flatten().tolist())
+    return image
+
+
+def case_1():
+    bits = GRADIENT >= 128
+    return Image.fromarray(bits), "PNG", {}, grey(255.0 * bits), 0
+
+
+def case_L():
+    return Image.fromarray(u8(GRADIENT), "L"), "PNG", {}, grey(GRADIENT), 0
+
+
+def case_L_transparent_grey():
+    key = GRADIENT[0, 10]   # only column 10 has this value
+    expected = grey(GRADIENT)
+    expected[:, 10] = 255
+    return Image.fromarray(u8(GRADIENT), "L"), "PNG", {"transparency": int(key)}, expected, 0
+
+
+def case_LA():
+    image = Image.merge("LA", (Image.fromarray(u8(GRADIENT)), Image.fromarray(u8(ALPHA))))
+    return image, "PNG", {}, on_white(grey(GRADIENT), ALPHA), BLEND
+
+
+def case_P():
+    indexes = np.tile(np.arange(N), (N, 1))
+    return palette_image(indexes), "PNG", {}, PALETTE[indexes], 0
+
+
+def case_P_transparent_index():
+    indexes = np.tile(np.arange(N) % (N - 1), (N, 1))
+    indexes[:16] = N - 1    # the transparent entry
+    expected = PALETTE[indexes]
+    expected[:16] = 255
+    return palette_image(indexes), "PNG", {"transparency": N - 1}, expected, 0
+
+
+def case_P_palette_alpha():
+    # An RGBA palette: entry i is 4i opaque (tRNS with one alpha per entry).
+    indexes = np.tile(np.arange(N), (N, 1))
+    image = Image.fromarray(u8(indexes), "P")
+    entry_alpha = 4.0 * np.arange(N)
+    image.putpalette(u8(np.column_stack([PALETTE, entry_alpha])).flatten().tolist(), "RGBA")
+    return image, "PNG", {}, on_white(PALETTE[indexes], entry_alpha[indexes]), BLEND
+
+
+def case_PA():
+    indexes = np.tile(np.arange(N), (N, 1))
+    image = palette_image(indexes).convert("PA")
+    image.putalpha(Image.fromarray(u8(ALPHA)))
+    return image, "TIFF", {}, on_white(PALETTE[indexes], ALPHA), BLEND
+
+
+def case_RGB():
+    return Image.fromarray(u8(rgb_gradient()), "RGB"), "PNG", {}, rgb_gradient(), 0
+
+
+def case_RGB_transparent_colour():
+    key = tuple(int(v) for v in rgb_gradient()[0, 10])   # only column 10 has this colour
+    expected = rgb_gradient()
+    expected[:, 10] = 255
+    return Image.fromarray(u8(rgb_gradient()), "RGB"), "PNG", {"transparency": key}, expected, 0
+
+
+def case_RGBA():
+    rgba = np.dstack([rgb_gradient(), ALPHA])
+    return Image.fromarray(u8(rgba), "RGBA"), "PNG", {}, on_white(rgb_gradient(), ALPHA), BLEND
+
+
+def case_CMYK():
+    # Cyan and yellow gradients, no magenta, and black ink (K) on the lower half. Pillow converts
+    # naively (no ICC profile): each of R, G, B = (255 - C|M|Y) * (255 - K) / 255.
+    c, m, y = GRADIENT, np.zeros((N, N)), 255 - GRADIENT
+    k = np.zeros((N, N))
+    k[N // 2:] = 100
+    image = Image.fromarray(u8(np.stack([c, m, y, k], axis=-1)), "CMYK")
+    expected = np.stack([(255 - ink) * (255 - k) / 255 for ink in (c, m, y)], axis=-1)
+    return image, "TIFF", {}, expected, BLEND
+
+
+def case_YCbCr():
+    # JPEG's full-range YCbCr (ITU-R BT.601) of the RGB gradient.
+    r, g, b = np.moveaxis(rgb_gradient(), -1, 0)
+    ycc = np.stack([0.299 * r + 0.587 * g + 0.114 * b,
+                    128 - 0.168736 * r - 0.331264 * g + 0.5 * b,
+                    128 + 0.5 * r - 0.418688 * g - 0.081312 * b], axis=-1)
+    image = Image.fromarray(u8(np.clip(np.rint(ycc), 0, 255)), "YCbCr")
+    return image, "TIFF", {}, rgb_gradient(), 2    # the 8-bit YCbCr file rounds once more
+
+
+def case_LAB():
+    # 8-bit CIELAB of the RGB gradient. 8-bit L*a*b* cannot hold every sRGB colour exactly, so the
+    # reference is LittleCMS's own LAB -> sRGB transform of the stored values, itself near the original.
+    from PIL import ImageCms
+
+    lab_profile, srgb = ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB")
+    image = ImageCms.applyTransform(Image.fromarray(u8(rgb_gradient()), "RGB"),
+                                    ImageCms.buildTransform(srgb, lab_profile, "RGB", "LAB"))
+    expected = np.asarray(ImageCms.applyTransform(image, ImageCms.buildTransform(lab_profile, srgb, "LAB", "RGB")))
+    assert np.abs(expected - rgb_gradient()).mean() < 2
+    return image, "TIFF", {}, expected.astype(float), 1
+
+
+def case_I16_png():
+    # What Pillow makes of a 16-bit greyscale PNG; convert("RGB") alone clips it to white.
+    return Image.fromarray(WIDE_GRADIENT.astype(np.uint16)), "PNG", {}, grey(WIDE_GRADIENT / 257), ROUNDING
+
+
+def case_I16_png_transparent_value():
+    values = WIDE_GRADIENT.copy()
+    values[:16] = 1234      # not a gradient value
+    expected = grey(values / 257)
+    expected[:16] = 255
+    image = Image.fromarray(values.astype(np.uint16))
+    return image, "PNG", {"transparency": 1234}, expected, ROUNDING
+
+
+def case_I16_tiff():
+    return Image.fromarray(WIDE_GRADIENT.astype(np.uint16)), "TIFF", {}, grey(WIDE_GRADIENT / 257), ROUNDING
+
+
+def case_I16B_tiff():
+    image = Image.frombytes("I;16B", (N, N), WIDE_GRADIENT.astype(">u2").tobytes())
+    return image, "TIFF", {}, grey(WIDE_GRADIENT / 257), ROUNDING
+
+
+def case_I_pgm16():
+    # A 16-bit PGM (maxval 65535): Pillow opens it as I, 32-bit; its values lie in 0-65535.
+    return Image.fromarray(WIDE_GRADIENT.astype(np.uint16)), "PPM", {}, grey(WIDE_GRADIENT / 257), ROUNDING
+
+
+def case_I_16bit_values():
+    return Image.fromarray(WIDE_GRADIENT.astype(np.int32)), "TIFF", {}, grey(WIDE_GRADIENT / 257), ROUNDING
+
+
+def case_I_8bit_values():
+    return Image.fromarray(GRADIENT.astype(np.int32)), "TIFF", {}, grey(GRADIENT), 0
+
+
+def case_I_other_range():
+    # Negative and beyond 16 bits: stretched from the image's own minimum to its maximum.
+    values = -1000 + np.tile(X, (N, 1)) * 2000
+    return Image.fromarray(values.astype(np.int32)), "TIFF", {}, grey(np.tile(X, (N, 1)) * 255 / (N - 1)), ROUNDING
+
+
+def case_F_unit_range():
+    values = np.tile(X / (N - 1), (N, 1))
+    return Image.fromarray(values.astype(np.float32)), "TIFF", {}, grey(values * 255), ROUNDING
+
+
+def case_F_8bit_range():
+    values = np.tile(X * 255 / (N - 1), (N, 1))       # not whole numbers
+    return Image.fromarray(values.astype(np.float32)), "TIFF", {}, grey(values), ROUNDING
+
+
+def case_F_16bit_range():
+    values = np.tile(X * 65535 / (N - 1), (N, 1))
+    return Image.fromarray(values.astype(np.float32)), "TIFF", {}, grey(values / 257), ROUNDING
+
+
+def case_F_other_range_nan_inf():
+    values = np.tile(-5 + 10 * X / (N - 1), (N, 1))
+    expected = grey(np.tile(X * 255 / (N - 1), (N, 1)))
+    values[0], expected[0] = np.nan, 0
+    values[1], expected[1] = np.inf, 255
+    values[2], expected[2] = -np.inf, 0
+    return Image.fromarray(values.astype(np.float32)), "TIFF", {}, expected, ROUNDING
+
+
+MODE_CASES = {
+    "1": case_1,
+    "L": case_L,
+    "L, transparent grey": case_L_transparent_grey,
+    "LA": case_LA,
+    "P": case_P,
+    "P, transparent index": case_P_transparent_index,
+    "P, palette alpha": case_P_palette_alpha,
+    "PA": case_PA,
+    "RGB": case_RGB,
+    "RGB, transparent colour": case_RGB_transparent_colour,
+    "RGBA": case_RGBA,
+    "CMYK": case_CMYK,
+    "YCbCr": case_YCbCr,
+    "LAB": case_LAB,
+    "I;16": case_I16_png,
+    "I;16, transparent value": case_I16_png_transparent_value,
+    "I;16 TIFF": case_I16_tiff,
+    "I;16B": case_I16B_tiff,
+    "I, 16-bit PGM": case_I_pgm16,
+    "I, 0-65535": case_I_16bit_values,
+    "I, 0-255": case_I_8bit_values,
+    "I, other range": case_I_other_range,
+    "F, 0-1": case_F_unit_range,
+    "F, 0-255": case_F_8bit_range,
+    "F, 0-65535": case_F_16bit_range,
+    "F, other range, NaN, inf": case_F_other_range_nan_inf,
+}
+
+
+@pytest.mark.parametrize("name", list(MODE_CASES))
+def test_every_mode_gives_correct_rgb(tmp_path, name):
+    image, file_format, options, expected, tolerance = MODE_CASES[name]()
+    mode = name.split(",")[0].split()[0]
+    extension = {"PNG": "png", "TIFF": "tif", "PPM": "pgm"}[file_format]
+    path = tmp_path / f"image.{extension}"
+    image.save(path, format=file_format, **options)
+    with Image.open(path) as stored:
+        assert stored.mode == mode, "the file does not keep the mode under test"
+        assert stored.size == (N, N)
+    loaded = load_rgb(path, N)
+    check_array(loaded, N)
+    difference = np.abs(loaded.astype(float) - expected)
+    worst = np.unravel_index(difference.argmax(), difference.shape)
+    assert difference.max() <= tolerance, (worst, loaded[worst[:2]].tolist(), expected[worst[:2]].tolist())
+
+
+def test_sixteen_bit_gradient_is_a_gradient_not_white(tmp_path):
+    """The issue's case: a 16-bit PNG came out 99.6% pure white."""
+    path = tmp_path / "deep.png"
+    Image.fromarray(WIDE_GRADIENT.astype(np.uint16)).save(path)
+    loaded = load_rgb(path, N)
+    assert (loaded == 255).all(axis=-1).mean() < 0.05
+    assert loaded[:, 0].max() == 0 and loaded[:, -1].min() == 255
+    assert (np.diff(loaded[..., 0].astype(int), axis=1) > 0).all()   # strictly increasing along x
+
+
+@pytest.mark.parametrize(("mode", "value", "expected"), [
+    ("HSV", (0, 255, 255), (255, 0, 0)),
+    ("RGBX", (10, 20, 30, 0), (10, 20, 30)),
+    ("La", (64, 128), (191, 191, 191)),                  # premultiplied: grey 128 at half alpha, on white
+    ("RGBa", (100, 50, 0, 128), (227, 177, 127)),        # premultiplied: (199, 99, 0) at half alpha
+])
+def test_modes_only_made_in_memory(mode, value, expected):
+    rgb = to_rgb(Image.new(mode, (4, 4), value))
+    assert rgb.mode == "RGB"
+    assert np.abs(np.asarray(rgb).astype(int) - expected).max() <= 1, np.asarray(rgb)[0, 0]
+
+
+# --- big JPEGs are decoded already scaled down (draft mode) -------------------------------------
+
+@pytest.fixture(scope="module")
+def photo_4000x3000(tmp_path_factory, face) -> Path:
+    """A natural-looking 12 MP photo: the face scaled up smoothly, with sensor-like noise, as JPEG."""
+    noise = np.random.default_rng(7).integers(-12, 13, size=(3000, 4000, 3), dtype=np.int16)
+    big = np.asarray(face.resize((4000, 3000), Image.Resampling.BICUBIC)) + noise
+    image = Image.fromarray(np.clip(big, 0, 255).astype(np.uint8))
+    return write(tmp_path_factory.mktemp("photo"), "photo.jpg", sample.jpeg_bytes(image, 90))
+
+
+def decoded_sizes(monkeypatch) -> list[tuple[int, int]]:
+    """Record the size of every image load_rgb decodes (before its final resize)."""
+    sizes = []
+    original = images._upright_to_rgb
+
+    def spy(image):
+        sizes.append(image.size)
+        return original(image)
+
+    monkeypatch.setattr(images, "_upright_to_rgb", spy)
+    return sizes
+
+
+def full_size_decode(path: Path, size: int) -> np.ndarray:
+    with Image.open(path) as image:
+        rgb = to_rgb(image)
+    return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None))
+
+
+@pytest.mark.parametrize(("size", "decoded"), [(100, (500, 375)), (224, (1000, 750)), (32, (500, 375))])
+def test_big_jpeg_is_decoded_scaled_down(photo_4000x3000, monkeypatch, size, decoded):
+    sizes = decoded_sizes(monkeypatch)
+    loaded = load_rgb(photo_4000x3000, size)
+    check_array(loaded, size)
+    # Scaled by 1/8 (1/4 for 224): 1/64 of the pixels, yet at least DRAFT_MARGIN x the output per side.
+    assert sizes == [decoded]
+    assert min(decoded) >= images.DRAFT_MARGIN * size
+    # Close to decoding all 12 MP and resizing from there.
+    difference = np.abs(loaded.astype(float) - full_size_decode(photo_4000x3000, size))
+    assert difference.mean() < 3
+    assert difference.max() <= 8
+
+
+def test_big_exif_rotated_jpeg_is_upright_when_scaled_down(tmp_path, monkeypatch, face):
+    big = face.resize((1600, 1200), Image.Resampling.BICUBIC)
+    path = write(tmp_path, "sideways.jpg", sample.exif_rotated_jpeg(big))
+    sizes = decoded_sizes(monkeypatch)
+    loaded = load_rgb(path, SIZE)
+    assert sizes == [(400, 300)]                    # decoded at 1/4 (stored 1200x1600), then turned upright
+    assert mean_abs(loaded, full_size_decode(path, SIZE)) < 3
+
+
+def test_jpeg_under_twice_the_output_size_is_decoded_whole(tmp_path, monkeypatch, face):
+    # The sample data's largest photos (up to 260 px) decode exactly as before draft mode.
+    path = write(tmp_path, "photo.jpg", sample.jpeg_bytes(face.resize((260, 199)), 90))
+    sizes = decoded_sizes(monkeypatch)
+    loaded = load_rgb(path, SIZE)
+    assert sizes == [(260, 199)]
+    assert np.array_equal(loaded, full_size_decode(path, SIZE))

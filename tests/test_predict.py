@@ -197,6 +197,28 @@ def test_missing_model_file_exit_1(messy, tmp_path, monkeypatch, capsys):
     assert err.startswith("error: somewhere/model.keras: not found;") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("target", ["folder", "input"])
+def test_csv_never_writes_over_a_folder_or_an_input(messy, model_dir, tmp_path, monkeypatch, capsys, target):
+    monkeypatch.chdir(tmp_path)
+    image = Path(messy[1][0])
+    before = image.read_bytes()
+    csv_path = str(tmp_path) if target == "folder" else str(image)
+    assert run_cli(predict.main, [str(model_dir), str(image), "--csv", csv_path]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --csv {csv_path}: ") and err.count("\n") == 1
+    assert image.read_bytes() == before
+
+
+def test_damaged_model_is_one_line_saying_so(messy, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    damaged = tmp_path / "model.keras"
+    damaged.write_bytes(b"not a zip at all")
+    (tmp_path / "training.json").write_text(json.dumps({"classes": CLASSES}))
+    assert run_cli(predict.main, [str(damaged), messy[1][0], "--threshold", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a zip archive" in err and "not found" not in err
+
+
 def test_classes_nowhere_exit_1(messy, model_dir, tmp_path, monkeypatch, capsys):
     (tmp_path / "model.keras").write_bytes((model_dir / "model.keras").read_bytes())
     (tmp_path / "training.json").write_text(json.dumps({"model": "baseline"}))

@@ -290,3 +290,10 @@ def test_rerun_replaces_old_output(tmp_path):
     out = run_tfrecords(project)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [MANIFEST_NAME] + [shard_name(s, 0, 1) for s in ("train", "val", "test")])
+
+
+def test_load_split_knows_its_length(stage_output):
+    """Keras then knows an epoch's length: no "input ran out of data" warning after the first one."""
+    batches = load_split(stage_output, "train", 5, shuffle=(1, 100))
+    total = sum(RECORD_COUNTS["train"].values())
+    assert int(tf.data.experimental.cardinality(batches)) == -(-total // 5)

@@ -61,7 +61,15 @@ def load_model(path: Path | str, name: str | None = None):
     names = [name] if name else [module.name for module in pkgutil.iter_modules(__path__)]
     for each in names:
         importlib.import_module(f"{__name__}.{each}")
-    return keras.models.load_model(path)
+    if not zipfile.is_zipfile(path):
+        # Keras would say "File not found" for a file that is there but damaged.
+        raise UserError(f"{path}: not a .keras model (not a zip archive: damaged or another kind of file); "
+                        "retrain it (dvc repro -f train@<model>) or give another file")
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for a bad file; all mean "cannot load".
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path}: cannot load the model ({reason})") from None
 
 
 # --- saving: same weights and config, same bytes ------------------------------------------------

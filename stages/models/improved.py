@@ -6,14 +6,14 @@ import keras
 from keras import layers, regularizers
 from pydantic import Field
 
-from stages.config import FitParams
+from stages.config import FitParams, LayerSize
 from stages.models.family import AugmentationParams, ModelFamily, make_augmentation
 
 
 class Params(FitParams):
     """train.improved."""
 
-    filters: list[int] = Field(min_length=1)                # one conv block per entry
+    filters: list[LayerSize] = Field(min_length=1)          # one conv block per entry
     first_stride: int = Field(ge=1, le=4)                  # stride of the very first conv
     convs_per_block: int = Field(ge=1, le=3)
     batch_norm: bool

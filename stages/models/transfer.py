@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras import layers
 from pydantic import Field
 
-from stages.config import FitParams, ParamsSection
+from stages.config import FitParams, LayerSize, ParamsSection
 from stages.contracts import FeaturesManifest, TrainingInfo, read_features
 from stages.errors import UserError
 from stages.models.family import (AugmentationParams, DataRoots, ModelFamily, compile_model, fit_on_records,
@@ -54,7 +54,7 @@ class Params(FitParams):
 
     weights: str = Field(min_length=1)                     # hed | imagenet | none | a file path
     feature_layer: str = Field(min_length=1)               # the VGG16 layer whose output is the feature
-    head_units: list[int]
+    head_units: list[LayerSize]                            # empty: the feature maps straight to the sigmoid
     dropout: float = Field(ge=0, lt=1)
     augmentation: AugmentationParams
     fine_tune: FineTuneParams
