@@ -88,6 +88,8 @@ class PrepareParams(ParamsSection):
     # Most pixels (width x height, from the header) an image may declare; larger ones are skipped
     # before decoding (stages/images.py, DEFAULT_MAX_PIXELS). strict: 2.5e7 or "25000000" is a typo.
     max_pixels: int = Field(ge=1, strict=True)
+    # An image whose pixels appear both in train and in val or test: drop the training copy.
+    drop_duplicates: bool
     classes: list[str] = Field(min_length=2, max_length=2)
     splits: dict[Literal["train", "val", "test"], SplitSource]
 

@@ -86,6 +86,10 @@ class PrepareSummary(JsonFile):
     counts: dict[str, dict[str, int]]
     skipped_count: int
     skipped: list[SkippedFile]
+    # Images with the same decoded pixels in two splits, per pair ("train-test": 3), and how many
+    # training copies were dropped for it (prepare.drop_duplicates).
+    duplicates: dict[str, int]
+    duplicates_dropped: int
 
 
 # --- tfrecords: data/tfrecords/*.tfrecord and manifest.json (the record schema: stages/records.py) --

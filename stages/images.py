@@ -204,6 +204,11 @@ def iter_image_files(folder: Path) -> Iterator[Path]:
             yield path
 
 
+def find_split_folder(root: Path, class_names: list[str], within: str | None = None) -> Path:
+    """The folder that holds one sub-folder per class (see find_class_folders)."""
+    return next(iter(find_class_folders(root, class_names, within).values())).parent
+
+
 def find_class_folders(
     root: Path, class_names: list[str], within: str | None = None
 ) -> dict[str, Path]:

@@ -164,6 +164,14 @@ def data_section(params: Params, prepare_summary: PrepareSummary) -> Section:
     blocks.append(Table(["split", "dataset", *classes, "total"], rows,
                         f"Images per split and class after prepare ({params.prepare.image_size}x"
                         f"{params.prepare.image_size} RGB)"))
+    if prepare_summary.duplicates:
+        pairs = ", ".join(f"{count} between {pair.replace('-', ' and ')}" for pair, count in prepare_summary.duplicates.items())
+        dropped = (f"; the {prepare_summary.duplicates_dropped} training copies were dropped (prepare.drop_duplicates)"
+                   if prepare_summary.duplicates_dropped else "; none was dropped (prepare.drop_duplicates: false)")
+        blocks.append(Paragraph(f"The same picture (identical pixels after prepare) appears in two splits: {pairs}"
+                                f"{dropped}."))
+    else:
+        blocks.append(Paragraph("No picture appears in two splits (compared by their pixels after prepare)."))
     skipped = prepare_summary.skipped
     if skipped:
         blocks.append(Table(["split", "file", "why skipped"], [[s.split, s.file, s.reason] for s in skipped],

@@ -281,7 +281,7 @@ def evaluated(model, tmp_path_factory) -> tuple[dict[str, Path], dict[str, Path]
     for name in CLASSES:
         (prepared / "test" / name).mkdir(parents=True)
     for name, (label, source) in sources.items():
-        assert prepare.convert(prepare.Task("test", label, source, Path("test") / label / f"{name}.png"), prepared, SIZE) is None
+        assert prepare.convert(prepare.Task("test", label, source, Path("test") / label / f"{name}.png"), prepared, SIZE)[0] is None
     records.mkdir()
     examples = tfrecords.list_examples(prepared, CLASSES, "test")
     shards = tfrecords.write_split(examples, "test", records, prepared, shard_size=2)

@@ -85,7 +85,8 @@ def built(tmp_path_factory, repo_params):
     prepare_summary = PrepareSummary(
         image_size=100, counts={"train": {"Female": 5, "Male": 5, "total": 10}, "val": {"Female": 3, "Male": 3, "total": 6},
                                 "test": {"Female": 8, "Male": 12, "total": 20}},
-        skipped_count=1, skipped=[{"split": "test", "file": "data/raw/test/x.jpg", "reason": "empty file (0 bytes)"}])
+        skipped_count=1, skipped=[{"split": "test", "file": "data/raw/test/x.jpg", "reason": "empty file (0 bytes)"}],
+        duplicates={"train-test": 2}, duplicates_dropped=2)
     comparison = compare({name: result.metrics for name, result in results.items()}, params.compare.reference)
     figures_dir = root / "out" / "figures"
     figures_dir.mkdir(parents=True)
@@ -209,3 +210,8 @@ def test_compute_section_has_each_models_own_ideas(built):
     items = [item for block in compute.blocks for item in getattr(block, "items", [])]
     for name in results:
         assert f"An idea of {name}'s." in items
+
+
+def test_cross_split_duplicates_are_reported(built):
+    *_, markdown, _ = built
+    assert "appears in two splits: 2 between train and test; the 2 training copies were dropped" in markdown
