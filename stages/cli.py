@@ -50,8 +50,22 @@ def interrupted_outputs() -> str:
 
 
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter (CUDA probing on CPU machines)."""
+    """Import TensorFlow without its C++ start-up chatter. TF_CPP_MIN_LOG_LEVEL silences its logging,
+    but a few lines (oneDNN, CUDA probing on CPU machines) come before that logging is set up, so
+    standard error is closed for the import itself; a failing import still raises as usual."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+            tensorflow.config.list_physical_devices("GPU")   # the CUDA probe, once, quietly
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def parse_model_argument(argv: Sequence[str] | None, description: str, model_names: list[str]) -> str:

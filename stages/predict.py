@@ -219,7 +219,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    cli.quiet_tensorflow()
     # Every cheap check before TensorFlow starts: a typo fails in a second, not after model loading.
     for path in args.paths:
         if not path.exists():
@@ -229,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     classes = read_classes(model_path)
     threshold = args.threshold if args.threshold is not None else default_threshold()
 
+    cli.quiet_tensorflow()
     from stages.models import load_model
 
     model = load_model(model_path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,12 @@ def test_metrics_that_cannot_be_written_leave_the_data_alone(tmp_path, monkeypat
     assert run_cli(prepare.main, []) == 1
     assert (tmp_path / "data" / "prepared" / "old.png").read_bytes() == b"old"
     assert not any(path.name.startswith(".") for path in (tmp_path / "data").iterdir())
+
+
+def test_tensorflow_starts_quietly():
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", "from stages import cli; cli.quiet_tensorflow(); "
+                             "import tensorflow as tf; print(tf.constant(2) * 3)"],
+                            cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "6" in result.stdout
+    assert result.stderr == ""   # no oneDNN, cudart or absl lines

@@ -107,7 +107,9 @@ def verbosity() -> int:
 def fit_tensors(model: keras.Model, params: FitParams, train, val, history: Path,
                 epochs: int | None = None, initial_epoch: int = 0) -> keras.callbacks.History:
     """model.fit with the params' callbacks; `epochs`/`initial_epoch` continue an earlier fit."""
+    # shuffle=False: the datasets shuffle themselves (Keras would ignore True, with a warning).
     return model.fit(train, validation_data=val, epochs=epochs or params.epochs, initial_epoch=initial_epoch,
+                     shuffle=False,
                      callbacks=training_callbacks(params, history, append=initial_epoch > 0), verbose=verbosity())
 
 
