@@ -3,8 +3,6 @@ is followed out of data/raw, duplicates across splits are caught, and predict ge
 
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,71 +11,9 @@ from PIL import Image
 
 from stages import predict, prepare
 from stages.contracts import PrepareSummary
-from tests.helpers import png_bytes, run_cli
+from tests.helpers import files_under_split_folders, hostile_tree, run_cli
 
 SIZE = 100
-
-
-def photo(seed: int, size: tuple[int, int] = (120, 120)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-
-
-def jpeg(image: Image.Image, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", **options)
-    return buffer.getvalue()
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def hostile_tree(raw: Path, outside: Path) -> dict[str, str]:
-    """data/raw/{trainval,test} with the odd things scraped data and careless hands produce. Returns
-    {kind: file} for the hostile ones (relative to raw)."""
-    train, val, test = raw / "trainval/Train", raw / "trainval/Test", raw / "test/faces"
-    for folder, seeds in ((train / "Female", 0), (train / "Male", 10), (val / "Female", 20), (val / "Male", 30),
-                          (test / "woman", 40), (test / "man", 50)):
-        for i in range(3):
-            write(folder / f"img{i}.jpg", jpeg(photo(seeds + i)))
-    (outside / "secret.jpg").write_bytes(jpeg(photo(99)))
-    kinds = {
-        "case-variant class folder": write(train / "female" / "lower.jpg", jpeg(photo(60))),
-        "unknown folder": write(train / "Other" / "who.jpg", jpeg(photo(61))),
-        "file beside the class folders": write(train / "stray.jpg", jpeg(photo(62))),
-        "hidden folder": write(train / "Male" / ".ipynb_checkpoints" / "img0-checkpoint.jpg", jpeg(photo(63))),
-        "empty file": write(train / "Male" / "empty.jpg", b""),
-        "truncated JPEG": write(train / "Male" / "cut.jpg", jpeg(photo(64))[:300]),
-        "text with an image name": write(train / "Male" / "notes.png", b"hello, not a PNG"),
-        "Thumbs.db": write(train / "Female" / "Thumbs.db", b"\x00" * 64),
-        ".DS_Store": write(train / "Female" / ".DS_Store", b"\x00" * 64),
-        "upper-case extension": write(train / "Female" / "LOUD.JPG", jpeg(photo(65))),
-        "unicode and spaces": write(train / "Female" / "żółw é 1.jpg", jpeg(photo(66))),
-        "long nested name": write(train / "Female" / ("a" * 120) / ("b" * 120) / ("c" * 100 + ".jpg"), jpeg(photo(67))),
-        "16-bit PNG": write(train / "Male" / "deep.png", png_bytes(Image.fromarray(
-            (np.tile(np.linspace(0, 65535, 120), (120, 1))).astype(np.uint16)))),
-        "CMYK JPEG": write(train / "Male" / "cmyk.jpg", jpeg(photo(68).convert("CMYK"))),
-        "palette with transparency": write(train / "Female" / "pal.png", png_bytes(photo(69).convert("P"), transparency=0)),
-        "grey with alpha": write(train / "Female" / "la.png", png_bytes(photo(70).convert("LA"))),
-        "huge declared size": write(train / "Male" / "bomb.png", png_bytes(Image.new("L", (6000, 5000)))),
-        "same picture in train and test": write(train / "Male" / "leak.jpg", (test / "man" / "img0.jpg").read_bytes()),
-        "directory named like an image": (train / "Male" / "folder.jpg"),
-    }
-    kinds["directory named like an image"].mkdir()
-    write(kinds["directory named like an image"] / "inner.jpg", jpeg(photo(71)))
-    links = {
-        "link out of data/raw": (train / "Male" / "escape.jpg", outside / "secret.jpg"),
-        "broken link": (train / "Male" / "gone.jpg", outside / "nothing.jpg"),
-        "link loop": (train / "Male" / "loop", train / "Male"),
-        "link to a folder outside": (train / "Female" / "elsewhere", outside),
-    }
-    for kind, (link, target) in links.items():
-        os.symlink(target, link)
-        kinds[kind] = link
-    return {kind: str(path.relative_to(raw)) for kind, path in kinds.items()}
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +26,6 @@ def hostile(tmp_path_factory, repo_params):
     params = repo_params.prepare.model_copy(update={"max_pixels": 20_000_000})
     summary = prepare.prepare(raw, out, params, workers=2)
     return raw, out, kinds, summary
-
-
-def files_under_split_folders(raw: Path) -> list[Path]:
-    """Every file and every link under the three split folders, links not followed."""
-    found = []
-    for folder in (raw / "trainval/Train", raw / "trainval/Test", raw / "test/faces"):
-        for current, folders, files in os.walk(folder):
-            found += [Path(current) / name for name in files]
-            found += [Path(current) / name for name in folders if (Path(current) / name).is_symlink()]
-    return found
 
 
 def test_every_file_is_prepared_or_listed(hostile):

@@ -19,7 +19,7 @@ import yaml
 from PIL import Image
 
 from stages import predict
-from tests.helpers import ROOT, pipeline_code, raw_repo_params, run_cli
+from tests.helpers import ROOT, files_under_split_folders, hostile_tree, pipeline_code, raw_repo_params, run_cli
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
                  "stages"]
@@ -322,3 +322,26 @@ def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
     run(["dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(tmp_path / "diff")], project)
     page = (tmp_path / "diff" / "index.html").read_text()
     assert "plots/roc/baseline/val.csv" in page and not re.search(r"<script[^>]+src=\"https?://", page)
+
+
+def test_hostile_files_through_dvc_repro_prepare(project, first_repro, tmp_path):
+    """Last: the hostile kinds added to the sample's raw data, then `dvc repro -s prepare` alone."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    kinds = hostile_tree(project / "data/raw", outside)
+    # DVC hashes data/raw itself before prepare runs, following links: a broken link or a loop stops it
+    # there, with one line naming the file (prepare's own handling of them is tested in test_hostile.py).
+    broken = project / "data/raw" / kinds.pop("broken link")
+    (project / "data/raw" / kinds.pop("link loop")).unlink()
+    failed = subprocess.run(["dvc", "repro", "-s", "prepare"], cwd=project, capture_output=True, text=True,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert failed.returncode != 0 and "gone.jpg" in failed.stderr and "Traceback" not in failed.stderr
+    broken.unlink()
+    output = run(["dvc", "repro", "-s", "prepare"], project)
+    assert stages_run(output) == ["prepare"] and "Traceback" not in output
+    summary = json.loads((project / "metrics/prepare.json").read_text())
+    prepared = list((project / "data/prepared").rglob("*.png"))
+    assert len(prepared) + summary["skipped_count"] == len(files_under_split_folders(project / "data/raw"))
+    listed = {Path(item["file"]).relative_to("data/raw").as_posix() for item in summary["skipped"]}
+    assert {kinds[kind] for kind in ("link out of data/raw", "huge declared size", "unknown folder")} <= listed
+    assert summary["duplicates"] == {"train-test": 1} and summary["duplicates_dropped"] == 1
