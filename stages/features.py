@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from stages import cli
 from stages.config import FEATURES_DIR, SPLITS, TFRECORDS_DIR, load_params
@@ -28,17 +27,10 @@ def extract(feature_model, tfrecords_root: Path, split: str,
             batch_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Run the frozen base over a split: (features float32 [n, h, w, c], labels int [n], file names [n]),
     in record order."""
-    from stages.records import load_split
+    from stages.records import run_over_split
 
-    total = TfrecordsManifest.read_from(tfrecords_root).splits[split].count
-    features, labels, files = [], [], []
-    with tqdm(total=total, desc=f"features {split}", unit="img") as progress:
-        for images, batch_labels, batch_files in load_split(tfrecords_root, split, batch_size, with_filenames=True):
-            features.append(np.asarray(feature_model.predict_on_batch(images), dtype=np.float32))
-            labels.append(batch_labels.numpy().astype(np.int64))
-            files.extend(name.decode("utf-8") for name in batch_files.numpy())
-            progress.update(len(batch_labels))
-    return np.concatenate(features), np.concatenate(labels), files
+    return run_over_split(feature_model.predict_on_batch, tfrecords_root, split, batch_size,
+                          progress=f"features {split}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from stages.contracts import TfrecordsManifest
 
@@ -76,3 +79,20 @@ def load_split(
         return (*inputs, filename) if with_filenames else inputs
 
     return dataset.batch(batch_size).map(to_inputs).prefetch(tf.data.AUTOTUNE)
+
+
+def run_over_split(fn: Callable[[tf.Tensor], object], root: Path, split: str, batch_size: int,
+                   progress: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """fn (a model's predict_on_batch, say) over every batch of a split, in record order:
+    (its outputs float32, stacked; labels int64; file names). progress: a progress bar's title."""
+    outputs, labels, files = [], [], []
+    total = TfrecordsManifest.read_from(root).splits[split].count
+    with tqdm(total=total, desc=progress, unit="img", disable=progress is None) as bar:
+        for images, batch_labels, batch_files in load_split(root, split, batch_size, with_filenames=True):
+            outputs.append(np.asarray(fn(images), dtype=np.float32))
+            labels.append(batch_labels.numpy().astype(np.int64))
+            files.extend(name.decode("utf-8") for name in batch_files.numpy())
+            bar.update(len(batch_labels))
+    if not outputs:
+        return np.zeros((0,), dtype=np.float32), np.zeros((0,), dtype=np.int64), files
+    return np.concatenate(outputs), np.concatenate(labels), files

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from stages import cli
 from stages.fsutil import atomic_file, staged_dir, sweep_stale
 from tests.helpers import run_cli
 

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import keras
-import numpy as np
 import pandas as pd
 from keras import layers
 from pydantic import Field
 
 from stages.config import FEATURES_DIR, TFRECORDS_DIR, FitParams, ParamsSection
 from stages.contracts import TrainingInfo
-from stages.records import load_split
+from stages.records import load_split, run_over_split
 
 
 @dataclass(frozen=True)
@@ -124,16 +123,8 @@ def fit_on_records(model: keras.Model, params: FitParams, tfrecords_root: Path, 
 
 def predict_records(model: keras.Model, tfrecords_root: Path, split: str, batch_size: int) -> pd.DataFrame:
     """P(class 1) for every image of a split, with its file name and true label index, in record order."""
-    files, labels, probabilities = [], [], []
-    for images, batch_labels, batch_files in load_split(tfrecords_root, split, batch_size, with_filenames=True):
-        probabilities.append(model.predict_on_batch(images).reshape(-1))
-        labels.append(batch_labels.numpy().astype(int))
-        files.extend(name.decode("utf-8") for name in batch_files.numpy())
-    return pd.DataFrame({
-        "file": files,
-        "label": np.concatenate(labels) if labels else np.array([], dtype=int),
-        "probability": np.concatenate(probabilities) if probabilities else np.array([], dtype=float),
-    })
+    probabilities, labels, files = run_over_split(model.predict_on_batch, tfrecords_root, split, batch_size)
+    return pd.DataFrame({"file": files, "label": labels.astype(int), "probability": probabilities.reshape(-1)})
 
 
 # --- data augmentation: Keras preprocessing layers inside the model, active only in training ---------
