@@ -10,7 +10,7 @@ PLOTS_PAGE := .dvc/plots/offline.html
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test env clean
+.PHONY: run test bench env clean
 
 run: env
 	dvc repro
@@ -18,6 +18,11 @@ run: env
 
 test: env
 	python -m pytest
+
+# The real-scale benchmark (README, Benchmark): about 30 min at SCALE=1 on 2 cores; SCALE=0.1 for a quick look.
+SCALE ?= 1
+bench: env
+	python -m benchmarks.bench --scale $(SCALE)
 
 env: $(STAMP) $(PLOTS_PAGE)
 

@@ -1,0 +1,107 @@
+"""benchmarks/results.md from benchmarks/results.json (python -m benchmarks.bench --render)."""
+
+from __future__ import annotations
+
+
+def _gib(mb: float) -> str:
+    return f"{mb / 1024:.2f} GiB"
+
+
+def _check(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def run_section(run: dict, limits: dict) -> list[str]:
+    images, summary, refs = run["images"], run["summary"], run["references"]
+    total = sum(images.values())
+    m = run["machine"]
+    lines = [
+        f"## Scale {run['scale']:g}: {total:,} images (train {images['train']:,}, val {images['val']:,}, "
+        f"test {images['test']:,})",
+        "",
+        f"{run['date']}; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}. "
+        f"Corpus written by `dvc repro download` (the sample generator) in {run['download']['wall_s']:.0f} s, "
+        "not counted below.",
+        "",
+        "| stage | wall s | CPU s | CPU/wall | peak RSS (process tree) | DVC s after it | DVC % of the stage |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in run["stages"]:
+        ratio = row["cpu_s"] / row["wall_s"] if row["wall_s"] else 0
+        lines.append(f"| {row['stage']} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | {ratio:.2f} | "
+                     f"{_gib(row['peak_rss_tree_mb'])} | {row['dvc_s']:.1f} | {row['dvc_pct']:.1f}% |")
+    lines += [
+        f"| **`dvc repro`, whole** | **{run['repro']['wall_s']:.1f}** | {run['repro']['cpu_s']:.1f} | | | "
+        f"start-up {run['dvc_startup_s']:.1f} | |",
+        "",
+        f"Nothing changed, `dvc repro` again: {run['noop_repro']['wall_s']:.1f} s. "
+        f"`dvc repro` wrote {run['repro']['log_bytes']:,} bytes of output (not a terminal).",
+        "",
+        "**References, measured in the same run**",
+        "",
+    ]
+    naive = refs["naive_prepare"]
+    prepare = next(row for row in run["stages"] if row["stage"] == "prepare")
+    lines.append(f"- prepare {prepare['wall_s']:.1f} s against a naive one-process PIL loop (open, RGB, resize, PNG "
+                 f"at Pillow's defaults) over the same files, {naive['wall_s']:.1f} s: "
+                 f"**{summary['prepare_speedup']:.2f}x** ({naive['images']:,} images).")
+    bare = refs["bare_predict"]
+    if "features_wall_ms_per_image" in summary:
+        parts = ", ".join(f"{precision} {values['wall_ms_per_image']:.2f} ms ({values['cpu_ms_per_image']:.2f} ms CPU)"
+                          for precision, values in bare.items() if isinstance(values, dict))
+        lines.append(f"- features: {summary['features_wall_ms_per_image']:.2f} ms and "
+                     f"{summary['features_cpu_ms_per_image']:.2f} ms CPU per image for the whole stage (read, "
+                     f"decode, base, write); bare `model.predict` on an in-memory array of "
+                     f"{next(iter(bare.values()))['images']:,} test images, per image: {parts}.")
+    epoch = refs["epoch"]
+    lines.append(f"- a baseline epoch ({epoch['images']:,} training images): {epoch['tfrecords_s_per_epoch']:.1f} s from "
+                 f"the TFRecords as train@baseline reads them, {epoch['in_memory_s_per_epoch']:.1f} s from numpy arrays "
+                 f"in memory (`model.fit(x, y)`): {epoch['ratio']:.2f}x.")
+    if run.get("auc"):
+        lines += ["", "AUC on this corpus (val / test): " + "; ".join(
+            f"{model} {values['val']:.3f} / {values['test']:.3f}" for model, values in run["auc"].items())]
+    lines += [
+        "",
+        "| limit (at scale 1) | measured | met |",
+        "|---|---:|---|",
+        f"| whole `dvc repro` <= {limits['pipeline_minutes']} min | {summary['pipeline_minutes']:.1f} min | "
+        f"{_check(summary['pipeline_minutes'] <= limits['pipeline_minutes'])} |",
+        f"| prepare >= {limits['prepare_speedup']:g}x the naive loop | {summary['prepare_speedup']:.2f}x | "
+        f"{_check(summary['prepare_speedup'] >= limits['prepare_speedup'])} |",
+        f"| DVC <= {limits['dvc_overhead_pct']}% of every stage | worst {summary['worst_dvc_overhead_pct']:.1f}% "
+        f"({summary['worst_dvc_overhead_stage']}) | {_check(summary['worst_dvc_overhead_pct'] <= limits['dvc_overhead_pct'])} |",
+        f"| every stage <= {_gib(limits['peak_rss_mb'])} peak RSS | {_gib(summary['peak_rss_mb'])} "
+        f"({summary['peak_rss_stage']}) | {_check(summary['peak_rss_mb'] <= limits['peak_rss_mb'])} |",
+        "",
+    ]
+    return lines
+
+
+def rss_by_scale(runs: list[dict]) -> list[str]:
+    """Peak RSS per stage at every scale measured: flat means it does not grow with the data."""
+    if len(runs) < 2:
+        return []
+    stages = [row["stage"] for row in runs[-1]["stages"]]
+    lines = ["## Peak RSS against scale", "",
+             "| stage | " + " | ".join(f"scale {run['scale']:g}" for run in runs) + " |",
+             "|---|" + "---:|" * len(runs)]
+    for stage in stages:
+        cells = []
+        for run in runs:
+            row = next((row for row in run["stages"] if row["stage"] == stage), None)
+            cells.append(_gib(row["peak_rss_tree_mb"]) if row else "")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def markdown(results: dict, limits: dict) -> str:
+    runs = results["runs"]
+    lines = ["# Benchmark results", "",
+             "Written by `make bench` (`python -m benchmarks.bench --scale S`); see the README, Benchmark. "
+             "Wall and CPU seconds are the stage's command; peak RSS is the sum over its processes, sampled "
+             "every 0.1 s. DVC's share of a stage is the time from the end of its command to the start of "
+             "the next one: hashing and caching its outputs, then checking the next stage.", ""]
+    for run in sorted(runs, key=lambda run: -run["scale"]):
+        lines += run_section(run, limits)
+    lines += rss_by_scale(sorted(runs, key=lambda run: run["scale"]))
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,88 @@
+"""The benchmark's own pieces, on tiny inputs (the benchmark itself is `make bench`, never a test)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from benchmarks import bench, measure, report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_corpus_has_the_real_datasets_shape():
+    full = bench.corpus_params(1.0)
+    assert 2 * full["train_per_class"] in (11_134, 11_136) and 2 * full["val_per_class"] in (1_278, 1_280)
+    assert full["test_images"] == 27_167 and full["test_sizes"] == [250, 640]
+    assert round(full["test_images"] * full["test_male_fraction"]) == 17_678
+    quarter = bench.corpus_params(0.25)
+    assert quarter["test_images"] == round(27_167 / 4) and quarter["test_sizes"] == [250, 640]
+
+
+def test_every_stage_command_is_measured():
+    text = (ROOT / "dvc.yaml").read_text()
+    measured = yaml.safe_load(bench.measured_commands(text))
+    commands = [stage["do"]["cmd"] if "do" in stage else stage["cmd"] for stage in measured["stages"].values()]
+    assert commands and all(cmd.startswith("python -m benchmarks.measure -- python -m stages.") for cmd in commands)
+
+
+def test_measure_records_cpu_and_peak_memory_of_the_whole_tree(tmp_path):
+    """A child that allocates 200 MB and a grandchild that burns CPU: both show."""
+    log = tmp_path / "log.jsonl"
+    script = ("import subprocess, sys, time\n"
+              "block = b'x' * (200 * 2**20)\n"
+              "subprocess.run([sys.executable, '-c', 'sum(range(3_000_000))'])\n"
+              "time.sleep(0.3)\n")
+    status, result = measure.measure([sys.executable, "-c", script])
+    assert status == 0
+    assert result["peak_rss_tree_mb"] > 200 and result["peak_rss_process_mb"] > 200
+    assert result["cpu_s"] > 0.05 and result["wall_s"] >= 0.3
+    try:
+        measure.main(["--label", "x", "--log", str(log), "--", sys.executable, "-c", "raise SystemExit(3)"])
+    except SystemExit as exit_:
+        assert exit_.code == 3
+    assert json.loads(log.read_text())["label"] == "x" and json.loads(log.read_text())["exit"] == 3
+
+
+def test_dvc_share_is_the_gap_after_each_command():
+    commands = [
+        {"label": "prepare", "started": 10.0, "ended": 40.0, "wall_s": 30.0, "cpu_s": 58.0,
+         "peak_rss_tree_mb": 300.0, "peak_rss_process_mb": 120.0},
+        {"label": "tfrecords", "started": 43.0, "ended": 53.0, "wall_s": 10.0, "cpu_s": 10.0,
+         "peak_rss_tree_mb": 500.0, "peak_rss_process_mb": 500.0},
+    ]
+    rows, startup = bench.stage_table(list(reversed(commands)), repro_started=8.5, repro_ended=54.0)
+    assert startup == 1.5
+    assert [(row["stage"], row["dvc_s"], row["dvc_pct"]) for row in rows] == [("prepare", 3.0, 10.0),
+                                                                             ("tfrecords", 1.0, 10.0)]
+
+
+def run_result(scale: float, features_rss: float) -> dict:
+    stages = [{"stage": name, "wall_s": wall, "cpu_s": wall * 1.8, "peak_rss_tree_mb": rss,
+               "peak_rss_process_mb": rss, "dvc_s": wall / 20, "dvc_pct": 5.0}
+              for name, wall, rss in (("prepare", 30 * scale, 300), ("features", 400 * scale, features_rss))]
+    run = {"date": "2026-11-29 13:00 UTC", "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 23.4, "python": "3.11"},
+           "scale": scale, "images": {"train": 100, "val": 10, "test": 200}, "skipped": 0,
+           "download": {"wall_s": 5.0}, "repro": {"wall_s": 600 * scale, "cpu_s": 1000, "log_bytes": 2000},
+           "dvc_startup_s": 1.2, "noop_repro": {"wall_s": 2.0}, "stages": stages,
+           "references": {"naive_prepare": {"wall_s": 180 * scale, "images": 310},
+                          "bare_predict": {"float32": {"images": 64, "wall_ms_per_image": 20.0, "cpu_ms_per_image": 38.0}},
+                          "epoch": {"images": 100, "tfrecords_s_per_epoch": 10.0, "in_memory_s_per_epoch": 9.5,
+                                    "ratio": 1.053}},
+           "auc": {"baseline": {"val": 0.8, "test": 0.7}}}
+    run["summary"] = bench.summarize(run)
+    return run
+
+
+def test_results_page_shows_limits_and_memory_against_scale():
+    results = {"runs": [run_result(0.25, 900.0), run_result(1.0, 910.0)]}
+    page = report.markdown(results, bench.LIMITS)
+    assert "## Scale 1: 310 images" in page and "## Scale 0.25" in page
+    assert "| prepare >= 5x the naive loop | 6.00x | yes |" in page
+    assert "| whole `dvc repro` <= 20 min | 10.0 min | yes |" in page
+    assert "| features | 0.88 GiB | 0.89 GiB |" in page
+    slow = run_result(1.0, 3000.0)
+    assert "| every stage <= 2.00 GiB peak RSS | 2.93 GiB (features) | **no** |" in report.markdown({"runs": [slow]}, bench.LIMITS)
