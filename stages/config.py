@@ -62,6 +62,14 @@ class SampleParams(ParamsSection):
     unlabeled: int = Field(ge=0)
     test_images: int = Field(ge=2)
     test_male_fraction: float = Field(gt=0, lt=1)
+    test_sizes: list[int] = Field(min_length=2, max_length=2)   # min and max side of the test photos, pixels
+
+    @model_validator(mode="after")
+    def _sizes_in_order(self) -> "SampleParams":
+        low, high = self.test_sizes
+        if not 32 <= low <= high:
+            raise ValueError(f"test_sizes must be [min, max] with 32 <= min <= max, got [{low}, {high}]")
+        return self
 
 
 class DownloadParams(ParamsSection):
@@ -140,6 +148,7 @@ MODEL_NAME = r"^[a-z][a-z0-9_]*$"
 
 class FeaturesParams(ParamsSection):
     batch_size: int = Field(ge=1)
+    shard_size: int = Field(ge=1)
 
 
 class EvaluateParams(ParamsSection):

@@ -6,17 +6,17 @@ UserError that names the file and the stage that writes it.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, NamedTuple, Optional, Union
+from typing import ClassVar, Optional, Union
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from stages.config import EVALUATE_DIR, FEATURES_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, TFRECORDS_DIR
+from stages.config import EVALUATE_DIR, FEATURES_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLITS, TFRECORDS_DIR
 from stages.errors import UserError
-from stages.fsutil import atomic_file, json_text, write_npz, write_text_atomic
+from stages.fsutil import atomic_file, json_text, write_text_atomic, zip_entry
 
 
 def missing(path: Path, stage: str) -> UserError:
@@ -63,11 +63,84 @@ def read_csv(path: Path, columns: tuple[str, ...], stage: str) -> pd.DataFrame:
     return table
 
 
-# --- prepare: data/prepared/<split>/<Class>/*.png and metrics/prepare.json -----------------------
+# --- prepare: data/prepared/<split>.zip and metrics/prepare.json ------------------------------------
 
-def prepared_image(split: str, label: str, name: str) -> Path:
-    """Where prepare puts one image, relative to data/prepared (the `file` that later stages record)."""
-    return Path(split) / label / name
+# data/prepared holds one uncompressed zip per split, its members <Class>/<name>.png: three files for
+# DVC to hash and cache instead of one per image (README, Benchmark), and still a folder of PNGs to
+# anyone who opens it (any zip viewer, `unzip`, Python's zipfile). An image's `file`, as later stages
+# record it, is <split>/<Class>/<name>.png.
+
+def prepared_image(split: str, label: str, name: str) -> str:
+    """The `file` of one prepared image: <split>/<Class>/<name>.png."""
+    return f"{split}/{label}/{name}"
+
+
+def prepared_archive(root: Path | str, split: str) -> Path:
+    return Path(root) / f"{split}.zip"
+
+
+class PreparedWriter:
+    """Writes data/prepared's archives into `root` as images arrive: member order is arrival order, every
+    entry dated 1980 (fsutil.zip_entry), so the same images in the same order give the same bytes."""
+
+    def __init__(self, root: Path | str, classes: list[str]):
+        self.archives = {}
+        for split in SPLITS:
+            archive = zipfile.ZipFile(prepared_archive(root, split), "w", zipfile.ZIP_STORED)
+            for label in classes:
+                archive.writestr(zip_entry(f"{label}/"), b"")     # the class folders, even when empty
+            self.archives[split] = archive
+
+    def add(self, split: str, label: str, name: str, png: bytes) -> None:
+        self.archives[split].writestr(zip_entry(f"{label}/{name}"), png)
+
+    def close(self) -> None:
+        for archive in self.archives.values():
+            archive.close()
+
+    def __enter__(self) -> "PreparedWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class PreparedSplit:
+    """One split of data/prepared, open for reading: its image files and their PNG bytes."""
+
+    def __init__(self, root: Path | str, split: str):
+        self.split, self.path = split, prepared_archive(root, split)
+        if not self.path.is_file():
+            raise missing(self.path, PrepareSummary.written_by)
+        try:
+            self.archive = zipfile.ZipFile(self.path)
+        except zipfile.BadZipFile:
+            raise UserError(f"{self.path}: not a zip archive (damaged); rerun the prepare stage "
+                            "(dvc repro -f prepare)") from None
+
+    def files(self, label: str | None = None) -> list[str]:
+        """The split's image files (<split>/<Class>/<name>.png), sorted; only class `label`'s if given."""
+        prefix = "" if label is None else f"{label}/"
+        return [f"{self.split}/{name}" for name in sorted(self.archive.namelist())
+                if not name.endswith("/") and name.startswith(prefix)]
+
+    def read(self, file: str) -> bytes:
+        return self.archive.read(file.split("/", 1)[1])
+
+    def close(self) -> None:
+        self.archive.close()
+
+    def __enter__(self) -> "PreparedSplit":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_prepared(root: Path | str, file: str) -> bytes:
+    """One prepared image's PNG bytes, by its `file` (<split>/<Class>/<name>.png)."""
+    with PreparedSplit(root, file.split("/", 1)[0]) as split:
+        return split.read(file)
 
 
 class SkippedFile(BaseModel):
@@ -119,51 +192,31 @@ class TfrecordsManifest(JsonFile):
         return (self.image_size, self.image_size, 3)
 
 
-# --- features: data/features/<split>.npz and manifest.json ----------------------------------------
+# --- features: data/features/<split>-NNNNN-of-NNNNN.tfrecord and manifest.json (schema: records.py) -
 
-class FeatureSplitShape(BaseModel):
+class FeatureShards(BaseModel):
     count: int
-    shape: list[int]
+    shape: list[int]          # one image's base output
+    shards: list[str]
 
 
 class FeaturesManifest(JsonFile):
-    """data/features/manifest.json: which frozen base made the features, and their shape per split."""
+    """data/features/manifest.json: which frozen base made the features, in what precision, and each
+    split's shards. The features are stored in the dtype the base computes in (exactly its output)."""
 
     written_by: ClassVar[str] = "features"
     name: ClassVar[str] = "manifest.json"
 
     weights: str
     feature_layer: str
+    precision: str
     weights_label: str
-    splits: dict[str, FeatureSplitShape]
+    dtype: str                # float32 | bfloat16 | float16
+    splits: dict[str, FeatureShards]
 
     @classmethod
     def read_from(cls, root: Path | str = FEATURES_DIR) -> "FeaturesManifest":
         return cls.read(Path(root) / cls.name)
-
-
-class FeatureSplit(NamedTuple):
-    """One split's base outputs, in record order: features float32 [n, ...], labels float32 [n], file names."""
-
-    features: np.ndarray
-    labels: np.ndarray
-    files: list[str]
-
-
-def write_features(root: Path, split: str, features: np.ndarray, labels: np.ndarray, files: list[str]) -> None:
-    """data/features/<split>.npz, without timestamps; float32, so the head sees exactly what the full
-    model computes."""
-    write_npz(Path(root) / f"{split}.npz", features=np.asarray(features, dtype=np.float32),
-              labels=np.asarray(labels, dtype=np.int64), files=np.array(files))
-
-
-def read_features(root: Path | str, split: str) -> FeatureSplit:
-    path = Path(root) / f"{split}.npz"
-    if not path.is_file():
-        raise missing(path, FeaturesManifest.written_by)
-    with np.load(path) as data:
-        return FeatureSplit(data["features"].astype(np.float32), data["labels"].astype(np.float32),
-                            [str(name) for name in data["files"]])
 
 
 @dataclass(frozen=True)

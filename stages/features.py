@@ -1,36 +1,45 @@
 """features: the transfer model's frozen VGG16 base, run once over every split and cached by DVC.
 
-Writes data/features/<split>.npz (features float32, labels, file names) and manifest.json, so that
-changing the transfer head's params retrains and re-evaluates only the head, in seconds. float32,
-not float16: the head then sees exactly what the full model computes, so evaluate's probabilities
-equal predict's. Reads train.transfer.weights and .feature_layer, and features.batch_size.
+Streams each split's images through the base and its outputs into sharded TFRecords,
+data/features/<split>-NNNNN-of-NNNNN.tfrecord, with manifest.json: memory holds a batch, never a
+split. Changing the transfer head's params then retrains and re-evaluates only the head, in seconds.
+The outputs are stored in the dtype the base computes in (train.transfer.precision), unrounded: the
+head sees exactly what the full model computes, so evaluate's probabilities equal predict's.
+Reads train.transfer.weights, .feature_layer and .precision, and features.batch_size and .shard_size.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
+from typing import Iterator, Sequence
 
 from stages import cli
 from stages.config import FEATURES_DIR, SPLITS, TFRECORDS_DIR, load_params
-from stages.contracts import FeaturesManifest, FeatureSplitShape, TfrecordsManifest, write_features
+from stages.contracts import FeaturesManifest, FeatureShards, TfrecordsManifest
 from stages.fsutil import staged_dir
 
 # The model whose frozen base this stage runs (its params: train.transfer).
 MODEL = "transfer"
 
 
-def extract(feature_model, tfrecords_root: Path, split: str,
-            batch_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Run the frozen base over a split: (features float32 [n, h, w, c], labels int [n], file names [n]),
-    in record order."""
-    from stages.records import run_over_split
+def extract_split(feature_model, tfrecords_root: Path, split: str, out_root: Path, batch_size: int,
+                  shard_size: int) -> FeatureShards:
+    """Run the frozen base over a split's images, in record order, writing its outputs to shards."""
+    from stages.records import encode_features_example, load_split, map_batches, write_shards
 
-    return run_over_split(feature_model.predict_on_batch, tfrecords_root, split, batch_size,
-                          progress=f"features {split}")
+    count = TfrecordsManifest.read_from(tfrecords_root).splits[split].count
+    shape: list[int] = list(feature_model.output.shape[1:])
+
+    def examples() -> Iterator[bytes]:
+        batches = load_split(tfrecords_root, split, batch_size, with_filenames=True)
+        for outputs, labels, files in map_batches(feature_model.predict_on_batch, batches, count,
+                                                  progress=f"features {split}"):
+            for row, label, name in zip(outputs, labels, files):
+                yield encode_features_example(row, label, name)
+
+    shards = write_shards(examples(), count, split, out_root, shard_size)
+    return FeatureShards(count=count, shape=shape, shards=shards)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -43,18 +52,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     from stages.models import transfer
 
     family = models.family(MODEL, params)
-    weights, layer = family.params.weights, family.params.feature_layer
-    extractor = transfer.feature_extractor(records.input_shape, weights, layer)
-    shapes = {}
+    base = family.params
+    extractor = transfer.feature_extractor(records.input_shape, base.weights, base.feature_layer, base.precision)
     with staged_dir(FEATURES_DIR) as staging:
-        for split in SPLITS:
-            features, labels, files = extract(extractor, TFRECORDS_DIR, split, params.features.batch_size)
-            write_features(staging, split, features, labels, files)
-            shapes[split] = FeatureSplitShape(count=len(labels), shape=list(features.shape[1:]))
-        manifest = FeaturesManifest(weights=weights, feature_layer=layer, weights_label=family.describe(),
-                                    splits=shapes)
+        splits = {split: extract_split(extractor, TFRECORDS_DIR, split, staging, params.features.batch_size,
+                                       params.features.shard_size)
+                  for split in SPLITS}
+        manifest = FeaturesManifest(weights=base.weights, feature_layer=base.feature_layer, precision=base.precision,
+                                    weights_label=family.describe(), dtype=extractor.output.dtype, splits=splits)
         manifest.write(staging / FeaturesManifest.name)
-    print(f"features ({manifest.weights_label}): " + ", ".join(f"{split} {shapes[split].count}" for split in SPLITS))
+    print(f"features ({manifest.weights_label}): " + ", ".join(f"{split} {splits[split].count}" for split in SPLITS))
 
 
 if __name__ == "__main__":

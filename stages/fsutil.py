@@ -1,6 +1,6 @@
 """Write-then-rename helpers: an interrupted stage never leaves half an output behind.
 
-The zip and .npz writers are also deterministic: the same contents give the same bytes, whenever and
+The zip writer is also deterministic: the same contents give the same bytes, whenever and
 wherever they are written, so DVC sees no change where nothing changed.
 """
 
@@ -15,10 +15,7 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterable, Iterator, Mapping
-
-if TYPE_CHECKING:
-    from numpy.typing import ArrayLike
+from typing import IO, Iterable, Iterator, Mapping
 
 
 @contextlib.contextmanager
@@ -161,7 +158,7 @@ def write_json_atomic(path: Path | str, obj: object) -> None:
     write_text_atomic(path, json_text(obj))
 
 
-# --- deterministic zip and .npz ----------------------------------------------------------------
+# --- deterministic zip ---------------------------------------------------------------------------
 
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 ZIP_FILE_MODE = 0o644
@@ -205,22 +202,3 @@ def write_zip(path: Path | str, members: Mapping[str, bytes], compression: int =
         for info, data in entries:
             level = ZIP_DEFLATE_LEVEL if info.compress_type == zipfile.ZIP_DEFLATED else None
             archive.writestr(info, bytes(data), compresslevel=level)
-
-
-def write_npz(path: Path | str, /, **arrays: "ArrayLike") -> None:
-    """np.savez(path, **arrays), atomically and byte-stable: the file depends only on the arrays'
-    names, dtypes, shapes and values, never on when it is written or on an array's memory layout.
-
-    np.load reads it as usual (data["name"]). Members are uncompressed .npy files, sorted by name,
-    streamed one by one (no second copy of the data in memory). Object arrays are refused: they would
-    be pickles, neither safe to load nor byte-stable.
-    """
-    import numpy as np
-
-    if not arrays:
-        raise ValueError("write_npz: give at least one array, as name=array")
-    with atomic_file(path, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
-        for name in sorted(arrays):
-            # force_zip64 as np.savez: the size is unknown when the entry opens; arrays over 2 GiB work.
-            with archive.open(zip_entry(f"{name}.npy"), "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asarray(arrays[name], order="C"), allow_pickle=False)

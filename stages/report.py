@@ -19,7 +19,7 @@ import yaml
 from stages import cli, figures
 from stages.config import EVALUATED_SPLITS, PREPARED_DIR, REPORTS_DIR, SPLITS, Params, load_params
 from stages.contracts import (Comparison, EvaluationDir, ModelDir, ModelMetrics, PrepareSummary, RocCurves, SplitMetrics,
-                              TrainingInfo)
+                              TrainingInfo, read_prepared)
 from stages.document import Banner, Bullets, Code, Figure, Gallery, Paragraph, Section, Table, to_html, to_markdown
 from stages.figures import SPLIT_TITLES
 from stages.fsutil import staged_dir
@@ -270,7 +270,8 @@ def mistakes_section(results: dict[str, ModelResults], prepared_root: Path, figu
         mistakes = most_confident_mistakes(result.evaluation.read_predictions("test"), count)
         images = []
         for index, row in enumerate(mistakes.itertuples()):
-            target = copy_figure(prepared_root / row.file, figures_dir, f"{name}_mistake_{index + 1}.png")
+            target = figures_dir / f"{name}_mistake_{index + 1}.png"
+            target.write_bytes(read_prepared(prepared_root, row.file))
             images.append((target, f"{row.actual} as {row.predicted}, P({classes[1]}) {row.probability:.2f}"))
         blocks.append(Gallery(images, f"{name}:") if images else Paragraph(f"{name}: no wrong test predictions."))
     return Section("mistakes", "Most confident mistakes", blocks)

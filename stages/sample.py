@@ -16,8 +16,10 @@ CMYK, alpha PNG, EXIF-rotated, truncated and empty files, Thumbs.db and .DS_Stor
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,7 @@ class Studio:
 
 
 TRAINVAL_STUDIO = Studio((0.56, 0.64), 0.02, 3.0, (2.0, 5.0), (88, 95), 0.05, None)
+# Its sizes come from download.sample.test_sizes.
 TEST_STUDIO = Studio((0.50, 0.68), 0.03, 8.0, (3.0, 9.0), (55, 88), 0.10, (64, 260))
 
 
@@ -192,21 +195,40 @@ def _rng(seed: int, dataset: str, place: str, index: int) -> np.random.Generator
     return np.random.default_rng([seed, zlib.crc32(f"{dataset}/{place}".encode()), index])
 
 
+def _write_face(job: tuple) -> None:
+    """Draw and write one face (a pool job: every argument is picklable)."""
+    path, place, index, gender, studio, seed, dataset, oddity = job
+    rng = _rng(seed, dataset, place, index)
+    image = draw_face(rng, gender, studio)
+    if oddity is not None:
+        path.write_bytes(ODD_READABLE[oddity](image))
+    else:
+        quality = int(rng.integers(studio.jpeg_quality[0], studio.jpeg_quality[1] + 1))
+        path.write_bytes(jpeg_bytes(image, quality))
+
+
 def _write_faces(folder: Path, prefix: str, count: int, gender: str, studio: Studio,
-                 seed: int, dataset: str, oddities: dict[str, callable]) -> None:
-    """Write `count` faces; the first few take the odd encodings listed in `oddities`."""
+                 seed: int, dataset: str, oddities: list[str]) -> None:
+    """Write `count` faces, on every core; the first few take the odd encodings named in `oddities`.
+    Each face has its own generator, so the files are the same whatever the number of processes."""
     folder.mkdir(parents=True, exist_ok=True)
-    odd_names = list(oddities)
+    place = f"{folder.parent.name}/{folder.name}/{prefix}"
+    jobs = []
     for index in range(count):
-        rng = _rng(seed, dataset, f"{folder.parent.name}/{folder.name}/{prefix}", index)
-        image = draw_face(rng, gender, studio)
-        if index < len(odd_names):
-            name = odd_names[index]
-            stem, ext = name.rsplit(".", 1)
-            (folder / f"{prefix}{index:05d}_{stem}.{ext}").write_bytes(oddities[name](image))
+        if index < len(oddities):
+            stem, ext = oddities[index].rsplit(".", 1)
+            jobs.append((folder / f"{prefix}{index:05d}_{stem}.{ext}", place, index, gender, studio, seed, dataset,
+                         oddities[index]))
         else:
-            quality = int(rng.integers(studio.jpeg_quality[0], studio.jpeg_quality[1] + 1))
-            (folder / f"{prefix}{index:05d}.jpg").write_bytes(jpeg_bytes(image, quality))
+            jobs.append((folder / f"{prefix}{index:05d}.jpg", place, index, gender, studio, seed, dataset, None))
+    workers = min(os.cpu_count() or 1, max(1, count // 200))
+    if workers == 1:
+        for job in jobs:
+            _write_face(job)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for _ in pool.imap_unordered(_write_face, jobs, chunksize=64):
+            pass
 
 
 def _junk(folder: Path) -> None:
@@ -224,10 +246,9 @@ def write_trainval(root: Path, params: SampleParams) -> None:
     """Lay out the training source: Train/, Test/ (Female, Male) and an unlabeled Validation/."""
     for split, per_class in (("Train", params.train_per_class), ("Test", params.val_per_class)):
         for gender in ("Female", "Male"):
-            oddities = {}
+            oddities = []
             if split == "Train":
-                names = ["gray.jpg", "alpha.png"] if gender == "Female" else ["cmyk.jpg", "exif.jpg"]
-                oddities = {name: ODD_READABLE[name] for name in names}
+                oddities = ["gray.jpg", "alpha.png"] if gender == "Female" else ["cmyk.jpg", "exif.jpg"]
             _write_faces(root / split / gender, "", per_class, gender, TRAINVAL_STUDIO,
                          params.seed, "trainval", oddities)
     _broken(root / "Test" / "Male", "x", params.seed)
@@ -246,10 +267,9 @@ def write_test(root: Path, params: SampleParams) -> None:
     men = int(round(params.test_images * params.test_male_fraction))
     women = params.test_images - men
     faces = root / "faces"
-    _write_faces(faces / "man", "man_", men, "Male", TEST_STUDIO, params.seed, "test",
-                 {name: ODD_READABLE[name] for name in ("cmyk.jpg", "exif.jpg")})
-    _write_faces(faces / "woman", "woman_", women, "Female", TEST_STUDIO, params.seed, "test",
-                 {name: ODD_READABLE[name] for name in ("gray.jpg", "alpha.png")})
+    studio = replace(TEST_STUDIO, sizes=tuple(params.test_sizes))
+    _write_faces(faces / "man", "man_", men, "Male", studio, params.seed, "test", ["cmyk.jpg", "exif.jpg"])
+    _write_faces(faces / "woman", "woman_", women, "Female", studio, params.seed, "test", ["gray.jpg", "alpha.png"])
     _broken(faces / "man", "man_", params.seed + 1)
     _junk(faces / "woman")
     _junk(root)

@@ -1,4 +1,4 @@
-"""tfrecords: data/prepared/<split>/<Class>/*.png -> data/tfrecords/<split>-NNNNN-of-NNNNN.tfrecord.
+"""tfrecords: data/prepared/<split>.zip (<Class>/*.png) -> data/tfrecords/<split>-NNNNN-of-NNNNN.tfrecord.
 
 Training examples are written in a seeded shuffled order so that a bounded shuffle buffer mixes
 classes; val and test keep a sorted order. A manifest records counts and shard names.
@@ -9,25 +9,18 @@ from __future__ import annotations
 import argparse
 import random
 from pathlib import Path
-from typing import Sequence
-
-from tqdm import tqdm
+from typing import Iterator, Sequence
 
 from stages import cli
 from stages.config import PREPARED_DIR, SPLITS, TFRECORDS_DIR, load_params
-from stages.contracts import SplitShards, TfrecordsManifest, missing
+from stages.contracts import PreparedSplit, SplitShards, TfrecordsManifest
 from stages.fsutil import staged_dir
+from stages.progress import progress_bar
 
 
-def list_examples(prepared_root: Path, classes: list[str], split: str) -> list[tuple[Path, int]]:
-    """(png path, label index) for every image of a split, sorted by class then name."""
-    examples = []
-    for label, name in enumerate(classes):
-        folder = prepared_root / split / name
-        if not folder.is_dir():
-            raise missing(folder, "prepare")
-        examples.extend((path, label) for path in sorted(folder.glob("*.png")))
-    return examples
+def list_examples(prepared: PreparedSplit, classes: list[str]) -> list[tuple[str, int]]:
+    """(image file, label index) for every image of a split, sorted by class then name."""
+    return [(file, label) for label, name in enumerate(classes) for file in prepared.files(name)]
 
 
 def order_examples(examples: list, split: str, seed: int) -> list:
@@ -39,31 +32,19 @@ def order_examples(examples: list, split: str, seed: int) -> list:
     return shuffled
 
 
-def shard(items: list, shard_size: int) -> list[list]:
-    """Cut items into consecutive shards of at most shard_size (at least one shard)."""
-    return [items[start:start + shard_size] for start in range(0, len(items), shard_size)] or [[]]
+def write_split(examples: list[tuple[str, int]], prepared: PreparedSplit, out_root: Path, shard_size: int) -> list[str]:
+    """Write a split's TFRecord shards into out_root, in the order given; return their file names."""
+    from stages.records import encode_example, write_shards
 
+    split = prepared.split
 
-def write_split(examples: list[tuple[Path, int]], split: str, out_root: Path,
-                prepared_root: Path, shard_size: int) -> list[str]:
-    """Write a split's TFRecord shards into out_root; return their file names."""
-    import tensorflow as tf
+    def serialized() -> Iterator[bytes]:
+        with progress_bar(len(examples), f"tfrecords {split}") as bar:
+            for file, label in examples:
+                yield encode_example(prepared.read(file), label, file)
+                bar.update()
 
-    from stages.records import encode_example, shard_name
-
-    shards = shard(examples, shard_size)
-    names = []
-    progress = tqdm(total=len(examples), desc=f"tfrecords {split}", unit="img")
-    for index, members in enumerate(shards):
-        name = shard_name(split, index, len(shards))
-        with tf.io.TFRecordWriter(str(out_root / name)) as writer:
-            for path, label in members:
-                relative = path.relative_to(prepared_root).as_posix()
-                writer.write(encode_example(path.read_bytes(), label, relative))
-                progress.update()
-        names.append(name)
-    progress.close()
-    return names
+    return write_shards(serialized(), len(examples), split, out_root, shard_size)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -75,8 +56,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     splits = {}
     with staged_dir(TFRECORDS_DIR) as staging:
         for split in SPLITS:
-            examples = order_examples(list_examples(PREPARED_DIR, classes, split), split, params.tfrecords.seed)
-            shards = write_split(examples, split, staging, PREPARED_DIR, params.tfrecords.shard_size)
+            with PreparedSplit(PREPARED_DIR, split) as prepared:
+                examples = order_examples(list_examples(prepared, classes), split, params.tfrecords.seed)
+                shards = write_split(examples, prepared, staging, params.tfrecords.shard_size)
             per_class = {name: sum(1 for _, label in examples if label == index) for index, name in enumerate(classes)}
             splits[split] = SplitShards(count=len(examples), per_class=per_class, shards=shards)
         TfrecordsManifest(image_size=params.prepare.image_size, classes=classes, splits=splits).write(

@@ -83,13 +83,25 @@ def face_png(split: str, label: int, index: int) -> bytes:
 
 
 def make_prepared(root: Path) -> None:
-    """data/prepared/<split>/<Class>/imgNNN.png with RECORD_COUNTS images."""
-    for split, per_class in RECORD_COUNTS.items():
-        for label, name in enumerate(CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for index in range(per_class[name]):
-                (folder / f"img{index:03d}.png").write_bytes(face_png(split, label, index))
+    """data/prepared/<split>.zip with <Class>/imgNNN.png, RECORD_COUNTS images."""
+    from stages.contracts import PreparedWriter
+
+    root.mkdir(parents=True, exist_ok=True)
+    with PreparedWriter(root, list(CLASSES)) as out:
+        for split, per_class in RECORD_COUNTS.items():
+            for label, name in enumerate(CLASSES):
+                for index in range(per_class[name]):
+                    out.add(split, name, f"img{index:03d}.png", face_png(split, label, index))
+
+
+def unzip_prepared(root: Path, tree: Path) -> Path:
+    """data/prepared's split archives in `root` unpacked as folders, tree/<split>/<Class>/*.png; returns tree."""
+    import zipfile
+
+    for archive in sorted(Path(root).glob("*.zip")):
+        with zipfile.ZipFile(archive) as opened:
+            opened.extractall(tree / archive.stem)
+    return tree
 
 
 def make_tfrecords_project(folder: Path, shard_size: int = SHARD_SIZE) -> Path:

@@ -27,6 +27,7 @@ from stages import predict, sample
 from stages.config import SampleParams, parse_params
 from stages.errors import UserError
 from stages.images import DEFAULT_MAX_PIXELS, UnreadableImage, load_rgb
+from tests.helpers import unzip_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 13000
@@ -173,7 +174,8 @@ def describe(run: dict) -> str:
     return f"rc {run['rc']}, peak {run['peak_kb'] / MB:.0f} MB; stderr tail: {run['stderr'][-1500:]}"
 
 
-TINY = SampleParams(seed=3, train_per_class=3, val_per_class=2, unlabeled=1, test_images=4, test_male_fraction=0.5)
+TINY = SampleParams(seed=3, train_per_class=3, val_per_class=2, unlabeled=1, test_images=4, test_male_fraction=0.5,
+                    test_sizes=[64, 260])
 
 
 def make_project(root: Path, bombs: dict[str, Path] | None) -> Path:
@@ -206,7 +208,7 @@ def test_prepare_skips_bombs_in_bounded_memory(bombs, tmp_path):
     normal_summary = json.loads((tmp_path / "normal/metrics/prepare.json").read_text())
     assert summary["counts"] == normal_summary["counts"]          # nothing else lost, nothing written for them
     assert summary["skipped_count"] == normal_summary["skipped_count"] + 2
-    assert not list((project / "data/prepared").rglob("zz_bomb*"))
+    assert not list(unzip_prepared(project / "data/prepared", tmp_path / "tree").rglob("zz_bomb*"))
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ from stages.contracts import (
     ParameterCounts,
     RocCurves,
     TrainingInfo,
-    write_features,
 )
 from stages.models import transfer
 from stages.models.family import DataRoots, ModelFamily, predict_records
@@ -45,22 +44,27 @@ def training_info(**details) -> TrainingInfo:
                         layers=[], details=details)
 
 
-def test_head_on_cached_features_equals_full_model(records, tmp_path):
-    """Same files, labels and probabilities (float32 features: only summation order differs)."""
-    params = models.family("transfer", load_params()).params.model_copy(update={"weights": "none"})
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_head_on_cached_features_equals_full_model(records, tmp_path, precision):
+    """Same files, labels and probabilities (features stored unrounded in the base's dtype, streamed
+    from shards: only summation order differs)."""
+    params = models.family("transfer", load_params()).params.model_copy(
+        update={"weights": "none", "precision": precision})
     keras.utils.set_random_seed(7)
-    extractor = transfer.feature_extractor((100, 100, 3), "none", params.feature_layer)
+    extractor = transfer.feature_extractor((100, 100, 3), "none", params.feature_layer, precision)
     cached = tmp_path / "features"
     cached.mkdir()
-    for split in ("val", "test"):
-        write_features(cached, split, *features.extract(extractor, records, split, batch_size=4))
-    FeaturesManifest(weights="none", feature_layer=params.feature_layer, weights_label="random",
-                     splits={}).write(cached / FeaturesManifest.name)
+    splits = {split: features.extract_split(extractor, records, split, cached, batch_size=4, shard_size=2)
+              for split in ("val", "test")}
+    assert len(splits["test"].shards) == 3
+    FeaturesManifest(weights="none", feature_layer=params.feature_layer, precision=precision, weights_label="random",
+                     dtype=precision, splits=splits).write(cached / FeaturesManifest.name)
     keras.utils.set_random_seed(8)
     base = extractor.get_layer("vgg16")
     head = transfer.make_head(tuple(base.output.shape[1:]), params)
     model = transfer.make_model((100, 100, 3), params, base=base, head=head)
-    training = training_info(weights="none", feature_layer=params.feature_layer, fine_tuned=False)
+    training = training_info(weights="none", feature_layer=params.feature_layer, precision=precision,
+                             fine_tuned=False)
     assert transfer.uses_cached_features(training, cached)   # so the features path is the one tested
     for split in ("val", "test"):
         from_features = transfer.Family.predict_split(model, training, DataRoots(records, cached), split, batch_size=3)
@@ -70,27 +74,29 @@ def test_head_on_cached_features_equals_full_model(records, tmp_path):
         assert np.ptp(from_images["probability"]) > 1e-6, "the check needs outputs that differ per image"
         np.testing.assert_allclose(from_features["probability"], from_images["probability"], rtol=1e-5, atol=1e-7)
     # A fine-tuned base is not the one the features came from: the full model scores the images.
-    fine_tuned = training_info(weights="none", feature_layer=params.feature_layer, fine_tuned=True)
+    fine_tuned = training_info(weights="none", feature_layer=params.feature_layer, precision=precision, fine_tuned=True)
     scored = transfer.Family.predict_split(model, fine_tuned, DataRoots(records, cached), "val", batch_size=3)
     np.testing.assert_array_equal(scored["probability"], predict_records(model, records, "val", 3)["probability"])
 
 
-HED4 = {"weights": "hed", "feature_layer": "block4_pool", "fine_tuned": False}
+HED4 = {"weights": "hed", "feature_layer": "block4_pool", "precision": "float32", "fine_tuned": False}
 
 
 @pytest.mark.parametrize("details, in_features, expected", [
-    (HED4, ("hed", "block4_pool"), True),
-    (HED4 | {"fine_tuned": True}, ("hed", "block4_pool"), False),   # fine-tuning changed the base
-    (HED4, ("none", "block4_pool"), False),                         # other weights
-    (HED4, ("hed", "block5_pool"), False),                          # cut elsewhere
-    (HED4, None, False),                                            # no features
-    ({}, ("hed", "block4_pool"), False),                            # a model that says nothing of a base
+    (HED4, ("hed", "block4_pool", "float32"), True),
+    (HED4 | {"fine_tuned": True}, ("hed", "block4_pool", "float32"), False),   # fine-tuning changed the base
+    (HED4, ("none", "block4_pool", "float32"), False),                         # other weights
+    (HED4, ("hed", "block5_pool", "float32"), False),                          # cut elsewhere
+    (HED4, ("hed", "block4_pool", "bfloat16"), False),                         # computed in another precision
+    (HED4 | {"precision": "bfloat16"}, ("hed", "block4_pool", "bfloat16"), True),
+    (HED4, None, False),                                                       # no features
+    ({}, ("hed", "block4_pool", "float32"), False),                            # says nothing of a base
 ])
 def test_cached_features_only_when_they_match_the_model(tmp_path, details, in_features, expected):
     if in_features is not None:
-        weights, layer = in_features
-        FeaturesManifest(weights=weights, feature_layer=layer, weights_label="x", splits={}).write(
-            tmp_path / FeaturesManifest.name)
+        weights, layer, precision = in_features
+        FeaturesManifest(weights=weights, feature_layer=layer, precision=precision, weights_label="x",
+                         dtype=precision, splits={}).write(tmp_path / FeaturesManifest.name)
     assert transfer.uses_cached_features(training_info(**details), tmp_path) is expected
 
 

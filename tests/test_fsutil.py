@@ -9,7 +9,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from stages import fsutil
@@ -19,7 +18,6 @@ from stages.fsutil import (
     staged_dir,
     write_bytes_atomic,
     write_json_atomic,
-    write_npz,
     write_zip,
 )
 
@@ -244,7 +242,7 @@ def test_write_bytes_atomic_failure_keeps_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
 
-# --- deterministic zip and .npz ------------------------------------------------------------------
+# --- deterministic zip -------------------------------------------------------------------------------
 
 @pytest.fixture
 def later(monkeypatch):
@@ -360,67 +358,3 @@ def test_write_zip_failure_midway_keeps_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zip"]
     with pytest.raises(ValueError, match="compression"):
         write_zip(path, MEMBERS, compression=zipfile.ZIP_BZIP2)
-
-
-def arrays() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {
-        "features": rng.normal(size=(4, 3, 3, 5)).astype(np.float32),
-        "labels": np.array([0, 1, 1, 0], dtype=np.int64),
-        "files": np.array(["a.png", "b.png", "sub/ć.png", "d.png"]),
-        "scalar": np.array(2.5),
-        "empty": np.zeros((0, 7), dtype=np.uint8),
-    }
-
-
-def test_write_npz_round_trips(tmp_path):
-    expected = arrays()
-    write_npz(tmp_path / "x.npz", **expected)
-    with np.load(tmp_path / "x.npz") as data:
-        assert sorted(data.files) == sorted(expected)
-        for name, array in expected.items():
-            assert data[name].dtype == array.dtype, name
-            assert data[name].shape == array.shape, name
-            np.testing.assert_array_equal(data[name], array)
-        assert [str(name) for name in data["files"]] == ["a.png", "b.png", "sub/ć.png", "d.png"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]
-
-
-def test_write_npz_bytes_depend_only_on_the_arrays(tmp_path, later):
-    write_npz(tmp_path / "a.npz", **arrays())
-    later()
-    time.sleep(2.1)  # and the real clock too: zip times have a resolution of 2 s
-    write_npz(tmp_path / "b.npz", **dict(reversed(arrays().items())))  # in another order
-    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
-    # Memory layout and array type are not content: a Fortran-ordered copy or a list gives the same file.
-    same = {**arrays(), "features": np.asfortranarray(arrays()["features"]), "labels": [0, 1, 1, 0]}
-    write_npz(tmp_path / "c.npz", **same)
-    assert (tmp_path / "c.npz").read_bytes() == (tmp_path / "a.npz").read_bytes()
-
-
-def test_write_npz_other_arrays_other_bytes(tmp_path):
-    write_npz(tmp_path / "a.npz", **arrays())
-    changed = arrays()
-    changed["features"][0, 0, 0, 0] += 1
-    write_npz(tmp_path / "b.npz", **changed)
-    write_npz(tmp_path / "c.npz", **{**arrays(), "labels": arrays()["labels"].astype(np.int32)})
-    write_npz(tmp_path / "d.npz", **{**arrays(), "files": np.array(["a.png", "b.png", "sub/c.png", "d.png"])})
-    assert len({(tmp_path / f"{n}.npz").read_bytes() for n in "abcd"}) == 4
-
-
-def test_write_npz_refuses_object_arrays_and_keeps_old_file(tmp_path):
-    path = tmp_path / "x.npz"
-    write_npz(path, labels=np.arange(3))
-    before = path.read_bytes()
-    with pytest.raises(ValueError):
-        write_npz(path, labels=np.arange(3), files=np.array(["a", None], dtype=object))
-    with pytest.raises(ValueError):
-        write_npz(path)
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]
-
-
-def test_write_npz_takes_an_array_named_path(tmp_path):
-    write_npz(tmp_path / "x.npz", path=np.arange(2))
-    with np.load(tmp_path / "x.npz") as data:
-        np.testing.assert_array_equal(data["path"], [0, 1])

@@ -11,7 +11,7 @@ from PIL import Image
 
 from stages import predict, prepare
 from stages.contracts import PrepareSummary
-from tests.helpers import files_under_split_folders, hostile_tree, run_cli
+from tests.helpers import files_under_split_folders, hostile_tree, run_cli, unzip_prepared
 
 SIZE = 100
 
@@ -25,7 +25,7 @@ def hostile(tmp_path_factory, repo_params):
     out.mkdir()
     params = repo_params.prepare.model_copy(update={"max_pixels": 20_000_000})
     summary = prepare.prepare(raw, out, params, workers=2)
-    return raw, out, kinds, summary
+    return raw, unzip_prepared(out, root / "unzipped"), kinds, summary
 
 
 def test_every_file_is_prepared_or_listed(hostile):
@@ -91,7 +91,7 @@ def test_duplicates_can_be_kept(tmp_path, repo_params):
     params = repo_params.prepare.model_copy(update={"drop_duplicates": False, "max_pixels": 20_000_000})
     summary = prepare.prepare(raw, tmp_path / "out", params, workers=1)
     assert summary.duplicates == {"train-test": 1} and summary.duplicates_dropped == 0
-    assert (tmp_path / "out/train/Male/leak.png").exists()
+    assert (unzip_prepared(tmp_path / "out", tmp_path / "tree") / "train/Male/leak.png").exists()
     assert isinstance(summary, PrepareSummary)
 
 

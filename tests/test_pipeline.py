@@ -19,7 +19,9 @@ import yaml
 from PIL import Image
 
 from stages import predict
-from tests.helpers import ROOT, files_under_split_folders, hostile_tree, pipeline_code, raw_repo_params, run_cli
+from stages.contracts import PreparedSplit
+from tests.helpers import (ROOT, files_under_split_folders, hostile_tree, pipeline_code, raw_repo_params, run_cli,
+                           unzip_prepared)
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
                  "stages"]
@@ -99,12 +101,13 @@ def test_repro_runs_every_stage(first_repro):
 
 def test_every_declared_output_exists(project, first_repro):
     for path in ["data/raw/trainval/Train/Female", "data/raw/test/faces/man", "data/tfrecords/manifest.json",
-                 "metrics/prepare.json", "metrics/comparison.json", "data/features/train.npz",
+                 "metrics/prepare.json", "metrics/comparison.json", "data/features/train-00000-of-00001.tfrecord",
                  "data/features/manifest.json"]:
         assert (project / path).exists(), path
     for split in ("train", "val", "test"):
-        for label in ("Female", "Male"):
-            assert any((project / "data/prepared" / split / label).glob("*.png")), f"{split}/{label}"
+        with PreparedSplit(project / "data/prepared", split) as prepared:
+            for label in ("Female", "Male"):
+                assert prepared.files(label), f"{split}/{label}"
     for model in MODELS:
         for name in ("model.keras", "summary.txt", "training.json"):
             assert (project / "models" / model / name).stat().st_size > 0, f"{model}/{name}"
@@ -226,13 +229,13 @@ def test_report_has_every_section_and_the_metrics(project, first_repro):
 def test_predict_gives_evaluate_probabilities(project, first_repro, tmp_path, monkeypatch):
     """For every model (the transfer one evaluated on cached features), predict on the prepared PNG."""
     monkeypatch.chdir(project)
+    tree = unzip_prepared(project / "data/prepared", tmp_path / "prepared")
     for model in MODELS:
         scored = pd.read_csv(project / "data/evaluate" / model / "predictions_test.csv").head(6)
         out = tmp_path / f"{model}.csv"
-        assert run_cli(predict.main, [model, *(str(Path("data/prepared") / file) for file in scored["file"]),
-                                      "--csv", str(out)]) == 0
+        assert run_cli(predict.main, [model, *(str(tree / file) for file in scored["file"]), "--csv", str(out)]) == 0
         predicted = pd.read_csv(out)
-        assert [Path(file).relative_to("data/prepared").as_posix() for file in predicted["file"]] == list(scored["file"])
+        assert [Path(file).relative_to(tree).as_posix() for file in predicted["file"]] == list(scored["file"])
         np.testing.assert_allclose(predicted["probability_Male"], scored["probability"], atol=2e-6)
         assert list(predicted["predicted"]) == list(scored["predicted"])
 
@@ -340,7 +343,8 @@ def test_hostile_files_through_dvc_repro_prepare(project, first_repro, tmp_path)
     output = run(["dvc", "repro", "-s", "prepare"], project)
     assert stages_run(output) == ["prepare"] and "Traceback" not in output
     summary = json.loads((project / "metrics/prepare.json").read_text())
-    prepared = list((project / "data/prepared").rglob("*.png"))
+    prepared = [file for split in ("train", "val", "test")
+                for file in PreparedSplit(project / "data/prepared", split).files()]
     assert len(prepared) + summary["skipped_count"] == len(files_under_split_folders(project / "data/raw"))
     listed = {Path(item["file"]).relative_to("data/raw").as_posix() for item in summary["skipped"]}
     assert {kinds[kind] for kind in ("link out of data/raw", "huge declared size", "unknown folder")} <= listed

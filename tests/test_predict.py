@@ -19,14 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 from stages import predict, prepare, sample, tfrecords  # noqa: E402
-from stages.contracts import SplitShards, TfrecordsManifest  # noqa: E402
+from stages.contracts import PreparedSplit, PreparedWriter, SplitShards, TfrecordsManifest  # noqa: E402
 from stages.images import load_rgb  # noqa: E402
 from stages.models import (
     baseline,  # noqa: E402
     load_model,  # noqa: E402
 )
 from stages.models.family import predict_records  # noqa: E402
-from tests.helpers import png_bytes, run_cli  # noqa: E402
+from tests.helpers import png_bytes, run_cli, unzip_prepared  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 100
@@ -278,19 +278,23 @@ def evaluated(model, tmp_path_factory) -> tuple[dict[str, Path], dict[str, Path]
         "plain": ("Male", write(root / "raw" / "plain.jpg", sample.jpeg_bytes(face(15), 75))),
     }
     prepared, records = root / "prepared", root / "tfrecords"
-    for name in CLASSES:
-        (prepared / "test" / name).mkdir(parents=True)
-    for name, (label, source) in sources.items():
-        assert prepare.convert(prepare.Task("test", label, source, Path("test") / label / f"{name}.png"), prepared, SIZE)[0] is None
+    prepared.mkdir()
+    with PreparedWriter(prepared, CLASSES) as out:
+        for name, (label, source) in sources.items():
+            converted = prepare.convert(source, SIZE)
+            assert converted.reason is None
+            out.add("test", label, f"{name}.png", converted.png)
     records.mkdir()
-    examples = tfrecords.list_examples(prepared, CLASSES, "test")
-    shards = tfrecords.write_split(examples, "test", records, prepared, shard_size=2)
+    with PreparedSplit(prepared, "test") as split:
+        examples = tfrecords.list_examples(split, CLASSES)
+        shards = tfrecords.write_split(examples, split, records, shard_size=2)
     TfrecordsManifest(image_size=SIZE, classes=CLASSES, splits={"test": SplitShards(
         count=len(examples), per_class={}, shards=shards)}).write(records / TfrecordsManifest.name)
     scored = predict_records(model, records, "test", batch_size=3)
     assert len(scored) == len(sources)
     probabilities = {Path(file).stem: p for file, p in zip(scored["file"], scored["probability"])}
-    pngs = {name: prepared / "test" / label / f"{name}.png" for name, (label, _) in sources.items()}
+    pngs = {name: unzip_prepared(prepared, root / "tree") / "test" / label / f"{name}.png"
+            for name, (label, _) in sources.items()}
     return {name: source for name, (_, source) in sources.items()}, pngs, probabilities
 
 

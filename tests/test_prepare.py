@@ -14,10 +14,10 @@ from stages.config import PrepareParams, SampleParams, parse_params
 from stages.contracts import PrepareSummary
 from stages.errors import UserError
 from stages.images import load_rgb
-from tests.helpers import hashes, raw_repo_params
+from tests.helpers import hashes, raw_repo_params, unzip_prepared
 
 SAMPLE = SampleParams(seed=5, train_per_class=6, val_per_class=5, unlabeled=2,
-                      test_images=12, test_male_fraction=0.65)
+                      test_images=12, test_male_fraction=0.65, test_sizes=[64, 260])
 TRAIN, VAL = SAMPLE.train_per_class, SAMPLE.val_per_class  # per class
 MEN, WOMEN = 8, 4  # round(12 * 0.65), the rest
 SPLITS = ("train", "val", "test")
@@ -40,11 +40,17 @@ def raw(tmp_path_factory) -> Path:
     return root
 
 
+def run_prepare(raw: Path, out: Path, params: PrepareParams, workers: int = 1) -> tuple[Path, PrepareSummary]:
+    """prepare into out; returns its archives unpacked as folders (<split>/<Class>/*.png) and the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = prepare.prepare(raw, out, params, workers=workers)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{split}.zip" for split in SPLITS)
+    return unzip_prepared(out, out.parent / f"{out.name}-unzipped"), summary
+
+
 @pytest.fixture(scope="module")
 def prepared(raw, params, tmp_path_factory) -> tuple[Path, PrepareSummary]:
-    out = tmp_path_factory.mktemp("prepared")
-    summary = prepare.prepare(raw, out, params, workers=2)
-    return out, summary
+    return run_prepare(raw, tmp_path_factory.mktemp("prepared") / "out", params, workers=2)
 
 
 def pngs(folder: Path) -> list[Path]:
@@ -159,23 +165,25 @@ def test_skipped_lists_exactly_the_broken_and_junk_files(prepared, raw):
     assert order == sorted(order)
 
 
+def archives(tree: Path) -> Path:
+    """The folder of split archives run_prepare unpacked into `tree`."""
+    return tree.parent / tree.name.removesuffix("-unzipped")
+
+
 def test_rerun_is_byte_identical(prepared, raw, params, tmp_path):
     out, summary = prepared
-    again = tmp_path / "again"
-    again.mkdir()
-    summary_again = prepare.prepare(raw, again, params, workers=2)
-    assert hashes(again) == hashes(out)
+    again, summary_again = run_prepare(raw, tmp_path / "again", params, workers=2)
+    assert hashes(archives(again)) == hashes(archives(out))        # the archives themselves, byte for byte
     assert summary_again.counts == summary.counts
 
 
 def test_workers_do_not_change_output(prepared, raw, params, tmp_path):
     out, summary = prepared
-    one = tmp_path / "one"
-    one.mkdir()
-    summary_one = prepare.prepare(raw, one, params, workers=1)
+    one, summary_one = run_prepare(raw, tmp_path / "one", params, workers=1)
     first = hashes(out)
     assert len(first) == 2 * TRAIN + 2 * VAL + MEN + WOMEN
     assert hashes(one) == first
+    assert hashes(archives(one)) == hashes(archives(out))
     # Same summary apart from where the raw files live (same here).
     assert summary_one == summary
 
@@ -184,10 +192,8 @@ def test_rerun_from_a_copied_raw_tree(prepared, raw, params, tmp_path):
     out, _ = prepared
     copy = tmp_path / "raw"
     shutil.copytree(raw, copy)
-    target = tmp_path / "out"
-    target.mkdir()
-    prepare.prepare(copy, target, params, workers=3)
-    assert hashes(target) == hashes(out)
+    target, _ = run_prepare(copy, tmp_path / "out", params, workers=3)
+    assert hashes(archives(target)) == hashes(archives(out))
 
 
 # --- target_names -----------------------------------------------------------------------------
@@ -223,9 +229,7 @@ def test_counts_match_disk_when_names_could_collide(raw, params, tmp_path):
     (female / "sub").mkdir()
     shutil.copy(female / "00002.jpg", female / "sub" / "a.jpg")
     shutil.copy(female / "00003.jpg", female / "sub__a.jpg")
-    out = tmp_path / "out"
-    out.mkdir()
-    summary = prepare.prepare(copy, out, params, workers=1)
+    out, summary = run_prepare(copy, tmp_path / "out", params, workers=1)
     assert len(pngs(out / "train/Female")) == summary.counts["train"]["Female"] == TRAIN + 2
 
 
@@ -236,9 +240,7 @@ def test_same_stem_files_both_prepared(raw, params, tmp_path):
     Image.open(female / "00002.jpg").save(female / "00002.png")  # same stem, other format
     (female / "nested").mkdir()
     shutil.copy(female / "00003.jpg", female / "nested" / "00003.JPG")
-    out = tmp_path / "out"
-    out.mkdir()
-    summary = prepare.prepare(copy, out, params, workers=1)
+    out, summary = run_prepare(copy, tmp_path / "out", params, workers=1)
     names = sorted(p.name for p in pngs(out / "train/Female"))
     assert {"00002.png", "00002__2.png", "nested__00003.png", "00003.png"} <= set(names)
     assert len(names) == summary.counts["train"]["Female"] == TRAIN + 2
@@ -250,9 +252,7 @@ def test_hidden_sub_folders_are_not_prepared(raw, params, tmp_path):
     hidden = copy / "trainval/Train/Female/.ipynb_checkpoints"
     hidden.mkdir()
     shutil.copy(copy / "trainval/Train/Female/00002.jpg", hidden / "00002.jpg")
-    out = tmp_path / "out"
-    out.mkdir()
-    summary = prepare.prepare(copy, out, params, workers=1)
+    out, summary = run_prepare(copy, tmp_path / "out", params, workers=1)
     assert summary.counts["train"]["Female"] == TRAIN
     assert not any(p.name.startswith(".") for p in out.rglob("*"))
 
@@ -322,8 +322,8 @@ def test_plan_lists_tasks_in_order(raw, params):
     tasks, skipped = prepare.plan(raw, params)
     assert len(tasks) == 2 * TRAIN + 2 * VAL + 2 + MEN + 2 + WOMEN  # broken files are only found on decode
     assert [t.split for t in tasks] == sorted((t.split for t in tasks), key=SPLITS.index)
-    assert all(t.target.parts[:2] == (t.split, t.label) for t in tasks)
-    assert len({t.target for t in tasks}) == len(tasks)
+    assert all(t.name.endswith(".png") and "/" not in t.name for t in tasks)
+    assert len({(t.split, t.label, t.name) for t in tasks}) == len(tasks)
     assert len(skipped) == 4  # junk in Train/Female and faces/woman
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from stages import tfrecords  # noqa: E402
-from stages.contracts import TfrecordsManifest  # noqa: E402
+from stages.contracts import PreparedSplit, TfrecordsManifest, read_prepared  # noqa: E402
 from stages.errors import UserError  # noqa: E402
-from stages.records import decode_example, encode_example, load_split, shard_name  # noqa: E402
+from stages.records import decode_example, encode_example, load_split, shard_name, write_shards  # noqa: E402
 from tests.helpers import (  # noqa: E402
     CLASSES,
     RECORD_COUNTS,
@@ -105,20 +105,35 @@ def test_shard_names():
 
 def test_list_examples_sorted_by_class_then_name(tmp_path):
     make_prepared(tmp_path)
-    examples = tfrecords.list_examples(tmp_path, CLASSES, "train")
+    with PreparedSplit(tmp_path, "train") as prepared:
+        examples = tfrecords.list_examples(prepared, CLASSES)
     counts = RECORD_COUNTS["train"]
     assert [label for _, label in examples] == [0] * counts["Female"] + [1] * counts["Male"]
-    assert [p.relative_to(tmp_path).as_posix() for p, _ in examples[:2]] == ["train/Female/img000.png", "train/Female/img001.png"]
-    assert examples == sorted(examples, key=lambda e: (e[1], e[0].name))
+    assert [file for file, _ in examples[:2]] == ["train/Female/img000.png", "train/Female/img001.png"]
+    assert examples == sorted(examples, key=lambda e: (e[1], e[0]))
 
 
-def test_list_examples_missing_folder(tmp_path):
+def test_missing_or_damaged_archive(tmp_path):
     make_prepared(tmp_path)
-    shutil.rmtree(tmp_path / "val" / "Male")
+    (tmp_path / "val.zip").unlink()
     with pytest.raises(UserError) as caught:
-        tfrecords.list_examples(tmp_path, CLASSES, "val")
-    assert str(tmp_path / "val" / "Male") in str(caught.value)
-    assert "prepare" in str(caught.value)
+        PreparedSplit(tmp_path, "val")
+    assert str(tmp_path / "val.zip") in str(caught.value) and "dvc repro prepare" in str(caught.value)
+    (tmp_path / "test.zip").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="test.zip: not a zip archive"):
+        PreparedSplit(tmp_path, "test")
+
+
+def test_prepared_archives_hold_browsable_class_folders(tmp_path):
+    """Each split is a zip any viewer opens: a folder per class (even an empty one), PNGs inside."""
+    make_prepared(tmp_path)
+    with zipfile.ZipFile(tmp_path / "val.zip") as archive:
+        names = archive.namelist()
+        assert names[:2] == ["Female/", "Male/"]
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+        png = archive.read("Male/img000.png")
+    assert Image.open(io.BytesIO(png)).size == (SIZE, SIZE)
+    assert read_prepared(tmp_path, "val/Male/img000.png") == png
 
 
 def test_order_examples():
@@ -135,26 +150,34 @@ def test_order_examples():
 @pytest.mark.parametrize(("count", "size", "expected"), [
     (13, 4, [4, 4, 4, 1]), (8, 4, [4, 4]), (3, 4, [3]), (1, 1, [1]), (5, 1, [1] * 5), (0, 4, [0]),
 ])
-def test_shard_sizes(count, size, expected):
-    items = list(range(count))
-    shards = tfrecords.shard(items, size)
+def test_shard_sizes(tmp_path, count, size, expected):
+    items = [f"example {i}".encode() for i in range(count)]
+    names = write_shards(iter(items), count, "train", tmp_path, size)
+    assert names == [shard_name("train", i, len(expected)) for i in range(len(expected))]
+    shards = [[r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / name))] for name in names]
     assert [len(s) for s in shards] == expected
     assert [x for s in shards for x in s] == items
+
+
+@pytest.mark.parametrize("given", [2, 4])
+def test_write_shards_refuses_another_count(tmp_path, given):
+    with pytest.raises(ValueError, match="expected 3"):
+        write_shards(iter([b"x"] * given), 3, "val", tmp_path, 2)
 
 
 def test_write_split(tmp_path):
     make_prepared(tmp_path / "prepared")
     out = tmp_path / "out"
     out.mkdir()
-    examples = tfrecords.list_examples(tmp_path / "prepared", CLASSES, "test")
-    names = tfrecords.write_split(examples, "test", out, tmp_path / "prepared", 4)
+    with PreparedSplit(tmp_path / "prepared", "test") as prepared:
+        examples = tfrecords.list_examples(prepared, CLASSES)
+        names = tfrecords.write_split(examples, prepared, out, 4)
     assert names == ["test-00000-of-00002.tfrecord", "test-00001-of-00002.tfrecord"]
     assert sorted(p.name for p in out.iterdir()) == names
     records = [r.numpy() for r in tf.data.TFRecordDataset([str(out / n) for n in names])]
     assert len(records) == 6
     decoded = [decode_example(tf.constant(r), SIZE) for r in records]
-    assert [d["filename"].numpy().decode() for d in decoded] == [p.relative_to(tmp_path / "prepared").as_posix()
-                                                                 for p, _ in examples]
+    assert [d["filename"].numpy().decode() for d in decoded] == [file for file, _ in examples]
     assert [int(d["label"].numpy()) for d in decoded] == [0, 0, 1, 1, 1, 1]
 
 

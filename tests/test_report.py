@@ -14,9 +14,10 @@ from PIL import Image
 
 from stages import figures, report
 from stages.compare import compare
-from stages.contracts import EvaluationDir, ModelMetrics, PrepareSummary, RocCurves, TrainingInfo
+from stages.contracts import EvaluationDir, ModelMetrics, PreparedWriter, PrepareSummary, RocCurves, TrainingInfo
 from stages.document import Figure, Section, Table, to_html, to_markdown
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
+from tests.helpers import png_bytes
 
 CLASSES = ["Female", "Male"]
 SECTION_IDS = ["banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "discussion",
@@ -31,14 +32,15 @@ def split_metrics(labels, probabilities) -> dict:
 def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[str, report.ModelResults]:
     """Models whose P(Male) separates the classes by the given (val, test) margins, with real figures."""
     rng = np.random.default_rng(0)
-    (root / "prepared" / "test" / "Female").mkdir(parents=True)
-    (root / "prepared" / "test" / "Male").mkdir(parents=True)
+    (root / "prepared").mkdir(parents=True)
     files = []
     labels = np.array([0] * 8 + [1] * 12)
-    for index, label in enumerate(labels):
-        file = f"test/{CLASSES[label]}/img{index:02d}.png"
-        Image.fromarray(rng.integers(0, 255, (100, 100, 3), dtype=np.uint8)).save(root / "prepared" / file)
-        files.append(file)
+    with PreparedWriter(root / "prepared", CLASSES) as prepared:
+        for index, label in enumerate(labels):
+            name = f"img{index:02d}.png"
+            prepared.add("test", CLASSES[label], name, png_bytes(Image.fromarray(
+                rng.integers(0, 255, (100, 100, 3), dtype=np.uint8))))
+            files.append(f"test/{CLASSES[label]}/{name}")
     results = {}
     for name, margins in quality.items():
         evaluation, roc = EvaluationDir.of(name, root / "evaluate"), RocCurves.of(name, root / "roc")

@@ -15,7 +15,7 @@ from stages.errors import UserError
 from tests.helpers import hashes
 
 PARAMS = SampleParams(seed=11, train_per_class=6, val_per_class=5, unlabeled=2,
-                      test_images=12, test_male_fraction=0.65)
+                      test_images=12, test_male_fraction=0.65, test_sizes=[64, 260])
 MEN = 8    # round(12 * 0.65)
 WOMEN = 4
 
@@ -136,6 +136,29 @@ def test_test_male_fraction(tmp_path, total, fraction, men):
     sample.generate("test", tmp_path, params)
     assert len(images_in(tmp_path / "faces/man")) == men
     assert len(images_in(tmp_path / "faces/woman")) == total - men
+
+
+@pytest.mark.parametrize("sizes", [[250, 640], [64, 64]])
+def test_test_photo_sizes_follow_params(tmp_path, sizes):
+    sample.generate("test", tmp_path, PARAMS.model_copy(update={"test_sizes": sizes}))
+    shapes = []
+    for path in images_in(tmp_path / "faces/man") + images_in(tmp_path / "faces/woman"):
+        with Image.open(path) as image:
+            shapes.append(image.size)
+    # One side is drawn from the range, the other is 0.9-1.12 times it (and some photos lie on their side).
+    assert len(shapes) == 12
+    assert all(max(shape) >= sizes[0] and min(shape) <= sizes[1] for shape in shapes), shapes
+    if sizes[0] < sizes[1]:
+        widths = [min(shape) for shape in shapes]
+        assert max(widths) - min(widths) > (sizes[1] - sizes[0]) / 3      # spread over the range
+
+
+def test_generated_files_do_not_depend_on_the_number_of_processes(tmp_path, monkeypatch):
+    params = PARAMS.model_copy(update={"train_per_class": 450})     # enough for two workers
+    sample.generate("trainval", tmp_path / "two", params)
+    monkeypatch.setattr(sample.os, "cpu_count", lambda: 1)
+    sample.generate("trainval", tmp_path / "one", params)
+    assert hashes(tmp_path / "two") == hashes(tmp_path / "one")
 
 
 def test_trainval_images_are_100px_rgb_jpeg(tree):

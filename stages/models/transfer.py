@@ -15,19 +15,20 @@ import hashlib
 import importlib.util
 import os
 from pathlib import Path
+from typing import Literal
 
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from keras import layers
 from pydantic import Field
 
 from stages.config import FitParams, LayerSize, ParamsSection
-from stages.contracts import FeaturesManifest, TrainingInfo, read_features
+from stages.contracts import FeaturesManifest, TrainingInfo
 from stages.errors import UserError
 from stages.models.family import (AugmentationParams, DataRoots, ModelFamily, compile_model, fit_on_records,
                                   fit_tensors, make_augmentation)
+from stages.records import collect, load_features, map_batches
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
@@ -38,6 +39,10 @@ VGG16_BLOCKS = {1: 2, 2: 2, 3: 3, 4: 3, 5: 3}
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 # VGG16's last layer without its top; an earlier layer (train.transfer.feature_layer) cuts the base there.
 FULL_BASE_OUTPUT = "block5_pool"
+# The frozen base's compute precision (train.transfer.precision) -> the Keras dtype policy it runs
+# under. Its weights stay float32 either way; "mixed" policies compute in 16 bits.
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+PRECISIONS = tuple(PRECISION_POLICIES)
 # `none` must give the same random base in every stage: features are extracted by one process and
 # the head is trained, saved and evaluated by others.
 RANDOM_BASE_SEED = 2021
@@ -54,6 +59,7 @@ class Params(FitParams):
 
     weights: str = Field(min_length=1)                     # hed | imagenet | none | a file path
     feature_layer: str = Field(min_length=1)               # the VGG16 layer whose output is the feature
+    precision: Literal["float32", "bfloat16", "float16"]   # the frozen base's compute precision
     head_units: list[LayerSize]                            # empty: the feature maps straight to the sigmoid
     dropout: float = Field(ge=0, lt=1)
     augmentation: AugmentationParams
@@ -69,17 +75,19 @@ class VGGPreprocess(layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=inputs.dtype)
 
 
-def describe_weights(weights: str, feature_layer: str = FULL_BASE_OUTPUT) -> str:
-    """The label for results of this model: say what the base was trained on (and where it was cut),
-    never more."""
+def describe_weights(weights: str, feature_layer: str = FULL_BASE_OUTPUT, precision: str = "float32") -> str:
+    """The label for results of this model: say what the base was trained on (and where it was cut,
+    and in what precision it runs when not float32), never more."""
     vgg = "VGG16" if feature_layer == FULL_BASE_OUTPUT else f"VGG16 up to {feature_layer}"
     if weights == "hed":
-        return f"{vgg}, HED/BSDS500 weights"
-    if weights == "imagenet":
-        return f"{vgg}, ImageNet weights"
-    if weights == "none":
-        return f"{vgg}, random weights (no pretraining)"
-    return f"{vgg}, weights from {Path(weights).name}"
+        label = f"{vgg}, HED/BSDS500 weights"
+    elif weights == "imagenet":
+        label = f"{vgg}, ImageNet weights"
+    elif weights == "none":
+        label = f"{vgg}, random weights (no pretraining)"
+    else:
+        label = f"{vgg}, weights from {Path(weights).name}"
+    return label if precision == "float32" else f"{label}, {precision} compute"
 
 
 def keras_models_dir() -> Path:
@@ -166,10 +174,17 @@ def randomize(base: keras.Model, seed: int = RANDOM_BASE_SEED) -> None:
             layer.set_weights([rng.uniform(-limit, limit, kernel.shape).astype(kernel.dtype), np.zeros_like(bias)])
 
 
-def make_base(input_shape: tuple[int, int, int], weights: str, feature_layer: str = FULL_BASE_OUTPUT) -> keras.Model:
-    """VGG16 without its top, weights as named, frozen, cut at feature_layer (its output is the base's).
-    Takes preprocessed (BGR, mean-subtracted) input."""
-    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
+def make_base(input_shape: tuple[int, int, int], weights: str, feature_layer: str = FULL_BASE_OUTPUT,
+              precision: str = "float32") -> keras.Model:
+    """VGG16 without its top, weights as named, frozen, cut at feature_layer (its output is the base's),
+    computing in `precision` (its output then has that dtype). Takes preprocessed (BGR,
+    mean-subtracted) input. A saved model keeps each layer's precision."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISION_POLICIES[precision])
+    try:
+        base = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
+    finally:
+        keras.config.set_dtype_policy(previous)
     if weights == "hed":
         load_hed_into(base, hed_weights_path())
     elif weights == "imagenet":
@@ -216,7 +231,7 @@ def make_head(feature_shape: tuple[int, ...], params: Params) -> keras.Model:
 def make_model(input_shape: tuple[int, int, int], params: Params,
                base: keras.Model | None = None, head: keras.Model | None = None) -> keras.Model:
     """Raw 0-255 RGB -> (augmentation) -> VGG preprocessing -> frozen VGG16 -> head."""
-    base = base or make_base(input_shape, params.weights, params.feature_layer)
+    base = base or make_base(input_shape, params.weights, params.feature_layer, params.precision)
     head = head or make_head(tuple(base.output.shape[1:]), params)
     inputs = keras.Input(shape=input_shape)
     x = inputs
@@ -229,9 +244,11 @@ def make_model(input_shape: tuple[int, int, int], params: Params,
     return keras.Model(inputs, outputs, name="transfer")
 
 
-def feature_extractor(input_shape: tuple[int, int, int], weights: str, feature_layer: str) -> keras.Model:
-    """What the features stage runs: raw 0-255 RGB -> VGG preprocessing -> frozen VGG16, cut at feature_layer."""
-    base = make_base(input_shape, weights, feature_layer)
+def feature_extractor(input_shape: tuple[int, int, int], weights: str, feature_layer: str,
+                      precision: str = "float32") -> keras.Model:
+    """What the features stage runs: raw 0-255 RGB -> VGG preprocessing -> frozen VGG16, cut at
+    feature_layer, computing in `precision` (its output has that dtype)."""
+    base = make_base(input_shape, weights, feature_layer, precision)
     inputs = keras.Input(shape=input_shape)
     return keras.Model(inputs, base(VGGPreprocess()(inputs), training=False), name="vgg16_features")
 
@@ -251,32 +268,30 @@ class Family(ModelFamily):
         return make_model(input_shape, self.params)
 
     def describe(self) -> str:
-        return describe_weights(self.params.weights, self.params.feature_layer)
+        return describe_weights(self.params.weights, self.params.feature_layer, self.params.precision)
 
     def details(self) -> dict[str, str | bool | int | float]:
         # evaluate reads these to decide whether the cached features are this model's base outputs.
         return {"weights": self.params.weights, "feature_layer": self.params.feature_layer,
-                "fine_tuned": self.params.fine_tune.enabled}
+                "precision": self.params.precision, "fine_tuned": self.params.fine_tune.enabled}
 
     def fit(self, data: DataRoots, input_shape, history):
         """The head on the cached features (or end to end on images when augmenting: augmented images
         change every epoch, so their features cannot be cached); then optionally fine-tune the base's
         last block with a low learning rate, the learning curve continuing in `history`."""
         params = self.params
-        base = make_base(input_shape, params.weights, params.feature_layer)
+        base = make_base(input_shape, params.weights, params.feature_layer, params.precision)
         if params.augmentation.enabled:
             model = make_model(input_shape, params, base=base)
             compile_model(model, params.optimizer, params.learning_rate)
             run = fit_on_records(model, params, data.tfrecords, history)
         else:
-            train_x, train_y, _ = read_features(data.features, "train")
-            val_x, val_y, _ = read_features(data.features, "val")
-            head = make_head(train_x.shape[1:], params)
+            shape = FeaturesManifest.read_from(data.features).splits["train"].shape
+            head = make_head(tuple(shape), params)
             compile_model(head, params.optimizer, params.learning_rate)
-            # The features fit in memory: shuffle them whole.
-            train = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(
-                len(train_y), seed=params.seed, reshuffle_each_iteration=True).batch(params.batch_size)
-            val = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(params.batch_size)
+            # Streamed from the shards, reshuffled every epoch through a shuffle_buffer-sized buffer.
+            train = load_features(data.features, "train", params.batch_size, shuffle=(params.seed, params.shuffle_buffer))
+            val = load_features(data.features, "val", params.batch_size)
             run = fit_tensors(head, params, train, val, history)
             model = make_model(input_shape, params, base=base, head=head)
         epochs_run = len(run.history["loss"])
@@ -294,9 +309,10 @@ class Family(ModelFamily):
         weights and cut): the full model's probabilities, minutes sooner. Otherwise the full model."""
         if not uses_cached_features(training, data.features):
             return super().predict_split(model, training, data, split, batch_size)
-        features, labels, files = read_features(data.features, split)
-        probabilities = model.get_layer("head").predict(features, batch_size=batch_size, verbose=0).reshape(-1)
-        return pd.DataFrame({"file": files, "label": labels.astype(int), "probability": probabilities})
+        count = FeaturesManifest.read_from(data.features).splits[split].count
+        batches = load_features(data.features, split, batch_size, with_filenames=True)
+        probabilities, labels, files = collect(map_batches(model.get_layer("head").predict_on_batch, batches, count))
+        return pd.DataFrame({"file": files, "label": labels.astype(int), "probability": probabilities.reshape(-1)})
 
     def more_compute(self) -> list[str]:
         params, key = self.params, f"train.{self.name}"
@@ -316,9 +332,11 @@ class Family(ModelFamily):
 
 
 def uses_cached_features(training: TrainingInfo, features_root: Path) -> bool:
-    """True when the saved model's base is frozen and is the one the features stage ran (same weights, same cut)."""
+    """True when the saved model's base is frozen and is the one the features stage ran (same weights,
+    cut and precision)."""
     details = training.details
     if details.get("fine_tuned", True) or not (Path(features_root) / FeaturesManifest.name).is_file():
         return False
     features = FeaturesManifest.read_from(features_root)
-    return (features.weights, features.feature_layer) == (details.get("weights"), details.get("feature_layer"))
+    return ((features.weights, features.feature_layer, features.precision)
+            == (details.get("weights"), details.get("feature_layer"), details.get("precision", "float32")))
