@@ -387,3 +387,22 @@ def test_same_model_same_bytes_in_separate_processes(tmp_path):
         for member in first[name]:
             assert first[name][member] == second[name][member], (name, member)
     assert first["files"] == second["files"]
+
+
+def test_feature_statistics_stream_equals_numpy():
+    rng = np.random.default_rng(3)
+    batches = [rng.normal(40, 9, (5, 3, 3, 4)).astype(np.float32) for _ in range(7)]
+    mean, variance = transfer.feature_statistics(iter(batches))
+    everything = np.concatenate(batches).astype(np.float64)
+    assert mean == pytest.approx(everything.mean()) and variance == pytest.approx(everything.var())
+
+
+def test_head_standardizes_its_input_with_one_mean_and_variance(transfer_defaults, tmp_path):
+    head = transfer.make_head((2, 2, 3), transfer_defaults, scale=(50.0, 400.0))
+    scaling = head.get_layer("feature_scale")
+    features = np.full((1, 2, 2, 3), 70.0, dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(scaling(features.reshape(1, -1))), 1.0, rtol=1e-5)   # (70 - 50) / 20
+    # Saved and loaded, the scale stays: the full model and the head on cached features agree.
+    head.save(tmp_path / "head.keras")
+    loaded = keras.models.load_model(tmp_path / "head.keras")
+    np.testing.assert_allclose(loaded.predict_on_batch(features), head.predict_on_batch(features), rtol=1e-6)
