@@ -156,7 +156,23 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
-def bench(scale: float, workdir: Path, keep: bool = False) -> dict:
+def precision_runs(runner: Runner, precisions: list[str]) -> dict:
+    """For each other compute precision of the frozen base, `dvc exp run -S train.transfer.precision=P`
+    in the scratch project: the features stage's measurements and the transfer model's AUC."""
+    results = {}
+    for precision in precisions:
+        (runner.project / "measure.jsonl").unlink(missing_ok=True)
+        print(f"bench: the transfer model at train.transfer.precision={precision} (dvc exp run)", flush=True)
+        runner.run("dvc", "exp", "run", "-S", f"train.transfer.precision={precision}")
+        features = next(row for row in runner.measured() if row["label"] == "features")
+        metrics = json.loads((runner.project / "metrics" / "evaluate" / "transfer.json").read_text())
+        results[precision] = {"features_wall_s": features["wall_s"], "features_cpu_s": features["cpu_s"],
+                              "features_peak_rss_tree_mb": features["peak_rss_tree_mb"],
+                              "auc": {split: metrics[split]["roc_auc"] for split in ("val", "test")}}
+    return results
+
+
+def bench(scale: float, workdir: Path, keep: bool = False, precisions: Sequence[str] = ()) -> dict:
     project, log = workdir / "project", workdir / "bench.log"
     workdir.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
@@ -180,11 +196,17 @@ def bench(scale: float, workdir: Path, keep: bool = False) -> dict:
     print("bench: references", flush=True)
     references = {
         "naive_prepare": reference(runner, "naive-prepare", "naive-prepare", str(workdir / "naive")),
-        "bare_predict": reference(runner, "bare-predict", "bare-predict", str(min(2048, images["test"]))),
+        "bare_predict": reference(runner, "bare-predict", "bare-predict", str(min(1024, images["test"]))),
         "epoch": reference(runner, "epoch", "epoch"),
     }
     shutil.rmtree(workdir / "naive", ignore_errors=True)
     metrics = {name.stem: json.loads(name.read_text()) for name in sorted((project / "metrics" / "evaluate").glob("*.json"))}
+    default_precision = yaml.safe_load((project / "params.yaml").read_text())["train"]["transfer"]["precision"]
+    features = next(row for row in stages if row["stage"] == "features")
+    precision = {default_precision: {"features_wall_s": features["wall_s"], "features_cpu_s": features["cpu_s"],
+                                     "features_peak_rss_tree_mb": features["peak_rss_tree_mb"],
+                                     "auc": {split: metrics["transfer"][split]["roc_auc"] for split in ("val", "test")}}}
+    precision.update(precision_runs(runner, [p for p in precisions if p != default_precision]))
     run = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
@@ -195,7 +217,8 @@ def bench(scale: float, workdir: Path, keep: bool = False) -> dict:
         "repro": repro, "dvc_startup_s": startup, "noop_repro": noop,
         "stages": stages,
         "references": references,
-        "auc": {model: {split: values[split]["auc"] for split in ("val", "test")} for model, values in metrics.items()},
+        "auc": {model: {split: values[split]["roc_auc"] for split in ("val", "test")} for model, values in metrics.items()},
+        "precision": precision,
     }
     run["summary"] = summarize(run)
     if not keep:
@@ -243,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="corpus size as a fraction of the real data's")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "facegender-bench")
     parser.add_argument("--keep", action="store_true", help="keep the scratch project")
+    parser.add_argument("--precisions", nargs="*", default=[], metavar="P",
+                        help="also train the transfer model with its base in these precisions (float32 bfloat16 float16)")
     parser.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
     args = parser.parse_args(argv)
     if args.render:
@@ -250,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if not 0 < args.scale <= 4:
         parser.error("--scale must be in (0, 4]")
-    results = merged(bench(args.scale, args.workdir.resolve(), args.keep))
+    results = merged(bench(args.scale, args.workdir.resolve(), args.keep, args.precisions))
     RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
     RESULTS_MD.write_text(render(results))
     print(f"bench: wrote {RESULTS_JSON.relative_to(REPO)} and {RESULTS_MD.relative_to(REPO)}")

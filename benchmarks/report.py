@@ -58,8 +58,17 @@ def run_section(run: dict, limits: dict) -> list[str]:
                  f"the TFRecords as train@baseline reads them, {epoch['in_memory_s_per_epoch']:.1f} s from numpy arrays "
                  f"in memory (`model.fit(x, y)`): {epoch['ratio']:.2f}x.")
     if run.get("auc"):
-        lines += ["", "AUC on this corpus (val / test): " + "; ".join(
+        lines += ["", "ROC AUC on this corpus (val / test): " + "; ".join(
             f"{model} {values['val']:.3f} / {values['test']:.3f}" for model, values in run["auc"].items())]
+    if len(run.get("precision", {})) > 1:
+        lines += ["", "The frozen base's compute precision (`train.transfer.precision`), each a full features stage "
+                  "and transfer model on this corpus:", "",
+                  "| precision | features wall s | features CPU s | peak RSS | transfer val AUC | transfer test AUC |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for precision, values in run["precision"].items():
+            lines.append(f"| {precision} | {values['features_wall_s']:.1f} | {values['features_cpu_s']:.1f} | "
+                         f"{_gib(values['features_peak_rss_tree_mb'])} | {values['auc']['val']:.3f} | "
+                         f"{values['auc']['test']:.3f} |")
     lines += [
         "",
         "| limit (at scale 1) | measured | met |",
