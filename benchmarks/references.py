@@ -56,11 +56,16 @@ def naive_prepare(out: Path) -> dict:
 
 def load_prepared(split: str, count: int):
     """Up to `count` prepared images of a split as one uint8 array [n, size, size, 3]."""
+    import io
+
     import numpy as np
     from PIL import Image
 
-    files = sorted((PREPARED_DIR / split).glob("*/*.png"))[:count]
-    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in files])
+    from stages.contracts import PreparedSplit
+
+    with PreparedSplit(PREPARED_DIR, split) as prepared:
+        files = prepared.files()[:count]
+        return np.stack([np.asarray(Image.open(io.BytesIO(prepared.read(file))).convert("RGB")) for file in files])
 
 
 def bare_predict(count: int) -> dict:
@@ -89,7 +94,7 @@ def bare_predict(count: int) -> dict:
     return results
 
 
-def epoch(epochs: int = 2) -> dict:
+def epoch(epochs: int = 3) -> dict:
     """One epoch of the baseline CNN from the TFRecords (as train@baseline reads them) against the same
     epoch from numpy arrays already in memory: the mean of the epochs after the first (tracing)."""
     from stages import cli
