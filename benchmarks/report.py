@@ -45,10 +45,10 @@ def run_section(run: dict, limits: dict) -> list[str]:
     lines.append(f"- prepare {prepare['wall_s']:.1f} s against a naive one-process PIL loop (open, RGB, resize, PNG "
                  f"at Pillow's defaults) over the same files, {naive['wall_s']:.1f} s: "
                  f"**{summary['prepare_speedup']:.2f}x** ({naive['images']:,} images).")
-    bare = refs["bare_predict"]
+    bare = {precision: values for precision, values in refs["bare_predict"].items() if isinstance(values, dict)}
     if "features_wall_ms_per_image" in summary:
         parts = ", ".join(f"{precision} {values['wall_ms_per_image']:.2f} ms ({values['cpu_ms_per_image']:.2f} ms CPU)"
-                          for precision, values in bare.items() if isinstance(values, dict))
+                          for precision, values in bare.items())
         lines.append(f"- features: {summary['features_wall_ms_per_image']:.2f} ms and "
                      f"{summary['features_cpu_ms_per_image']:.2f} ms CPU per image for the whole stage (read, "
                      f"decode, base, write); bare `model.predict` on an in-memory array of "
