@@ -19,15 +19,20 @@ IMAGE_SCHEMA = {
 }
 
 
-def encode_example(png: bytes, label: int, filename: str) -> bytes:
-    """Serialize one example in the schema above."""
+def serialize(data_key: str, data: bytes, label: int, filename: str) -> bytes:
+    """One example of either schema: `data` under data_key ("image" or "features"), label, filename."""
     feature = {
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        data_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
         "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[filename.encode("utf-8")])),
     }
     # deterministic: the same example gives the same bytes in every process (protobuf map order varies otherwise).
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+
+
+def encode_example(png: bytes, label: int, filename: str) -> bytes:
+    """Serialize one example in the image schema above."""
+    return serialize("image", png, label, filename)
 
 
 def decode_example(serialized: tf.Tensor, image_size: int) -> dict[str, tf.Tensor]:
@@ -48,13 +53,8 @@ FEATURES_SCHEMA = {
 
 
 def encode_features_example(features: np.ndarray, label: int, filename: str) -> bytes:
-    """Serialize one image's base output (any dtype; its bytes as they are) in the schema above."""
-    feature = {
-        "features": tf.train.Feature(bytes_list=tf.train.BytesList(value=[np.ascontiguousarray(features).tobytes()])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-        "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[filename.encode("utf-8")])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+    """Serialize one image's base output (any dtype; its bytes as they are) in the features schema."""
+    return serialize("features", np.ascontiguousarray(features).tobytes(), label, filename)
 
 
 def shard_name(split: str, index: int, total: int) -> str:
