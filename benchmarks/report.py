@@ -69,21 +69,30 @@ def run_section(run: dict, limits: dict) -> list[str]:
             lines.append(f"| {precision} | {values['features_wall_s']:.1f} | {values['features_cpu_s']:.1f} | "
                          f"{_gib(values['features_peak_rss_tree_mb'])} | {values['auc']['val']:.3f} | "
                          f"{values['auc']['test']:.3f} |")
-    lines += [
-        "",
-        "| limit (at scale 1) | measured | met |",
-        "|---|---:|---|",
-        f"| whole `dvc repro` <= {limits['pipeline_minutes']} min | {summary['pipeline_minutes']:.1f} min | "
-        f"{_check(summary['pipeline_minutes'] <= limits['pipeline_minutes'])} |",
-        f"| prepare >= {limits['prepare_speedup']:g}x the naive loop | {summary['prepare_speedup']:.2f}x | "
-        f"{_check(summary['prepare_speedup'] >= limits['prepare_speedup'])} |",
-        f"| DVC <= {limits['dvc_overhead_pct']}% of every stage | worst {summary['worst_dvc_overhead_pct']:.1f}% "
-        f"({summary['worst_dvc_overhead_stage']}) | {_check(summary['worst_dvc_overhead_pct'] <= limits['dvc_overhead_pct'])} |",
-        f"| every stage <= {_gib(limits['peak_rss_mb'])} peak RSS | {_gib(summary['peak_rss_mb'])} "
-        f"({summary['peak_rss_stage']}) | {_check(summary['peak_rss_mb'] <= limits['peak_rss_mb'])} |",
-        "",
-    ]
+    lines += [""] + limits_table(run, limits) + [""]
     return lines
+
+
+def limits_table(run: dict, limits: dict) -> list[str]:
+    """The issue's limits against this run; they are set for scale 1, other scales are for information."""
+    summary = run["summary"]
+    at_scale = run["scale"] == 1
+    rows = [
+        (f"whole `dvc repro` <= {limits['pipeline_minutes']} min", f"{summary['pipeline_minutes']:.1f} min",
+         summary["pipeline_minutes"] <= limits["pipeline_minutes"]),
+        (f"prepare >= {limits['prepare_speedup']:g}x the naive loop", f"{summary['prepare_speedup']:.2f}x",
+         summary["prepare_speedup"] >= limits["prepare_speedup"]),
+        (f"DVC <= {limits['dvc_overhead_pct']}% of every stage",
+         f"worst {summary['worst_dvc_overhead_pct']:.1f}% ({summary['worst_dvc_overhead_stage']})",
+         summary["worst_dvc_overhead_pct"] <= limits["dvc_overhead_pct"]),
+        (f"every stage <= {_gib(limits['peak_rss_mb'])} peak RSS",
+         f"{_gib(summary['peak_rss_mb'])} ({summary['peak_rss_stage']})", summary["peak_rss_mb"] <= limits["peak_rss_mb"]),
+    ]
+    if not at_scale:
+        return ["| limit (set for scale 1; this run is for information) | measured |", "|---|---:|"] + [
+            f"| {limit} | {measured} |" for limit, measured, _ in rows]
+    return ["| limit (at scale 1) | measured | met |", "|---|---:|---|"] + [
+        f"| {limit} | {measured} | {_check(ok)} |" for limit, measured, ok in rows]
 
 
 def rss_by_scale(runs: list[dict]) -> list[str]:

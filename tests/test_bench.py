@@ -84,5 +84,6 @@ def test_results_page_shows_limits_and_memory_against_scale():
     assert "| prepare >= 5x the naive loop | 6.00x | yes |" in page
     assert "| whole `dvc repro` <= 20 min | 10.0 min | yes |" in page
     assert "| features | 0.88 GiB | 0.89 GiB |" in page
+    assert page.count("| met |") == 1 and "this run is for information" in page      # limits judged at scale 1 only
     slow = run_result(1.0, 3000.0)
     assert "| every stage <= 2.00 GiB peak RSS | 2.93 GiB (features) | **no** |" in report.markdown({"runs": [slow]}, bench.LIMITS)
