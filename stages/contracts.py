@@ -70,11 +70,6 @@ def read_csv(path: Path, columns: tuple[str, ...], stage: str) -> pd.DataFrame:
 # anyone who opens it (any zip viewer, `unzip`, Python's zipfile). An image's `file`, as later stages
 # record it, is <split>/<Class>/<name>.png.
 
-def prepared_image(split: str, label: str, name: str) -> str:
-    """The `file` of one prepared image: <split>/<Class>/<name>.png."""
-    return f"{split}/{label}/{name}"
-
-
 def prepared_archive(root: Path | str, split: str) -> Path:
     return Path(root) / f"{split}.zip"
 
