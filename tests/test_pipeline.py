@@ -165,10 +165,13 @@ def test_metrics_are_probabilities(project, first_repro):
 
 def test_transfer_outputs_name_their_weights(project, first_repro):
     metrics = json.loads((project / "metrics/evaluate/transfer.json").read_text())
-    assert metrics["description"] == "VGG16 up to block4_pool, random weights (no pretraining)"
+    assert metrics["description"] == "VGG16 up to block4_pool, random weights (no pretraining), bfloat16 compute"
     training = json.loads((project / "models/transfer/training.json").read_text())
     assert training["description"] == metrics["description"]
-    assert training["details"] == {"weights": "none", "feature_layer": "block4_pool", "fine_tuned": False}
+    assert training["details"] == {"weights": "none", "feature_layer": "block4_pool", "precision": "bfloat16",
+                                   "fine_tuned": False}
+    features = json.loads((project / "data/features/manifest.json").read_text())
+    assert (features["precision"], features["dtype"]) == ("bfloat16", "bfloat16")
     assert training["parameters"]["non_trainable"] == 7_635_264  # VGG16 blocks 1-4, frozen
 
 
