@@ -13,11 +13,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from stages import models
 from stages.config import load_params
 from stages.errors import UserError
 from stages.models import improved, transfer
+from stages.models.family import AugmentationParams, augment_images, augmented
 from stages.models.baseline import make_model
 from stages.train import layer_table, parameter_counts, summary_text
 from tests.helpers import ROOT
@@ -98,11 +100,8 @@ def test_improved_shapes_and_design(improved_params):
     assert ("Dropout" in kinds) == (improved_params.dropout > 0)
     pooling = "GlobalAveragePooling2D" if improved_params.global_pooling else "Flatten"
     assert pooling in kinds
-    kinds_by_key = {"flip": "RandomFlip", "rotation": "RandomRotation", "zoom": "RandomZoom",
-                    "translation": "RandomTranslation", "contrast": "RandomContrast", "brightness": "RandomBrightness"}
-    enabled = [kind for key, kind in kinds_by_key.items() if getattr(improved_params.augmentation, key)]
-    if enabled:
-        assert [type(layer).__name__ for layer in model.get_layer("augmentation").layers] == enabled
+    # Augmentation is in the training input pipeline (family.augmented), never in the saved model.
+    assert not any(kind.startswith("Random") for kind in kinds)
 
 
 def test_improved_pooling_is_a_param(improved_params):
@@ -111,19 +110,102 @@ def test_improved_pooling_is_a_param(improved_params):
         assert kind in [type(layer).__name__ for layer in model.layers]
 
 
-def test_improved_augmentation_switches_off(improved_params):
-    off = improved_params.augmentation.model_copy(update={
-        "flip": False, "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0, "brightness": 0.0})
-    model = improved.make_model((100, 100, 3), improved_params.model_copy(update={"augmentation": off}))
-    assert "augmentation" not in [layer.name for layer in model.layers]
+# --- augmentation (family.augment_images, family.augmented) --------------------------------------
+
+ALL_OFF = {"flip": False, "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0, "brightness": 0.0}
 
 
-def test_augmentation_only_acts_in_training(improved_params):
-    model = improved.make_model((100, 100, 3), improved_params)
-    augmentation = model.get_layer("augmentation")
-    images = np.random.default_rng(1).integers(0, 256, size=(2, 100, 100, 3)).astype("float32")
-    assert np.array_equal(np.asarray(augmentation(images, training=False)), images)
-    assert not np.allclose(np.asarray(augmentation(images, training=True)), images)
+def augment(images, seed=(1, 2), **on):
+    settings = AugmentationParams(**{**ALL_OFF, **on})
+    return np.asarray(augment_images(tf.constant(images, tf.float32), tf.constant(seed, tf.int64), settings))
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """Four smooth, asymmetric 32x32 images (a bright blob off-centre on a gradient), 0-255."""
+    y, x = np.mgrid[0:32, 0:32].astype("float32")
+    blob = 200 * np.exp(-((x - 8) ** 2 + (y - 12) ** 2) / 30)
+    image = np.stack([blob + 2 * x, blob + y, blob + 40], axis=-1)
+    return np.stack([image + 5 * k for k in range(4)]).clip(0, 255)
+
+
+def test_augmentation_all_off_is_identity(faces):
+    assert np.allclose(augment(faces), faces, atol=1e-3)
+
+
+def test_flip_mirrors_about_half_the_images_exactly(faces):
+    images = np.repeat(faces[:1], 64, axis=0)
+    flipped = augment(images, flip=True)
+    mirrored = [np.allclose(out, images[0][:, ::-1], atol=1e-3) for out in flipped]
+    unchanged = [np.allclose(out, images[0], atol=1e-3) for out in flipped]
+    assert all(m != u for m, u in zip(mirrored, unchanged))   # each image one or the other
+    assert 16 <= sum(mirrored) <= 48
+
+
+def test_rotation_moves_the_blob_by_at_most_the_range(faces):
+    y, x = np.mgrid[0:32, 0:32].astype("float32")
+    blob_only = np.repeat(200 * np.exp(-((x - 8) ** 2 + (y - 12) ** 2) / 30)[..., None], 3, axis=-1) + 20
+    images = np.repeat(blob_only[None], 32, axis=0)
+    rotated = augment(images, rotation=0.05)    # +- 18 degrees about the centre (15.5, 15.5)
+    centre = np.array([15.5, 15.5])
+    blob = np.array([8.0, 12.0])                 # x, y of the blob's peak
+    radius = np.linalg.norm(blob - centre)
+    angles = []
+    for out in rotated:
+        peak_y, peak_x = np.unravel_index(np.argmax(out[..., 0]), out.shape[:2])
+        moved = np.array([peak_x, peak_y]) - centre
+        assert abs(np.linalg.norm(moved) - radius) < 1.5   # rotation keeps the distance to the centre
+        angles.append(np.degrees(np.arctan2(moved[1], moved[0]) - np.arctan2(*(blob - centre)[::-1])))
+    angles = (np.array(angles) + 180) % 360 - 180
+    assert np.abs(angles).max() <= 18 + 5 and np.ptp(angles) > 10   # within range, and varied
+
+
+def test_each_transform_changes_images_and_stays_in_range(faces):
+    for key, value in {"rotation": 0.02, "zoom": 0.1, "translation": 0.05, "contrast": 0.1, "brightness": 0.1}.items():
+        out = augment(faces, **{key: value})
+        assert out.shape == faces.shape and out.dtype == np.float32
+        assert out.min() >= 0 and out.max() <= 255
+        assert not np.allclose(out, faces, atol=0.5), key
+
+
+def test_brightness_and_contrast_follow_keras_ranges(faces):
+    shift = augment(faces, brightness=0.1) - faces   # no clipping: faces stay within 45-255 - 26
+    inside = (faces > 30) & (faces < 225)
+    per_image = [np.unique(np.round(d[m], 3)) for d, m in zip(shift, inside)]
+    assert all(len(values) == 1 and abs(values[0]) <= 25.5 for values in per_image)
+    stretched = augment(faces, contrast=0.1)
+    spread = stretched.std(axis=(1, 2)) / faces.std(axis=(1, 2))
+    assert np.all((spread > 0.9 - 1e-3) & (spread < 1.1 + 1e-3))
+
+
+def test_same_seed_same_batch_other_seed_other_batch(faces):
+    settings = {"flip": True, "rotation": 0.02, "zoom": 0.1, "contrast": 0.1}
+    assert np.array_equal(augment(faces, (3, 4), **settings), augment(faces, (3, 4), **settings))
+    assert not np.allclose(augment(faces, (3, 4), **settings), augment(faces, (5, 6), **settings))
+
+
+def test_augmented_batches_repeat_across_runs_and_change_across_epochs(faces):
+    settings = AugmentationParams(**{**ALL_OFF, "rotation": 0.05, "brightness": 0.1})
+    labels = np.arange(8, dtype="float32")
+    batches = tf.data.Dataset.from_tensor_slices((np.concatenate([faces, faces]), labels)).batch(4)
+
+    def epochs(count):
+        stream = augmented(batches, settings, seed=7)
+        return [[(x.numpy(), y.numpy()) for x, y in stream] for _ in range(count)]
+
+    first_run, second_run = epochs(2), epochs(2)
+    for (x1, y1), (x2, y2) in zip(first_run[0] + first_run[1], second_run[0] + second_run[1]):
+        assert np.array_equal(x1, x2) and np.array_equal(y1, y2)     # same seed: same augmented data
+    assert [y.tolist() for _, y in first_run[0]] == [[0, 1, 2, 3], [4, 5, 6, 7]]   # labels in order
+    assert not np.allclose(first_run[0][0][0], first_run[1][0][0])  # epoch 2 is augmented anew
+    assert not np.allclose(first_run[0][0][0], first_run[0][1][0])  # and so is every batch
+
+
+def test_augmentation_describes_itself(improved_params):
+    assert AugmentationParams(**ALL_OFF).describe() == ""
+    assert AugmentationParams(**{**ALL_OFF, "flip": True, "zoom": 0.1}).describe() == "flip, zoom 0.1"
+    family = models.family("improved", load_params())
+    assert family.details()["augmentation"] == improved_params.augmentation.describe()
 
 
 # --- transfer ---------------------------------------------------------------------------------
@@ -361,7 +443,7 @@ built = {"baseline": make_model((100, 100, 3)),
 images = np.random.default_rng(0).integers(0, 256, size=(8, 100, 100, 3)).astype("float32")
 labels = np.array([0, 1] * 4, dtype="float32")
 for name, model in built.items():
-    # Trained one epoch, so the file holds optimizer state and augmentation seed state as well.
+    # Trained one epoch, so the file holds optimizer state as well.
     model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(images, labels, epochs=1, batch_size=4, verbose=0)
     models.save_model(model, f"{out}/{name}.keras")

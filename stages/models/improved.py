@@ -7,7 +7,7 @@ from keras import layers, regularizers
 from pydantic import Field
 
 from stages.config import FitParams, LayerSize
-from stages.models.family import AugmentationParams, ModelFamily, make_augmentation
+from stages.models.family import AugmentationParams, ModelFamily
 
 
 class Params(FitParams):
@@ -17,21 +17,20 @@ class Params(FitParams):
     first_stride: int = Field(ge=1, le=4)                  # stride of the very first conv
     convs_per_block: int = Field(ge=1, le=3)
     batch_norm: bool
+    batch_norm_momentum: float = Field(gt=0, lt=1)         # of the moving mean and variance scoring uses
     dropout: float = Field(ge=0, lt=1)
     global_pooling: bool                                   # else Flatten
     dense_units: int = Field(ge=0)                         # 0: no hidden dense layer
     l2: float = Field(ge=0)
-    augmentation: AugmentationParams
+    augmentation: AugmentationParams                       # of the training batches, not in the model
 
 
 def make_model(input_shape: tuple[int, int, int], params: Params) -> keras.Model:
-    """augmentation -> rescale -> [conv (-> BN) -> ReLU]*n -> max pool per block -> flatten/GAP -> dense -> sigmoid."""
+    """rescale -> [conv (-> BN) -> ReLU]*n -> max pool per block -> flatten/GAP -> dense -> sigmoid.
+    (Augmentation is applied to the training batches: family.augmented.)"""
     regularizer = regularizers.l2(params.l2) if params.l2 else None
     inputs = keras.Input(shape=input_shape)
-    x = inputs
-    if params.augmentation.enabled:
-        x = make_augmentation(params.augmentation, params.seed)(x)
-    x = layers.Rescaling(1.0 / 255)(x)
+    x = layers.Rescaling(1.0 / 255)(inputs)
     stride = params.first_stride
     for filters in params.filters:
         for _ in range(params.convs_per_block):
@@ -40,7 +39,7 @@ def make_model(input_shape: tuple[int, int, int], params: Params) -> keras.Model
                               kernel_regularizer=regularizer)(x)
             stride = 1
             if params.batch_norm:
-                x = layers.BatchNormalization()(x)
+                x = layers.BatchNormalization(momentum=params.batch_norm_momentum)(x)
             x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.GlobalAveragePooling2D()(x) if params.global_pooling else layers.Flatten()(x)
@@ -60,6 +59,10 @@ class Family(ModelFamily):
 
     def build(self, input_shape):
         return make_model(input_shape, self.params)
+
+    def details(self) -> dict[str, str | bool | int | float]:
+        # The layer table no longer shows it: augmentation is part of the input pipeline.
+        return {"augmentation": self.params.augmentation.describe() or "off"}
 
     def more_compute(self) -> list[str]:
         return [f"Deeper or wider CNNs (train.{self.name}.filters {self.params.filters}; first_stride "

@@ -27,7 +27,7 @@ from stages.config import FitParams, LayerSize, ParamsSection
 from stages.contracts import FeaturesManifest, TrainingInfo
 from stages.errors import UserError
 from stages.models.family import (AugmentationParams, DataRoots, ModelFamily, compile_model, fit_on_records,
-                                  fit_tensors, make_augmentation)
+                                  fit_tensors)
 from stages.records import collect, load_features, load_split, map_batches
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -245,14 +245,11 @@ def make_head(feature_shape: tuple[int, ...], params: Params, scale: tuple[float
 
 def make_model(input_shape: tuple[int, int, int], params: Params,
                base: keras.Model | None = None, head: keras.Model | None = None) -> keras.Model:
-    """Raw 0-255 RGB -> (augmentation) -> VGG preprocessing -> frozen VGG16 -> head."""
+    """Raw 0-255 RGB -> VGG preprocessing -> frozen VGG16 -> head."""
     base = base or make_base(input_shape, params.weights, params.feature_layer, params.precision)
     head = head or make_head(tuple(base.output.shape[1:]), params)
     inputs = keras.Input(shape=input_shape)
-    x = inputs
-    if params.augmentation.enabled:
-        x = make_augmentation(params.augmentation, params.seed)(x)
-    x = VGGPreprocess(name="vgg16_preprocess")(x)
+    x = VGGPreprocess(name="vgg16_preprocess")(inputs)
     # training=False keeps the frozen base in inference mode, also when fine-tuning later.
     x = base(x, training=False)
     outputs = head(x)
