@@ -3,14 +3,16 @@
 #   make test   create .venv if needed, then run the test suite
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed
+# GPU=1 (make run GPU=1): TensorFlow with its CUDA libraries, tensorflow[and-cuda] at the pinned version.
+GPU ?= 0
+STAMP := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu)
 # The page `dvc plots show` fills, with vega inlined so it renders offline (gitignored, ~1 MB).
 PLOTS_PAGE := .dvc/plots/offline.html
 # Stage commands in dvc.yaml call `python`: make it the environment's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test bench env clean
+.PHONY: run test bench queue gpu-check env clean
 
 run: env
 	dvc repro
@@ -24,12 +26,23 @@ SCALE ?= 1
 bench: env
 	python -m benchmarks.bench --scale $(SCALE)
 
+# Run the queued experiments (`dvc exp run --queue ...`) JOBS at a time, each stage taking its share of
+# the CPU cores (stages/distribute.py); follow with `dvc queue status`, compare with `dvc exp show`.
+JOBS ?= 2
+queue: env
+	FACEGENDER_JOBS=$(JOBS) dvc queue start --jobs $(JOBS)
+
+# On a machine with a GPU (after `make env GPU=1`): the GPU path end to end in about a minute.
+gpu-check: env
+	python -m benchmarks.gpu_check
+
 env: $(STAMP) $(PLOTS_PAGE)
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(if $(filter 1,$(GPU)),$(VENV)/bin/python -m pip install --quiet "tensorflow[and-cuda]==$$(sed -n 's/^tensorflow==//p' requirements.txt)")
 	touch $(STAMP)
 
 $(PLOTS_PAGE): $(STAMP) stages/plots_template.py

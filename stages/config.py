@@ -151,6 +151,10 @@ class FeaturesParams(ParamsSection):
     shard_size: int = Field(ge=1)
 
 
+class DistributeParams(ParamsSection):
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"]   # stages/distribute.py
+
+
 class EvaluateParams(ParamsSection):
     threshold: float = Field(gt=0, lt=1)
     batch_size: int = Field(ge=1)
@@ -173,6 +177,7 @@ class Params(ParamsSection):
     # One section per model, checked against its module's Params when a stage asks for the model
     # (stages.models.family): the loader stays free of Keras.
     train: dict[Annotated[str, StringConstraints(pattern=MODEL_NAME)], dict[str, Any]] = Field(min_length=1)
+    distribute: DistributeParams
     evaluate: EvaluateParams
     compare: CompareParams
     report: ReportParams

@@ -101,9 +101,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     model_dir = ModelDir.of(name)
     if not model_dir.model.is_file():
         raise missing(model_dir.model, f"train@{name}")
-    from stages import models
+    from stages import distribute, models
     from stages.models.family import DataRoots
 
+    distribute.limit_threads()
     # Outputs change together: everything is staged (metrics file first), then renamed into place.
     with (staged_dir(EvaluationDir.of(name).root) as evaluation, staged_dir(RocCurves.of(name).root) as roc,
           staged_dir(ConfusionCounts.of(name).root) as confusion,

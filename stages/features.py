@@ -5,7 +5,8 @@ data/features/<split>-NNNNN-of-NNNNN.tfrecord, with manifest.json: memory holds 
 split. Changing the transfer head's params then retrains and re-evaluates only the head, in seconds.
 The outputs are stored in the dtype the base computes in (train.transfer.precision), unrounded: the
 head sees exactly what the full model computes, so evaluate's probabilities equal predict's.
-Reads train.transfer.weights, .feature_layer and .precision, and features.batch_size and .shard_size.
+Reads train.transfer.weights, .feature_layer and .precision, features.batch_size and .shard_size, and
+distribute.strategy (this machine's GPUs share the batches; a multi-worker cluster's chief runs it alone).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from stages import cli
+from stages import cli, distribute
 from stages.config import FEATURES_DIR, SPLITS, TFRECORDS_DIR, load_params
 from stages.contracts import FeaturesManifest, FeatureShards, TfrecordsManifest
 from stages.fsutil import staged_dir
@@ -53,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     family = models.family(MODEL, params)
     base = family.params
-    extractor = transfer.feature_extractor(records.input_shape, base.weights, base.feature_layer, base.precision)
+    distribute.limit_threads()
+    with distribute.make_strategy(params.distribute.strategy, local=True).scope():
+        extractor = transfer.feature_extractor(records.input_shape, base.weights, base.feature_layer, base.precision)
     with staged_dir(FEATURES_DIR) as staging:
         splits = {split: extract_split(extractor, TFRECORDS_DIR, split, staging, params.features.batch_size,
                                        params.features.shard_size)

@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 from PIL import Image
 
 from stages import cli
+from stages.distribute import cpu_share
 from stages.config import PREPARED_DIR, RAW_DIR, SPLITS, PrepareParams, load_params
 from stages.contracts import PreparedWriter, PrepareSummary, SkippedFile
 from stages.errors import UserError
@@ -191,7 +192,7 @@ def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int 
     """Convert both datasets into out_root's split archives (out_root must exist); return the summary."""
     tasks, skipped = plan(raw_root, params)
     tasks.sort(key=lambda task: CONVERSION_ORDER.index(task.split))     # stable: plan's order within a split
-    workers = workers or os.cpu_count() or 1
+    workers = workers or cpu_share()   # every core, or its share when experiments run side by side
     jobs = ((task.source, params.image_size, params.max_pixels) for task in tasks)
     failed: set[Path] = set()
     tasks_by_digest: dict[str, list[Task]] = {}

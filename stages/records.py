@@ -146,7 +146,12 @@ def _batches(root: Path, shards: list[str], count: int, decode, batch_size: int,
         batch = (tf.cast(inputs, tf.float32), tf.cast(label, tf.float32))
         return (*batch, filename) if with_filenames else batch
 
-    return dataset.batch(batch_size).map(to_inputs).prefetch(tf.data.AUTOTUNE)
+    batches = dataset.batch(batch_size).map(to_inputs).prefetch(tf.data.AUTOTUNE)
+    # Under a multi-worker strategy, worker i takes part i of every global batch (not whole shard
+    # files): each step sees the same examples as on one machine (stages/distribute.py).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.with_options(options)
 
 
 def map_batches(fn: Callable[[tf.Tensor], object], batches: tf.data.Dataset, total: int,

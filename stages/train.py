@@ -9,13 +9,15 @@ What the model learns from and how is its module's business (stages/models/<mode
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from stages import cli
+from stages import cli, distribute
 from stages.config import TFRECORDS_DIR, load_params
 from stages.contracts import (LayerRow, LearningCurves, ModelDir, ParameterCounts, TfrecordsManifest, TrainingInfo,
                               TrainMetrics)
@@ -67,9 +69,13 @@ def training_metrics(history: pd.DataFrame) -> TrainMetrics:
                         val_accuracy=float(best["val_accuracy"]))
 
 
-def fit(family: ModelFamily, data: DataRoots, model_dir: Path, curves_dir: Path) -> tuple[TrainingInfo, TrainMetrics]:
-    """Fit one model on `data`; save it into model_dir and its learning curves into curves_dir; return its
-    training record and metrics. Nothing written depends on the clock: same inputs, same bytes."""
+def fit(family: ModelFamily, data: DataRoots, model_dir: Path, curves_dir: Path,
+        strategy=None) -> tuple[TrainingInfo, TrainMetrics]:
+    """Fit one model on `data` (under a tf.distribute strategy, if given); save it into model_dir and
+    its learning curves into curves_dir; return its training record and metrics. Nothing written
+    depends on the clock: same inputs, same bytes."""
+    import contextlib
+
     import keras
 
     from stages.models import save_model
@@ -79,7 +85,8 @@ def fit(family: ModelFamily, data: DataRoots, model_dir: Path, curves_dir: Path)
     manifest = TfrecordsManifest.read_from(data.tfrecords)
     files = ModelDir(model_dir)
     log = model_dir / "history.csv"   # Keras's CSVLogger, epoch by epoch (fine-tuning appends)
-    model, epochs_run = family.fit(data, manifest.input_shape, log)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model, epochs_run = family.fit(data, manifest.input_shape, log)
     history = pd.read_csv(log)
     log.unlink()
     LearningCurves(curves_dir).write(history)
@@ -110,15 +117,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     from stages.models.family import DataRoots
 
     family = models.family(name, params)
+    threads = distribute.limit_threads()
+    strategy = distribute.make_strategy(params.distribute.strategy)
     target = ModelDir.of(name).root
     started = time.monotonic()
+    if not distribute.is_chief():
+        # Another worker of a multi-worker run: it trains in step with the chief, which alone writes.
+        with tempfile.TemporaryDirectory(prefix=f"{name}-worker-") as scratch:
+            model_dir, curves_dir = Path(scratch) / "model", Path(scratch) / "curves"
+            model_dir.mkdir()
+            curves_dir.mkdir()
+            info, _ = fit(family, DataRoots(), model_dir, curves_dir, strategy)
+        print(f"trained {name} as a worker: {info.epochs_run} epochs in {time.monotonic() - started:.0f} s; "
+              "the chief writes the outputs")
+        return
     # Outputs change together: everything is staged (metrics file first), then renamed into place.
     with (staged_dir(target) as model_dir, staged_dir(LearningCurves.of(name).root) as curves_dir,
           atomic_file(TrainMetrics.path(name), "w") as metrics_file):
-        info, metrics = fit(family, DataRoots(), model_dir, curves_dir)
+        info, metrics = fit(family, DataRoots(), model_dir, curves_dir, strategy)
         metrics_file.write(metrics.text())
+    replicas = strategy.num_replicas_in_sync
     print(f"trained {name}: {info.epochs_run} epochs in {time.monotonic() - started:.0f} s, "
-          f"{info.parameters.total:,} parameters -> {target}")
+          f"{info.parameters.total:,} parameters" + (f", {replicas} replicas" if replicas > 1 else "")
+          + (f", CPU threads {threads} of {distribute.cpu_count()}" if distribute.JOBS_VARIABLE in os.environ else "")
+          + f" -> {target}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ import hashlib
 import io
 import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -261,3 +264,70 @@ def files_under_split_folders(raw: Path) -> list[Path]:
     return found
 
 
+
+
+# --- a tiny copy of the project, for end-to-end tests (real git, DVC, TensorFlow) -----------------
+
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
+                 "stages"]
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+
+
+def run(args: list[str], cwd: Path, timeout: int = 900, env: dict[str, str] | None = None) -> str:
+    """Run a command with the test's Python environment first on PATH; return its output."""
+    env = {**os.environ, **(env or {})}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-4000:]}"
+    return output
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def set_params(project: Path, changes: dict[str, object]) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        section = params
+        for key in parents:
+            section = section[key]
+        section[leaf] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+# Small enough for seconds per stage, large enough that every model learns something.
+TINY_PARAMS = {
+    "download.sample.train_per_class": 60,
+    "download.sample.val_per_class": 20,
+    "download.sample.unlabeled": 2,
+    "download.sample.test_images": 50,
+    "train.baseline.epochs": 1,
+    "train.baseline.batch_size": 16,
+    "train.improved.epochs": 2,
+    "train.improved.filters": [8, 16],
+    "train.transfer.epochs": 2,
+    "train.transfer.weights": "none",   # random VGG16: the same code path, no weights file
+    "train.transfer.head_units": [16],
+    "tfrecords.shard_size": 50,
+}
+
+
+def make_tiny_project(project: Path) -> Path:
+    """A fresh git + DVC copy of the project's code in `project`, set up for a tiny, fast run
+    (TINY_PARAMS), committed."""
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, project / name)
+    set_params(project, TINY_PARAMS)
+    run(["git", "init", "-q"], project)
+    run([*GIT, "add", "-A"], project)
+    run([*GIT, "commit", "-qm", "project"], project)
+    return project

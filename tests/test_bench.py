@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -87,3 +89,12 @@ def test_results_page_shows_limits_and_memory_against_scale():
     assert page.count("| met |") == 1 and "this run is for information" in page      # limits judged at scale 1 only
     slow = run_result(1.0, 3000.0)
     assert "| every stage <= 2.00 GiB peak RSS | 2.93 GiB (features) | **no** |" in report.markdown({"runs": [slow]}, bench.LIMITS)
+
+
+def test_gpu_check_says_what_to_do_without_a_gpu():
+    """benchmarks/gpu_check.py is for GPU machines; on this CPU-only one it must say so, not fail oddly."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "sees no GPU" in done.stderr and "make env GPU=1" in done.stderr

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,77 +14,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from stages import predict
 from stages.contracts import PreparedSplit
-from tests.helpers import (ROOT, files_under_split_folders, hostile_tree, pipeline_code, raw_repo_params, run_cli,
-                           unzip_prepared)
+from tests.helpers import (GIT, files_under_split_folders, hostile_tree, make_tiny_project, pipeline_code,
+                           raw_repo_params, run, run_cli, set_params, stages_run, unzip_prepared)
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
-                 "stages"]
 MODELS = list(raw_repo_params()["train"])
 
 pytestmark = pytest.mark.e2e
 
 
-def run(args: list[str], cwd: Path, timeout: int = 900) -> str:
-    """Run a command with the test's Python environment first on PATH; return its output."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-4000:]}"
-    return output
-
-
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
-
-
-def set_params(project: Path, changes: dict[str, object]) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        section = params
-        for key in parents:
-            section = section[key]
-        section[leaf] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A fresh git + DVC copy of the project's code, set up for a tiny, fast run."""
-    project = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (project / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, project / name)
-    set_params(project, {
-        "download.sample.train_per_class": 60,
-        "download.sample.val_per_class": 20,
-        "download.sample.unlabeled": 2,
-        "download.sample.test_images": 50,
-        "train.baseline.epochs": 1,
-        "train.baseline.batch_size": 16,
-        "train.improved.epochs": 2,
-        "train.improved.filters": [8, 16],
-        "train.transfer.epochs": 2,
-        "train.transfer.weights": "none",   # random VGG16: the same code path, no weights file
-        "train.transfer.head_units": [16],
-        "tfrecords.shard_size": 50,
-    })
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    run(["git", "init", "-q"], project)
-    run([*git, "add", "-A"], project)
-    run([*git, "commit", "-qm", "project"], project)
-    return project
+    return make_tiny_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +240,7 @@ def test_changing_the_reference_reruns_only_the_comparison(project, first_repro)
 
 
 def test_metrics_diff_against_the_last_commit(project, first_repro):
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    git = GIT
     run([*git, "add", "-A"], project)
     run([*git, "commit", "-qm", "results"], project)
     set_params(project, {"evaluate.threshold": 0.4})
@@ -308,13 +252,19 @@ def test_metrics_diff_against_the_last_commit(project, first_repro):
 
 
 def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
-    """The experiment workflow: queue two, run them, compare, apply one, commit, diff, plot two revisions."""
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    """The experiment workflow: queue two, run them side by side (two DVC queue workers, TensorFlow
+    told to take one share of the cores each), compare, apply one, commit, diff, plot two revisions."""
+    git = GIT
     run([*git, "add", "-A"], project)
     run([*git, "commit", "-qm", "before the experiments"], project)
     for rate in ("0.01", "0.0001"):
         run(["dvc", "exp", "run", "--queue", "-n", f"lr-{rate}", "-S", f"train.baseline.learning_rate={rate}"], project)
-    run(["dvc", "exp", "run", "--run-all"], project)
+    # What `make queue JOBS=2` runs: `dvc queue start --jobs 2`, here waiting for the queue to finish.
+    run(["dvc", "exp", "run", "--run-all", "--jobs", "2"], project, env={"FACEGENDER_JOBS": "2"})
+    cores = len(os.sched_getaffinity(0))
+    for rate in ("0.01", "0.0001"):
+        log = run(["dvc", "queue", "logs", f"lr-{rate}"], project)
+        assert f"CPU threads {max(1, cores // 2)} of {cores}" in log, log[-2000:]
     table = pd.read_csv(io.StringIO(run(["dvc", "exp", "show", "--csv"], project)))
     experiments = table[table["Experiment"].isin(["lr-0.01", "lr-0.0001"])]
     assert sorted(experiments["train.baseline.learning_rate"].astype(float)) == [0.0001, 0.01]
@@ -328,6 +278,38 @@ def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
     run(["dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(tmp_path / "diff")], project)
     page = (tmp_path / "diff" / "index.html").read_text()
     assert "plots/roc/baseline/val.csv" in page and not re.search(r"<script[^>]+src=\"https?://", page)
+
+
+def test_a_second_clone_pulls_everything_from_a_shared_remote(project, first_repro, tmp_path):
+    """A team: clone A has run the pipeline; it pushes its commits to a git remote and its outputs to
+    a DVC remote (a local folder here; S3, GCS or SSH work the same way); clone B pulls and has
+    nothing to run. An experiment travels the same way, with dvc exp push and pull."""
+    storage, origin, clone = tmp_path / "storage", tmp_path / "origin.git", tmp_path / "clone"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
+    assert not stages_run(run(["dvc", "repro"], project))
+    run(["dvc", "remote", "add", "-d", "shared", str(storage)], project)
+    run([*GIT, "add", "-A"], project)
+    run([*GIT, "commit", "-qm", "a shared DVC remote"], project)
+    run(["git", "remote", "add", "origin", str(origin)], project)
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], project)
+    run(["dvc", "push"], project)
+
+    run(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    assert "up to date" in run(["dvc", "status"], clone)
+    assert not stages_run(run(["dvc", "repro"], clone))
+    for output in ("models/transfer/model.keras", "data/features/manifest.json", "reports/report.html"):
+        assert (clone / output).read_bytes() == (project / output).read_bytes(), output
+
+    run(["dvc", "exp", "run", "-n", "two-epochs", "-S", "train.baseline.epochs=2"], project)
+    run(["dvc", "exp", "push", "origin", "two-epochs"], project)     # git refs, and its outputs to storage
+    run(["dvc", "exp", "pull", "origin", "two-epochs"], clone)
+    table = pd.read_csv(io.StringIO(run(["dvc", "exp", "show", "--csv"], clone)))
+    shared = table[table["Experiment"] == "two-epochs"]
+    assert len(shared) == 1 and int(shared["metrics/train/baseline.json:epochs_run"].iloc[0]) == 2
+    run(["dvc", "exp", "apply", "two-epochs"], clone)
+    assert "up to date" in run(["dvc", "status"], clone)           # its outputs came from the remote
+    assert json.loads((clone / "metrics/train/baseline.json").read_text())["epochs_run"] == 2
 
 
 def test_hostile_files_through_dvc_repro_prepare(project, first_repro, tmp_path):

@@ -87,8 +87,11 @@ STEPS_PER_EXECUTION = 16
 
 def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> None:
     """Binary cross-entropy and accuracy, with the optimizer called `optimizer`."""
+    # Under a multi-worker strategy Keras 3's loop over several steps fails to trace ("You must feed a
+    # value for placeholder tensor"): one step per call there.
+    multi_worker = isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy)
     model.compile(optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate), loss="binary_crossentropy",
-                  metrics=["accuracy"], steps_per_execution=STEPS_PER_EXECUTION)
+                  metrics=["accuracy"], steps_per_execution=1 if multi_worker else STEPS_PER_EXECUTION)
 
 
 def training_callbacks(params: FitParams, history: Path, append: bool = False) -> list[keras.callbacks.Callback]:

@@ -1,0 +1,164 @@
+"""Scaling out on existing engines: tf.distribute across worker processes, a DVC remote shared by
+two clones, experiments queued and run side by side. Real TensorFlow collectives on 127.0.0.1,
+real DVC, real git; tiny data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stages import distribute
+from stages.errors import UserError
+from tests.helpers import make_tiny_project, run, set_params
+
+pytestmark = pytest.mark.e2e
+
+WORKER_TIMEOUT_S = 150   # one epoch on 120 images takes seconds; a worker waiting for a dead peer fails
+
+
+# --- stages/distribute.py, in process -------------------------------------------------------------
+
+def test_chief_is_worker_zero_or_the_chief_task(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert distribute.is_chief()
+    workers = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    for task, chief in (({"type": "worker", "index": 0}, True), ({"type": "worker", "index": 1}, False)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": workers, "task": task}))
+        assert distribute.is_chief() is chief
+    with_chief = {"chief": ["127.0.0.1:3"], **workers}
+    for task, chief in (({"type": "chief", "index": 0}, True), ({"type": "worker", "index": 0}, False)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": task}))
+        assert distribute.is_chief() is chief
+
+
+def test_bad_tf_config_and_missing_tf_config_are_one_line_errors(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(UserError, match="TF_CONFIG is not valid"):
+        distribute.is_chief()
+    monkeypatch.delenv("TF_CONFIG")
+    with pytest.raises(UserError, match="TF_CONFIG is not set"):
+        distribute.make_strategy("multi_worker")
+
+
+def test_auto_is_one_device_without_gpus():
+    import tensorflow as tf
+
+    assert not tf.config.list_logical_devices("GPU")   # this test is for CPU machines (CI)
+    assert distribute.make_strategy("auto").num_replicas_in_sync == 1
+    assert distribute.make_strategy("multi_worker", local=True).num_replicas_in_sync == 1
+
+
+def test_cpu_share_divides_the_cores_by_the_jobs(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv(distribute.JOBS_VARIABLE, raising=False)
+    assert distribute.cpu_share() == cores
+    monkeypatch.setenv(distribute.JOBS_VARIABLE, "2")
+    assert distribute.cpu_share() == max(1, cores // 2)
+    monkeypatch.setenv(distribute.JOBS_VARIABLE, "two")
+    with pytest.raises(UserError, match="FACEGENDER_JOBS"):
+        distribute.cpu_share()
+
+
+# --- two workers on 127.0.0.1 -------------------------------------------------------------------
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def tfrecords_project(tmp_path_factory) -> Path:
+    """The tiny project with its data made up to the TFRecords (what training reads)."""
+    project = make_tiny_project(tmp_path_factory.mktemp("scaling"))
+    run(["dvc", "repro", "tfrecords"], project)
+    return project
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def train_metrics(project: Path) -> dict:
+    return json.loads((project / "metrics" / "train" / "baseline.json").read_text())
+
+
+def train_workers(projects: list[Path]) -> list[str]:
+    """`python -m stages.train baseline` in each project at once, as the workers of one multi-worker
+    cluster on 127.0.0.1 (worker 0 first, the chief); return their outputs. Every wait is bounded."""
+    hosts = [f"127.0.0.1:{port}" for port in free_ports(len(projects))]
+    processes = []
+    for index, project in enumerate(projects):
+        set_params(project, {"distribute.strategy": "multi_worker"})
+        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        processes.append(subprocess.Popen([sys.executable, "-m", "stages.train", "baseline"], cwd=project, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=WORKER_TIMEOUT_S)[0])
+    finally:
+        for process in processes:
+            process.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    return outputs
+
+
+def test_two_workers_train_the_baseline_like_one(tfrecords_project, tmp_path):
+    """The baseline, one epoch, global batch 16, through MultiWorkerMirroredStrategy: one worker,
+    then two (one replica each) talking through TensorFlow's collective ops on 127.0.0.1. Same seed,
+    same data order, same global batches: two workers do the same computation with each batch split
+    in two and the gradients averaged, so the results differ only by float rounding.
+
+    The plain run (default strategy) is not the reference for that: under any tf.distribute
+    strategy Keras draws one batch to build the model before fitting, which starts a reshuffle, so
+    epoch k sees the order the plain run uses in epoch k + 1. Its metrics are checked only to be
+    of the same kind."""
+    plain, one, chief, worker = (copy_project(tfrecords_project, tmp_path / name)
+                                 for name in ("plain", "one", "chief", "worker"))
+    timings = {}
+    started = time.monotonic()
+    run([sys.executable, "-m", "stages.train", "baseline"], plain, timeout=WORKER_TIMEOUT_S)
+    timings["plain"] = time.monotonic() - started
+    started = time.monotonic()
+    train_workers([one])
+    timings["one worker"] = time.monotonic() - started
+    started = time.monotonic()
+    outputs = train_workers([chief, worker])
+    timings["two workers"] = time.monotonic() - started
+    assert "2 replicas" in outputs[0] and "as a worker" in outputs[1]
+
+    # Only the chief wrote: the worker's copy has no model, no curves, no metrics.
+    assert (chief / "models" / "baseline" / "model.keras").is_file()
+    assert not (worker / "models" / "baseline").exists()
+    assert not (worker / "metrics" / "train" / "baseline.json").exists()
+    assert not (worker / "plots" / "learning_curves" / "baseline").exists()
+
+    results = {name: train_metrics(project) for name, project in (("plain", plain), ("one worker", one),
+                                                                   ("two workers", chief))}
+    for name, values in results.items():
+        print(f"{name}: {timings[name]:.1f} s, loss {values['loss']:.5f}, val_loss {values['val_loss']:.5f}, "
+              f"val_accuracy {values['val_accuracy']:.4f}")
+    one_worker, two_workers = results["one worker"], results["two workers"]
+    # Tolerance: float rounding only (two partial sums instead of one, over 8 steps); 1e-4 is far
+    # above that and far below what one changed step makes (a step moves the loss by ~1e-2).
+    assert abs(one_worker["val_loss"] - two_workers["val_loss"]) < 1e-4
+    assert abs(one_worker["loss"] - two_workers["loss"]) < 1e-4
+    assert abs(one_worker["val_accuracy"] - two_workers["val_accuracy"]) <= 1 / 40 + 1e-9   # one of 40 images
+    assert abs(results["plain"]["val_loss"] - two_workers["val_loss"]) < 0.2    # same kind of model, other order
