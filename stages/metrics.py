@@ -56,3 +56,116 @@ def roc_points(labels: np.ndarray, probabilities: np.ndarray, max_points: int | 
         keep = np.unique(np.concatenate([[0], keep[keep < len(fpr)], [len(fpr) - 1]]))
         fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": thresholds.tolist()}
+
+
+# --- uncertainty: stratified bootstrap intervals, and paired tests between two models -------------
+#
+# Every resample keeps each class's count (a stratified bootstrap: the test split's 65% men stay 65%)
+# and is drawn as multinomial weights over the images, so a metric of 2,000 resamples is a few
+# matrix products, not 2,000 Python loops.
+
+def _class_weights(rng: np.random.Generator, count: int, resamples: int) -> np.ndarray:
+    """How often each of `count` images is drawn in each resample: [resamples, count] float32."""
+    if count == 0:
+        return np.zeros((resamples, 0), dtype=np.float32)
+    return rng.multinomial(count, np.full(count, 1.0 / count), size=resamples).astype(np.float32)
+
+
+def _weighted_auc(positive_scores: np.ndarray, negative_scores: np.ndarray, positive_weights: np.ndarray,
+                  negative_weights: np.ndarray) -> np.ndarray:
+    """ROC AUC per row of weights: the weighted share of (positive, negative) pairs the positive
+    outranks, ties counting half. Sorting once serves every resample."""
+    order = np.argsort(negative_scores, kind="stable")
+    sorted_negatives = negative_scores[order]
+    below = np.searchsorted(sorted_negatives, positive_scores, side="left")    # negatives strictly lower
+    up_to = np.searchsorted(sorted_negatives, positive_scores, side="right")   # ... or equal
+    cumulative = np.concatenate([np.zeros((negative_weights.shape[0], 1), dtype=np.float64),
+                                 np.cumsum(negative_weights[:, order], axis=1, dtype=np.float64)], axis=1)
+    beaten = cumulative[:, below] + 0.5 * (cumulative[:, up_to] - cumulative[:, below])
+    pairs = positive_weights.sum(axis=1) * negative_weights.sum(axis=1)
+    return (positive_weights * beaten).sum(axis=1) / pairs
+
+
+def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
+                        resamples: int = 2000, seed: int = 0, level: float = 0.95,
+                        chunk: int = 250) -> dict[str, list[float] | None]:
+    """Percentile intervals of every metric of classification_metrics, from a stratified bootstrap
+    over the images: {metric: [low, high]} (None where the metric is undefined on this data)."""
+    labels = np.asarray(labels).astype(int).ravel()
+    probabilities = np.asarray(probabilities, dtype=float).ravel()
+    positive, negative = probabilities[labels == 1], probabilities[labels == 0]
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[np.ndarray]] = {name: [] for name in METRIC_NAMES}
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        positive_weights = _class_weights(rng, positive.size, size)
+        negative_weights = _class_weights(rng, negative.size, size)
+        tp = positive_weights @ (positive >= threshold).astype(np.float32)
+        fn = positive.size - tp
+        fp = negative_weights @ (negative >= threshold).astype(np.float32)
+        tn = negative.size - fp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values["accuracy"].append((tp + tn) / labels.size)
+            values["sensitivity"].append(tp / (tp + fn))
+            values["specificity"].append(tn / (tn + fp))
+            values["precision"].append(tp / (tp + fp))
+            values["f1"].append(2 * tp / (2 * tp + fp + fn))
+        if positive.size and negative.size:
+            values["roc_auc"].append(_weighted_auc(positive, negative, positive_weights, negative_weights))
+    tail = (1 - level) / 2 * 100
+    intervals: dict[str, list[float] | None] = {}
+    for name, parts in values.items():
+        draws = np.concatenate(parts) if parts else np.array([])
+        draws = draws[np.isfinite(draws)]
+        intervals[name] = ([float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))]
+                           if draws.size else None)
+    return intervals
+
+
+def _placements(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components: for each positive, the share of negatives it outranks (ties
+    half); for each negative, the share of positives that outrank it."""
+    sorted_negatives, sorted_positives = np.sort(negative), np.sort(positive)
+    below = np.searchsorted(sorted_negatives, positive, side="left")
+    equal = np.searchsorted(sorted_negatives, positive, side="right") - below
+    positive_components = (below + 0.5 * equal) / negative.size
+    above = positive.size - np.searchsorted(sorted_positives, negative, side="right")
+    equal = np.searchsorted(sorted_positives, negative, side="right") - np.searchsorted(sorted_positives, negative,
+                                                                                      side="left")
+    negative_components = (above + 0.5 * equal) / positive.size
+    return positive_components, negative_components
+
+
+def delong_test(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> dict[str, float]:
+    """DeLong, DeLong and Clarke-Pearson (1988): are two models' ROC AUCs on the same images different?
+    Returns both AUCs, their difference (first - second), its standard error and the two-sided p-value."""
+    from scipy.stats import norm
+
+    labels = np.asarray(labels).astype(int).ravel()
+    scores = [np.asarray(first, dtype=float).ravel(), np.asarray(second, dtype=float).ravel()]
+    components = [_placements(score[labels == 1], score[labels == 0]) for score in scores]
+    aucs = [float(positive.mean()) for positive, _ in components]
+    positive_matrix = np.vstack([positive for positive, _ in components])
+    negative_matrix = np.vstack([negative for _, negative in components])
+    covariance = (np.cov(positive_matrix) / positive_matrix.shape[1]
+                  + np.cov(negative_matrix) / negative_matrix.shape[1])
+    variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
+    difference = aucs[0] - aucs[1]
+    error = float(np.sqrt(max(variance, 0.0)))
+    p_value = 1.0 if error == 0 else float(2 * norm.sf(abs(difference) / error))
+    return {"auc_first": aucs[0], "auc_second": aucs[1], "difference": difference, "standard_error": error,
+            "p_value": p_value}
+
+
+def mcnemar_test(labels: np.ndarray, first_predicted: np.ndarray, second_predicted: np.ndarray) -> dict[str, float]:
+    """McNemar's exact test: do two models' accuracies on the same images differ? Only the images
+    exactly one of them gets right count; under the null each such image is a fair coin."""
+    from scipy.stats import binomtest
+
+    labels = np.asarray(labels).astype(int).ravel()
+    first_right = np.asarray(first_predicted).astype(int).ravel() == labels
+    second_right = np.asarray(second_predicted).astype(int).ravel() == labels
+    only_first, only_second = int(np.sum(first_right & ~second_right)), int(np.sum(~first_right & second_right))
+    discordant = only_first + only_second
+    p_value = 1.0 if discordant == 0 else float(binomtest(only_first, discordant, 0.5).pvalue)
+    return {"only_first_right": only_first, "only_second_right": only_second, "p_value": p_value}

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
+from stages.metrics import (METRIC_NAMES, _weighted_auc, bootstrap_intervals, classification_metrics,
+                            delong_test, mcnemar_test, roc_points)
 
 # 4 positives (Male, 1) and 6 negatives (Female, 0).
 LABELS = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
@@ -186,3 +187,113 @@ def test_roc_points_thinned_to_a_size_that_does_not_grow_with_the_data():
     assert float(np.trapezoid(thinned["tpr"], thinned["fpr"])) == pytest.approx(float(np.trapezoid(full["tpr"], full["fpr"])),
                                                                          abs=2e-3)
     assert roc_points(LABELS, PROBS, max_points=200) == roc_points(LABELS, PROBS)   # small curves stay whole
+
+
+# --- uncertainty: bootstrap intervals, DeLong, McNemar ---------------------------------------------
+
+def scored(count: int, seed: int, signal: float = 1.0, male_share: float = 0.65, ties: bool = False):
+    """Labels and two correlated models' probabilities, like a test split: `signal` sets how well
+    the first separates the classes; the second sees the same images with more noise."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(count) < male_share).astype(int)
+    shared = rng.normal(size=count)
+    first = 1 / (1 + np.exp(-(signal * (2 * labels - 1) + shared)))
+    second = 1 / (1 + np.exp(-(0.8 * signal * (2 * labels - 1) + shared + 0.7 * rng.normal(size=count))))
+    if ties:
+        first, second = np.round(first, 1), np.round(second, 1)
+    return labels, first, second
+
+
+def stratified_resample(rng, labels):
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    return np.concatenate([rng.choice(positives, positives.size), rng.choice(negatives, negatives.size)])
+
+
+def test_weighted_auc_with_unit_weights_is_sklearns_auc_ties_included():
+    from sklearn.metrics import roc_auc_score
+
+    for ties in (False, True):
+        labels, first, _ = scored(500, 1, ties=ties)
+        positive, negative = first[labels == 1], first[labels == 0]
+        auc = _weighted_auc(positive, negative, np.ones((1, positive.size)), np.ones((1, negative.size)))[0]
+        assert auc == pytest.approx(roc_auc_score(labels, first), abs=1e-12)
+
+
+def test_bootstrap_intervals_match_a_plain_loop_bootstrap():
+    """The vectorised bootstrap against the textbook one (resample indices per class, recompute with
+    classification_metrics): the same distribution, so the same interval up to Monte Carlo noise."""
+    labels, first, _ = scored(600, 2, ties=True)
+    fast = bootstrap_intervals(labels, first, resamples=2000, seed=3)
+    rng = np.random.default_rng(4)
+    draws = {name: [] for name in METRIC_NAMES}
+    for _ in range(1000):
+        index = stratified_resample(rng, labels)
+        values = classification_metrics(labels[index], first[index])
+        for name in METRIC_NAMES:
+            draws[name].append(values[name])
+    point = classification_metrics(labels, first)
+    for name in METRIC_NAMES:
+        slow = np.percentile(draws[name], [2.5, 97.5])
+        width = slow[1] - slow[0]
+        assert fast[name][0] == pytest.approx(slow[0], abs=0.15 * width), name
+        assert fast[name][1] == pytest.approx(slow[1], abs=0.15 * width), name
+        assert fast[name][0] <= point[name] <= fast[name][1], name
+
+
+def test_bootstrap_is_seeded_and_narrows_with_more_images():
+    labels, first, _ = scored(400, 5)
+    assert bootstrap_intervals(labels, first, resamples=500, seed=1) == bootstrap_intervals(labels, first,
+                                                                                             resamples=500, seed=1)
+    big_labels, big_first, _ = scored(6400, 5)
+    small = bootstrap_intervals(labels, first, resamples=1000, seed=1)["roc_auc"]
+    large = bootstrap_intervals(big_labels, big_first, resamples=1000, seed=1)["roc_auc"]
+    assert (large[1] - large[0]) < 0.4 * (small[1] - small[0])    # 16x the images: about 1/4 the width
+
+
+def test_bootstrap_undefined_metric_is_none():
+    intervals = bootstrap_intervals(np.ones(20, dtype=int), np.linspace(0.1, 0.9, 20), resamples=50)
+    assert intervals["roc_auc"] is None and intervals["specificity"] is None
+    assert intervals["sensitivity"] is not None
+
+
+def test_delong_agrees_with_the_bootstrap_standard_error():
+    """DeLong's variance of the AUC difference is the large-sample variance of the stratified bootstrap
+    (both hold each class's size fixed): the two standard errors agree within Monte Carlo noise."""
+    from sklearn.metrics import roc_auc_score
+
+    labels, first, second = scored(1500, 6)
+    test = delong_test(labels, first, second)
+    assert test["auc_first"] == pytest.approx(roc_auc_score(labels, first), abs=1e-12)
+    assert test["auc_second"] == pytest.approx(roc_auc_score(labels, second), abs=1e-12)
+    rng = np.random.default_rng(7)
+    differences = []
+    for _ in range(1000):
+        index = stratified_resample(rng, labels)
+        differences.append(roc_auc_score(labels[index], first[index]) - roc_auc_score(labels[index], second[index]))
+    assert test["standard_error"] == pytest.approx(np.std(differences), rel=0.12)
+    assert test["difference"] > 0 and test["p_value"] < 0.05     # the first model is clearly better here
+
+
+def test_delong_of_a_model_against_itself_and_against_noise():
+    labels, first, _ = scored(800, 8)
+    same = delong_test(labels, first, first)
+    assert same["difference"] == 0 and same["p_value"] == 1.0
+    # Two models that differ only by independent noise of equal size: no difference most of the time.
+    p_values = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        base = (2 * labels - 1) * 0.8
+        p_values.append(delong_test(labels, base + rng.normal(size=labels.size),
+                                    base + rng.normal(size=labels.size))["p_value"])
+    assert 0.0 <= np.mean(np.array(p_values) < 0.05) <= 0.2       # about 5% false alarms, not more
+
+
+def test_mcnemar_exact_hand_computed():
+    # 1 image only the first gets right, 9 only the second: p = 2 * P(X <= 1), X ~ Bin(10, 1/2) = 22/1024.
+    labels = np.array([1] * 10 + [0] * 5)
+    first = np.array([1] + [0] * 9 + [0] * 5)
+    second = np.array([0] + [1] * 9 + [0] * 5)
+    test = mcnemar_test(labels, first, second)
+    assert (test["only_first_right"], test["only_second_right"]) == (1, 9)
+    assert test["p_value"] == pytest.approx(22 / 1024, abs=1e-12)
+    assert mcnemar_test(labels, first, first)["p_value"] == 1.0
