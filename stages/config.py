@@ -155,10 +155,19 @@ class DistributeParams(ParamsSection):
     strategy: Literal["auto", "default", "mirrored", "multi_worker"]   # stages/distribute.py
 
 
+class BootstrapParams(ParamsSection):
+    """The interval around every metric: a stratified bootstrap over the images (stages/metrics.py)."""
+
+    resamples: int = Field(ge=0)                           # 0: no intervals
+    level: float = Field(gt=0, lt=1)                       # 0.95: the 2.5th to 97.5th percentile
+    seed: int
+
+
 class EvaluateParams(ParamsSection):
     threshold: float = Field(gt=0, lt=1)
     batch_size: int = Field(ge=1)
     roc_points: int = Field(ge=2)                          # most ROC points kept per split (plot data in git)
+    bootstrap: BootstrapParams
 
 
 class CompareParams(ParamsSection):

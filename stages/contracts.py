@@ -334,8 +334,14 @@ class TrainingInfo(JsonFile):
 # --- evaluate: metrics/evaluate/<name>.json, plots/roc/<name>/, plots/confusion/<name>/, data/evaluate/<name>/
 
 
+class Bounds(BaseModel):
+    low: float
+    high: float
+
+
 class SplitMetrics(BaseModel):
-    """Male (label 1) is the positive class; a value undefined on the data (no positives, say) is None."""
+    """Male (label 1) is the positive class; a value undefined on the data (no positives, say) is None.
+    interval: each metric's bootstrap interval (ModelMetrics.bootstrap says which), None where undefined."""
 
     accuracy: Optional[float]
     sensitivity: Optional[float]
@@ -344,6 +350,15 @@ class SplitMetrics(BaseModel):
     f1: Optional[float]
     roc_auc: Optional[float]
     n: int
+    interval: dict[str, Optional[Bounds]] = {}
+
+
+class BootstrapInfo(BaseModel):
+    """How the intervals were made: evaluate.bootstrap at the time."""
+
+    level: float
+    resamples: int
+    seed: int
 
 
 class ModelMetrics(JsonFile):
@@ -352,6 +367,7 @@ class ModelMetrics(JsonFile):
     written_by: ClassVar[str] = "evaluate"
 
     description: str
+    bootstrap: Optional[BootstrapInfo] = None     # None: no intervals (evaluate.bootstrap.resamples 0)
     val: SplitMetrics
     test: SplitMetrics
 

@@ -1,8 +1,8 @@
 """evaluate: score one trained model on the validation and cross-dataset test splits.
 
 Writes, in git: metrics/evaluate/<model>.json (the model's description, then accuracy, sensitivity,
-specificity, precision, F1, ROC AUC per split; Male is the positive class; the same keys for every
-model), plots/roc/<model>/ and plots/confusion/<model>/ (DVC plot data); in the DVC cache:
+specificity, precision, F1, ROC AUC per split, each with its bootstrap interval; Male is the positive
+class; the same keys for every model), plots/roc/<model>/ and plots/confusion/<model>/ (DVC plot data); in the DVC cache:
 data/evaluate/<model>/ (per-image predictions and PNG figures: learning curves, ROC, confusion). The model's module says how it is scored
 (a frozen base's head, say, on that base's cached features).
 """
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Sequence
 import pandas as pd
 
 from stages import cli
-from stages.config import EVALUATED_SPLITS, load_params
-from stages.contracts import (ConfusionCounts, EvaluationDir, LearningCurves, ModelDir, ModelMetrics, RocCurves,
-                              SplitMetrics, TrainingInfo, missing)
+from stages.config import EVALUATED_SPLITS, BootstrapParams, load_params
+from stages.contracts import (BootstrapInfo, Bounds, ConfusionCounts, EvaluationDir, LearningCurves, ModelDir,
+                              ModelMetrics, RocCurves, SplitMetrics, TrainingInfo, missing)
 from stages.fsutil import atomic_file, staged_dir
-from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
+from stages.metrics import METRIC_NAMES, bootstrap_intervals, classification_metrics, roc_points
 
 if TYPE_CHECKING:  # Keras loads only when a model is scored
     from stages.models.family import DataRoots, ModelFamily
@@ -70,11 +70,19 @@ def write_figures(evaluation: EvaluationDir, title: str, classes: list[str], his
                      evaluation.confusion_figure(split))
 
 
+def intervals(predictions: pd.DataFrame, threshold: float, bootstrap: BootstrapParams) -> dict[str, Bounds | None]:
+    """Every metric's bootstrap interval on these predictions (evaluate.bootstrap)."""
+    found = bootstrap_intervals(predictions["label"].to_numpy(), predictions["probability"].to_numpy(), threshold,
+                                bootstrap.resamples, bootstrap.seed, bootstrap.level)
+    return {name: None if bounds is None else Bounds(low=round(bounds[0], 6), high=round(bounds[1], 6))
+            for name, bounds in found.items()}
+
+
 def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: LearningCurves, data: DataRoots,
              out: Outputs, classes: list[str], threshold: float, batch_size: int,
-             roc_points_kept: int | None = None) -> ModelMetrics:
+             roc_points_kept: int | None = None, bootstrap: BootstrapParams | None = None) -> ModelMetrics:
     """Score the model saved in model_dir (a model of family_class) on val and test; write plot data,
-    predictions and figures into `out`; return the metrics."""
+    predictions and figures into `out`; return the metrics, with intervals when `bootstrap` asks."""
     from stages.models import load_model
 
     training = TrainingInfo.read(model_dir.training)
@@ -86,12 +94,14 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
         out.evaluation.write_predictions(split, rows)
         out.roc.write(split, pd.DataFrame(roc))
         out.confusion.write(split, confusion_counts(metrics["confusion"], classes))
-        summary[split] = SplitMetrics(**{key: metrics[key] for key in METRIC_NAMES}, n=metrics["n"])
+        interval = intervals(predictions, threshold, bootstrap) if bootstrap and bootstrap.resamples else {}
+        summary[split] = SplitMetrics(**{key: metrics[key] for key in METRIC_NAMES}, n=metrics["n"], interval=interval)
         results[split] = (metrics, roc)
     name, description = training.model, training.description
     title = name if name == description else f"{name} ({description})"
     write_figures(out.evaluation, title, classes, curves.read(), results)
-    return ModelMetrics(description=description, **summary)
+    info = BootstrapInfo(**bootstrap.model_dump()) if bootstrap and bootstrap.resamples else None
+    return ModelMetrics(description=description, bootstrap=info, **summary)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -112,12 +122,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics = evaluate(models.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
                            Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion)),
                            params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size,
-                           params.evaluate.roc_points)
+                           params.evaluate.roc_points, params.evaluate.bootstrap)
         metrics_file.write(metrics.text())
     print(metrics.description)
     for split in EVALUATED_SPLITS:
         values = metrics.split(split)
-        shown = ", ".join(f"{key} {getattr(values, key):.3f}" for key in METRIC_NAMES if getattr(values, key) is not None)
+        shown = ", ".join(f"{key} {getattr(values, key):.3f}" + (
+            f" [{values.interval[key].low:.3f}, {values.interval[key].high:.3f}]" if values.interval.get(key) else "")
+            for key in METRIC_NAMES if getattr(values, key) is not None)
         print(f"{name} {split}: {shown}")
 
 

@@ -236,17 +236,23 @@ def figure_sections(results: dict[str, ModelResults], figures_dir: Path) -> list
 def metrics_section(results: dict[str, ModelResults], comparison: Comparison, classes: Sequence[str]) -> Section:
     """One table per split: every metric for every model, with its difference to the reference (compare's)."""
     reference = comparison.reference
+    bootstrap = next((r.metrics.bootstrap for r in results.values() if r.metrics.bootstrap), None)
+    interval = (f" In square brackets: the {bootstrap.level:.0%} interval, from {bootstrap.resamples:,} resamples of "
+                "the images within each class (a stratified bootstrap, evaluate.bootstrap)." if bootstrap else "")
     blocks: list = [Paragraph(f"{classes[1]} is the positive class: sensitivity is the share of {classes[1]} faces "
                               f"labelled {classes[1]}, specificity the share of {classes[0]} faces labelled "
-                              f"{classes[0]}. In brackets: the difference to the {reference}.")]
+                              f"{classes[0]}.{interval} In round brackets: the difference to the {reference}.")]
     for split in EVALUATED_SPLITS:
         rows = []
         for name, result in results.items():
             cells = [name]
+            bounds_by_metric = result.metrics.split(split).interval
             for metric in METRIC_NAMES:
                 row = comparison.split(split)[metric]
                 difference = f"{name}_minus_{reference}"
-                cells.append(fmt(row[name]) + (f" ({signed(row[difference])})" if difference in row else ""))
+                bounds = bounds_by_metric.get(metric)
+                cells.append(fmt(row[name]) + (f" [{fmt(bounds.low)}, {fmt(bounds.high)}]" if bounds else "")
+                             + (f" ({signed(row[difference])})" if difference in row else ""))
             cells.append(str(result.metrics.split(split).n))
             rows.append(cells)
         blocks.append(Table(["model", *(METRIC_TITLES[m] for m in METRIC_NAMES), "images"], rows,

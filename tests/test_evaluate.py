@@ -13,7 +13,7 @@ import yaml
 
 from stages import evaluate, features, models, train
 from stages.compare import compare
-from stages.config import FitParams, load_params
+from stages.config import BootstrapParams, FitParams, load_params
 from stages.contracts import (
     ConfusionCounts,
     EvaluationDir,
@@ -25,6 +25,7 @@ from stages.contracts import (
     RocCurves,
     TrainingInfo,
 )
+from stages.metrics import METRIC_NAMES
 from stages.models import transfer
 from stages.models.family import DataRoots, ModelFamily, predict_records
 from tests.helpers import make_tfrecords_project, raw_repo_params, run_tfrecords
@@ -160,6 +161,22 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
     assert list(out.roc.read("val").columns) == ["fpr", "tpr", "threshold"]
     table = compare({"tiny": metrics, "other": metrics}, reference="other")
     assert table.val["roc_auc"]["tiny_minus_other"] == 0.0
+    assert metrics.bootstrap is None and metrics.val.interval == {}     # no evaluate.bootstrap given: none
+
+    bootstrap = BootstrapParams(resamples=300, level=0.9, seed=1)
+    with_intervals = evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"],
+                                       0.5, 4, bootstrap=bootstrap)
+    assert with_intervals.bootstrap.model_dump() == bootstrap.model_dump()
+    for split in ("val", "test"):
+        values = with_intervals.split(split)
+        for name in METRIC_NAMES:
+            value, bounds = getattr(values, name), values.interval[name]
+            if value is None:
+                assert bounds is None, name
+            else:
+                assert bounds.low - 1e-6 <= value <= bounds.high + 1e-6, (split, name)
+    with_intervals.write(tmp_path / "with_intervals.json")
+    assert ModelMetrics.read(tmp_path / "with_intervals.json") == with_intervals      # round trip, intervals kept
 
 
 def test_metrics_file_round_trip(tmp_path):

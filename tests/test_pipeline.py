@@ -167,8 +167,10 @@ def test_report_has_every_section_and_the_metrics(project, first_repro):
     for model in MODELS:
         metrics = json.loads((project / "metrics" / "evaluate" / f"{model}.json").read_text())
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {model} |"))
-        shown = row.split(" | ")[1].split(" ")[0]  # the validation table comes first: accuracy
-        assert shown == f"{metrics['val']['accuracy']:.3f}", (model, row)
+        shown = row.split(" | ")[1]  # the validation table comes first: accuracy, then its interval
+        bounds = metrics["val"]["interval"]["accuracy"]
+        assert shown.startswith(f"{metrics['val']['accuracy']:.3f} [{bounds['low']:.3f}, {bounds['high']:.3f}]"), \
+            (model, row)
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (project / "reports" / link).stat().st_size > 0, link
 
