@@ -1,7 +1,9 @@
 """compare: every model's metrics side by side, with each model's difference to the reference model.
 
 Writes, in git: metrics/comparison.json, {split: {metric: {model: value, "<model>_minus_<reference>":
-diff}}}, the reference (compare.reference in params.yaml) and each model's description; and
+diff}}}, the reference (compare.reference in params.yaml) and each model's description, and per split
+a paired test for every pair of models on the same images (DeLong for ROC AUC, McNemar for accuracy:
+tests.<split>.<first>_vs_<second>, the reference second); and
 plots/compare/roc_<split>.csv, every model's ROC points in one file per split (one chart in DVC).
 """
 
@@ -14,12 +16,51 @@ import pandas as pd
 
 from stages import cli
 from stages.config import EVALUATED_SPLITS, load_params
-from stages.contracts import Comparison, ModelMetrics, RocCurves, write_roc_by_model
-from stages.metrics import METRIC_NAMES
+from stages.contracts import Comparison, EvaluationDir, ModelMetrics, PairedTest, RocCurves, write_roc_by_model
+from stages.errors import UserError
+from stages.metrics import METRIC_NAMES, delong_test, mcnemar_test
 
 
-def compare(metrics_by_model: dict[str, ModelMetrics], reference: str) -> Comparison:
-    """Per split and metric: each model's value and, for the others, its difference to `reference`."""
+def paired_test(first: str, second: str, predictions: dict[str, pd.DataFrame], positive: str) -> PairedTest:
+    """DeLong's and McNemar's tests of two models' predictions on the same images (matched by file)."""
+    both = predictions[first].merge(predictions[second], on="file", suffixes=("_first", "_second"), validate="1:1")
+    if not len(both) == len(predictions[first]) == len(predictions[second]) or \
+            not (both["actual_first"] == both["actual_second"]).all():
+        raise UserError(f"{first} and {second} were not scored on the same images; rerun their evaluate stages")
+    labels = (both["actual_first"] == positive).to_numpy().astype(int)
+    predicted = {side: (both[f"predicted_{side}"] == positive).to_numpy().astype(int) for side in ("first", "second")}
+    right = {side: predicted[side] == labels for side in predicted}
+    mcnemar = mcnemar_test(labels, predicted["first"], predicted["second"])
+    auc = (delong_test(labels, both["probability_first"], both["probability_second"])
+           if 0 < labels.sum() < labels.size else None)
+    return PairedTest(
+        first=first, second=second, images=len(both),
+        roc_auc_difference=None if auc is None else round(auc["difference"], 6),
+        roc_auc_standard_error=None if auc is None else round(auc["standard_error"], 6),
+        roc_auc_p_value=None if auc is None else auc["p_value"],
+        accuracy_difference=round(float(right["first"].mean() - right["second"].mean()), 6),
+        only_first_right=mcnemar["only_first_right"], only_second_right=mcnemar["only_second_right"],
+        accuracy_p_value=mcnemar["p_value"])
+
+
+def paired_tests(predictions: dict[str, dict[str, pd.DataFrame]], reference: str,
+                 positive: str) -> dict[str, dict[str, PairedTest]]:
+    """Per split, every pair of models: the reference always second, else in params order."""
+    models = list(predictions)
+    pairs = [(first, second) for index, second in enumerate(models) for first in models[index + 1:]]
+    pairs = [(second, first) if first == reference else (first, second) for first, second in pairs]
+    tests: dict[str, dict[str, PairedTest]] = {}
+    for split in EVALUATED_SPLITS:
+        by_model = {model: predictions[model][split] for model in models}
+        tests[split] = {f"{first}_vs_{second}": paired_test(first, second, by_model, positive)
+                        for first, second in pairs}
+    return tests
+
+
+def compare(metrics_by_model: dict[str, ModelMetrics], reference: str,
+            tests: dict[str, dict[str, PairedTest]] | None = None) -> Comparison:
+    """Per split and metric: each model's value and, for the others, its difference to `reference`;
+    and the paired tests, when given."""
     tables = {}
     base = metrics_by_model.get(reference)
     for split in EVALUATED_SPLITS:
@@ -34,7 +75,8 @@ def compare(metrics_by_model: dict[str, ModelMetrics], reference: str) -> Compar
                             None if value is None or base_value is None else round(value - base_value, 6))
             tables[split][metric] = row
     return Comparison(reference=reference,
-                      models={model: metrics.description for model, metrics in metrics_by_model.items()}, **tables)
+                      models={model: metrics.description for model, metrics in metrics_by_model.items()},
+                      tests=tests or {}, **tables)
 
 
 def roc_by_model(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -48,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.parse_args(argv)
     params = load_params()
     metrics_by_model = {model: ModelMetrics.read(ModelMetrics.path(model)) for model in params.model_names}
-    comparison = compare(metrics_by_model, params.compare.reference)
+    predictions = {model: {split: EvaluationDir.of(model).read_predictions(split) for split in EVALUATED_SPLITS}
+                   for model in params.model_names}
+    comparison = compare(metrics_by_model, params.compare.reference,
+                         paired_tests(predictions, params.compare.reference, params.prepare.classes[1]))
     for split in EVALUATED_SPLITS:
         write_roc_by_model(split, roc_by_model({model: RocCurves.of(model).read(split) for model in metrics_by_model}))
     comparison.write(Comparison.path)
@@ -56,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         auc = comparison.split(split)["roc_auc"]
         print(f"{split} ROC AUC: " + ", ".join(
             f"{model} {auc[model]:.3f}" for model in metrics_by_model if auc[model] is not None))
+        for name, test in comparison.tests[split].items():
+            if test.roc_auc_p_value is not None:
+                print(f"  {name}: AUC {test.roc_auc_difference:+.3f} (DeLong p {test.roc_auc_p_value:.3g}), "
+                      f"accuracy {test.accuracy_difference:+.3f} (McNemar p {test.accuracy_p_value:.3g})")
 
 
 if __name__ == "__main__":

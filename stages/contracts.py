@@ -450,9 +450,26 @@ class EvaluationDir(ModelOutputs):
 
 # --- compare: metrics/comparison.json --------------------------------------------------------------
 
+class PairedTest(BaseModel):
+    """Two models on the same images: DeLong's test of their ROC AUCs, McNemar's of their accuracies
+    (stages/metrics.py). Differences are first minus second."""
+
+    first: str
+    second: str
+    images: int
+    roc_auc_difference: Optional[float]
+    roc_auc_standard_error: Optional[float]
+    roc_auc_p_value: Optional[float]                       # None: one class only
+    accuracy_difference: float
+    only_first_right: int
+    only_second_right: int
+    accuracy_p_value: float
+
+
 class Comparison(JsonFile):
     """metrics/comparison.json (git): per split and metric, every model's value and, for each other
-    model, "<model>_minus_<reference>"."""
+    model, "<model>_minus_<reference>"; per split, a paired test for every pair of models,
+    "<first>_vs_<second>" (the reference second)."""
 
     written_by: ClassVar[str] = "compare"
     path: ClassVar[Path] = METRICS_DIR / "comparison.json"
@@ -461,6 +478,12 @@ class Comparison(JsonFile):
     models: dict[str, str]                                  # name -> description
     val: dict[str, dict[str, Optional[float]]]
     test: dict[str, dict[str, Optional[float]]]
+    tests: dict[str, dict[str, PairedTest]] = {}            # split -> "<first>_vs_<second>" -> test
+
+    def paired(self, split: str, first: str, second: str) -> Optional[PairedTest]:
+        """The test of `first` against `second` on a split, whichever way round it was stored."""
+        return self.tests.get(split, {}).get(f"{first}_vs_{second}") or self.tests.get(split, {}).get(
+            f"{second}_vs_{first}")
 
     def split(self, name: str) -> dict[str, dict[str, Optional[float]]]:
         return getattr(self, name)

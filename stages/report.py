@@ -28,7 +28,7 @@ from stages.metrics import METRIC_NAMES
 TITLE = "facegender: binary gender classification from face images"
 METRIC_TITLES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
                  "precision": "precision", "f1": "F1", "roc_auc": "ROC AUC"}
-SMALL_AUC_GAP = 0.02   # below this, a difference between two single runs is not called a win
+SIGNIFICANCE = 0.05   # the level at which the discussion calls a paired test's difference significant
 
 
 @dataclass
@@ -83,8 +83,36 @@ def ranking(results: dict[str, ModelResults], split: str, metric: str = "roc_auc
     return sorted(scored, key=lambda name: -scored[name])
 
 
-def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_share: dict[str, float]) -> list:
-    """Paragraphs and bullets drawn from the metrics: best models, the val-to-test drop, per-class errors."""
+def verdict(p_value: float, test: str) -> str:
+    """"significant at 5% (DeLong's test, p = 0.003)", from the test's p-value alone."""
+    word = "significant" if p_value < SIGNIFICANCE else "not significant"
+    return f"{word} at {SIGNIFICANCE:.0%} ({test}, p = {p_value:.2g})"
+
+
+def paired_findings(comparison: Comparison) -> list:
+    """Per split, every model against the reference on the same images, called from the paired tests."""
+    blocks: list = []
+    reference = comparison.reference
+    for split in EVALUATED_SPLITS:
+        items = []
+        for model in comparison.models:
+            test = comparison.paired(split, model, reference) if model != reference else None
+            if test is None or test.roc_auc_p_value is None:
+                continue
+            sign = 1 if test.first == model else -1
+            items.append(f"{model}: ROC AUC {signed(sign * test.roc_auc_difference)}, "
+                         f"{verdict(test.roc_auc_p_value, 'DeLong')}; accuracy {signed(sign * test.accuracy_difference)}, "
+                         f"{verdict(test.accuracy_p_value, 'McNemar')}.")
+        if items:
+            blocks += [Paragraph(f"Against the {reference} on the same {SPLIT_TITLES[split]} images (paired tests):"),
+                       Bullets(items)]
+    return blocks
+
+
+def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_share: dict[str, float],
+               comparison: Comparison | None = None) -> list:
+    """Paragraphs and bullets drawn from the metrics: best models, the val-to-test drop, per-class errors;
+    differences called significant or not only from compare's paired tests."""
     blocks: list = []
     names = list(results)
     best_by_split = {}
@@ -101,10 +129,17 @@ def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_sh
     best_val, best_test = best_by_split.get("val"), best_by_split.get("test")
     if best_val and best_test and best_val != best_test:
         gap = results[best_test].value("test", "roc_auc") - results[best_val].value("test", "roc_auc")
-        caution = (f" The test gap is {fmt(gap)} AUC, small enough to be noise with one run per model."
-                   if gap < SMALL_AUC_GAP else " Validation alone would have picked a weaker model for new data.")
+        test = comparison.paired("test", best_test, best_val) if comparison else None
+        if test is not None and test.roc_auc_p_value is not None:
+            caution = (f" On the test images the gap is {fmt(gap)} AUC, {verdict(test.roc_auc_p_value, 'DeLong')}"
+                       + (": validation alone would have picked a weaker model for new data."
+                          if test.roc_auc_p_value < SIGNIFICANCE else ": the two may well be equally good there."))
+        else:
+            caution = f" On the test images the gap is {fmt(gap)} AUC (no paired test available: run compare)."
         blocks.append(Paragraph(f"The ranking changes between the splits: {best_val} leads on validation but "
                                 f"{best_test} on the cross-dataset test.{caution}"))
+    if comparison is not None:
+        blocks += paired_findings(comparison)
     drops = {}
     items = []
     for name in names:
@@ -251,7 +286,7 @@ def metrics_section(results: dict[str, ModelResults], comparison: Comparison, cl
                 row = comparison.split(split)[metric]
                 difference = f"{name}_minus_{reference}"
                 bounds = bounds_by_metric.get(metric)
-                cells.append(fmt(row[name]) + (f" [{fmt(bounds.low)}, {fmt(bounds.high)}]" if bounds else "")
+                cells.append(fmt(row[name]) + (f" [{fmt(bounds.low)}–{fmt(bounds.high)}]" if bounds else "")
                              + (f" ({signed(row[difference])})" if difference in row else ""))
             cells.append(str(result.metrics.split(split).n))
             rows.append(cells)
@@ -313,8 +348,8 @@ def compute_section(params: Params, model_ideas: list[str]) -> Section:
     items += model_ideas
     items.append(f"A larger input than {params.prepare.image_size}x{params.prepare.image_size} "
                  "(prepare.image_size; VGG16 was trained at 224x224).")
-    items.append("Several seeds per model (train.<model>.seed) to put error bars on every difference in this "
-                 "report: each number here comes from a single run.")
+    items.append("Several seeds per model (train.<model>.seed): the intervals and paired tests here measure the "
+                 "uncertainty from the images, not from training (each model is a single run).")
     return Section("compute", "What more compute would allow", [Bullets(items)])
 
 
@@ -334,7 +369,7 @@ def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[
     sections += model_sections(results, params)
     sections += figure_sections(results, figures_dir)
     sections.append(metrics_section(results, comparison, classes))
-    sections.append(Section("discussion", "Discussion", discussion(results, classes, test_share)))
+    sections.append(Section("discussion", "Discussion", discussion(results, classes, test_share, comparison)))
     sections.append(mistakes_section(results, prepared_root, figures_dir, params.report.mistakes_per_model, classes))
     sections.append(ethics_section(params, test_share))
     model_ideas = [idea for result in results.values() for idea in result.training.more_compute]

@@ -8,6 +8,7 @@ import types
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -185,3 +186,39 @@ def test_metrics_file_round_trip(tmp_path):
     metrics = ModelMetrics(description="d", val=values, test=values)
     metrics.write(tmp_path / "m.json")
     assert ModelMetrics.read(tmp_path / "m.json") == metrics
+
+
+def test_paired_tests_every_pair_reference_second_on_the_same_images():
+    from stages.compare import paired_tests
+    from stages.errors import UserError
+    from stages.metrics import delong_test, mcnemar_test
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random(200) < 0.6).astype(int)
+    classes = ["Female", "Male"]
+
+    def frame(probabilities, order):
+        predicted = (probabilities >= 0.5).astype(int)
+        table = pd.DataFrame({"file": [f"img{i}.png" for i in range(200)],
+                              "actual": [classes[i] for i in labels], "predicted": [classes[i] for i in predicted],
+                              "probability": probabilities})
+        return table.iloc[order].reset_index(drop=True)
+
+    scores = {"baseline": labels * 0.3 + rng.random(200) * 0.7, "improved": labels * 0.5 + rng.random(200) * 0.5,
+              "transfer": labels * 0.4 + rng.random(200) * 0.6}
+    shuffled = rng.permutation(200)     # one model's rows in another order: matched by file, not by row
+    predictions = {model: {split: frame(p, shuffled if model == "transfer" else np.arange(200))
+                           for split in ("val", "test")} for model, p in scores.items()}
+    tests = paired_tests(predictions, "baseline", "Male")
+    assert sorted(tests["val"]) == ["improved_vs_baseline", "transfer_vs_baseline", "transfer_vs_improved"]
+    found = tests["test"]["transfer_vs_baseline"]
+    expected = delong_test(labels, scores["transfer"], scores["baseline"])
+    assert found.roc_auc_p_value == pytest.approx(expected["p_value"])
+    assert found.roc_auc_difference == pytest.approx(expected["difference"], abs=1e-6)
+    right = mcnemar_test(labels, scores["transfer"] >= 0.5, scores["baseline"] >= 0.5)
+    assert (found.only_first_right, found.only_second_right) == (right["only_first_right"], right["only_second_right"])
+    assert found.images == 200
+
+    predictions["transfer"]["val"] = predictions["transfer"]["val"].iloc[:150]
+    with pytest.raises(UserError, match="not scored on the same images"):
+        paired_tests(predictions, "baseline", "Male")

@@ -169,7 +169,7 @@ def test_report_has_every_section_and_the_metrics(project, first_repro):
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {model} |"))
         shown = row.split(" | ")[1]  # the validation table comes first: accuracy, then its interval
         bounds = metrics["val"]["interval"]["accuracy"]
-        assert shown.startswith(f"{metrics['val']['accuracy']:.3f} [{bounds['low']:.3f}, {bounds['high']:.3f}]"), \
+        assert shown.startswith(f"{metrics['val']['accuracy']:.3f} [{bounds['low']:.3f}–{bounds['high']:.3f}]"), \
             (model, row)
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (project / "reports" / link).stat().st_size > 0, link

@@ -14,7 +14,8 @@ from PIL import Image
 
 from stages import figures, report
 from stages.compare import compare
-from stages.contracts import EvaluationDir, ModelMetrics, PreparedWriter, PrepareSummary, RocCurves, TrainingInfo
+from stages.contracts import (Comparison, EvaluationDir, ModelMetrics, PairedTest, PreparedWriter, PrepareSummary,
+                              RocCurves, TrainingInfo)
 from stages.document import Figure, Section, Table, to_html, to_markdown
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
 from tests.helpers import png_bytes
@@ -189,19 +190,32 @@ def test_html_escapes_text(tmp_path):
     assert "<b>" not in page.split("<body>")[1] and "&lt;th&gt;" in page and "x &amp; y" in page
 
 
-def test_a_small_test_gap_is_not_called_a_win():
+def test_differences_are_called_from_the_paired_tests_not_from_their_size():
     def result(val_auc, test_auc):
         split = {"accuracy": 0.8, "sensitivity": 0.8, "specificity": 0.8}
         return split_result("m", split | {"roc_auc": val_auc}, split | {"roc_auc": test_auc})
 
-    def text(results):
-        return " ".join(b.text for b in report.discussion(results, CLASSES, {"Female": 0.5, "Male": 0.5})
+    def comparison(p_value):
+        test = PairedTest(first="b", second="a", images=800, roc_auc_difference=0.006, roc_auc_standard_error=0.01,
+                          roc_auc_p_value=p_value, accuracy_difference=0.0, only_first_right=5,
+                          only_second_right=5, accuracy_p_value=1.0)
+        empty = {metric: {} for metric in METRIC_NAMES}
+        return Comparison(reference="a", models={"a": "m", "b": "m"}, val=empty, test=empty,
+                          tests={"test": {"b_vs_a": test}})
+
+    def text(results, compared=None):
+        return " ".join(b.text for b in report.discussion(results, CLASSES, {"Female": 0.5, "Male": 0.5}, compared)
                         if hasattr(b, "text"))
 
-    close = text({"a": result(0.90, 0.815), "b": result(0.87, 0.821)})
-    assert "a leads on validation but b on the cross-dataset test" in close and "noise" in close
-    wide = text({"a": result(0.90, 0.70), "b": result(0.87, 0.80)})
-    assert "weaker model" in wide and "noise" not in wide
+    close = {"a": result(0.90, 0.815), "b": result(0.87, 0.821)}    # the same 0.006 gap, three ways
+    noise = text(close, comparison(0.4))
+    assert "a leads on validation but b on the cross-dataset test" in noise
+    assert "not significant at 5% (DeLong, p = 0.4)" in noise and "weaker model" not in noise
+    real = text(close, comparison(0.001))
+    assert "significant at 5% (DeLong, p = 0.001)" in real and "not significant" not in real
+    assert "weaker model" in real
+    untested = text(close)
+    assert "no paired test" in untested and "significant" not in untested
     mixed = text({"a": result(0.80, 0.85), "b": result(0.87, 0.80)})
     assert "1 of 2 models lose ground" in mixed
 
