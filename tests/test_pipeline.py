@@ -81,10 +81,19 @@ def test_counts_and_skips_are_recorded(project, first_repro):
 def test_metrics_are_probabilities(project, first_repro):
     for model in MODELS:
         metrics = json.loads((project / "metrics" / "evaluate" / f"{model}.json").read_text())
-        assert set(metrics) == {"description", "val", "test"}
+        assert set(metrics) == {"description", "bootstrap", "val", "test"}
+        assert metrics["bootstrap"] == raw_repo_params()["evaluate"]["bootstrap"]
         for split in ("val", "test"):
             values = metrics[split]
+            intervals = values.pop("interval")
             assert set(values) == {"accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "n"}
+            for name, bounds in intervals.items():
+                if values[name] is None:
+                    assert bounds is None, (model, split, name)
+                else:
+                    # Bounds are stored to 6 decimals, the values in full.
+                    assert 0.0 <= bounds["low"] <= values[name] + 1e-6 and values[name] - 1e-6 <= bounds["high"] <= 1.0, \
+                        (model, split, name, bounds)
             predictions = pd.read_csv(project / "data/evaluate" / model / f"predictions_{split}.csv")
             counts = pd.read_csv(project / "plots/confusion" / model / f"{split}.csv")
             assert counts["count"].sum() == values["n"]
@@ -128,6 +137,12 @@ def test_comparison_has_every_model_and_difference(project, first_repro):
         assert set(row) == {*MODELS, "improved_minus_baseline", "transfer_minus_baseline"}
         assert row["improved_minus_baseline"] == pytest.approx(
             improved[split]["roc_auc"] - baseline[split]["roc_auc"], abs=1e-6)
+        tests = comparison["tests"][split]
+        assert set(tests) == {"improved_vs_baseline", "transfer_vs_baseline", "transfer_vs_improved"}
+        paired = tests["improved_vs_baseline"]
+        assert paired["images"] == baseline[split]["n"]
+        assert paired["roc_auc_difference"] == pytest.approx(row["improved_minus_baseline"], abs=1e-5)
+        assert 0.0 <= paired["roc_auc_p_value"] <= 1.0 and 0.0 <= paired["accuracy_p_value"] <= 1.0
 
 
 def test_learning_curves_have_one_row_per_epoch(project, first_repro):
