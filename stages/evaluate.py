@@ -57,12 +57,14 @@ class Outputs:
 
 
 def write_figures(evaluation: EvaluationDir, title: str, classes: list[str], history: pd.DataFrame,
-                  results: dict[str, tuple[dict, dict]]) -> None:
-    """learning_curves.png, roc.png (val and test) and confusion_<split>.png."""
+                  results: dict[str, tuple[dict, dict]], auc_intervals: dict[str, Bounds | None] | None = None) -> None:
+    """learning_curves.png, roc.png (val and test, each AUC with its interval when given) and
+    confusion_<split>.png."""
     from stages import figures
 
     figures.save(figures.learning_curves(history, title), evaluation.learning_curves_figure)
-    curves = {figures.SPLIT_TITLES[split]: (roc["fpr"], roc["tpr"], metrics["roc_auc"])
+    bounds = {split: (found.low, found.high) if found else None for split, found in (auc_intervals or {}).items()}
+    curves = {figures.SPLIT_TITLES[split]: (roc["fpr"], roc["tpr"], metrics["roc_auc"], bounds.get(split))
               for split, (metrics, roc) in results.items()}
     figures.save(figures.roc_figure(curves, f"{title}: ROC"), evaluation.roc_figure)
     for split, (metrics, _) in results.items():
@@ -99,7 +101,8 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
         results[split] = (metrics, roc)
     name, description = training.model, training.description
     title = name if name == description else f"{name} ({description})"
-    write_figures(out.evaluation, title, classes, curves.read(), results)
+    write_figures(out.evaluation, title, classes, curves.read(), results,
+                  {split: summary[split].interval.get("roc_auc") for split in EVALUATED_SPLITS})
     info = BootstrapInfo(**bootstrap.model_dump()) if bootstrap and bootstrap.resamples else None
     return ModelMetrics(description=description, bootstrap=info, **summary)
 

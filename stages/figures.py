@@ -42,11 +42,15 @@ def learning_curves(history: pd.DataFrame, title: str) -> plt.Figure:
     return figure
 
 
-def roc_figure(curves: dict[str, tuple[list[float], list[float], float | None]], title: str) -> plt.Figure:
-    """ROC curves, one per label, with the AUC in the legend and the chance diagonal."""
+def roc_figure(curves: dict[str, tuple], title: str) -> plt.Figure:
+    """ROC curves, one per label: (fpr, tpr, auc[, (low, high)]), with the AUC and, when given, its
+    interval in the legend, and the chance diagonal."""
     figure, axis = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
-    for label, (fpr, tpr, auc) in curves.items():
+    for label, (fpr, tpr, auc, *rest) in curves.items():
         auc_text = "n/a" if auc is None else f"{auc:.3f}"
+        bounds = rest[0] if rest else None
+        if auc is not None and bounds is not None:
+            auc_text += f" [{bounds[0]:.3f}–{bounds[1]:.3f}]"
         axis.plot(fpr, tpr, label=f"{label} (AUC = {auc_text})")
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
     axis.set_xlim(0, 1)

@@ -254,10 +254,13 @@ def figure_sections(results: dict[str, ModelResults], figures_dir: Path) -> list
         lines = {}
         for name, result in results.items():
             points = result.roc.read(split)
-            lines[name] = (points["fpr"], points["tpr"], result.value(split, "roc_auc"))
+            bounds = result.metrics.split(split).interval.get("roc_auc")
+            lines[name] = (points["fpr"], points["tpr"], result.value(split, "roc_auc"),
+                           (bounds.low, bounds.high) if bounds else None)
         path = figures_dir / f"roc_{split}.png"
         figures.save(figures.roc_figure(lines, f"ROC, {SPLIT_TITLES[split]}"), path)
-        rocs.append(Figure(path, f"ROC curves of every model on the {SPLIT_TITLES[split]} split, AUC in the legend"))
+        rocs.append(Figure(path, f"ROC curves of every model on the {SPLIT_TITLES[split]} split, AUC in the legend "
+                                 "(with its bootstrap interval when evaluate.bootstrap is on)"))
     confusions = [Figure(copy_figure(r.evaluation.confusion_figure(split), figures_dir, f"{n}_confusion_{split}.png"),
                          f"{n}: confusion matrix, {SPLIT_TITLES[split]}")
                   for n, r in results.items() for split in EVALUATED_SPLITS]

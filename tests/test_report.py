@@ -231,3 +231,11 @@ def test_compute_section_has_each_models_own_ideas(built):
 def test_cross_split_duplicates_are_reported(built):
     *_, markdown, _ = built
     assert "appears in two splits: 2 between train and test; the 2 training copies were dropped" in markdown
+
+
+def test_roc_legend_shows_the_auc_and_its_interval():
+    curves = {"with": ([0, 0.2, 1], [0, 0.8, 1], 0.8, (0.75, 0.85)), "without": ([0, 1], [0, 1], 0.5),
+              "undefined": ([0, 1], [0, 1], None, None)}
+    figure = figures.roc_figure(curves, "t")
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert labels[:3] == ["with (AUC = 0.800 [0.750–0.850])", "without (AUC = 0.500)", "undefined (AUC = n/a)"]
