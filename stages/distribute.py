@@ -61,9 +61,9 @@ def limit_threads() -> int:
     return threads
 
 
-def task_in_cluster() -> tuple[str, int] | None:
-    """(task type, index) from TF_CONFIG, or None when TF_CONFIG is unset. Raises UserError if it is
-    not the JSON TensorFlow expects."""
+def task_in_cluster() -> tuple[str, int, bool] | None:
+    """(task type, index, whether the cluster has a "chief" task) from TF_CONFIG, or None when
+    TF_CONFIG is unset. Raises UserError if it is not the JSON TensorFlow expects."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return None
@@ -73,7 +73,7 @@ def task_in_cluster() -> tuple[str, int] | None:
         cluster = config["cluster"]
         if not isinstance(cluster, dict) or not cluster:
             raise KeyError("cluster")
-        return str(task["type"]), int(task["index"])
+        return str(task["type"]), int(task["index"]), "chief" in cluster
     except (ValueError, KeyError, TypeError):
         raise UserError('TF_CONFIG is not valid: expected JSON like {"cluster": {"worker": ["host1:port", '
                         '"host2:port"]}, "task": {"type": "worker", "index": 0}}') from None
@@ -85,8 +85,7 @@ def is_chief() -> bool:
     task = task_in_cluster()
     if task is None:
         return True
-    kind, index = task
-    has_chief = "chief" in json.loads(os.environ["TF_CONFIG"])["cluster"]
+    kind, index, has_chief = task
     return kind == "chief" or (not has_chief and kind == "worker" and index == 0)
 
 

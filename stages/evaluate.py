@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for split in EVALUATED_SPLITS:
         values = metrics.split(split)
         shown = ", ".join(f"{key} {getattr(values, key):.3f}" + (
-            f" [{values.interval[key].low:.3f}, {values.interval[key].high:.3f}]" if values.interval.get(key) else "")
+            f" [{values.interval[key].low:.3f}–{values.interval[key].high:.3f}]" if values.interval.get(key) else "")
             for key in METRIC_NAMES if getattr(values, key) is not None)
         print(f"{name} {split}: {shown}")
 
