@@ -3,21 +3,24 @@
 Writes, in git: metrics/evaluate/<model>.json (the model's description, then accuracy, sensitivity,
 specificity, precision, F1, ROC AUC per split, each with its bootstrap interval; Male is the positive
 class; the same keys for every model), plots/roc/<model>/ and plots/confusion/<model>/ (DVC plot data); in the DVC cache:
-data/evaluate/<model>/ (per-image predictions and PNG figures: learning curves, ROC, confusion). The model's module says how it is scored
-(a frozen base's head, say, on that base's cached features).
+data/evaluate/<model>/ (per-image predictions; PNG figures: learning curves, ROC, confusion; heat maps
+of where the model looks on the test images it is most confidently wrong and right about, listed in
+explanations.csv). The model's module says how it is scored (a frozen base's head, say, on that
+base's cached features); heat maps always come from the whole saved model on the prepared images.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
 from stages import cli
-from stages.config import EVALUATED_SPLITS, BootstrapParams, load_params
+from stages.config import EVALUATED_SPLITS, PREPARED_DIR, BootstrapParams, ExplainParams, load_params
 from stages.contracts import (BootstrapInfo, Bounds, ConfusionCounts, EvaluationDir, LearningCurves, ModelDir,
-                              ModelMetrics, RocCurves, SplitMetrics, TrainingInfo, missing)
+                              ModelMetrics, PreparedSplit, RocCurves, SplitMetrics, TrainingInfo, missing)
 from stages.fsutil import atomic_file, staged_dir
 from stages.metrics import METRIC_NAMES, bootstrap_intervals, classification_metrics, roc_points
 
@@ -80,11 +83,56 @@ def intervals(predictions: pd.DataFrame, threshold: float, bootstrap: BootstrapP
             for name, bounds in found.items()}
 
 
+def confident_examples(rows: pd.DataFrame, count: int, classes: Sequence[str]) -> pd.DataFrame:
+    """The `count` wrong predictions furthest from P = 0.5 (group "mistake"), then for each class the
+    `count` right ones furthest from it (group "correct"): most confident first, ties by file."""
+    confidence = (rows["probability"] - 0.5).abs()
+    ranked = rows.assign(confidence=confidence).sort_values(["confidence", "file"], ascending=[False, True])
+    right = ranked["actual"] == ranked["predicted"]
+    groups = [ranked[~right].head(count).assign(group="mistake")]
+    groups += [ranked[right & (ranked["actual"] == label)].head(count).assign(group="correct") for label in classes]
+    return pd.concat(groups).drop(columns="confidence").reset_index(drop=True)
+
+
+def write_explanations(model, rows: pd.DataFrame, prepared_root: Path, evaluation: EvaluationDir,
+                       settings: ExplainParams, classes: Sequence[str]) -> pd.DataFrame:
+    """Heat maps (stages/explain.py) for the confident_examples of these test predictions: each image
+    beside its map in evaluation's explain/ folder, listed in explanations.csv; returns that table."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from stages import explain
+
+    chosen = confident_examples(rows, settings.images, classes)
+    if chosen.empty:
+        evaluation.write_explanations(chosen.assign(method="", figure=""))
+        return chosen
+    with PreparedSplit(prepared_root, "test") as split:
+        images = np.stack([np.asarray(Image.open(io.BytesIO(split.read(file))).convert("RGB"), np.float32)
+                           for file in chosen["file"]])
+    maps, method = explain.explain(model, images, settings.method)
+    # Mistakes are ranked together, correct answers within their class.
+    kinds = chosen["actual"].where(chosen["group"] == "correct", "any")
+    ranks = chosen.groupby([chosen["group"], kinds]).cumcount() + 1
+    figures = []
+    for row, kind, rank, image, heat in zip(chosen.itertuples(), kinds, ranks, images, maps):
+        target = evaluation.explanation_figure(row.group, kind, rank)
+        explain.write_explanation(target, image, heat)
+        figures.append(target.relative_to(evaluation.root).as_posix())
+    chosen = chosen.assign(method=method, figure=figures)
+    evaluation.write_explanations(chosen)
+    return chosen
+
+
 def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: LearningCurves, data: DataRoots,
              out: Outputs, classes: list[str], threshold: float, batch_size: int,
-             roc_points_kept: int | None = None, bootstrap: BootstrapParams | None = None) -> ModelMetrics:
+             roc_points_kept: int | None = None, bootstrap: BootstrapParams | None = None,
+             explain: ExplainParams | None = None, prepared_root: Path = PREPARED_DIR) -> ModelMetrics:
     """Score the model saved in model_dir (a model of family_class) on val and test; write plot data,
-    predictions and figures into `out`; return the metrics, with intervals when `bootstrap` asks."""
+    predictions and figures into `out`; return the metrics, with intervals when `bootstrap` asks and
+    heat maps of confident test answers (images from prepared_root) when `explain` asks."""
     from stages.models import load_model
 
     training = TrainingInfo.read(model_dir.training)
@@ -99,6 +147,8 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
         interval = intervals(predictions, threshold, bootstrap) if bootstrap and bootstrap.resamples else {}
         summary[split] = SplitMetrics(**{key: metrics[key] for key in METRIC_NAMES}, n=metrics["n"], interval=interval)
         results[split] = (metrics, roc)
+        if split == "test" and explain and explain.images:
+            write_explanations(model, rows, prepared_root, out.evaluation, explain, classes)
     name, description = training.model, training.description
     title = name if name == description else f"{name} ({description})"
     write_figures(out.evaluation, title, classes, curves.read(), results,
@@ -125,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics = evaluate(models.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
                            Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion)),
                            params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size,
-                           params.evaluate.roc_points, params.evaluate.bootstrap)
+                           params.evaluate.roc_points, params.evaluate.bootstrap, params.evaluate.explain)
         metrics_file.write(metrics.text())
     print(metrics.description)
     for split in EVALUATED_SPLITS:

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from stages import evaluate, features, models, train
 from stages.compare import compare
-from stages.config import BootstrapParams, FitParams, load_params
+from stages.config import BootstrapParams, ExplainParams, FitParams, load_params
 from stages.contracts import (
     ConfusionCounts,
     EvaluationDir,
@@ -178,6 +179,46 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
                 assert bounds.low - 1e-6 <= value <= bounds.high + 1e-6, (split, name)
     with_intervals.write(tmp_path / "with_intervals.json")
     assert ModelMetrics.read(tmp_path / "with_intervals.json") == with_intervals      # round trip, intervals kept
+
+
+def test_heat_maps_for_confident_answers(tiny_model, records, tmp_path):
+    """evaluate.explain: the tiny model (no conv layer) gets occlusion maps, each test image beside
+    its map, listed in explanations.csv; 0 images writes none."""
+    family = models.table(tiny_model)["tiny"]
+    data = DataRoots(records, tmp_path / "no-features")
+    model_dir, curves = ModelDir.of("tiny", tmp_path / "models"), LearningCurves.of("tiny", tmp_path / "curves")
+    model_dir.root.mkdir(parents=True)
+    curves.root.mkdir(parents=True)
+    train.fit(family, data, model_dir.root, curves.root)
+    out = evaluate.Outputs(*(kind.of("tiny", tmp_path / kind.__name__) for kind in
+                             (EvaluationDir, RocCurves, ConfusionCounts)))
+    for folder in (out.evaluation, out.roc, out.confusion):
+        folder.root.mkdir(parents=True)
+    evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4,
+                      explain=ExplainParams(images=2, method="auto"), prepared_root=records.parent / "prepared")
+    table = out.evaluation.read_explanations()
+    predictions = out.evaluation.read_predictions("test")
+    wrong = (predictions["actual"] != predictions["predicted"]).sum()
+    right = predictions[predictions["actual"] == predictions["predicted"]]["actual"].value_counts()
+    assert (table["group"] == "mistake").sum() == min(2, wrong)
+    for label in ("Female", "Male"):
+        assert ((table["group"] == "correct") & (table["actual"] == label)).sum() == min(2, right.get(label, 0))
+    assert set(table["method"]) == {"occlusion"}
+    for row in table.itertuples():
+        with Image.open(out.evaluation.root / row.figure) as figure:
+            assert figure.size == (202, 100)
+        assert row.file in set(predictions["file"])
+    assert (table.loc[table["group"] == "mistake", "actual"] != table.loc[table["group"] == "mistake", "predicted"]).all()
+
+
+def test_confident_examples_most_confident_first():
+    predictions = pd.DataFrame({"file": list("abcdefg"),
+                                "actual": ["Male", "Male", "Female", "Female", "Male", "Female", "Male"],
+                                "predicted": ["Female", "Female", "Male", "Female", "Male", "Female", "Male"],
+                                "probability": [0.3, 0.01, 0.9, 0.2, 0.99, 0.05, 0.7]})
+    chosen = evaluate.confident_examples(predictions, 2, ["Female", "Male"])
+    assert list(chosen["group"]) == ["mistake", "mistake", "correct", "correct", "correct", "correct"]
+    assert list(chosen["file"]) == ["b", "c", "f", "d", "e", "g"]
 
 
 def test_metrics_file_round_trip(tmp_path):

@@ -1,0 +1,204 @@
+"""Where a model looks: heat maps over the image (Grad-CAM, or occlusion sensitivity), and overlays.
+
+    maps = explain(model, images)          # [n, size, size] in 0..1, one per image, for its predicted class
+
+Grad-CAM (Selvaraju et al. 2017) weighs the last convolutional feature maps by the gradient of the
+predicted class's score (the logit before the sigmoid: a saturated probability has no gradient) and
+keeps the positive part, upsampled to the image. It needs the model to be a chain of layers ending
+in one sigmoid, with a conv layer whose maps are at least 2x2; nested models (the transfer model's
+VGG16 base and head) are unrolled into that chain, and the chain is checked against the model's own
+output before it is trusted. Where that does not hold, occlusion sensitivity: a grey patch slides
+over the image and the map is how much the predicted class's probability falls when each place is
+hidden. It runs the model once per patch position, so it is slower, but it needs nothing of the model.
+
+Used by evaluate (the report's heat maps) and predict (--explain DIR).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+METHODS = ("auto", "gradcam", "occlusion")
+Method = Literal["auto", "gradcam", "occlusion"]
+METHOD_TITLES = {"gradcam": "Grad-CAM", "occlusion": "occlusion sensitivity"}
+# Occlusion: the patch side and step as fractions of the image side (100 px: a 20 px patch every 10 px).
+OCCLUSION_PATCH = 0.2
+OCCLUSION_STRIDE = 0.1
+OCCLUSION_FILL = 127.5      # mid-grey in 0-255 pixels
+OVERLAY_ALPHA = 0.45        # the heat map's share of each overlay pixel
+
+
+# --- the model as a chain of layers ------------------------------------------------------------------
+
+def layer_chain(model) -> list:
+    """The model's layers in call order, nested models unrolled (input layers dropped). Only a
+    faithful description of the model if the model is a chain: see gradcam_plan."""
+    import keras
+
+    chain = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        chain.extend(layer_chain(layer) if isinstance(layer, keras.Model) else [layer])
+    return chain
+
+
+def run_chain(chain: list, images, stop: int | None = None):
+    """The chain's output on images (inference mode); with `stop`, the output of chain[stop]."""
+    x = images
+    for index, layer in enumerate(chain):
+        x = layer(x, training=False)
+        if index == stop:
+            break
+    return x
+
+
+def target_layer(chain: list) -> int | None:
+    """Index of the output Grad-CAM weighs: the last Conv2D, carried through the batch norm and
+    activation right after it (the maps as the next layer sees them); None when there is none."""
+    import keras
+
+    convs = [i for i, layer in enumerate(chain) if isinstance(layer, keras.layers.Conv2D)]
+    if not convs:
+        return None
+    index = convs[-1]
+    while index + 1 < len(chain) and isinstance(chain[index + 1], (keras.layers.BatchNormalization,
+                                                                      keras.layers.Activation, keras.layers.ReLU)):
+        index += 1
+    return index
+
+
+def gradcam_plan(model, image_size: int) -> tuple[list, int] | None:
+    """(chain, target index) when Grad-CAM applies to this model, else None: the unrolled chain must
+    reproduce the model's output, end in a sigmoid and have a target layer with maps of 2x2 or more."""
+    import keras
+
+    chain = layer_chain(model)
+    target = target_layer(chain)
+    if target is None or not chain or getattr(chain[-1], "activation", None) is not keras.activations.sigmoid:
+        return None
+    probe = np.random.default_rng(0).uniform(0, 255, (2, image_size, image_size, 3)).astype(np.float32)
+    try:
+        maps = run_chain(chain, probe, stop=target)
+        unrolled = np.asarray(run_chain(chain, probe), dtype=np.float32)
+    except (ValueError, TypeError):   # a layer that takes several inputs (Add, Concatenate): not a chain
+        return None
+    if len(maps.shape) != 4 or min(maps.shape[1], maps.shape[2]) < 2:
+        return None
+    expected = np.asarray(model(probe, training=False), dtype=np.float32)
+    # bfloat16 bases round differently per call order; a wrong chain is off by far more.
+    if unrolled.shape != expected.shape or not np.allclose(unrolled, expected, atol=2e-2):
+        return None
+    return chain, target
+
+
+def choose_method(model, image_size: int, method: Method = "auto") -> str:
+    """The method that will run: `method` itself, or for auto Grad-CAM where it applies, else occlusion."""
+    if method == "occlusion":
+        return "occlusion"
+    if gradcam_plan(model, image_size) is not None:
+        return "gradcam"
+    if method == "gradcam":
+        raise ValueError("Grad-CAM does not apply to this model (no conv layer with 2x2 or larger maps in a chain "
+                         "of layers ending in a sigmoid); use occlusion")
+    return "occlusion"
+
+
+# --- the maps ---------------------------------------------------------------------------------
+
+def normalise(maps: np.ndarray) -> np.ndarray:
+    """Each map scaled to 0..1 by its own maximum (all zeros stay zeros)."""
+    peaks = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, 1, 1)
+    return np.where(peaks > 0, maps / np.maximum(peaks, 1e-12), 0.0).astype(np.float32)
+
+
+def gradcam(model, images: np.ndarray, plan: tuple[list, int] | None = None) -> np.ndarray:
+    """Grad-CAM maps [n, height, width] in 0..1 for each image's predicted class (P >= 0.5: class 1)."""
+    import tensorflow as tf
+
+    chain, target = plan or gradcam_plan(model, images.shape[1]) or (None, None)
+    if chain is None:
+        raise ValueError("Grad-CAM does not apply to this model; use occlusion")
+    *body, last = chain
+    x = tf.convert_to_tensor(images, tf.float32)
+    with tf.GradientTape() as tape:
+        maps = run_chain(body, x, stop=target)
+        tape.watch(maps)
+        rest = maps
+        for layer in body[target + 1:]:
+            rest = layer(rest, training=False)
+        # The sigmoid's input: the last layer without its activation.
+        logit = tf.cast(tf.matmul(tf.cast(rest, last.kernel.dtype), last.kernel) + last.bias, tf.float32)[:, 0]
+        # Evidence for the predicted class: the logit for class 1, minus it for class 0.
+        score = tf.where(logit >= 0, logit, -logit)
+    gradients = tf.cast(tape.gradient(score, maps), tf.float32)
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(maps, tf.float32), axis=-1))
+    upsampled = tf.image.resize(cam[..., None], images.shape[1:3], method="bilinear")[..., 0]
+    return normalise(upsampled.numpy())
+
+
+def occlusion(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Occlusion sensitivity maps [n, height, width] in 0..1: how much P(predicted class) falls when a
+    grey patch hides each place (mean over the patches covering a pixel, negatives dropped)."""
+    height, width = images.shape[1:3]
+    patch = max(2, round(OCCLUSION_PATCH * min(height, width)))
+    stride = max(1, round(OCCLUSION_STRIDE * min(height, width)))
+    positions = [(top, left) for top in range(0, max(height - patch, 0) + 1, stride)
+                 for left in range(0, max(width - patch, 0) + 1, stride)]
+    maps = np.zeros(images.shape[:3], np.float64)
+    for index, image in enumerate(images):
+        original = float(np.asarray(model(image[None], training=False)).reshape(-1)[0])
+        sign = 1.0 if original >= 0.5 else -1.0
+        drops, cover = np.zeros((height, width)), np.zeros((height, width))
+        for start in range(0, len(positions), batch_size):
+            chunk = positions[start:start + batch_size]
+            hidden = np.repeat(image[None], len(chunk), axis=0)
+            for k, (top, left) in enumerate(chunk):
+                hidden[k, top:top + patch, left:left + patch] = OCCLUSION_FILL
+            probabilities = np.asarray(model.predict_on_batch(hidden), dtype=np.float64).reshape(-1)
+            for (top, left), probability in zip(chunk, probabilities):
+                drops[top:top + patch, left:left + patch] += sign * (original - probability)
+                cover[top:top + patch, left:left + patch] += 1
+        maps[index] = np.maximum(drops / np.maximum(cover, 1), 0)
+    return normalise(maps)
+
+
+def explain(model, images: np.ndarray, method: Method = "auto") -> tuple[np.ndarray, str]:
+    """(maps [n, height, width] in 0..1, the method used) for 0-255 RGB images [n, height, width, 3]."""
+    images = np.asarray(images, np.float32)
+    used = choose_method(model, images.shape[1], method)
+    if used == "gradcam":
+        return gradcam(model, images), used
+    return occlusion(model, images), used
+
+
+# --- overlays --------------------------------------------------------------------------------
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """The image (0-255 RGB) with its heat map (0..1, same height and width) blended over it in the
+    jet colour map, as uint8 RGB."""
+    from matplotlib import colormaps
+
+    colours = colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255.0
+    blended = (1 - alpha) * np.asarray(image, np.float64) + alpha * colours
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def side_by_side(image: np.ndarray, heat: np.ndarray, gap: int = 2) -> np.ndarray:
+    """The image, a white gap, then the image under its heat map: uint8 RGB, twice as wide."""
+    image = np.clip(np.rint(np.asarray(image, np.float64)), 0, 255).astype(np.uint8)
+    white = np.full((image.shape[0], gap, 3), 255, np.uint8)
+    return np.concatenate([image, white, overlay(image, heat)], axis=1)
+
+
+def write_explanation(path, image: np.ndarray, heat: np.ndarray) -> None:
+    """Save side_by_side(image, heat) as a PNG at `path`, written whole (fsutil.atomic_file)."""
+    from PIL import Image
+
+    from stages.fsutil import atomic_file
+
+    with atomic_file(path, "wb") as handle:
+        Image.fromarray(side_by_side(image, heat)).save(handle, format="PNG")
