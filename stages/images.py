@@ -154,12 +154,13 @@ def _declared_pixels(error: Exception) -> str:
     return f"{int(found.group(1))} pixels ({_megapixels(int(found.group(1)))})" if found else "too many pixels"
 
 
-def load_rgb(path: Path | str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Load any common image file as a size x size x 3 uint8 array, or raise UnreadableImage.
+def open_rgb(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS, draft: int | None = None) -> Image.Image:
+    """Load any common image file upright (EXIF orientation applied) as an RGB image, or raise
+    UnreadableImage.
 
     An image declaring more than max_pixels (width x height, read from its header) is refused before
-    any pixel is decoded; a big JPEG is decoded already scaled down (DRAFT_MARGIN), so memory stays
-    bounded by the budget, not by what a file claims.
+    any pixel is decoded. With `draft`, a big JPEG is decoded already scaled down, to no less than
+    `draft` pixels on its shorter side: memory stays bounded by the budget, not by what a file claims.
     """
     path = Path(path)
     try:
@@ -173,18 +174,14 @@ def load_rgb(path: Path | str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
             # Pillow warns on odd-but-decodable metadata; decoding decides. Its DecompressionBombWarning
             # (over 89 MP) is covered by the pixel budget, checked before anything is decoded.
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as image:
-                check_pixels(image.size, max_pixels)
-                target = size * DRAFT_MARGIN
-                if image.format in ("JPEG", "MPO") and min(image.size) >= 2 * target:
-                    image.draft(image.mode, (target, target))
-                image.load()
-                # In place, and no copy for RGB: at most one full-size copy besides the decoded image.
-                ImageOps.exif_transpose(image, in_place=True)
-                rgb = _upright_to_rgb(image)
-                if rgb.size != (size, size):
-                    rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
-                pixels = np.asarray(rgb, dtype=np.uint8)
+            image = Image.open(io.BytesIO(data))
+            check_pixels(image.size, max_pixels)
+            if draft and image.format in ("JPEG", "MPO") and min(image.size) >= 2 * draft:
+                image.draft(image.mode, (draft, draft))
+            image.load()
+            # In place, and no copy for RGB: at most one full-size copy besides the decoded image.
+            ImageOps.exif_transpose(image, in_place=True)
+            return _upright_to_rgb(image)
     except UnidentifiedImageError:
         raise UnreadableImage("not an image Pillow can identify") from None
     except Image.DecompressionBombError as error:
@@ -195,7 +192,19 @@ def load_rgb(path: Path | str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
         ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise UnreadableImage(f"cannot decode image: {error}") from None
-    return pixels
+
+
+def square_pixels(rgb: Image.Image, size: int) -> np.ndarray:
+    """An RGB image resized to size x size (as prepare resizes every image), as a uint8 array."""
+    if rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def load_rgb(path: Path | str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Load any common image file as a size x size x 3 uint8 array (open_rgb, then square_pixels),
+    or raise UnreadableImage."""
+    return square_pixels(open_rgb(path, max_pixels, draft=size * DRAFT_MARGIN), size)
 
 
 def iter_image_files(folder: Path) -> Iterator[Path]:
