@@ -12,7 +12,7 @@ PLOTS_PAGE := .dvc/plots/offline.html
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test bench queue gpu-check env clean
+.PHONY: run test real-plan real bench queue gpu-check env clean
 
 run: env
 	dvc repro
@@ -20,6 +20,16 @@ run: env
 
 test: env
 	python -m pytest
+
+# The real run: the Kaggle datasets, ImageNet VGG16, the assignment's frozen conv base (stages/plan.py
+# REAL_RUN), as a DVC experiment beside the sample runs (dvc exp show). Needs Kaggle credentials.
+# real-plan: what it downloads (versions, sizes), the disk it needs against what is free, the time
+# per stage here; downloads nothing. real: the same plan, refused when the disk is short, then the run.
+real-plan: env
+	python -m stages.plan
+
+real: env
+	python -m stages.plan --run
 
 # The real-scale benchmark (README, Benchmark): about 30 min at SCALE=1 on 2 cores; SCALE=0.1 for a quick look.
 SCALE ?= 1

@@ -163,19 +163,31 @@ class BootstrapParams(ParamsSection):
     seed: int
 
 
+class ExplainParams(ParamsSection):
+    """The test images evaluate shows heat maps for (stages/explain.py)."""
+
+    images: int = Field(ge=0, le=50)                       # most confident mistakes, and correct answers per class
+    method: Literal["auto", "gradcam", "occlusion"]        # auto: Grad-CAM where it applies, else occlusion
+
+
 class EvaluateParams(ParamsSection):
     threshold: float = Field(gt=0, lt=1)
     batch_size: int = Field(ge=1)
     roc_points: int = Field(ge=2)                          # most ROC points kept per split (plot data in git)
     bootstrap: BootstrapParams
+    explain: ExplainParams
 
 
 class CompareParams(ParamsSection):
     reference: str                                          # the model every other is compared with
 
 
-class ReportParams(ParamsSection):
-    mistakes_per_model: int = Field(ge=0, le=50)            # gallery of the most confident wrong test images
+class PredictParams(ParamsSection):
+    """python -m stages.predict's defaults (not a DVC stage)."""
+
+    detect_faces: bool                                      # classify each face found, not the whole image
+    min_face_confidence: float = Field(gt=0, lt=1)          # MTCNN confidence a face needs
+    face_crop: float = Field(ge=1, le=4)                    # crop side / detector box's longer side
 
 
 class Params(ParamsSection):
@@ -189,7 +201,7 @@ class Params(ParamsSection):
     distribute: DistributeParams
     evaluate: EvaluateParams
     compare: CompareParams
-    report: ReportParams
+    predict: PredictParams
     _source: str = PrivateAttr(default=str(PARAMS_FILE))    # the file it came from, for error messages
 
     @model_validator(mode="after")

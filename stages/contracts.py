@@ -12,44 +12,14 @@ from pathlib import Path
 from typing import ClassVar, Optional, Union
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel
 
 from stages.config import EVALUATE_DIR, FEATURES_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLITS, TFRECORDS_DIR
 from stages.errors import UserError
-from stages.fsutil import atomic_file, json_text, write_text_atomic, zip_entry
+from stages.fsutil import atomic_file, zip_entry
+from stages.jsonfile import JsonFile, missing
 
 
-def missing(path: Path, stage: str) -> UserError:
-    """The one-line error for an input another stage should have written."""
-    return UserError(f"{path}: not found; run the {stage} stage first (dvc repro {stage})")
-
-
-class JsonFile(BaseModel):
-    """A JSON file passed between stages; subclasses say which stage writes it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    written_by: ClassVar[str]
-
-    @classmethod
-    def read(cls, path: Path | str):
-        path = Path(path)
-        if not path.is_file():
-            raise missing(path, cls.written_by)
-        try:
-            return cls.model_validate_json(path.read_bytes())
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "the file"
-            raise UserError(f"{path}: {where}: {first['msg']}; rerun the {cls.written_by} stage "
-                            f"(dvc repro -f {cls.written_by})") from None
-
-    def text(self) -> str:
-        """Pretty, key-sorted JSON: stable bytes for DVC and git."""
-        return json_text(self.model_dump(mode="json"))
-
-    def write(self, path: Path | str) -> None:
-        """Write the JSON atomically."""
-        write_text_atomic(path, self.text())
 
 
 def read_csv(path: Path, columns: tuple[str, ...], stage: str) -> pd.DataFrame:
@@ -381,6 +351,9 @@ class ModelMetrics(JsonFile):
 
 # Per image: its prepared file, actual and predicted class names, P(class 1).
 PREDICTION_COLUMNS = ("file", "actual", "predicted", "probability")
+# One row per test image with a heat map: group is "mistake" or "correct", figure is its PNG's name
+# inside the model's data/evaluate folder, method the one that made the map (stages/explain.py).
+EXPLANATION_COLUMNS = ("group", "file", "actual", "predicted", "probability", "method", "figure")
 ROC_COLUMNS = ("fpr", "tpr", "threshold")
 CONFUSION_COLUMNS = ("actual", "predicted", "count")
 
@@ -446,6 +419,20 @@ class EvaluationDir(ModelOutputs):
 
     def read_predictions(self, split: str) -> pd.DataFrame:
         return read_csv(self.predictions(split), PREDICTION_COLUMNS, "evaluate")
+
+    @property
+    def explanations(self) -> Path:
+        return self.root / "explanations.csv"
+
+    def explanation_figure(self, group: str, label: str, rank: int) -> Path:
+        """explain/<group>_<label>_<rank>.png: the test image beside its heat map."""
+        return self.root / "explain" / f"{group}_{label}_{rank}.png"
+
+    def write_explanations(self, rows: pd.DataFrame) -> None:
+        write_csv(self.explanations, rows, EXPLANATION_COLUMNS)
+
+    def read_explanations(self) -> pd.DataFrame:
+        return read_csv(self.explanations, EXPLANATION_COLUMNS, "evaluate")
 
 
 # --- compare: metrics/comparison.json --------------------------------------------------------------

@@ -5,44 +5,37 @@ seeded offline stand-in (stages/sample.py). Every dataset is written into a temp
 its final place and checked against prepare.splits; only when all of them are complete do they
 replace data/raw/<name>/, so a failed or interrupted run leaves the previous data exactly as it was.
 
-Credentials never reach the output: errors are rebuilt from status codes and exception types, never
-from the client's exception text, and whatever the client prints is scrubbed of the secrets it holds.
+The kaggle client is used through stages/kaggle_client.py, which keeps credentials out of every
+message and log. An interrupted download is resumed by the next run (DOWNLOADS_DIR), and an archive
+is checked whole (every member's CRC) before anything is unpacked.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import io
+import datetime
 import os
-import re
 import shutil
-import sys
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from stages import cli
 from stages.config import PARAMS_FILE, RAW_DIR, DatasetSource, Params, PrepareParams, load_params
 from stages.errors import UserError
 from stages.fsutil import staged_dir
 from stages.images import find_class_folders, iter_image_files
+from stages.kaggle_client import (client_output, dataset_info, describe, iso_utc, kaggle_errors,
+                                  kaggle_login, secrets_of)
+from stages.provenance import DatasetProvenance, Provenance
 
-# The kaggle client downloads into this hidden sub-folder of the staging folder: hidden folders are
-# skipped by the layout check, and it is removed before the staging folder replaces data/raw/<name>/.
-_DOWNLOAD_SUBDIR = ".kaggle-download"
-
-SAMPLE_HINT = (
-    "or use the offline sample: set download.source: sample in params.yaml "
-    "(or dvc exp run -S download.source=sample)"
-)
-CREDENTIALS_HELP = (
-    "set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN) in the environment, "
-    "or save your API token as ~/.kaggle/kaggle.json (create one at https://www.kaggle.com/settings/api)"
-)
-
+# The archives the kaggle client downloads, one folder per dataset and version. An interrupted download
+# stays here with the client's .kaggle-partial marker (the server's ETag and size), and the next run
+# resumes it with a Range request; a finished one is checked, unpacked into the staging folder and
+# removed. Not a DVC output (DVC tracks data/raw), and gitignored with the rest of data/.
+DOWNLOADS_DIR = Path("data/.downloads")
 
 # ---------------------------------------------------------------------------------------------
 # Layout check (pure: raises UserError, touches nothing)
@@ -83,219 +76,53 @@ def _relative_to(message: str, root: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Kaggle
+# Download (the kaggle client: stages/kaggle_client.py)
 
 
-def kaggle_ref(source: DatasetSource) -> str:
-    """The dataset reference the kaggle client takes: owner/name, or owner/name/<version>."""
-    return source.slug if source.version is None else f"{source.slug}/{source.version}"
-
-
-def _describe(source: DatasetSource) -> str:
-    version = "latest version" if source.version is None else f"version {source.version}"
-    return f"'{source.slug}' ({version})"
-
-
-def kaggle_api_class():
-    """Import the client's KaggleApi class, discarding what `import kaggle` prints.
-
-    kaggle/__init__.py authenticates at import time and prints its own help when it finds no
-    credentials; we authenticate again ourselves, with our own message.
-    """
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            from kaggle.api.kaggle_api_extended import KaggleApi
-    except ImportError:
-        raise UserError(
-            "the kaggle package is not installed in this environment; install the project's "
-            f"requirements, {SAMPLE_HINT}"
-        ) from None
-    except OSError as error:
-        # The client creates its config folder at import time.
-        raise UserError(
-            f"the kaggle client could not set up its config folder ({error.strerror}); "
-            "set KAGGLE_CONFIG_DIR to a writable folder"
-        ) from None
-    return KaggleApi
-
-
-class _ScrubbedLines(io.TextIOBase):
-    """A stdout stand-in for the client: forwards whole lines, minus secrets and misleading advice."""
-
-    # The client's advice after a failed download does not hold here: the staging folder is removed.
-    # Its final "Error: <exception text>" is replaced by our own one-line message.
-    _DROP = re.compile(r"^\s*(Partial file saved at|You can resume by running|Download failed after|Error: )")
-    # The client prints str(exception) when retrying; keep only the exception's type.
-    _ERROR_LINE = re.compile(r"^(\s*Connection error: \w+): .*$")
-
-    def __init__(self, target, secrets: set[str]) -> None:
-        self._target = target
-        self._secrets = sorted(secrets, key=len, reverse=True)
-        self._pending = ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self._pending += text
-        *lines, self._pending = self._pending.split("\n")
-        for line in lines:
-            self._emit(line + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        if self._pending:
-            self._emit(self._pending)
-            self._pending = ""
-        self._target.flush()
-
-    def _emit(self, line: str) -> None:
-        if self._DROP.match(line):
-            return
-        line = self._ERROR_LINE.sub(r"\1", line)
-        for secret in self._secrets:
-            line = line.replace(secret, "***")
-        self._target.write(line)
-
-
-@contextlib.contextmanager
-def _client_output(secrets: set[str]) -> Iterator[None]:
-    stream = _ScrubbedLines(sys.stdout, secrets)
-    try:
-        with contextlib.redirect_stdout(stream):
-            yield
-    finally:
-        stream.flush()
-
-
-def _secrets(api=None) -> set[str]:
-    """Every credential value the client may hold, and its HTTP Basic form."""
-    values = {os.environ.get(key, "") for key in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")}
-    user = os.environ.get("KAGGLE_USERNAME", "")
-    key = os.environ.get("KAGGLE_KEY", "")
-    if api is not None:
-        config = getattr(api, "config_values", {}) or {}
-        values |= {str(config.get(k) or "") for k in ("key", "token", "api_token")}
-        user = str(config.get("username") or user)
-        key = str(config.get("key") or key)
-    secrets = {value for value in values if len(value) >= 4}
-    if user and key:
-        secrets.add(base64.b64encode(f"{user}:{key}".encode()).decode())
-    if len(user) >= 6:  # short names would mangle ordinary words; usernames are public anyway
-        secrets.add(user)
-    return secrets
-
-
-def kaggle_login():
-    """A KaggleApi that has found credentials, or one UserError saying how to give them."""
-    import requests
-
-    KaggleApi = kaggle_api_class()
-    api = KaggleApi()
-    # Verbose mode prints request headers, Authorization included: never let it switch on.
-    api.args = [arg for arg in api.args if arg not in ("--verbose", "-v")]
-    printed = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(printed):
-            api.authenticate()
-    except SystemExit:
-        # authenticate() prints its own help, then exit(1), when it finds no credentials.
-        where = ""
-        if os.environ.get("KAGGLE_CONFIG_DIR"):
-            where = f" (KAGGLE_CONFIG_DIR is set: the client reads kaggle.json from {Path(api.config).parent})"
-        problem = "no Kaggle credentials found"
-        if os.environ.get("KAGGLE_API_TOKEN"):
-            problem = "Kaggle did not accept KAGGLE_API_TOKEN (expired or revoked?) and found no other credentials"
-        raise UserError(f"{problem}: {CREDENTIALS_HELP}{where}; {SAMPLE_HINT}") from None
-    except requests.exceptions.HTTPError as error:
-        status = error.response.status_code if error.response is not None else "?"
-        raise UserError(
-            f"Kaggle rejected the credentials (HTTP {status}): {CREDENTIALS_HELP}; {SAMPLE_HINT}"
-        ) from None
-    except requests.exceptions.RequestException as error:
-        raise UserError(
-            f"could not reach Kaggle to check the credentials ({type(error).__name__}): check the "
-            f"internet connection and run the stage again, {SAMPLE_HINT}"
-        ) from None
-    # Pass on the client's warnings (e.g. kaggle.json readable by others), scrubbed.
-    warnings = [line for line in printed.getvalue().splitlines() if line.startswith("Warning")]
-    if warnings:
-        with _client_output(_secrets(api)):
-            print("\n".join(warnings))
-    return api
-
-
-def _http_error_message(status: int | None, name: str, source: DatasetSource) -> str:
-    what = f"dataset {_describe(source)}"
-    if status == 401:
-        return (
-            f"Kaggle refused the credentials while downloading {what} (HTTP 401): "
-            f"{CREDENTIALS_HELP}; {SAMPLE_HINT}"
-        )
-    if status == 403:
-        return (
-            f"Kaggle denied access to {what} (HTTP 403): sign in at "
-            f"https://www.kaggle.com/datasets/{source.slug} with the account of your credentials "
-            f"and accept the dataset's terms, then run the stage again; {SAMPLE_HINT}"
-        )
-    if status == 404:
-        return (
-            f"{what} was not found on Kaggle (HTTP 404): check slug and version of "
-            f"download.datasets.{name} in params.yaml"
-        )
-    if status == 429:
-        return f"Kaggle is rate-limiting downloads of {what} (HTTP 429): wait a while and run the stage again"
-    if status is not None and status >= 500:
-        return (
-            f"Kaggle had a server error sending {what} (HTTP {status}): run the stage again later; "
-            f"{SAMPLE_HINT}"
-        )
-    return f"downloading {what} failed (HTTP {status}): run the stage again; {SAMPLE_HINT}"
-
-
-def download_kaggle(api, name: str, source: DatasetSource, root: Path, quiet: bool = False) -> None:
-    """Download dataset `name` with the kaggle client and unpack it into the empty folder `root`."""
-    import requests
-    import urllib3.exceptions
-
-    download_dir = root / _DOWNLOAD_SUBDIR
-    network_hint = (
-        f"check the internet connection and run the stage again; {SAMPLE_HINT}"
-    )
-    try:
-        with _client_output(_secrets(api)):
-            api.dataset_download_files(
-                kaggle_ref(source), path=str(download_dir), force=True, quiet=quiet, unzip=False
-            )
-    # Messages are built here from status codes and types: the client's exception text can
-    # carry URLs, server replies or headers, so it is never shown.
-    except requests.exceptions.HTTPError as error:
-        status = error.response.status_code if error.response is not None else None
-        raise UserError(_http_error_message(status, name, source)) from None
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as error:
-        raise UserError(
-            f"downloading dataset {_describe(source)} failed: connection lost or refused "
-            f"({type(error).__name__}); {network_hint}"
-        ) from None
-    except ValueError:
-        # download_file raises ValueError when fewer bytes arrived than announced.
-        raise UserError(
-            f"downloading dataset {_describe(source)} failed: the file arrived incomplete; {network_hint}"
-        ) from None
-    except OSError as error:
-        raise UserError(
-            f"downloading dataset {_describe(source)} failed writing under {RAW_DIR}: "
-            f"{error.strerror or type(error).__name__}"
-        ) from None
-    archives = sorted(download_dir.glob("*.zip"))
-    if len(archives) != 1:
-        raise UserError(
-            f"downloading dataset {_describe(source)} gave {len(archives)} zip files, expected one; "
-            "run the stage again"
-        )
-    unpack(archives[0], root, f"dataset {_describe(source)}")
+def download_kaggle(api, name: str, source: DatasetSource, root: Path, quiet: bool = False) -> DatasetProvenance:
+    """Download dataset `name` with the kaggle client and unpack it into the empty folder `root`;
+    returns what Kaggle said about it (dataset_info) and when it was downloaded."""
+    info = dataset_info(api, name, source)
+    download_dir = archive_folder(name, info.version)
+    # The pinned version, or the very version dataset_info saw as current (a version published in
+    # between would otherwise arrive under the older number).
+    ref = source.slug if info.version is None else f"{source.slug}/{info.version}"
+    archive = download_dir / f"{source.slug.split('/', 1)[1]}.zip"
+    started = datetime.datetime.now(datetime.timezone.utc)
+    for attempt in (1, 2):
+        with kaggle_errors(name, source, "downloading"), client_output(secrets_of(api)):
+            # force=False: the client resumes a partial archive it left here (its .kaggle-partial
+            # marker proves the bytes belong to the same remote file) or keeps a finished one.
+            # The second attempt starts over, after a finished archive failed its check.
+            api.dataset_download_files(ref, path=str(download_dir), force=attempt == 2, quiet=quiet, unzip=False)
+        problem = check_archive(archive)
+        if problem is None:
+            break
+        archive.unlink()
+        if attempt == 2:
+            raise UserError(f"the download of dataset {describe(source)} is damaged ({problem}) twice in a row; "
+                            "it was removed: run the stage again later")
+    unpack(archive, root, f"dataset {describe(source)}")
     shutil.rmtree(download_dir)
+    return info.model_copy(update={"downloaded_at": iso_utc(started)})
+
+
+def archive_folder(name: str, version: int | None) -> Path:
+    """Where dataset `name`'s archive of `version` is downloaded (and resumed) before unpacking."""
+    return DOWNLOADS_DIR / f"{name}-v{version if version is not None else 'latest'}"
+
+
+def check_archive(archive: Path) -> str | None:
+    """Why the downloaded archive cannot be used (missing, not a zip, a member failing its CRC), or
+    None when every member reads back intact. The client has already checked its size."""
+    if not archive.is_file():
+        return "no archive arrived"
+    try:
+        with zipfile.ZipFile(archive) as handle:
+            bad = handle.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as error:
+        return f"not a valid zip archive: {type(error).__name__}"
+    return None if bad is None else f"{bad} fails its CRC check"
 
 
 def unpack(archive: Path, root: Path, what: str) -> None:
@@ -314,30 +141,40 @@ def unpack(archive: Path, root: Path, what: str) -> None:
 # Stage
 
 
-def fill_dataset(params: Params, name: str, root: Path, api=None, quiet: bool = False) -> int:
-    """Write dataset `name` into the empty folder `root` and check it; returns its image count."""
+def fill_dataset(params: Params, name: str, root: Path, api=None, quiet: bool = False) -> DatasetProvenance:
+    """Write dataset `name` into the empty folder `root` and check it; returns where it came from."""
     source = params.download.datasets[name]
     if params.download.source == "sample":
         from stages import sample
 
         sample.generate(name, root, params.download.sample)
-        return check_layout(name, root, params.prepare)
-    download_kaggle(api, name, source, root, quiet=quiet)
-    return check_layout(name, root, params.prepare, slug=source.slug)
+        return DatasetProvenance(slug=source.slug, images=check_layout(name, root, params.prepare))
+    info = download_kaggle(api, name, source, root, quiet=quiet)
+    return info.model_copy(update={"images": check_layout(name, root, params.prepare, slug=source.slug)})
 
 
-def download_all(params: Params, quiet: bool = False) -> None:
-    """Fill every data/raw/<name>/; all are replaced together, and only when all succeeded."""
+def download_all(params: Params, quiet: bool = False) -> Provenance:
+    """Fill every data/raw/<name>/ and write metrics/download.json; all are replaced together, and
+    only when all succeeded."""
     api = kaggle_login() if params.download.source == "kaggle" else None
-    reports = []
+    datasets = {}
     with contextlib.ExitStack() as stack:
-        for name, source in params.download.datasets.items():
+        for name in params.download.datasets:
             root = stack.enter_context(staged_dir(RAW_DIR / name))
-            count = fill_dataset(params, name, root, api=api, quiet=quiet)
-            origin = f"kaggle {_describe(source)}" if api is not None else "offline sample"
-            reports.append(f"{name}: {count} image files from {origin} -> {(RAW_DIR / name).as_posix()}")
-    for line in reports:
-        print(line)
+            datasets[name] = fill_dataset(params, name, root, api=api, quiet=quiet)
+        sample_settings = params.download.sample.model_dump() if api is None else None
+        provenance = Provenance(source=params.download.source, datasets=datasets, sample=sample_settings)
+        # Last inside the stack: the record is written just before the data it describes is renamed in.
+        provenance.write(Provenance.path)
+    for name, found in datasets.items():
+        print(f"{name}: {found.images} image files from {_origin(provenance, name)} -> {(RAW_DIR / name).as_posix()}")
+    return provenance
+
+
+def _origin(provenance: Provenance, name: str) -> str:
+    if provenance.source == "sample":
+        return "offline sample"
+    return f"kaggle '{provenance.datasets[name].slug}' ({provenance.describe(name)})"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,8 +1,8 @@
 """report: every number and figure the assignment asks for, in one document, always in step with the run.
 
 Writes reports/report.md (figures in reports/figures/) and reports/report.html (self-contained, figures
-embedded). Everything is read from the pipeline's outputs (metrics/, plots/, models/, the prepared
-test images); the discussion is generated from the numbers, not written in advance.
+embedded). Everything is read from the pipeline's outputs (metrics/, plots/, models/, data/evaluate/);
+the discussion is generated from the numbers, not written in advance.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import pandas as pd
 import yaml
 
 from stages import cli, figures
-from stages.config import EVALUATED_SPLITS, PREPARED_DIR, REPORTS_DIR, SPLITS, Params, load_params
+from stages.config import EVALUATED_SPLITS, REPORTS_DIR, SPLITS, Params, load_params
 from stages.contracts import (Comparison, EvaluationDir, ModelDir, ModelMetrics, PrepareSummary, RocCurves, SplitMetrics,
-                              TrainingInfo, read_prepared)
+                              TrainingInfo)
 from stages.document import Banner, Bullets, Code, Figure, Gallery, Paragraph, Section, Table, to_html, to_markdown
+from stages.explain import METHOD_TITLES
 from stages.figures import SPLIT_TITLES
 from stages.fsutil import staged_dir
 from stages.metrics import METRIC_NAMES
+from stages.provenance import Provenance
 
 TITLE = "facegender: binary gender classification from face images"
 METRIC_TITLES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
@@ -181,17 +183,21 @@ def discussion(results: dict[str, ModelResults], classes: Sequence[str], test_sh
 
 # --- the sections -------------------------------------------------------------------------------
 
-def data_section(params: Params, prepare_summary: PrepareSummary) -> Section:
-    download = params.download
+def data_section(params: Params, prepare_summary: PrepareSummary, provenance: Provenance) -> Section:
+    """Where the data came from (download's record), images per split and class, duplicates, skipped files."""
     blocks: list = []
-    if download.source == "sample":
+    if provenance.source == "sample":
+        settings = "; ".join(f"{key} {value}" for key, value in (provenance.sample or {}).items())
         blocks.append(Paragraph("Source: the offline sample generator (download.source: sample), which lays out "
-                                "files exactly like the two Kaggle datasets below."))
+                                f"files exactly like the two Kaggle datasets below. Its settings: {settings}."))
+        blocks.append(Table(["dataset", "imitates (Kaggle slug)", "image files"], [
+            [name, found.slug, str(found.images)] for name, found in provenance.datasets.items()]))
     else:
-        blocks.append(Paragraph("Source: Kaggle, downloaded with the official kaggle client."))
-    blocks.append(Table(["dataset", "Kaggle slug", "version"], [
-        [name, source.slug, "latest at download time" if source.version is None else str(source.version)]
-        for name, source in download.datasets.items()]))
+        blocks.append(Paragraph("Source: Kaggle, downloaded with the official kaggle client; versions and dates "
+                                "as Kaggle reported them at download time (metrics/download.json)."))
+        blocks.append(Table(["dataset", "Kaggle slug", "version", "licence", "image files"], [
+            [name, found.slug, provenance.describe(name), found.license or "not stated", str(found.images)]
+            for name, found in provenance.datasets.items()]))
     classes = params.prepare.classes
     counts = prepare_summary.counts
     rows = [[SPLIT_TITLES[split], params.prepare.splits[split].dataset,
@@ -298,27 +304,38 @@ def metrics_section(results: dict[str, ModelResults], comparison: Comparison, cl
     return Section("metrics", "Metrics", blocks)
 
 
-def most_confident_mistakes(predictions: pd.DataFrame, count: int) -> pd.DataFrame:
-    """The wrong predictions furthest from the 0.5 boundary, most confident first."""
-    wrong = predictions[predictions["actual"] != predictions["predicted"]].copy()
-    wrong["confidence"] = (wrong["probability"] - 0.5).abs()
-    return wrong.sort_values(["confidence", "file"], ascending=[False, True]).head(count)
+def explanation_sections(results: dict[str, ModelResults], figures_dir: Path, classes: Sequence[str]) -> list[Section]:
+    """The test images each model is most confidently wrong about, then right about per class, each
+    beside its heat map (evaluate's explanations.csv and explain/ figures, copied into figures_dir)."""
+    tables = {name: result.evaluation.read_explanations() if result.evaluation.explanations.is_file() else None
+              for name, result in results.items()}
+    methods = sorted({method for table in tables.values() if table is not None for method in table["method"].unique()})
+    how = (f"each beside a heat map of where the model looked for its answer "
+           f"({' / '.join(METHOD_TITLES.get(m, m) for m in methods)}; red counts most, blue least)"
+           if methods else "with no heat maps (evaluate.explain.images is 0)")
 
-
-def mistakes_section(results: dict[str, ModelResults], prepared_root: Path, figures_dir: Path,
-                     count: int, classes: Sequence[str]) -> Section:
-    blocks: list = [Paragraph(
-        f"The {count} cross-dataset test images each model gets most confidently wrong, as the model saw them "
-        f"({classes[1]} probability in the caption).")]
-    for name, result in results.items():
-        mistakes = most_confident_mistakes(result.evaluation.read_predictions("test"), count)
+    def gallery(name: str, rows: pd.DataFrame, title: str) -> Gallery | Paragraph:
         images = []
-        for index, row in enumerate(mistakes.itertuples()):
-            target = figures_dir / f"{name}_mistake_{index + 1}.png"
-            target.write_bytes(read_prepared(prepared_root, row.file))
+        for row in rows.itertuples():
+            target = copy_figure(results[name].evaluation.root / row.figure, figures_dir,
+                                 f"{name}_{Path(row.figure).name}")
             images.append((target, f"{row.actual} as {row.predicted}, P({classes[1]}) {row.probability:.2f}"))
-        blocks.append(Gallery(images, f"{name}:") if images else Paragraph(f"{name}: no wrong test predictions."))
-    return Section("mistakes", "Most confident mistakes", blocks)
+        return Gallery(images, title) if images else Paragraph(f"{title} none.")
+
+    mistakes: list = [Paragraph(f"The cross-dataset test images each model gets most confidently wrong, as the model "
+                                f"saw them, {how}. Captions: actual as predicted, and the {classes[1]} probability.")]
+    correct: list = [Paragraph(f"For contrast, the test images of each class each model gets most confidently right, "
+                               f"{how}: does it look at the face, or at something beside it?")]
+    for name, table in tables.items():
+        if table is None:
+            mistakes.append(Paragraph(f"{name}: no heat maps (evaluate.explain.images is 0)."))
+            continue
+        mistakes.append(gallery(name, table[table["group"] == "mistake"], f"{name}:"))
+        for label in classes:
+            rows = table[(table["group"] == "correct") & (table["actual"] == label)]
+            correct.append(gallery(name, rows, f"{name}, {label}:"))
+    return [Section("mistakes", "Most confident mistakes, and where each model looks", mistakes),
+            Section("correct", "Confident correct answers, and where each model looks", correct)]
 
 
 def ethics_section(params: Params, test_share: dict[str, float]) -> Section:
@@ -357,7 +374,7 @@ def compute_section(params: Params, model_ideas: list[str]) -> Section:
 
 
 def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[str, ModelResults],
-                 comparison: Comparison, prepared_root: Path, figures_dir: Path) -> list[Section]:
+                 comparison: Comparison, figures_dir: Path, provenance: Provenance) -> list[Section]:
     """All sections, in reading order; figures are written into figures_dir."""
     classes = params.prepare.classes
     test_counts = prepare_summary.counts["test"]
@@ -368,12 +385,12 @@ def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[
             "These results come from the synthetic offline sample (download.source: sample): drawn cartoon faces, "
             "not photographs of people. They show that the pipeline runs end to end; they say nothing about how "
             "well these models classify real faces. Set download.source: kaggle for real results.")]))
-    sections.append(data_section(params, prepare_summary))
+    sections.append(data_section(params, prepare_summary, provenance))
     sections += model_sections(results, params)
     sections += figure_sections(results, figures_dir)
     sections.append(metrics_section(results, comparison, classes))
     sections.append(Section("discussion", "Discussion", discussion(results, classes, test_share, comparison)))
-    sections.append(mistakes_section(results, prepared_root, figures_dir, params.report.mistakes_per_model, classes))
+    sections += explanation_sections(results, figures_dir, classes)
     sections.append(ethics_section(params, test_share))
     model_ideas = [idea for result in results.values() for idea in result.training.more_compute]
     sections.append(compute_section(params, model_ideas))
@@ -387,10 +404,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     prepare_summary = PrepareSummary.read(PrepareSummary.path)
     results = {name: read_results(name) for name in params.model_names}
     comparison = Comparison.read(Comparison.path)
+    provenance = Provenance.read(Provenance.path)
     with staged_dir(REPORTS_DIR) as staging:
         figures_dir = staging / "figures"
         figures_dir.mkdir()
-        sections = build_report(params, prepare_summary, results, comparison, PREPARED_DIR, figures_dir)
+        sections = build_report(params, prepare_summary, results, comparison, figures_dir, provenance)
         (staging / "report.md").write_text(to_markdown(TITLE, sections, staging), encoding="utf-8")
         (staging / "report.html").write_text(to_html(TITLE, sections), encoding="utf-8")
     print(f"wrote {REPORTS_DIR / 'report.html'} and {REPORTS_DIR / 'report.md'}")

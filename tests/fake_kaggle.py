@@ -2,6 +2,8 @@
 
 What the client (kaggle 2.2.5 / kagglesdk 0.1.38) does for `dataset_download_files`:
 
+0. Before downloading, the project asks for the dataset's metadata: POST .../GetDataset {"ownerSlug",
+   "datasetSlug"} -> kagglesdk's ApiDataset (dataset_json: current version, dates, size, licence).
 1. POST {endpoint}/v1/datasets.DatasetApiService/DownloadDataset (on non-PROD environments the
    prefix is {endpoint}/api/v1/...), JSON body {"ownerSlug", "datasetSlug", "datasetVersionNumber"?},
    with HTTP Basic auth (username, key) or "Authorization: Bearer <token>".
@@ -41,7 +43,7 @@ TRAINVAL_FILES = [
 ]
 TEST_FILES = [f"faces/{cls}/{cls}{i}.jpg" for cls in ("man", "woman") for i in range(2)]
 
-MODES = ("good", "401", "403", "404", "500", "cut", "cut_once", "garbage")
+MODES = ("good", "401", "403", "404", "500", "cut", "cut_once", "garbage", "corrupt", "corrupt_once")
 
 
 def make_tree(root: Path, files: list[str], size: int = 100) -> Path:
@@ -67,6 +69,15 @@ def make_archive(src_dir: Path, zip_path: Path | None = None) -> bytes:
     return data
 
 
+def corrupted(archive: bytes) -> bytes:
+    """The archive with one byte of its first member's data flipped: same size, a CRC mismatch."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as handle:
+        first = handle.infolist()[0]
+    # The local header: 30 bytes, then the name and extra field, then the data.
+    offset = first.header_offset + 30 + len(first.filename.encode()) + len(first.extra) + 10
+    return archive[:offset] + bytes([archive[offset] ^ 0xFF]) + archive[offset + 1:]
+
+
 class FakeKaggle:
     """Threaded HTTP server on 127.0.0.1 serving registered dataset archives.
 
@@ -80,9 +91,12 @@ class FakeKaggle:
         self.token = token
         self.mode = "good"
         self.datasets: dict[str, bytes] = {}
+        self.versions: dict[str, int] = {}
         self.requests: list[dict] = []
         self.errors: list[BaseException] = []
         self._cuts = 0
+        self._corrupted = 0
+        self.honour_range = True     # False: a server that answers every Range request with the whole file
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
@@ -93,8 +107,20 @@ class FakeKaggle:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def add_dataset(self, slug: str, data: bytes) -> None:
+    def add_dataset(self, slug: str, data: bytes, version: int = 4) -> None:
+        """Serve `data` as every version of `slug` up to `version`, the current one."""
         self.datasets[slug] = data
+        self.versions[slug] = version
+
+    def dataset_json(self, slug: str) -> dict:
+        """GetDataset's answer (kagglesdk's ApiDataset, camelCase as on the wire): version N dated
+        2021-0N-15, the current version's date as the dataset's last update."""
+        current = self.versions[slug]
+        return {"id": 1000 + len(slug), "ref": slug, "title": f"Title of {slug.split('/')[1]}",
+                "totalBytes": len(self.datasets[slug]), "licenseName": "CC0: Public Domain",
+                "currentVersionNumber": current, "lastUpdated": f"2021-{current:02d}-15T10:20:30Z",
+                "versions": [{"versionNumber": number, "creationDate": f"2021-{number:02d}-15T10:20:30Z"}
+                             for number in range(1, current + 1)]}
 
     def rpc_calls(self, rpc: str) -> list[dict]:
         return [r for r in self.requests if r["path"].endswith("/" + rpc)]
@@ -129,6 +155,17 @@ class FakeKaggle:
         if scheme == "Bearer":
             return self.token is not None and value == self.token
         return False
+
+    def take_corrupt(self) -> bool:
+        """Whether this archive GET sends the archive with one byte changed (same size: only a CRC
+        check sees it)."""
+        with self._lock:
+            if self.mode == "corrupt":
+                return True
+            if self.mode == "corrupt_once" and self._corrupted == 0:
+                self._corrupted += 1
+                return True
+            return False
 
     def take_cut(self) -> bool:
         """Whether this archive GET is to be broken off."""
@@ -201,7 +238,8 @@ class _Handler(BaseHTTPRequestHandler):
         if rpc == "security.OAuthService/IntrospectToken":
             active = self.fake.token is not None and (body or {}).get("token") == self.fake.token
             return self._json(200, {"active": active, "username": self.fake.username if active else ""})
-        if rpc != "datasets.DatasetApiService/DownloadDataset" or not isinstance(body, dict):
+        if rpc not in ("datasets.DatasetApiService/DownloadDataset", "datasets.DatasetApiService/GetDataset") \
+                or not isinstance(body, dict):
             return self._error(404, f"no such RPC {rpc}")
         mode = self.fake.mode
         if mode == "401" or not self.fake.authorised(self.headers.get("Authorization")):
@@ -213,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "Not found")
         if mode == "500":
             return self._error(500, "Internal error")
+        if rpc.endswith("/GetDataset"):
+            return self._json(200, self.fake.dataset_json(slug))
         version = body.get("datasetVersionNumber")
         self.send_response(302)
         suffix = f"?version={version}" if version else ""
@@ -229,11 +269,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "Not found")
         if self.fake.mode == "garbage":
             data = b"this is not a zip archive" * 40
+        elif self.fake.take_corrupt():
+            data = corrupted(data)
         etag = '"' + hashlib.md5(data).hexdigest() + '"'
         start = 0
         cut = self.fake.take_cut()
         requested = self.headers.get("Range", "")
-        if requested.startswith("bytes=") and not cut:
+        if requested.startswith("bytes=") and not cut and self.fake.honour_range:
             start = int(requested[len("bytes="):].split("-")[0] or 0)
         body = data[start:]
         self.send_response(206 if start else 200)

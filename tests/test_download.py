@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import sys
 import time as real_time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from kagglesdk import kaggle_env
 
-from stages import download, sample
+from stages import download, kaggle_client, sample
 from stages.config import parse_params
 from stages.errors import UserError
+from stages.images import iter_image_files
+from stages.provenance import Provenance
 from tests.fake_kaggle import TEST_FILES, TRAINVAL_FILES, FakeKaggle, make_archive, make_tree
 from tests.helpers import hashes, run_cli
 
@@ -60,7 +64,7 @@ def clean_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
-    KaggleApi = download.kaggle_api_class()
+    KaggleApi = kaggle_client.kaggle_api_class()
     # The client fixes its config path and arguments when first imported: point them here.
     monkeypatch.setattr(KaggleApi, "config_dir", str(home / ".kaggle"))
     monkeypatch.setattr(KaggleApi, "config", str(home / ".kaggle" / "kaggle.json"))
@@ -140,13 +144,36 @@ def test_download_replaces_raw_data(fake, creds, capsys, quiet):
     assert (raw / "trainval/Train/Female/female0.jpg").stat().st_size > 0
     assert f"trainval: {len(TRAINVAL_FILES)} image files from kaggle '{fake.slugs['trainval']}'" in out
     assert f"test: {len(TEST_FILES)} image files" in out
-    assert "latest version" in out
+    assert "version 4 (the latest at download time), updated 2021-04-15" in out
 
-    calls = fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")
+    # The metadata first, then the very version it named as current.
     owner, name = fake.slugs["trainval"].split("/")
-    assert calls[0]["body"] == {"ownerSlug": owner, "datasetSlug": name}
+    rpcs = [r["path"].rsplit("/", 1)[1] for r in fake.requests if r["method"] == "POST"]
+    assert rpcs == ["GetDataset", "DownloadDataset"] * 2
+    calls = fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")
+    assert calls[0]["body"] == {"ownerSlug": owner, "datasetSlug": name, "datasetVersionNumber": 4}
+    assert fake.rpc_calls("datasets.DatasetApiService/GetDataset")[0]["body"] == {"ownerSlug": owner, "datasetSlug": name}
     assert calls[0]["auth"].startswith("Basic ")
     assert_no_secrets(out, err)
+
+
+def test_provenance_records_what_was_received(fake, creds, capsys):
+    started = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    assert run_cli(download.main, ["--quiet"]) == 0, capsys.readouterr().err
+    text = Provenance.path.read_text()
+    assert_no_secrets(text)
+    provenance = Provenance.read(Provenance.path)
+    assert provenance.source == "kaggle" and provenance.sample is None
+    for name, files in (("trainval", TRAINVAL_FILES), ("test", TEST_FILES)):
+        found = provenance.datasets[name]
+        assert (found.slug, found.version_requested, found.version) == (fake.slugs[name], None, 4)
+        assert found.last_updated == "2021-04-15T10:20:30Z"
+        assert found.total_bytes == len(fake.datasets[fake.slugs[name]])
+        assert found.images == sum(f.endswith(".jpg") for f in files)
+        assert found.license == "CC0: Public Domain" and found.title.startswith("Title of")
+        downloaded = datetime.datetime.fromisoformat(found.downloaded_at.replace("Z", "+00:00"))
+        assert started <= downloaded <= datetime.datetime.now(datetime.timezone.utc)
+    assert "version 4 (the latest at download time), updated 2021-04-15, downloaded " in provenance.describe("test")
 
 
 def test_stale_staging_folders_are_removed(fake, creds, capsys):
@@ -168,7 +195,10 @@ def test_version_is_requested(fake, creds, kaggle_params, capsys):
 
     body = fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")[0]["body"]
     assert body["datasetVersionNumber"] == 3
-    assert "(version 3)" in out
+    assert "(version 3, updated 2021-03-15, downloaded " in out
+    found = Provenance.read(Provenance.path).datasets["trainval"]
+    assert (found.version_requested, found.version, found.last_updated) == (3, 3, "2021-03-15T10:20:30Z")
+    assert Provenance.read(Provenance.path).datasets["test"].version == 4
 
 
 def test_download_resumes_after_one_cut(fake, creds, capsys):
@@ -181,6 +211,61 @@ def test_download_resumes_after_one_cut(fake, creds, capsys):
     gets = fake.blob_gets()
     assert gets[1]["range"] and gets[1]["range"].startswith("bytes=")  # the client resumed
     assert_no_secrets(out, err)
+
+
+@pytest.mark.parametrize("honour_range", [True, False], ids=["range", "no-range"])
+def test_interrupted_download_resumes_on_the_next_run(fake, creds, capsys, honour_range):
+    """A run whose download keeps breaking off fails and leaves data/raw as it was, but keeps the
+    partial archive; the next run resumes it (Range from where it stopped) or, from a server that
+    ignores Range, starts it over; either way the data arrives whole."""
+    # The client writes in 1 MiB chunks and a broken read loses the chunk in hand: an archive of
+    # 3 MiB cut at half leaves one chunk on disk, as a multi-gigabyte one leaves hundreds.
+    source = make_tree(Path("../src-big"), TRAINVAL_FILES)
+    (source / "padding.bin").write_bytes(np.random.default_rng(0).bytes(3 << 20))
+    fake.add_dataset(fake.slugs["trainval"], make_archive(source))
+    before = raw_snapshot()
+    fake.mode = "cut"
+    assert run_cli(download.main, ["--quiet"]) == 1
+    assert raw_snapshot() == before
+    partial = download.archive_folder("trainval", 4) / "gender-recognition-dataset.zip"
+    size = len(fake.datasets[fake.slugs["trainval"]])
+    assert 0 < partial.stat().st_size < size
+    kept = partial.stat().st_size
+    capsys.readouterr()
+
+    fake.mode, fake.honour_range = "good", honour_range
+    fake.requests.clear()
+    assert run_cli(download.main, ["--quiet"]) == 0, capsys.readouterr().err
+    # The redirect's GET opens the file; the client, finding its partial, asks for the rest.
+    assert [get["range"] for get in fake.blob_gets() if "gender-recognition" in get["path"]] == [None, f"bytes={kept}-"]
+    assert sorted(hashes(Path("data/raw/test"))) == sorted(TEST_FILES)
+    assert hashes(Path("data/raw/trainval")) == hashes(unzipped(fake.datasets[fake.slugs["trainval"]], Path("expected")))
+    assert not download.DOWNLOADS_DIR.exists() or list(download.DOWNLOADS_DIR.iterdir()) == []
+
+
+def unzipped(archive: bytes, folder: Path) -> Path:
+    import io
+    import zipfile
+    with zipfile.ZipFile(io.BytesIO(archive)) as handle:
+        handle.extractall(folder)
+    return folder
+
+
+def test_damaged_archive_is_fetched_again_once(fake, creds, capsys):
+    fake.mode = "corrupt_once"
+    assert run_cli(download.main, ["--quiet"]) == 0, capsys.readouterr().err
+    assert len(fake.blob_gets()) == 3       # trainval twice (the first failed its CRC check), test once
+    assert sorted(hashes(Path("data/raw/trainval"))) == sorted(TRAINVAL_FILES)
+
+
+def test_archive_damaged_twice_is_one_error_and_raw_untouched(fake, creds, capsys):
+    before = raw_snapshot()
+    fake.mode = "corrupt"
+    code = run_cli(download.main, ["--quiet"])
+    line = assert_one_line_error(code, capsys.readouterr().err)
+    assert "is damaged" in line and "twice in a row" in line and fake.slugs["trainval"] in line
+    assert raw_snapshot() == before
+    assert not (download.archive_folder("trainval", 4) / "gender-recognition-dataset.zip").exists()
 
 
 def test_token_credentials(fake, monkeypatch, capsys):
@@ -246,6 +331,7 @@ def test_failed_download_leaves_raw_untouched(fake, creds, capsys, mode, expecte
         assert text in line
     assert raw_snapshot() == before
     assert sorted(p.name for p in Path("data/raw").iterdir()) == ["test", "trainval"]
+    assert not Provenance.path.exists()     # no record of a download that did not happen
     assert_no_secrets(out, err)
 
 
@@ -339,9 +425,9 @@ def test_help():
 def test_version_reference(kaggle_params):
     params = parse_params(kaggle_params)
     source = params.download.datasets["trainval"]
-    assert download.kaggle_ref(source) == source.slug
+    assert kaggle_client.kaggle_ref(source) == source.slug
     pinned = source.model_copy(update={"version": 7})
-    assert download.kaggle_ref(pinned) == f"{source.slug}/7"
+    assert kaggle_client.kaggle_ref(pinned) == f"{source.slug}/7"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +482,7 @@ def test_layout_empty_class_folder(tmp_path, prepare_params):
 
 
 def test_verbose_client_cannot_print_headers(fake, creds, capsys):
-    KaggleApi = download.kaggle_api_class()
+    KaggleApi = kaggle_client.kaggle_api_class()
     KaggleApi.args = ["--verbose"]  # as VERBOSE=1 at import would set it (the fixture restores it)
 
     assert run_cli(download.main, ["--quiet"]) == 0
@@ -407,7 +493,7 @@ def test_verbose_client_cannot_print_headers(fake, creds, capsys):
 
 
 def test_client_output_is_scrubbed(capsys):
-    stream = download._ScrubbedLines(sys.stdout, {KEY})
+    stream = kaggle_client._ScrubbedLines(sys.stdout, {KEY})
     stream.write(f"key is {KEY} here\nConnection error: ConnectionError: https://x/?sig={KEY}\n")
     stream.write("Partial file saved at: /tmp/x.zip\nError: ChunkedEncodingError: boom\nlast")
     stream.flush()
@@ -440,3 +526,7 @@ def test_sample_source(tmp_path, kaggle_params, monkeypatch, capsys):
         sample.generate(name, tmp_path / "expected" / name, sample_params)
         assert hashes(tmp_path / "data/raw" / name) == hashes(tmp_path / "expected" / name), name
     assert sorted(p.name for p in (tmp_path / "data/raw").iterdir()) == ["test", "trainval"]
+    provenance = Provenance.read(tmp_path / Provenance.path)
+    assert provenance.source == "sample" and provenance.sample == sample_params.model_dump()
+    assert provenance.datasets["trainval"].version is None and provenance.datasets["trainval"].downloaded_at is None
+    assert provenance.datasets["test"].images == len(list(iter_image_files(tmp_path / "data/raw/test")))

@@ -325,6 +325,29 @@ def test_imagenet_bad_file_is_reported_and_left_in_place(tmp_path, monkeypatch):
     assert cached.read_bytes() == b"a user's damaged download"
 
 
+def test_imagenet_file_placed_in_keras_home_is_loaded(tmp_path, monkeypatch):
+    """What the offline user does after the message above: put the file in $KERAS_HOME/models. The
+    real file cannot be had here, so a VGG16 notop weights file of random weights stands in, with
+    the expected MD5 set to its own: the path from the cache to the loaded base is the real one."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(transfer, "IMAGENET_URL", "http://127.0.0.1:9/" + transfer.IMAGENET_FILE)
+    cached = tmp_path / "keras" / "models" / transfer.IMAGENET_FILE
+    cached.parent.mkdir(parents=True)
+    import h5py
+    # Keras's ImageNet file is a legacy .h5 (one group per layer); saved that way.
+    full = keras.applications.VGG16(include_top=False, weights=None, input_shape=(100, 100, 3))
+    transfer.randomize(full, seed=11)
+    legacy = tmp_path / "legacy.h5"
+    with h5py.File(legacy, "w") as handle:
+        keras.src.legacy.saving.legacy_h5_format.save_weights_to_hdf5_group(handle, full)
+    cached.write_bytes(legacy.read_bytes())
+    monkeypatch.setattr(transfer, "IMAGENET_MD5", transfer.md5_of(cached))
+    base = transfer.make_base((100, 100, 3), "imagenet", "block5_pool", "float32")
+    for loaded, expected in zip(base.weights, full.weights):
+        np.testing.assert_array_equal(np.asarray(loaded), np.asarray(expected))
+    assert cached.read_bytes() == legacy.read_bytes()          # the user's file is never changed
+
+
 # --- saving: same model, same bytes (issue 9) ---------------------------------------------------
 
 def seeded_baseline(seed: int = 3) -> keras.Model:

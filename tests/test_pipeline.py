@@ -155,7 +155,7 @@ def test_learning_curves_have_one_row_per_epoch(project, first_repro):
 def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project))
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/prepare.json"} | {
+    assert {"metrics/download.json", "metrics/prepare.json"} | {
         f"metrics/{stage}/{model}.json" for stage in ("train", "evaluate") for model in MODELS} <= set(files)
     run(["dvc", "plots", "show", "-o", str(tmp_path / "html")], project)
     page = (tmp_path / "html" / "index.html").read_text()
@@ -171,10 +171,21 @@ def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
 def test_report_has_every_section_and_the_metrics(project, first_repro):
     page = (project / "reports/report.html").read_text()
     for anchor in ("banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "discussion",
-                   "mistakes", "ethics", "compute"):
+                   "mistakes", "correct", "ethics", "compute"):
         assert f'<section id="{anchor}">' in page, anchor
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) >= 3 * len(MODELS) + 2  # learning curves, 2 confusion each, 2 overlaid ROC
+    explained = {model: pd.read_csv(project / "data/evaluate" / model / "explanations.csv") for model in MODELS}
+    # learning curves, 2 confusion each, 2 overlaid ROC, every heat map
+    assert len(images) == 3 * len(MODELS) + 2 + sum(len(table) for table in explained.values())
+    for model, table in explained.items():
+        assert set(table["method"]) == {"gradcam"}, model        # every model here is a chain with conv layers
+        assert (table["group"] == "correct").sum() >= 2, model
+        for figure in table["figure"]:
+            with Image.open(project / "data/evaluate" / model / figure) as pair:
+                heat = np.asarray(pair.convert("RGB"))[:, 102:].astype(float)
+                assert pair.size == (202, 100) and heat.std() > 1, (model, figure)
+    data = page[page.index('<section id="data">'):page.index('<section id="models">')]
+    assert "seed 2021" in data and "offline sample generator" in data
     for data in images:
         pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("L"))
         assert pixels.std() > 1  # not blank

@@ -12,17 +12,19 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import figures, report
+from stages import explain, figures, report
 from stages.compare import compare
 from stages.contracts import (Comparison, EvaluationDir, ModelMetrics, PairedTest, PreparedWriter, PrepareSummary,
                               RocCurves, TrainingInfo)
 from stages.document import Figure, Section, Table, to_html, to_markdown
+from stages.evaluate import confident_examples
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
+from stages.provenance import DatasetProvenance, Provenance
 from tests.helpers import png_bytes
 
 CLASSES = ["Female", "Male"]
 SECTION_IDS = ["banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "discussion",
-               "mistakes", "ethics", "compute"]
+               "mistakes", "correct", "ethics", "compute"]
 
 
 def split_metrics(labels, probabilities) -> dict:
@@ -59,6 +61,16 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
                 "probability": probabilities.round(6)}))
             figures.save(figures.confusion_figure(measured["confusion"], CLASSES, split),
                          evaluation.confusion_figure(split))
+        # Heat maps as evaluate writes them (random maps here: the report only shows them).
+        chosen = confident_examples(evaluation.read_predictions("test"), 3, CLASSES)
+        kinds = chosen["actual"].where(chosen["group"] == "correct", "any")
+        ranks = chosen.groupby([chosen["group"], kinds]).cumcount() + 1
+        figure_names = []
+        for kind, rank, group in zip(kinds, ranks, chosen["group"]):
+            target = evaluation.explanation_figure(group, kind, rank)
+            explain.write_explanation(target, rng.uniform(0, 255, (100, 100, 3)), rng.uniform(0, 1, (100, 100)))
+            figure_names.append(target.relative_to(evaluation.root).as_posix())
+        evaluation.write_explanations(chosen.assign(method="gradcam", figure=figure_names))
         history = pd.DataFrame({"epoch": range(3), "loss": [0.7, 0.6, 0.5], "accuracy": [0.5, 0.6, 0.7],
                                 "val_loss": [0.7, 0.65, 0.6], "val_accuracy": [0.5, 0.55, 0.6]})
         figures.save(figures.learning_curves(history, name), evaluation.learning_curves_figure)
@@ -78,6 +90,13 @@ def split_result(name: str, val: dict, test: dict) -> report.ModelResults:
     return report.ModelResults(name, metrics, None, EvaluationDir(Path(".")), RocCurves(Path(".")))
 
 
+PREPARE_COUNTS = dict(
+    image_size=100, counts={"train": {"Female": 5, "Male": 5, "total": 10}, "val": {"Female": 3, "Male": 3, "total": 6},
+                            "test": {"Female": 8, "Male": 12, "total": 20}},
+    skipped_count=1, skipped=[{"split": "test", "file": "data/raw/test/x.jpg", "reason": "empty file (0 bytes)"}],
+    duplicates={"train-test": 2}, duplicates_dropped=2)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, repo_params):
     root = tmp_path_factory.mktemp("report")
@@ -85,15 +104,13 @@ def built(tmp_path_factory, repo_params):
     names = params.model_names
     quality = dict(zip(names, [(0.2, 0.1), (0.35, 0.15), (0.3, 0.3), (0.25, 0.2), (0.3, 0.1)]))
     results = make_results(root, quality)
-    prepare_summary = PrepareSummary(
-        image_size=100, counts={"train": {"Female": 5, "Male": 5, "total": 10}, "val": {"Female": 3, "Male": 3, "total": 6},
-                                "test": {"Female": 8, "Male": 12, "total": 20}},
-        skipped_count=1, skipped=[{"split": "test", "file": "data/raw/test/x.jpg", "reason": "empty file (0 bytes)"}],
-        duplicates={"train-test": 2}, duplicates_dropped=2)
+    prepare_summary = PrepareSummary(**PREPARE_COUNTS)
     comparison = compare({name: result.metrics for name, result in results.items()}, params.compare.reference)
     figures_dir = root / "out" / "figures"
     figures_dir.mkdir(parents=True)
-    sections = report.build_report(params, prepare_summary, results, comparison, root / "prepared", figures_dir)
+    provenance = Provenance(source="sample", sample=params.download.sample.model_dump(), datasets={
+        name: DatasetProvenance(slug=source.slug, images=20) for name, source in params.download.datasets.items()})
+    sections = report.build_report(params, prepare_summary, results, comparison, figures_dir, provenance)
     return params, results, sections, to_html(report.TITLE, sections), to_markdown(report.TITLE, sections, root / "out"), root / "out"
 
 
@@ -112,10 +129,11 @@ def test_every_section_in_order(built):
 def test_every_figure_embedded_and_not_empty(built):
     _, results, _, page, _, _ = built
     images = embedded_images(page)
-    # learning curves + 2 overlaid ROC + 2 confusion per model + the mistakes gallery
-    mistakes = sum(len(report.most_confident_mistakes(r.evaluation.read_predictions("test"), 8))
-                   for r in results.values())
-    assert len(images) == 3 * len(results) + 2 + mistakes
+    # learning curves + 2 overlaid ROC + 2 confusion per model + the heat maps (mistakes, correct)
+    explained = sum(len(r.evaluation.read_explanations()) for r in results.values())
+    assert len(images) == 3 * len(results) + 2 + explained
+    # Each heat map figure is the image beside its overlay: twice as wide (and a gap).
+    assert sum(image.size == (202, 100) for image in images) == explained
     for image in images:
         pixels = np.asarray(image.convert("L"))
         assert pixels.size > 0 and pixels.std() > 1  # not blank
@@ -168,11 +186,25 @@ def test_discussion_names_the_class_wrong_more_often():
     assert "(drop 0.200)" in text
 
 
-def test_most_confident_mistakes_come_first():
-    predictions = pd.DataFrame({"file": list("abcde"), "actual": ["Male", "Male", "Female", "Female", "Male"],
-                                "predicted": ["Female", "Female", "Male", "Female", "Male"],
-                                "probability": [0.3, 0.01, 0.9, 0.2, 0.99]})
-    assert list(report.most_confident_mistakes(predictions, 2)["file"]) == ["b", "c"]
+def test_heat_map_galleries_name_the_method_and_every_class(built):
+    _, results, _, page, _, _ = built
+    mistakes = page[page.index('<section id="mistakes">'):page.index('<section id="correct">')]
+    correct = page[page.index('<section id="correct">'):page.index('<section id="ethics">')]
+    assert "Grad-CAM" in mistakes and "Grad-CAM" in correct
+    for name in results:
+        assert f"{name}:" in mistakes and f"{name}, Female:" in correct and f"{name}, Male:" in correct
+
+
+def test_data_section_shows_where_the_data_came_from(built):
+    params, _, sections, page, _, _ = built
+    data = page[page.index('<section id="data">'):page.index('<section id="models">')]
+    assert f"seed {params.download.sample.seed}" in data and "test_images" in data
+    kaggle = Provenance(source="kaggle", datasets={"trainval": DatasetProvenance(
+        slug="owner/faces", images=12, version=4, last_updated="2021-04-15T10:20:30Z", license="CC0: Public Domain",
+        downloaded_at="2026-11-29T18:27:31Z")})
+    html = to_html("t", [report.data_section(params, PrepareSummary(**PREPARE_COUNTS), kaggle)])
+    assert "version 4 (the latest at download time), updated 2021-04-15, downloaded 2026-11-29 18:27 UTC" in html
+    assert "CC0: Public Domain" in html and "latest at download time" in html
 
 
 def test_sample_banner_only_for_the_sample(built):

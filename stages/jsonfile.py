@@ -1,0 +1,48 @@
+"""A JSON file passed between stages: one typed definition, read with one-line errors, written atomically.
+
+Its own small module (not contracts.py) so that the download stage, whose reruns cost a download,
+depends on nothing that changes with the other stages' files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stages.errors import UserError
+from stages.fsutil import json_text, write_text_atomic
+
+
+def missing(path: Path, stage: str) -> UserError:
+    """The one-line error for an input another stage should have written."""
+    return UserError(f"{path}: not found; run the {stage} stage first (dvc repro {stage})")
+
+
+class JsonFile(BaseModel):
+    """A JSON file passed between stages; subclasses say which stage writes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    written_by: ClassVar[str]
+
+    @classmethod
+    def read(cls, path: Path | str):
+        path = Path(path)
+        if not path.is_file():
+            raise missing(path, cls.written_by)
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the file"
+            raise UserError(f"{path}: {where}: {first['msg']}; rerun the {cls.written_by} stage "
+                            f"(dvc repro -f {cls.written_by})") from None
+
+    def text(self) -> str:
+        """Pretty, key-sorted JSON: stable bytes for DVC and git."""
+        return json_text(self.model_dump(mode="json"))
+
+    def write(self, path: Path | str) -> None:
+        """Write the JSON atomically."""
+        write_text_atomic(path, self.text())
