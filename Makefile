@@ -28,8 +28,9 @@ test: env
 real-plan: env
 	python -m stages.plan
 
+# WEIGHTS=FILE: a VGG16 notop weights file of your own instead of Keras's ImageNet download.
 real: env
-	python -m stages.plan --run
+	python -m stages.plan --run $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 # The real-scale benchmark (README, Benchmark): about 30 min at SCALE=1 on 2 cores; SCALE=0.1 for a quick look.
 SCALE ?= 1

@@ -57,10 +57,15 @@ VGG16_SHAPES = {"block1_pool": (50, 50, 64), "block2_pool": (25, 25, 128), "bloc
 PRECISION_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def real_params(base: Path = PARAMS_FILE) -> Params:
-    """params.yaml with REAL_RUN applied, validated as the run will see it."""
+def real_settings(weights: str | None = None) -> dict[str, str]:
+    """REAL_RUN, with another VGG16 notop weights file in place of Keras's ImageNet one if given."""
+    return REAL_RUN | ({"train.transfer.weights": weights} if weights else {})
+
+
+def real_params(base: Path = PARAMS_FILE, settings: dict[str, str] | None = None) -> Params:
+    """params.yaml with the real run's settings applied, validated as the run will see it."""
     raw = yaml.safe_load(Path(base).read_text())
-    for key, value in REAL_RUN.items():
+    for key, value in (settings or REAL_RUN).items():
         node = raw
         *parents, leaf = key.split(".")
         for part in parents:
@@ -144,9 +149,10 @@ def gigabytes(count: int) -> str:
 
 
 def plan_lines(infos: dict, params: Params, free: int, run: dict | None, cores: int,
-               shared_cache: bool) -> tuple[list[str], int]:
+               shared_cache: bool, settings: dict[str, str] | None = None) -> tuple[list[str], int]:
     """The plan as lines of text, and the bytes the run needs."""
-    lines = ["The real run: " + ", ".join(f"{key}={value}" for key, value in REAL_RUN.items()), "", "Datasets (Kaggle):"]
+    lines = ["The real run: " + ", ".join(f"{key}={value}" for key, value in (settings or REAL_RUN).items()), "",
+             "Datasets (Kaggle):"]
     for name, info in infos.items():
         size = gigabytes(info.total_bytes) if info.total_bytes else "size not reported"
         updated = f", updated {info.last_updated[:10]}" if info.last_updated else ""
@@ -175,23 +181,23 @@ def free_bytes(path: Path = Path(".")) -> int:
     return shutil.disk_usage(path).free
 
 
-def make_plan(params_path: Path = PARAMS_FILE) -> tuple[list[str], int, int]:
+def make_plan(settings: dict[str, str], params_path: Path = PARAMS_FILE) -> tuple[list[str], int, int]:
     """Ask Kaggle about each dataset (no download) and build the plan: (lines, needed, free bytes)."""
     from stages import kaggle_client
 
-    params = real_params(params_path)
+    params = real_params(params_path, settings)
     load_params(params_path)     # params.yaml itself must be valid too: the experiment starts from it
     api = kaggle_client.kaggle_login()
     infos = {name: kaggle_client.dataset_info(api, name, source) for name, source in params.download.datasets.items()}
     free = free_bytes()
-    lines, needed = plan_lines(infos, params, free, benchmark_run(), os.cpu_count() or 1, cache_shares_files())
+    lines, needed = plan_lines(infos, params, free, benchmark_run(), os.cpu_count() or 1, cache_shares_files(), settings)
     return lines, needed, free
 
 
-def experiment_command(name: str) -> list[str]:
+def experiment_command(name: str, settings: dict[str, str] | None = None) -> list[str]:
     """dvc exp run for the real run, named `name`."""
-    settings = [part for key, value in REAL_RUN.items() for part in ("-S", f"{key}={value}")]
-    return ["dvc", "exp", "run", "-n", name, *settings]
+    options = [part for key, value in (settings or REAL_RUN).items() for part in ("-S", f"{key}={value}")]
+    return ["dvc", "exp", "run", "-n", name, *options]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -199,8 +205,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--run", action="store_true",
                         help="after the plan, start the real run as a DVC experiment (refused when the disk is short)")
     parser.add_argument("--name", help="the experiment's name (default real-<UTC date and time>)")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="a VGG16 notop weights file to use instead of Keras's ImageNet file (make real WEIGHTS=FILE)")
     args = parser.parse_args(argv)
-    lines, needed, free = make_plan()
+    if args.weights and not Path(args.weights).is_file():
+        raise UserError(f"--weights {args.weights}: no such file; give a VGG16 notop weights file (.h5)")
+    settings = real_settings(str(Path(args.weights).resolve()) if args.weights else None)
+    lines, needed, free = make_plan(settings)
     print("\n".join(lines), flush=True)
     if not args.run:
         return
@@ -208,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(f"the real run needs about {gigabytes(needed)} on {Path.cwd()}, {gigabytes(free)} are free: "
                         f"free {gigabytes(needed - free)}, or move the DVC cache (dvc cache dir) to a bigger disk")
     name = args.name or datetime.now(timezone.utc).strftime("real-%Y%m%d-%H%M")
-    command = experiment_command(name)
+    command = experiment_command(name, settings)
     print(f"\n$ {' '.join(command)}", flush=True)
     sys.exit(subprocess.call(command))
 
