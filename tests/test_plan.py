@@ -141,6 +141,8 @@ def test_make_real_runs_through_dvc_up_to_the_imagenet_file(tmp_path, monkeypatc
     assert USERNAME not in output and KEY not in output
 
     assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
+    for stage in ("download", "prepare", "tfrecords"):           # done by the first run: not again
+        assert f"Stage '{stage}' didn't change, skipping" in second.stdout + second.stderr, stage
     assert f"train.transfer.weights={weights_file}" in second.stdout
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=project, env=env, capture_output=True, text=True,
                            check=True).stdout
