@@ -6,8 +6,9 @@ its final place and checked against prepare.splits; only when all of them are co
 replace data/raw/<name>/, so a failed or interrupted run leaves the previous data exactly as it was.
 
 The kaggle client is used through stages/kaggle_client.py, which keeps credentials out of every
-message and log. An interrupted download is resumed by the next run (DOWNLOADS_DIR), and an archive
-is checked whole (every member's CRC) before anything is unpacked.
+message and log. An interrupted download is resumed by the next run, a finished archive is kept so
+that a rerun does not download it again (DOWNLOADS_DIR), and an archive is checked whole (every
+member's CRC) before anything is unpacked.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from stages.provenance import DatasetProvenance, Provenance
 
 # The archives the kaggle client downloads, one folder per dataset and version. An interrupted download
 # stays here with the client's .kaggle-partial marker (the server's ETag and size), and the next run
-# resumes it with a Range request; a finished one is checked, unpacked into the staging folder and
-# removed. Not a DVC output (DVC tracks data/raw), and gitignored with the rest of data/.
+# resumes it with a Range request; a finished one is checked and unpacked into the staging folder,
+# and kept: a rerun (a code or params change upstream of download) finds it complete and unpacks it
+# again instead of downloading gigabytes. A newer version's success removes the older archive.
+# Not a DVC output (DVC tracks data/raw), and gitignored with the rest of data/; rm -rf frees it.
 DOWNLOADS_DIR = Path("data/.downloads")
 
 # ---------------------------------------------------------------------------------------------
@@ -89,6 +92,7 @@ def download_kaggle(api, name: str, source: DatasetSource, root: Path, quiet: bo
     ref = source.slug if info.version is None else f"{source.slug}/{info.version}"
     archive = download_dir / f"{source.slug.split('/', 1)[1]}.zip"
     started = datetime.datetime.now(datetime.timezone.utc)
+    kept = _file_signature(archive)
     for attempt in (1, 2):
         with kaggle_errors(name, source, "downloading"), client_output(secrets_of(api)):
             # force=False: the client resumes a partial archive it left here (its .kaggle-partial
@@ -103,8 +107,23 @@ def download_kaggle(api, name: str, source: DatasetSource, root: Path, quiet: bo
             raise UserError(f"the download of dataset {describe(source)} is damaged ({problem}) twice in a row; "
                             "it was removed: run the stage again later")
     unpack(archive, root, f"dataset {describe(source)}")
-    shutil.rmtree(download_dir)
-    return info.model_copy(update={"downloaded_at": iso_utc(started)})
+    # When the archive was fetched: now, or, for a kept one the client did not fetch again, then.
+    stamp = download_dir / "downloaded_at"
+    if _file_signature(archive) != kept or not stamp.is_file():
+        stamp.write_text(iso_utc(started) + "\n")
+    for older in DOWNLOADS_DIR.glob(f"{name}-v*"):
+        if older != download_dir:
+            shutil.rmtree(older, ignore_errors=True)
+    return info.model_copy(update={"downloaded_at": stamp.read_text().strip()})
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of a file, None if absent: a download replaces or extends the file."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def archive_folder(name: str, version: int | None) -> Path:

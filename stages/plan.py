@@ -108,7 +108,7 @@ def cache_shares_files(root: Path = Path(".")) -> bool:
 def disk_needs(download_bytes: dict[str, int], images: int, params: Params, shared_cache: bool) -> list[Need]:
     """What the run writes, largest first in the pipeline's order."""
     archives = sum(download_bytes.values())
-    needs = [Need("archives while downloading (removed once unpacked)", archives),
+    needs = [Need("data/.downloads: the archives, kept so that a rerun does not download them again", archives),
              Need("data/raw: the unpacked images", archives),
              Need(f"data/prepared: {images:,} PNGs, at most", images * PNG_BOUND_BYTES),
              Need("data/tfrecords: the same PNGs again, at most", images * PNG_BOUND_BYTES)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import socket
 import sys
 import time as real_time
@@ -240,7 +241,28 @@ def test_interrupted_download_resumes_on_the_next_run(fake, creds, capsys, honou
     assert [get["range"] for get in fake.blob_gets() if "gender-recognition" in get["path"]] == [None, f"bytes={kept}-"]
     assert sorted(hashes(Path("data/raw/test"))) == sorted(TEST_FILES)
     assert hashes(Path("data/raw/trainval")) == hashes(unzipped(fake.datasets[fake.slugs["trainval"]], Path("expected")))
-    assert not download.DOWNLOADS_DIR.exists() or list(download.DOWNLOADS_DIR.iterdir()) == []
+    assert partial.stat().st_size == len(fake.datasets[fake.slugs["trainval"]])     # complete, and kept
+
+
+def test_a_rerun_unpacks_the_kept_archive_and_a_new_version_replaces_it(fake, creds, capsys):
+    assert run_cli(download.main, []) == 0
+    archive = download.archive_folder("trainval", 4) / "gender-recognition-dataset.zip"
+    first = (archive.stat().st_ino, archive.stat().st_mtime_ns)
+    recorded = Provenance.read(Provenance.path).datasets["trainval"].downloaded_at
+    capsys.readouterr()
+    shutil.rmtree("data/raw/trainval")          # as if a code change made DVC rerun the stage
+
+    assert run_cli(download.main, []) == 0
+    out = capsys.readouterr().out
+    assert "Skipping, found more recently modified local copy" in out       # the client's own words
+    assert (archive.stat().st_ino, archive.stat().st_mtime_ns) == first
+    assert sorted(hashes(Path("data/raw/trainval"))) == sorted(TRAINVAL_FILES)
+    assert Provenance.read(Provenance.path).datasets["trainval"].downloaded_at == recorded   # when it really came
+
+    fake.versions[fake.slugs["trainval"]] = 5
+    assert run_cli(download.main, ["--quiet"]) == 0
+    assert sorted(path.name for path in download.DOWNLOADS_DIR.iterdir()) == ["test-v4", "trainval-v5"]
+    assert Provenance.read(Provenance.path).datasets["trainval"].version == 5
 
 
 def unzipped(archive: bytes, folder: Path) -> Path:

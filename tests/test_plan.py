@@ -50,7 +50,7 @@ def test_disk_needs_count_the_cache_only_when_it_copies():
     assert shared[0].bytes == shared[1].bytes == 2 * GB                  # the archives, then unpacked
     assert shared[2].bytes == 40_000 * plan.PNG_BOUND_BYTES
     cache = sum(need.bytes for need in copied) - sum(need.bytes for need in shared)
-    assert cache == sum(need.bytes for need in shared[1:])               # every output but the transient archives
+    assert cache == sum(need.bytes for need in shared[1:])               # every output but the archives (not a DVC output)
 
 
 def test_stage_times_scale_with_images_and_cores(benchmark):
