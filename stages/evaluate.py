@@ -21,6 +21,7 @@ from stages import cli
 from stages.config import EVALUATED_SPLITS, PREPARED_DIR, BootstrapParams, ExplainParams, load_params
 from stages.contracts import (BootstrapInfo, Bounds, ConfusionCounts, EvaluationDir, LearningCurves, ModelDir,
                               ModelMetrics, PreparedSplit, RocCurves, SplitMetrics, TrainingInfo, missing)
+from stages.errors import UserError
 from stages.fsutil import atomic_file, staged_dir
 from stages.metrics import METRIC_NAMES, bootstrap_intervals, classification_metrics, roc_points
 
@@ -112,7 +113,10 @@ def write_explanations(model, rows: pd.DataFrame, prepared_root: Path, evaluatio
     with PreparedSplit(prepared_root, "test") as split:
         images = np.stack([np.asarray(Image.open(io.BytesIO(split.read(file))).convert("RGB"), np.float32)
                            for file in chosen["file"]])
-    maps, method = explain.explain(model, images, settings.method)
+    try:
+        maps, method = explain.explain(model, images, settings.method)
+    except ValueError as error:       # method gradcam for a model it does not apply to
+        raise UserError(f"evaluate.explain.method: {error} (or auto)") from None
     # Mistakes are ranked together, correct answers within their class.
     kinds = chosen["actual"].where(chosen["group"] == "correct", "any")
     ranks = chosen.groupby([chosen["group"], kinds]).cumcount() + 1

@@ -94,16 +94,26 @@ def gradcam_plan(model, image_size: int) -> tuple[list, int] | None:
     return chain, target
 
 
+class Explainer:
+    """Heat maps for one model: the method decided, and Grad-CAM's chain checked, once."""
+
+    def __init__(self, model, image_size: int, method: Method = "auto"):
+        self.model = model
+        self.plan = None if method == "occlusion" else gradcam_plan(model, image_size)
+        if self.plan is None and method == "gradcam":
+            raise ValueError("Grad-CAM does not apply to this model (no conv layer with 2x2 or larger maps in a "
+                             "chain of layers ending in a sigmoid); use occlusion")
+        self.method = "gradcam" if self.plan is not None else "occlusion"
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Maps [n, height, width] in 0..1 for 0-255 RGB images [n, height, width, 3]."""
+        images = np.asarray(images, np.float32)
+        return gradcam(self.model, images, self.plan) if self.plan is not None else occlusion(self.model, images)
+
+
 def choose_method(model, image_size: int, method: Method = "auto") -> str:
     """The method that will run: `method` itself, or for auto Grad-CAM where it applies, else occlusion."""
-    if method == "occlusion":
-        return "occlusion"
-    if gradcam_plan(model, image_size) is not None:
-        return "gradcam"
-    if method == "gradcam":
-        raise ValueError("Grad-CAM does not apply to this model (no conv layer with 2x2 or larger maps in a chain "
-                         "of layers ending in a sigmoid); use occlusion")
-    return "occlusion"
+    return Explainer(model, image_size, method).method
 
 
 # --- the maps ---------------------------------------------------------------------------------
@@ -121,6 +131,7 @@ def gradcam(model, images: np.ndarray, plan: tuple[list, int] | None = None) -> 
     chain, target = plan or gradcam_plan(model, images.shape[1]) or (None, None)
     if chain is None:
         raise ValueError("Grad-CAM does not apply to this model; use occlusion")
+    images = np.asarray(images, np.float32)
     *body, last = chain
     x = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
@@ -168,11 +179,8 @@ def occlusion(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 def explain(model, images: np.ndarray, method: Method = "auto") -> tuple[np.ndarray, str]:
     """(maps [n, height, width] in 0..1, the method used) for 0-255 RGB images [n, height, width, 3]."""
-    images = np.asarray(images, np.float32)
-    used = choose_method(model, images.shape[1], method)
-    if used == "gradcam":
-        return gradcam(model, images), used
-    return occlusion(model, images), used
+    explainer = Explainer(model, np.shape(images)[1], method)
+    return explainer(images), explainer.method
 
 
 # --- overlays --------------------------------------------------------------------------------

@@ -179,11 +179,14 @@ class ExplanationWriter:
         from stages import explain
 
         self.folder, self.explain = folder, explain
-        self.method = explain.choose_method(model, model_image_size(model), method)
-        self.model, self.written = model, set()
+        try:
+            self.explainer = explain.Explainer(model, model_image_size(model), method)
+        except ValueError as error:   # evaluate.explain.method gradcam for a model it does not apply to
+            raise UserError(f"--explain: {error} (evaluate.explain.method in {PARAMS_FILE})") from None
+        self.written: set[str] = set()
 
     def __call__(self, items: list[Item], pixels: np.ndarray) -> None:
-        maps, _ = self.explain.explain(self.model, pixels, self.method)
+        maps = self.explainer(pixels)
         for item, image, heat in zip(items, pixels, maps):
             stem = item.path.stem + (f"_face{item.number}" if item.face else "")
             name, copy = f"{stem}.png", 1

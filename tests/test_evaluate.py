@@ -15,6 +15,7 @@ from PIL import Image
 
 from stages import evaluate, features, models, train
 from stages.compare import compare
+from stages.errors import UserError
 from stages.config import BootstrapParams, ExplainParams, FitParams, load_params
 from stages.contracts import (
     ConfusionCounts,
@@ -209,6 +210,22 @@ def test_heat_maps_for_confident_answers(tiny_model, records, tmp_path):
             assert figure.size == (202, 100)
         assert row.file in set(predictions["file"])
     assert (table.loc[table["group"] == "mistake", "actual"] != table.loc[table["group"] == "mistake", "predicted"]).all()
+
+
+def test_gradcam_forced_on_a_model_without_conv_is_one_line(tiny_model, records, tmp_path):
+    family = models.table(tiny_model)["tiny"]
+    data = DataRoots(records, tmp_path / "no-features")
+    model_dir, curves = ModelDir.of("tiny", tmp_path / "models"), LearningCurves.of("tiny", tmp_path / "curves")
+    model_dir.root.mkdir(parents=True)
+    curves.root.mkdir(parents=True)
+    train.fit(family, data, model_dir.root, curves.root)
+    out = evaluate.Outputs(*(kind.of("tiny", tmp_path / kind.__name__) for kind in
+                             (EvaluationDir, RocCurves, ConfusionCounts)))
+    for folder in (out.evaluation, out.roc, out.confusion):
+        folder.root.mkdir(parents=True)
+    with pytest.raises(UserError, match=r"^evaluate.explain.method: Grad-CAM does not apply .* use occlusion \(or auto\)$"):
+        evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4,
+                          explain=ExplainParams(images=1, method="gradcam"), prepared_root=records.parent / "prepared")
 
 
 def test_confident_examples_most_confident_first():
