@@ -28,8 +28,8 @@ from stages.config import PARAMS_FILE, RAW_DIR, DatasetSource, Params, PreparePa
 from stages.errors import UserError
 from stages.fsutil import staged_dir
 from stages.images import find_class_folders, iter_image_files
-from stages.kaggle_client import (client_output, dataset_info, describe, iso_utc, kaggle_errors,
-                                  kaggle_login, secrets_of)
+from stages.kaggle_client import (client_output, dataset_info, describe, iso_utc, kaggle_errors, kaggle_login,
+                                  kaggle_ref, secrets_of)
 from stages.provenance import DatasetProvenance, Provenance
 
 # The archives the kaggle client downloads, one folder per dataset and version. An interrupted download
@@ -89,7 +89,7 @@ def download_kaggle(api, name: str, source: DatasetSource, root: Path, quiet: bo
     download_dir = archive_folder(name, info.version)
     # The pinned version, or the very version dataset_info saw as current (a version published in
     # between would otherwise arrive under the older number).
-    ref = source.slug if info.version is None else f"{source.slug}/{info.version}"
+    ref = kaggle_ref(source.model_copy(update={"version": info.version}))
     archive = download_dir / f"{source.slug.split('/', 1)[1]}.zip"
     started = datetime.datetime.now(datetime.timezone.utc)
     kept = _file_signature(archive)

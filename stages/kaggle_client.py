@@ -31,8 +31,6 @@ CREDENTIALS_HELP = (
 )
 
 
-
-
 def kaggle_ref(source: DatasetSource) -> str:
     """The dataset reference the kaggle client takes: owner/name, or owner/name/<version>."""
     return source.slug if source.version is None else f"{source.slug}/{source.version}"
