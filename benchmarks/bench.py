@@ -201,7 +201,8 @@ def bench(scale: float, workdir: Path, keep: bool = False, precisions: Sequence[
     }
     shutil.rmtree(workdir / "naive", ignore_errors=True)
     metrics = {name.stem: json.loads(name.read_text()) for name in sorted((project / "metrics" / "evaluate").glob("*.json"))}
-    default_precision = yaml.safe_load((project / "params.yaml").read_text())["train"]["transfer"]["precision"]
+    transfer_params = yaml.safe_load((project / "params.yaml").read_text())["train"]["transfer"]
+    default_precision = transfer_params["precision"]
     features = next(row for row in stages if row["stage"] == "features")
     precision = {default_precision: {"features_wall_s": features["wall_s"], "features_cpu_s": features["cpu_s"],
                                      "features_peak_rss_tree_mb": features["peak_rss_tree_mb"],
@@ -216,6 +217,7 @@ def bench(scale: float, workdir: Path, keep: bool = False, precisions: Sequence[
         "download": {**download, "command": generated[0] if generated else None},
         "repro": repro, "dvc_startup_s": startup, "noop_repro": noop,
         "stages": stages,
+        "feature_layer": transfer_params["feature_layer"],     # what the features stage computed (stages/plan.py)
         "references": references,
         "auc": {model: {split: values[split]["roc_auc"] for split in ("val", "test")} for model, values in metrics.items()},
         "precision": precision,

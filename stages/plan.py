@@ -16,7 +16,8 @@ What the plan states, and where each number comes from:
   the features exactly (the cut layer's values times the precision's bytes), models and figures,
   and the DVC cache's copies (none where it hard-links on the same disk, as .dvc/config asks);
 - the time per stage on this machine: the benchmark's scale-1 run (benchmarks/results.json: a corpus
-  the size of the real data, on its machine) scaled by this machine's cores: an estimate.
+  the size of the real data, on its machine) scaled by this machine's cores, and the features stage
+  by VGG16's multiply-adds up to the cut layer against the benchmark's: an estimate.
 """
 
 from __future__ import annotations
@@ -131,11 +132,31 @@ def benchmark_run(path: Path | None = None) -> dict | None:
     return next((run for run in runs if run.get("scale") == 1.0), None)
 
 
-def stage_times(run: dict, images: int, cores: int) -> list[tuple[str, float]]:
-    """Seconds per stage here: the benchmark's, times the image ratio, times its cores over ours."""
+# VGG16's conv layers: (block, input channels, output channels, side at 100x100 input).
+VGG16_CONVS = [(1, 3, 64, 100), (1, 64, 64, 100), (2, 64, 128, 50), (2, 128, 128, 50), (3, 128, 256, 25),
+               (3, 256, 256, 25), (3, 256, 256, 25), (4, 256, 512, 12), (4, 512, 512, 12), (4, 512, 512, 12),
+               (5, 512, 512, 6), (5, 512, 512, 6), (5, 512, 512, 6)]
+# Results from before benchmarks recorded the layer ran at params.yaml's default then.
+BENCHMARK_DEFAULT_LAYER = "block4_pool"
+
+
+def vgg16_work(feature_layer: str) -> int | None:
+    """Multiply-adds of VGG16's convolutions up to feature_layer (blockN_pool) at 100x100, or None."""
+    if feature_layer not in VGG16_SHAPES:
+        return None
+    last = int(feature_layer[len("block")])
+    return sum(side * side * cin * cout * 9 for block, cin, cout, side in VGG16_CONVS if block <= last)
+
+
+def stage_times(run: dict, images: int, cores: int, feature_layer: str | None = None) -> list[tuple[str, float]]:
+    """Seconds per stage here: the benchmark's, times the image ratio, times its cores over ours; the
+    features stage also times the VGG16 work of feature_layer over that of the benchmark's layer."""
     measured = sum(run["images"].values())
     factor = images / measured * run["machine"]["cores"] / max(cores, 1)
-    return [(stage["stage"], stage["wall_s"] * factor) for stage in run["stages"]]
+    ours, theirs = vgg16_work(feature_layer or ""), vgg16_work(run.get("feature_layer", BENCHMARK_DEFAULT_LAYER))
+    layer = ours / theirs if ours and theirs else 1.0
+    return [(stage["stage"], stage["wall_s"] * factor * (layer if stage["stage"] == "features" else 1.0))
+            for stage in run["stages"]]
 
 
 def expected_images(run: dict | None) -> int:
@@ -169,9 +190,10 @@ def plan_lines(infos: dict, params: Params, free: int, run: dict | None, cores: 
     if run is None:
         lines.append("  no benchmark run at scale 1 (make bench): no estimate")
     else:
-        times = stage_times(run, images, cores)
+        layer = params.train.get("transfer", {}).get("feature_layer")
+        times = stage_times(run, images, cores, layer)
         lines.append(f"  from the benchmark of {run['date']} ({run['machine']['cores']} cores; {cores} here), "
-                     "scaled by images and cores; the download depends on the connection")
+                     f"scaled by images, cores and the VGG16 work up to {layer}; the download depends on the connection")
         lines += [f"  {seconds / 60:>6.1f} min  {stage}" for stage, seconds in times]
         lines.append(f"  {sum(seconds for _, seconds in times) / 60:>6.1f} min  in all, after the download")
     return lines, total

@@ -61,6 +61,18 @@ def test_stage_times_scale_with_images_and_cores(benchmark):
     assert double["features"] == pytest.approx(same["features"])
 
 
+def test_features_time_follows_the_vgg16_work_up_to_the_cut(benchmark):
+    # Summed by hand from VGG16's layer table at 100x100: 2.71 G multiply-adds up to block4_pool; block5
+    # adds three 3x3 convs of 512 channels at 6x6, 9.4% more.
+    assert plan.vgg16_work("block4_pool") == 2_709_826_560
+    ratio = plan.vgg16_work("block5_pool") / plan.vgg16_work("block4_pool")
+    assert ratio == pytest.approx(1 + 3 * 6 * 6 * 512 * 512 * 9 / plan.vgg16_work("block4_pool"))
+    images, cores = sum(benchmark["images"].values()), benchmark["machine"]["cores"]
+    at4 = dict(plan.stage_times(benchmark, images, cores, "block4_pool"))
+    at5 = dict(plan.stage_times(benchmark, images, cores, "block5_pool"))
+    assert at5["features"] == pytest.approx(at4["features"] * ratio) and at5["prepare"] == at4["prepare"]
+
+
 def test_plan_states_versions_sizes_disk_and_time(fake, creds, benchmark, capsys):  # noqa: F811
     assert run_cli(plan.main, []) == 0
     out = capsys.readouterr().out
