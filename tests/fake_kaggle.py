@@ -94,8 +94,7 @@ class FakeKaggle:
         self.versions: dict[str, int] = {}
         self.requests: list[dict] = []
         self.errors: list[BaseException] = []
-        self._cuts = 0
-        self._corrupted = 0
+        self._taken: dict[str, bool] = {}    # which *_once faults have happened
         self.honour_range = True     # False: a server that answers every Range request with the whole file
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -159,21 +158,19 @@ class FakeKaggle:
     def take_corrupt(self) -> bool:
         """Whether this archive GET sends the archive with one byte changed (same size: only a CRC
         check sees it)."""
-        with self._lock:
-            if self.mode == "corrupt":
-                return True
-            if self.mode == "corrupt_once" and self._corrupted == 0:
-                self._corrupted += 1
-                return True
-            return False
+        return self._take("corrupt")
 
     def take_cut(self) -> bool:
         """Whether this archive GET is to be broken off."""
+        return self._take("cut")
+
+    def _take(self, fault: str) -> bool:
+        """Mode `fault` hits every archive GET, mode `<fault>_once` only the first."""
         with self._lock:
-            if self.mode == "cut":
+            if self.mode == fault:
                 return True
-            if self.mode == "cut_once" and self._cuts == 0:
-                self._cuts += 1
+            if self.mode == f"{fault}_once" and not self._taken.get(fault):
+                self._taken[fault] = True
                 return True
             return False
 

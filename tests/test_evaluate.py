@@ -182,21 +182,35 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
     assert ModelMetrics.read(tmp_path / "with_intervals.json") == with_intervals      # round trip, intervals kept
 
 
-def test_heat_maps_for_confident_answers(tiny_model, records, tmp_path):
-    """evaluate.explain: the tiny model (no conv layer) gets occlusion maps, each test image beside
-    its map, listed in explanations.csv; 0 images writes none."""
+@pytest.fixture
+def evaluate_tiny(tiny_model, records, tmp_path):
+    """evaluate() of a freshly trained tiny model (no conv layer) with the given evaluate.explain, into
+    new output folders each call; returns the outputs."""
     family = models.table(tiny_model)["tiny"]
     data = DataRoots(records, tmp_path / "no-features")
     model_dir, curves = ModelDir.of("tiny", tmp_path / "models"), LearningCurves.of("tiny", tmp_path / "curves")
     model_dir.root.mkdir(parents=True)
     curves.root.mkdir(parents=True)
     train.fit(family, data, model_dir.root, curves.root)
-    out = evaluate.Outputs(*(kind.of("tiny", tmp_path / kind.__name__) for kind in
-                             (EvaluationDir, RocCurves, ConfusionCounts)))
-    for folder in (out.evaluation, out.roc, out.confusion):
-        folder.root.mkdir(parents=True)
-    evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4,
-                      explain=ExplainParams(images=2, method="auto"), prepared_root=records.parent / "prepared")
+    calls = iter(range(100))
+
+    def run(explain: ExplainParams) -> evaluate.Outputs:
+        root = tmp_path / f"out{next(calls)}"
+        out = evaluate.Outputs(*(kind.of("tiny", root / kind.__name__) for kind in
+                                 (EvaluationDir, RocCurves, ConfusionCounts)))
+        for folder in (out.evaluation, out.roc, out.confusion):
+            folder.root.mkdir(parents=True)
+        evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4,
+                          explain=explain, prepared_root=records.parent / "prepared")
+        return out
+
+    return run
+
+
+def test_heat_maps_for_confident_answers(evaluate_tiny):
+    """evaluate.explain: the tiny model (no conv layer) gets occlusion maps, each test image beside
+    its map, listed in explanations.csv; 0 images writes none."""
+    out = evaluate_tiny(ExplainParams(images=2, method="auto"))
     table = out.evaluation.read_explanations()
     predictions = out.evaluation.read_predictions("test")
     wrong = (predictions["actual"] != predictions["predicted"]).sum()
@@ -211,21 +225,13 @@ def test_heat_maps_for_confident_answers(tiny_model, records, tmp_path):
         assert row.file in set(predictions["file"])
     assert (table.loc[table["group"] == "mistake", "actual"] != table.loc[table["group"] == "mistake", "predicted"]).all()
 
+    none = evaluate_tiny(ExplainParams(images=0, method="auto"))
+    assert not none.evaluation.explanations.exists() and not (none.evaluation.root / "explain").exists()
 
-def test_gradcam_forced_on_a_model_without_conv_is_one_line(tiny_model, records, tmp_path):
-    family = models.table(tiny_model)["tiny"]
-    data = DataRoots(records, tmp_path / "no-features")
-    model_dir, curves = ModelDir.of("tiny", tmp_path / "models"), LearningCurves.of("tiny", tmp_path / "curves")
-    model_dir.root.mkdir(parents=True)
-    curves.root.mkdir(parents=True)
-    train.fit(family, data, model_dir.root, curves.root)
-    out = evaluate.Outputs(*(kind.of("tiny", tmp_path / kind.__name__) for kind in
-                             (EvaluationDir, RocCurves, ConfusionCounts)))
-    for folder in (out.evaluation, out.roc, out.confusion):
-        folder.root.mkdir(parents=True)
+
+def test_gradcam_forced_on_a_model_without_conv_is_one_line(evaluate_tiny):
     with pytest.raises(UserError, match=r"^evaluate.explain.method: Grad-CAM does not apply .* use occlusion \(or auto\)$"):
-        evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4,
-                          explain=ExplainParams(images=1, method="gradcam"), prepared_root=records.parent / "prepared")
+        evaluate_tiny(ExplainParams(images=1, method="gradcam"))
 
 
 def test_confident_examples_most_confident_first():
