@@ -117,12 +117,19 @@ def write_explanations(model, rows: pd.DataFrame, prepared_root: Path, evaluatio
         maps, method = explain.explain(model, images, settings.method)
     except ValueError as error:       # method gradcam for a model it does not apply to
         raise UserError(f"evaluate.explain.method: {error} (or auto)") from None
-    # Mistakes are ranked together, correct answers within their class.
+    return save_explanations(chosen, images, maps, method, evaluation)
+
+
+def save_explanations(chosen: pd.DataFrame, images, maps, method: str, evaluation: EvaluationDir) -> pd.DataFrame:
+    """Each chosen image beside its map, named by group, class and rank (mistakes are ranked together,
+    correct answers within their class), and explanations.csv listing them; returns that table."""
+    from stages import explain
+
     kinds = chosen["actual"].where(chosen["group"] == "correct", "any")
     ranks = chosen.groupby([chosen["group"], kinds]).cumcount() + 1
     figures = []
-    for row, kind, rank, image, heat in zip(chosen.itertuples(), kinds, ranks, images, maps):
-        target = evaluation.explanation_figure(row.group, kind, rank)
+    for group, kind, rank, image, heat in zip(chosen["group"], kinds, ranks, images, maps):
+        target = evaluation.explanation_figure(group, kind, rank)
         explain.write_explanation(target, image, heat)
         figures.append(target.relative_to(evaluation.root).as_posix())
     chosen = chosen.assign(method=method, figure=figures)

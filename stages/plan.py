@@ -95,15 +95,23 @@ def feature_bytes_per_image(params: Params) -> int | None:
 
 
 def cache_shares_files(root: Path = Path(".")) -> bool:
-    """Whether DVC's cache holds outputs as hard links (no second copy): .dvc/config's cache.type starts
-    with hardlink (or reflink/symlink) and the cache is on the project's disk."""
-    config = root / ".dvc" / "config"
-    text = config.read_text() if config.is_file() else ""
-    kinds = next((line.split("=", 1)[1] for line in text.splitlines() if line.strip().startswith("type =")), "")
-    first = kinds.split(",")[0].strip()
-    cache = root / ".dvc" / "cache"
-    same_disk = not cache.exists() or os.stat(cache).st_dev == os.stat(root).st_dev
-    return first in ("hardlink", "symlink", "reflink") and same_disk
+    """Whether DVC's cache holds outputs as links (no second copy): the project's cache.type (read by
+    DVC's own config reader) starts with hardlink or symlink, and the cache is on the project's disk.
+    reflink, DVC's default, copies on file systems without reflinks (ext4: README, Benchmark), so it
+    counts as copying; so does a folder that is no DVC project."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            kinds = repo.config["cache"].get("type") or ["reflink", "copy"]
+            cache = Path(repo.cache.local.path)
+    except NotDvcRepoError:
+        return False
+    first = (kinds if isinstance(kinds, list) else str(kinds).split(","))[0].strip()
+    while not cache.exists() and cache != cache.parent:   # a fresh project has no cache folder yet
+        cache = cache.parent
+    return first in ("hardlink", "symlink") and os.stat(cache).st_dev == os.stat(root).st_dev
 
 
 def disk_needs(download_bytes: dict[str, int], images: int, params: Params, shared_cache: bool) -> list[Need]:

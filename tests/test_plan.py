@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import h5py
@@ -51,6 +50,19 @@ def test_disk_needs_count_the_cache_only_when_it_copies():
     assert shared[2].bytes == 40_000 * plan.PNG_BOUND_BYTES
     cache = sum(need.bytes for need in copied) - sum(need.bytes for need in shared)
     assert cache == sum(need.bytes for need in shared[1:])               # every output but the archives (not a DVC output)
+
+
+@pytest.mark.parametrize("cache_type, shares", [("hardlink,copy", True), ("reflink,copy", False), (None, False)])
+def test_cache_sharing_read_from_dvcs_config(tmp_path, cache_type, shares):
+    project, plain = tmp_path / "project", tmp_path / "plain"
+    project.mkdir()
+    plain.mkdir()
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=project, check=True)
+    if cache_type:
+        subprocess.run(["dvc", "config", "cache.type", cache_type], cwd=project, check=True)
+    assert plan.cache_shares_files(project) is shares
+    assert plan.cache_shares_files(plain) is False        # no DVC project: counted as copies
+    assert plan.cache_shares_files(ROOT) is True          # this project: hardlink,copy (.dvc/config)
 
 
 def test_stage_times_scale_with_images_and_cores(benchmark):

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import explain, figures, report
+from stages import figures, report
 from stages.compare import compare
 from stages.contracts import (Comparison, EvaluationDir, ModelMetrics, PairedTest, PreparedWriter, PrepareSummary,
                               RocCurves, TrainingInfo)
 from stages.document import Figure, Section, Table, to_html, to_markdown
-from stages.evaluate import confident_examples
+from stages.evaluate import confident_examples, save_explanations
 from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
 from stages.provenance import DatasetProvenance, Provenance
 from tests.helpers import png_bytes
@@ -63,14 +63,8 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
                          evaluation.confusion_figure(split))
         # Heat maps as evaluate writes them (random maps here: the report only shows them).
         chosen = confident_examples(evaluation.read_predictions("test"), 3, CLASSES)
-        kinds = chosen["actual"].where(chosen["group"] == "correct", "any")
-        ranks = chosen.groupby([chosen["group"], kinds]).cumcount() + 1
-        figure_names = []
-        for kind, rank, group in zip(kinds, ranks, chosen["group"]):
-            target = evaluation.explanation_figure(group, kind, rank)
-            explain.write_explanation(target, rng.uniform(0, 255, (100, 100, 3)), rng.uniform(0, 1, (100, 100)))
-            figure_names.append(target.relative_to(evaluation.root).as_posix())
-        evaluation.write_explanations(chosen.assign(method="gradcam", figure=figure_names))
+        save_explanations(chosen, rng.uniform(0, 255, (len(chosen), 100, 100, 3)),
+                          rng.uniform(0, 1, (len(chosen), 100, 100)), "gradcam", evaluation)
         history = pd.DataFrame({"epoch": range(3), "loss": [0.7, 0.6, 0.5], "accuracy": [0.5, 0.6, 0.7],
                                 "val_loss": [0.7, 0.65, 0.6], "val_accuracy": [0.5, 0.55, 0.6]})
         figures.save(figures.learning_curves(history, name), evaluation.learning_curves_figure)
