@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine with Python 3.11 and pip:
 #   make run    create .venv, then rebuild the whole pipeline (offline sample by default)
-#   make test   create .venv if needed, then run the test suite
+#   make test   create .venv if needed, then run the whole test suite (what CI runs: .ci/run)
+# For your own loop: make test-fast (everything but the e2e tests: no dvc, no stage in a process of
+# its own). make docs renders the measured figures in README.md and docs/ from their results files.
 PYTHON ?= python3
 VENV := .venv
 # GPU=1 (make run GPU=1): TensorFlow with its CUDA libraries, tensorflow[and-cuda] at the pinned version.
@@ -12,7 +14,7 @@ PLOTS_PAGE := .dvc/plots/offline.html
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test real-plan real bench queue gpu-check env clean
+.PHONY: run test test-fast docs real-plan real bench queue gpu-check env clean
 
 run: env
 	dvc repro
@@ -20,6 +22,12 @@ run: env
 
 test: env
 	python -m pytest
+
+test-fast: env
+	python -m pytest -m "not e2e"
+
+docs: env
+	python -m docs.render
 
 # The real run: the Kaggle datasets, ImageNet VGG16, the assignment's frozen conv base (stages/plan.py
 # REAL_RUN), as a DVC experiment beside the sample runs (dvc exp show). Needs Kaggle credentials.
@@ -32,13 +40,13 @@ real-plan: env
 real: env
 	python -m stages.plan --run $(if $(WEIGHTS),--weights $(WEIGHTS))
 
-# The real-scale benchmark (README, Benchmark): about 30 min at SCALE=1 on 2 cores; SCALE=0.1 for a quick look.
+# The real-scale benchmark (docs/benchmark.md says how long it takes, and on which CPU); SCALE=0.1 for a quick look.
 SCALE ?= 1
 bench: env
 	python -m benchmarks.bench --scale $(SCALE)
 
 # Run the queued experiments (`dvc exp run --queue ...`) JOBS at a time, each stage taking its share of
-# the CPU cores (stages/distribute.py); follow with `dvc queue status`, compare with `dvc exp show`.
+# the CPU cores (stages/common/distribute.py); follow with `dvc queue status`, compare with `dvc exp show`.
 JOBS ?= 2
 queue: env
 	FACEGENDER_JOBS=$(JOBS) dvc queue start --jobs $(JOBS)

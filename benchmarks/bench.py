@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,15 +29,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-import psutil
 import yaml
+
+from benchmarks.machine import machine
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_JSON = BENCH_DIR / "results.json"
 RESULTS_MD = BENCH_DIR / "results.md"
 
-# The real datasets (README, Data): trainval's Train and Test folders, and the test set.
+# The real datasets (docs/data.md): trainval's Train and Test folders, and the test set.
 REAL_TRAIN, REAL_VAL, REAL_TEST = 11_135, 1_279, 27_167
 REAL_TEST_MALE_FRACTION = 17_678 / 27_167
 REAL_TEST_SIZES = [250, 640]
@@ -147,13 +147,6 @@ def reference(runner: Runner, label: str, *arguments: str) -> dict:
     measured = json.loads(out.with_suffix(".jsonl").read_text().splitlines()[-1])
     return {**{key: measured[key] for key in ("wall_s", "cpu_s", "peak_rss_tree_mb")},
             **json.loads(out.read_text().splitlines()[-1])}
-
-
-def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version()}
 
 
 def precision_runs(runner: Runner, precisions: list[str]) -> dict:

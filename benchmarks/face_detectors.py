@@ -33,7 +33,7 @@ def haar(pixels: np.ndarray) -> list[tuple[list[int], float]]:
 
 
 def mtcnn(pixels: np.ndarray) -> list[tuple[list[int], float]]:
-    from stages.faces import detector
+    from stages.images.faces import detector
 
     return [(list(map(int, found["box"])), float(found["confidence"])) for found in detector().detect_faces(pixels)]
 
@@ -63,8 +63,8 @@ def compare_detectors(folder: Path) -> None:
 
 def measure_crops(folder: Path, limit: int) -> None:
     """The training crops' side over the MTCNN box's longer side: what predict.face_crop should be."""
-    from stages.faces import detect_faces
-    from stages.images import UnreadableImage, iter_image_files, open_rgb
+    from stages.images.faces import detect_faces
+    from stages.images.reading import UnreadableImage, iter_image_files, open_rgb
 
     ratios = []
     files = list(iter_image_files(folder))[:: max(1, len(list(iter_image_files(folder))) // limit)][:limit]

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from stages import cli, distribute
+from stages.common import cli, distribute
 
 
 def check(name: str, passed: bool, detail: str) -> bool:
@@ -30,8 +30,8 @@ def main() -> int:
     import keras
     import tensorflow as tf
 
+    from stages.modelkit.fitting import compile_model
     from stages.models import baseline, transfer
-    from stages.models.family import compile_model
 
     gpus = tf.config.list_logical_devices("GPU")
     if not gpus:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from stages.config import PREPARED_DIR, RAW_DIR, SPLITS, TFRECORDS_DIR, load_params
+from stages.common.config import PREPARED_DIR, RAW_DIR, SPLITS, TFRECORDS_DIR, load_params
 
 
 def cpu_seconds() -> float:
@@ -31,7 +31,7 @@ def naive_prepare(out: Path) -> dict:
     with Pillow's defaults. Same inputs as the prepare stage (its split folders); unreadable files skipped."""
     from PIL import Image
 
-    from stages.images import find_class_folders, is_image_file
+    from stages.images.reading import find_class_folders, is_image_file
 
     params = load_params().prepare
     written = failed = 0
@@ -61,7 +61,7 @@ def load_prepared(split: str, count: int):
     import numpy as np
     from PIL import Image
 
-    from stages.contracts import PreparedSplit
+    from stages.contracts.prepared import PreparedSplit
 
     with PreparedSplit(PREPARED_DIR, split) as prepared:
         files = prepared.files()[:count]
@@ -71,14 +71,14 @@ def load_prepared(split: str, count: int):
 def bare_predict(count: int) -> dict:
     """The features stage's frozen base run by plain `model.predict` on images already in memory
     (loading excluded from the time), for each compute precision: seconds and CPU seconds per image."""
-    from stages import cli
+    from stages.common import cli
 
     cli.quiet_tensorflow()
-    from stages import models
+    from stages.modelkit import registry
     from stages.models import transfer
 
     params = load_params()
-    family = models.family("transfer", params)
+    family = registry.family("transfer", params)
     images = load_prepared("test", count).astype("float32")
     batch = params.features.batch_size
     results = {}
@@ -98,18 +98,18 @@ def epoch(epochs: int = 4) -> dict:
     """One epoch of the baseline CNN from the TFRecords (as train@baseline reads them) against the same
     epoch from numpy arrays already in memory: the fastest of the epochs after the first (tracing,
     filling the cache)."""
-    from stages import cli
+    from stages.common import cli
 
     cli.quiet_tensorflow()
     import keras
     import numpy as np
 
-    from stages import models
-    from stages.models.family import compile_model
-    from stages.records import load_split
+    from stages.contracts.tfrecord_io import load_split
+    from stages.modelkit import registry
+    from stages.modelkit.fitting import compile_model
 
     params = load_params()
-    family = models.family("baseline", params)
+    family = registry.family("baseline", params)
     fit = family.params
 
     class EpochTimes(keras.callbacks.Callback):

@@ -19,7 +19,8 @@ def run_section(run: dict, limits: dict) -> list[str]:
         f"## Scale {run['scale']:g}: {total:,} images (train {images['train']:,}, val {images['val']:,}, "
         f"test {images['test']:,})",
         "",
-        f"{run['date']}; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}. "
+        f"{run['date']}; {m['cpu']} ({', '.join(m.get('flags') or []) or 'flags not recorded'}), {m['cores']} cores, "
+        f"{m['memory_gib']} GiB; Python {m['python']}. "
         f"Corpus written by `dvc repro download` (the sample generator) in {run['download']['wall_s']:.0f} s, "
         "not counted below.",
         "",
@@ -115,7 +116,7 @@ def rss_by_scale(runs: list[dict]) -> list[str]:
 def markdown(results: dict, limits: dict) -> str:
     runs = results["runs"]
     lines = ["# Benchmark results", "",
-             "Written by `make bench` (`python -m benchmarks.bench --scale S`); see the README, Benchmark. "
+             "Written by `make bench` (`python -m benchmarks.bench --scale S`); see docs/benchmark.md. "
              "Wall and CPU seconds are the stage's command; peak RSS is the sum over its processes, sampled "
              "every 0.1 s. DVC's share of a stage is the time from the end of its command to the start of "
              "the next one: hashing and caching its outputs, then checking the next stage.", ""]

@@ -14,11 +14,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from stages import cli
-from stages.config import EVALUATED_SPLITS, load_params
-from stages.contracts import Comparison, EvaluationDir, ModelMetrics, PairedTest, RocCurves, write_roc_by_model
-from stages.errors import UserError
-from stages.metrics import METRIC_NAMES, delong_test, mcnemar_test
+from stages.analysis.statistics import METRIC_NAMES, delong_test, mcnemar_test
+from stages.common import cli
+from stages.common.config import EVALUATED_SPLITS, load_params
+from stages.common.errors import UserError
+from stages.contracts.comparison import Comparison, PairedTest, write_roc_by_model
+from stages.contracts.evaluation import EvaluationDir, ModelMetrics, RocCurves
 
 
 def paired_test(first: str, second: str, predictions: dict[str, pd.DataFrame], positive: str) -> PairedTest:

@@ -1,11 +1,11 @@
 """DVC stage `download`: fill data/raw/<name>/ for each dataset in params.yaml download.datasets.
 
 `download.source: kaggle` fetches each dataset with the official kaggle client; `sample` writes the
-seeded offline stand-in (stages/sample.py). Every dataset is written into a temporary folder beside
+seeded offline stand-in (stages/images/offline_sample.py). Every dataset is written into a temporary folder beside
 its final place and checked against prepare.splits; only when all of them are complete do they
 replace data/raw/<name>/, so a failed or interrupted run leaves the previous data exactly as it was.
 
-The kaggle client is used through stages/kaggle_client.py, which keeps credentials out of every
+The kaggle client is used through stages/images/kaggle_datasets.py, which keeps credentials out of every
 message and log. An interrupted download is resumed by the next run, a finished archive is kept so
 that a rerun does not download it again (DOWNLOADS_DIR), and an archive is checked whole (every
 member's CRC) before anything is unpacked.
@@ -23,14 +23,14 @@ import zlib
 from pathlib import Path
 from typing import Sequence
 
-from stages import cli
-from stages.config import PARAMS_FILE, RAW_DIR, DatasetSource, Params, PrepareParams, load_params
-from stages.errors import UserError
-from stages.fsutil import staged_dir
-from stages.images import find_class_folders, iter_image_files
-from stages.kaggle_client import (client_output, dataset_info, describe, iso_utc, kaggle_errors, kaggle_login,
-                                  kaggle_ref, secrets_of)
-from stages.provenance import DatasetProvenance, Provenance
+from stages.common import cli
+from stages.common.atomic_files import staged_dir
+from stages.common.config import PARAMS_FILE, RAW_DIR, DatasetSource, Params, PrepareParams, load_params
+from stages.common.errors import UserError
+from stages.contracts.provenance import DatasetProvenance, Provenance
+from stages.images.kaggle_datasets import (client_output, dataset_info, describe, iso_utc, kaggle_errors,
+                                           kaggle_login, kaggle_ref, secrets_of)
+from stages.images.reading import find_class_folders, iter_image_files
 
 # The archives the kaggle client downloads, one folder per dataset and version. An interrupted download
 # stays here with the client's .kaggle-partial marker (the server's ETag and size), and the next run
@@ -79,7 +79,7 @@ def _relative_to(message: str, root: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Download (the kaggle client: stages/kaggle_client.py)
+# Download (the kaggle client: stages/images/kaggle_datasets.py)
 
 
 def download_kaggle(api, name: str, source: DatasetSource, root: Path, quiet: bool = False) -> DatasetProvenance:
@@ -164,9 +164,9 @@ def fill_dataset(params: Params, name: str, root: Path, api=None, quiet: bool = 
     """Write dataset `name` into the empty folder `root` and check it; returns where it came from."""
     source = params.download.datasets[name]
     if params.download.source == "sample":
-        from stages import sample
+        from stages.images import offline_sample
 
-        sample.generate(name, root, params.download.sample)
+        offline_sample.generate(name, root, params.download.sample)
         return DatasetProvenance(slug=source.slug, images=check_layout(name, root, params.prepare))
     info = download_kaggle(api, name, source, root, quiet=quiet)
     return info.model_copy(update={"images": check_layout(name, root, params.prepare, slug=source.slug)})

@@ -17,16 +17,19 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from stages import cli
-from stages.config import EVALUATED_SPLITS, PREPARED_DIR, BootstrapParams, ExplainParams, load_params
-from stages.contracts import (BootstrapInfo, Bounds, ConfusionCounts, EvaluationDir, LearningCurves, ModelDir,
-                              ModelMetrics, PreparedSplit, RocCurves, SplitMetrics, TrainingInfo, missing)
-from stages.errors import UserError
-from stages.fsutil import atomic_file, staged_dir
-from stages.metrics import METRIC_NAMES, bootstrap_intervals, classification_metrics, roc_points
+from stages.analysis.statistics import METRIC_NAMES, bootstrap_intervals, classification_metrics, roc_points
+from stages.common import cli
+from stages.common.atomic_files import atomic_file, staged_dir
+from stages.common.config import EVALUATED_SPLITS, PREPARED_DIR, BootstrapParams, ExplainParams, load_params
+from stages.common.errors import UserError
+from stages.contracts.evaluation import (BootstrapInfo, Bounds, ConfusionCounts, EvaluationDir, ModelMetrics,
+                                         RocCurves, SplitMetrics)
+from stages.contracts.jsonfile import missing
+from stages.contracts.prepared import PreparedSplit
+from stages.contracts.training import LearningCurves, ModelDir, TrainingInfo
 
 if TYPE_CHECKING:  # Keras loads only when a model is scored
-    from stages.models.family import DataRoots, ModelFamily
+    from stages.modelkit.family import DataRoots, ModelFamily
 
 
 def score(predictions: pd.DataFrame, classes: list[str], threshold: float,
@@ -64,7 +67,7 @@ def write_figures(evaluation: EvaluationDir, title: str, classes: list[str], his
                   results: dict[str, tuple[dict, dict]], auc_intervals: dict[str, Bounds | None] | None = None) -> None:
     """learning_curves.png, roc.png (val and test, each AUC with its interval when given) and
     confusion_<split>.png."""
-    from stages import figures
+    from stages.analysis import figures
 
     figures.save(figures.learning_curves(history, title), evaluation.learning_curves_figure)
     bounds = {split: (found.low, found.high) if found else None for split, found in (auc_intervals or {}).items()}
@@ -97,14 +100,14 @@ def confident_examples(rows: pd.DataFrame, count: int, classes: Sequence[str]) -
 
 def write_explanations(model, rows: pd.DataFrame, prepared_root: Path, evaluation: EvaluationDir,
                        settings: ExplainParams, classes: Sequence[str]) -> pd.DataFrame:
-    """Heat maps (stages/explain.py) for the confident_examples of these test predictions: each image
+    """Heat maps (stages/analysis/heatmaps.py) for the confident_examples of these test predictions: each image
     beside its map in evaluation's explain/ folder, listed in explanations.csv; returns that table."""
     import io
 
     import numpy as np
     from PIL import Image
 
-    from stages import explain
+    from stages.analysis import heatmaps
 
     chosen = confident_examples(rows, settings.images, classes)
     if chosen.empty:
@@ -114,7 +117,7 @@ def write_explanations(model, rows: pd.DataFrame, prepared_root: Path, evaluatio
         images = np.stack([np.asarray(Image.open(io.BytesIO(split.read(file))).convert("RGB"), np.float32)
                            for file in chosen["file"]])
     try:
-        maps, method = explain.explain(model, images, settings.method)
+        maps, method = heatmaps.explain(model, images, settings.method)
     except ValueError as error:       # method gradcam for a model it does not apply to
         raise UserError(f"evaluate.explain.method: {error} (or auto)") from None
     return save_explanations(chosen, images, maps, method, evaluation)
@@ -123,14 +126,14 @@ def write_explanations(model, rows: pd.DataFrame, prepared_root: Path, evaluatio
 def save_explanations(chosen: pd.DataFrame, images, maps, method: str, evaluation: EvaluationDir) -> pd.DataFrame:
     """Each chosen image beside its map, named by group, class and rank (mistakes are ranked together,
     correct answers within their class), and explanations.csv listing them; returns that table."""
-    from stages import explain
+    from stages.analysis import heatmaps
 
     kinds = chosen["actual"].where(chosen["group"] == "correct", "any")
     ranks = chosen.groupby([chosen["group"], kinds]).cumcount() + 1
     figures = []
     for group, kind, rank, image, heat in zip(chosen["group"], kinds, ranks, images, maps):
         target = evaluation.explanation_figure(group, kind, rank)
-        explain.write_explanation(target, image, heat)
+        heatmaps.write_explanation(target, image, heat)
         figures.append(target.relative_to(evaluation.root).as_posix())
     chosen = chosen.assign(method=method, figure=figures)
     evaluation.write_explanations(chosen)
@@ -144,7 +147,7 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
     """Score the model saved in model_dir (a model of family_class) on val and test; write plot data,
     predictions and figures into `out`; return the metrics, with intervals when `bootstrap` asks and
     heat maps of confident test answers (images from prepared_root) when `explain` asks."""
-    from stages.models import load_model
+    from stages.modelkit.registry import load_model
 
     training = TrainingInfo.read(model_dir.training)
     model = load_model(model_dir.model, training.model)
@@ -175,15 +178,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     model_dir = ModelDir.of(name)
     if not model_dir.model.is_file():
         raise missing(model_dir.model, f"train@{name}")
-    from stages import distribute, models
-    from stages.models.family import DataRoots
+    from stages.common import distribute
+    from stages.modelkit import registry
+    from stages.modelkit.family import DataRoots
 
     distribute.limit_threads()
     # Outputs change together: everything is staged (metrics file first), then renamed into place.
     with (staged_dir(EvaluationDir.of(name).root) as evaluation, staged_dir(RocCurves.of(name).root) as roc,
           staged_dir(ConfusionCounts.of(name).root) as confusion,
           atomic_file(ModelMetrics.path(name), "w") as metrics_file):
-        metrics = evaluate(models.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
+        metrics = evaluate(registry.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
                            Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion)),
                            params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size,
                            params.evaluate.roc_points, params.evaluate.bootstrap, params.evaluate.explain)

@@ -15,10 +15,10 @@ import argparse
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from stages import cli, distribute
-from stages.config import FEATURES_DIR, SPLITS, TFRECORDS_DIR, load_params
-from stages.contracts import FeaturesManifest, FeatureShards, TfrecordsManifest
-from stages.fsutil import staged_dir
+from stages.common import cli, distribute
+from stages.common.atomic_files import staged_dir
+from stages.common.config import FEATURES_DIR, SPLITS, TFRECORDS_DIR, load_params
+from stages.contracts.manifests import FeatureShards, FeaturesManifest, TfrecordsManifest
 
 # The model whose frozen base this stage runs (its params: train.transfer).
 MODEL = "transfer"
@@ -27,7 +27,7 @@ MODEL = "transfer"
 def extract_split(feature_model, tfrecords_root: Path, split: str, out_root: Path, batch_size: int,
                   shard_size: int) -> FeatureShards:
     """Run the frozen base over a split's images, in record order, writing its outputs to shards."""
-    from stages.records import encode_features_example, load_split, map_batches, write_shards
+    from stages.contracts.tfrecord_io import encode_features_example, load_split, map_batches, write_shards
 
     count = TfrecordsManifest.read_from(tfrecords_root).splits[split].count
     shape: list[int] = list(feature_model.output.shape[1:])
@@ -49,10 +49,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.quiet_tensorflow()
     params = load_params()
     records = TfrecordsManifest.read_from(TFRECORDS_DIR)
-    from stages import models
+    from stages.modelkit import registry
     from stages.models import transfer
 
-    family = models.family(MODEL, params)
+    family = registry.family(MODEL, params)
     base = family.params
     distribute.limit_threads()
     with distribute.make_strategy(params.distribute.strategy, local=True).scope():

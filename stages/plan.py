@@ -35,9 +35,9 @@ from typing import Sequence
 
 import yaml
 
-from stages import cli
-from stages.config import PARAMS_FILE, Params, load_params, parse_params
-from stages.errors import UserError
+from stages.common import cli
+from stages.common.config import PARAMS_FILE, Params, load_params, parse_params
+from stages.common.errors import UserError
 
 # The settings that make params.yaml's run the real one (dvc exp run -S key=value for each).
 REAL_RUN = {
@@ -97,7 +97,7 @@ def feature_bytes_per_image(params: Params) -> int | None:
 def cache_shares_files(root: Path = Path(".")) -> bool:
     """Whether DVC's cache holds outputs as links (no second copy): the project's cache.type (read by
     DVC's own config reader) starts with hardlink or symlink, and the cache is on the project's disk.
-    reflink, DVC's default, copies on file systems without reflinks (ext4: README, Benchmark), so it
+    reflink, DVC's default, copies on file systems without reflinks (ext4: docs/benchmark.md), so it
     counts as copying; so does a folder that is no DVC project."""
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
@@ -213,12 +213,12 @@ def free_bytes(path: Path = Path(".")) -> int:
 
 def make_plan(settings: dict[str, str], params_path: Path = PARAMS_FILE) -> tuple[list[str], int, int]:
     """Ask Kaggle about each dataset (no download) and build the plan: (lines, needed, free bytes)."""
-    from stages import kaggle_client
+    from stages.images import kaggle_datasets
 
     params = real_params(params_path, settings)
     load_params(params_path)     # params.yaml itself must be valid too: the experiment starts from it
-    api = kaggle_client.kaggle_login()
-    infos = {name: kaggle_client.dataset_info(api, name, source) for name, source in params.download.datasets.items()}
+    api = kaggle_datasets.kaggle_login()
+    infos = {name: kaggle_datasets.dataset_info(api, name, source) for name, source in params.download.datasets.items()}
     free = free_bytes()
     lines, needed = plan_lines(infos, params, free, benchmark_run(), os.cpu_count() or 1, cache_shares_files(), settings)
     return lines, needed, free

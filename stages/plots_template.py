@@ -19,9 +19,9 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from stages import cli
-from stages.errors import UserError
-from stages.fsutil import write_text_atomic
+from stages.common import cli
+from stages.common.atomic_files import write_text_atomic
+from stages.common.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = ROOT / ".dvc" / "plots" / "offline.html"  # .dvc/config: html_template = plots/offline.html

@@ -3,15 +3,15 @@
     python -m stages.predict baseline photos/ extra.jpg --csv predictions.csv
     python -m stages.predict improved group_photo.jpg --detect-faces --explain maps/
 
-Each image is loaded and resized by the same loader as the prepare stage and fed as 0-255 pixels,
-as the evaluate stage feeds them, so a prediction here is the one evaluate would make. Files are
-read lazily and predicted in batches: folders of any size run in bounded memory.
+The images are loaded exactly as prepare loads them and scored as evaluate scores them, in batches
+and in bounded memory (stages/modelkit/prediction.py, the core). This module is the command: its
+settings from params.yaml (read once), the model and its classes, the table, the CSV, the exit status.
 
---detect-faces (for ordinary photos; default predict.detect_faces) finds each face (stages/faces.py),
+--detect-faces (for ordinary photos; default predict.detect_faces) finds each face (stages/images/faces.py),
 crops it as the training images are cropped and classifies each: one row per face with its box and
 confidence. A photo without a face gets a "no face found" row and is not classified; when no photo
 has a face, predict exits with status 1. --explain DIR writes each classified image (or face) beside
-a heat map of where the model looked (stages/explain.py).
+a heat map of where the model looked (stages/analysis/heatmaps.py).
 """
 
 from __future__ import annotations
@@ -19,208 +19,64 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import json
 import os
 import re
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Sequence
 
-import numpy as np
 from tqdm import tqdm
 
-from stages import cli
-from stages.config import MODEL_NAME, MODELS_DIR, PARAMS_FILE, load_params
-from stages.contracts import MODEL_FILE, ModelDir
-from stages.errors import UserError
-from stages.fsutil import atomic_file
-from stages.faces import DETECT_MAX_SIDE, Face, crop_face, detect_faces
-from stages.images import (DEFAULT_MAX_PIXELS, UnreadableImage, is_image_file, iter_image_files, load_rgb, open_rgb,
-                           square_pixels)
+from stages.common import cli
+from stages.common.atomic_files import atomic_file
+from stages.common.config import MODEL_NAME, MODELS_DIR, PARAMS_FILE, PredictParams, load_params
+from stages.common.errors import UserError
+from stages.contracts.training import MODEL_FILE, ModelDir, TrainedClasses
+from stages.images.reading import DEFAULT_MAX_PIXELS, is_image_file
+from stages.modelkit.prediction import (NO_FACE, ExplanationWriter, FaceOptions, count_inputs, iter_inputs,
+                                        model_image_size, predict_files, prediction_row)
 
-# --- the core: files in, rows out -------------------------------------------------------------
-
-NO_FACE = "no face found"
-
-
-def iter_inputs(paths: Iterable[Path]) -> Iterator[Path]:
-    """The files to predict, lazily: a file as given, a folder's image files recursively, sorted."""
-    for path in paths:
-        if path.is_dir():
-            yield from iter_image_files(path)
-        else:
-            yield path
-
-
-def count_inputs(paths: Iterable[Path], budget_seconds: float = 1.0) -> int | None:
-    """How many files iter_inputs will give, for the progress bar's total; None when the folders take
-    longer than budget_seconds to list (a slow network share: the bar then just counts)."""
-    deadline = time.monotonic() + budget_seconds
-    count = 0
-    for count, _ in enumerate(iter_inputs(paths), start=1):
-        if count % 256 == 0 and time.monotonic() > deadline:
-            return None
-    return count
-
-
-def pixel_budget() -> int:
-    """params.yaml's prepare.max_pixels, so predict refuses what prepare skips; without one, the loader's default."""
-    try:
-        return load_params().prepare.max_pixels
-    except UserError:
-        return DEFAULT_MAX_PIXELS
+# What predict uses where params.yaml cannot be read (a model file used outside the project); the
+# threshold and the class names have no such default: a guess would mislabel images.
+WITHOUT_PARAMS = PredictParams(detect_faces=False, min_face_confidence=0.9, face_crop=1.8)
+EXPLAIN_WITHOUT_PARAMS = "auto"
 
 
 @dataclass(frozen=True)
-class FaceOptions:
-    """--detect-faces: classify each face with at least min_confidence, cropped face_crop x its box."""
+class Settings:
+    """What predict takes from params.yaml, read once. Without a usable params.yaml: the defaults
+    above, no model names, classes or threshold, and `problem` saying why (for the errors that need one)."""
 
-    min_confidence: float
-    face_crop: float
-
-
-@dataclass
-class Item:
-    """One thing to classify: a whole image, or one face of it (face None: the whole image); pixels
-    None: an image in which no face was found."""
-
-    path: Path
-    pixels: np.ndarray | None
-    face: Face | None = None
-    number: int = 0          # the face's number in its image, from 1 (left to right)
+    model_names: tuple[str, ...]          # train.<name>: names predict resolves to models/<name>/
+    classes: tuple[str, ...] | None       # prepare.classes, for a model without a training.json
+    threshold: float | None               # evaluate.threshold: label images as evaluate scored them
+    max_pixels: int                       # prepare.max_pixels: refuse what prepare skips
+    faces: FaceOptions                    # predict.min_face_confidence, predict.face_crop
+    detect_faces: bool                    # predict.detect_faces
+    explain_method: str                   # evaluate.explain.method
+    problem: str | None = None
 
 
-def load_items(files: Iterable[Path], size: int, faces: FaceOptions | None = None,
-               on_unreadable: Callable[[Path, str], None] | None = None) -> Iterator[Item]:
-    """Each readable file as an Item (uint8 [size, size, 3] pixels, loaded as prepare loads images);
-    with `faces`, one Item per face found, or one without pixels when none is. Unreadable files go
-    to on_unreadable(path, reason)."""
-    max_pixels = pixel_budget()
-    for path in files:
-        try:
-            if faces is None:
-                yield Item(path, load_rgb(path, size, max_pixels))
-                continue
-            # Detection wants the photo, not a 100 px thumbnail: a big JPEG still decodes scaled down.
-            photo = open_rgb(path, max_pixels, draft=DETECT_MAX_SIDE)
-        except UnreadableImage as error:
-            if on_unreadable is not None:
-                on_unreadable(path, str(error))
-            continue
-        found = detect_faces(photo, faces.min_confidence)
-        if not found:
-            yield Item(path, None)
-        for number, face in enumerate(found, start=1):
-            yield Item(path, square_pixels(crop_face(photo, face, faces.face_crop), size), face, number)
-
-
-def batched(items: Iterable[Item], batch_size: int) -> Iterator[list[Item]]:
-    """Items in lists of batch_size that hold pixels (faceless items ride along, uncounted)."""
-    batch: list[Item] = []
-    filled = 0
-    for item in items:
-        batch.append(item)
-        filled += item.pixels is not None
-        if filled == batch_size:
-            yield batch
-            batch, filled = [], 0
-    if batch:
-        yield batch
-
-
-def prediction_row(file: str, probability: float | None, classes: Sequence[str], threshold: float,
-                   item: Item | None = None, faces: bool = False) -> dict:
-    """One output row: the file, (with faces: the face's number, box and confidence,) P(each class)
-    and the predicted class; `probability` is P(classes[1]), None for an image without a face."""
-    row: dict = {"file": file}
-    if faces:
-        face = item.face if item is not None else None
-        row |= {"face": item.number if item is not None else 0,
-                "left": face.left if face else None, "top": face.top if face else None,
-                "width": face.width if face else None, "height": face.height if face else None,
-                "face_confidence": face.confidence if face else None}
-    if probability is None:
-        return row | {f"probability_{classes[0]}": None, f"probability_{classes[1]}": None, "predicted": NO_FACE}
-    return row | {
-        f"probability_{classes[0]}": 1.0 - probability,
-        f"probability_{classes[1]}": probability,
-        "predicted": classes[1] if probability >= threshold else classes[0],
-    }
-
-
-def predict_files(model, files: Iterable[Path], classes: Sequence[str], threshold: float, batch_size: int,
-                  on_unreadable: Callable[[Path, str], None] | None = None, faces: FaceOptions | None = None,
-                  explain_to: Callable[[list[Item], np.ndarray], None] | None = None) -> Iterator[list[dict]]:
-    """Predict every readable file (with `faces`: every face in it); yield one list of prediction_row
-    dicts per batch, in input order. explain_to(items, pixels), if given, gets each batch's
-    classified items and their pixels."""
-    size = model_image_size(model)
-    for batch in batched(load_items(files, size, faces, on_unreadable), batch_size):
-        classified = [item for item in batch if item.pixels is not None]
-        probabilities: dict[int, float] = {}
-        if classified:
-            pixels = np.stack([item.pixels for item in classified]).astype(np.float32)
-            # The sigmoid output is P(class index 1), exactly as evaluate scores it.
-            found = np.asarray(model.predict_on_batch(pixels)).reshape(-1)
-            probabilities = {id(item): float(p) for item, p in zip(classified, found)}
-            if explain_to is not None:
-                explain_to(classified, pixels)
-        yield [prediction_row(str(item.path), probabilities.get(id(item)), classes, threshold, item, faces is not None)
-               for item in batch]
-
-
-class ExplanationWriter:
-    """--explain DIR: each classified image (or face) beside its heat map, DIR/<name>[_face<k>].png;
-    a name already written in this run gets _2, _3, ..."""
-
-    def __init__(self, model, folder: Path, method: str):
-        from stages import explain
-
-        self.folder, self.explain = folder, explain
-        try:
-            self.explainer = explain.Explainer(model, model_image_size(model), method)
-        except ValueError as error:   # evaluate.explain.method gradcam for a model it does not apply to
-            raise UserError(f"--explain: {error} (evaluate.explain.method in {PARAMS_FILE})") from None
-        self.written: set[str] = set()
-
-    def __call__(self, items: list[Item], pixels: np.ndarray) -> None:
-        maps = self.explainer(pixels)
-        for item, image, heat in zip(items, pixels, maps):
-            stem = item.path.stem + (f"_face{item.number}" if item.face else "")
-            name, copy = f"{stem}.png", 1
-            while name in self.written:
-                copy += 1
-                name = f"{stem}_{copy}.png"
-            self.written.add(name)
-            self.explain.write_explanation(self.folder / name, image, heat)
-
-
-def model_image_size(model) -> int:
-    """The square image size the model takes (its input is [batch, size, size, 3])."""
-    shape = model.input_shape
-    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 3
-            and isinstance(shape[1], int) and shape[1] == shape[2]):
-        raise UserError(f"the model takes input of shape {shape}; expected (None, size, size, 3)")
-    if model.output_shape[-1] != 1:
-        raise UserError(f"the model outputs shape {model.output_shape}; expected one sigmoid probability")
-    return shape[1]
-
-
-# --- the shell: model, classes and threshold, table and CSV -----------------------------------
-
-def model_names() -> list[str]:
-    """The models params.yaml names (train.<name>), or none when it cannot be read."""
+def read_settings(path: Path = PARAMS_FILE) -> Settings:
+    """predict's settings from params.yaml at `path`, or the defaults when it cannot be read."""
     try:
-        return load_params().model_names
-    except UserError:
-        return []
+        params = load_params(path)
+    except UserError as error:
+        return Settings(model_names=(), classes=None, threshold=None, max_pixels=DEFAULT_MAX_PIXELS,
+                        faces=FaceOptions(WITHOUT_PARAMS.min_face_confidence, WITHOUT_PARAMS.face_crop),
+                        detect_faces=WITHOUT_PARAMS.detect_faces, explain_method=EXPLAIN_WITHOUT_PARAMS,
+                        problem=str(error))
+    section = params.predict
+    return Settings(model_names=tuple(params.model_names), classes=tuple(params.prepare.classes),
+                    threshold=params.evaluate.threshold, max_pixels=params.prepare.max_pixels,
+                    faces=FaceOptions(section.min_face_confidence, section.face_crop),
+                    detect_faces=section.detect_faces, explain_method=params.evaluate.explain.method)
 
 
-def resolve_model(spec: str) -> Path:
-    """The model file for a name (models/<name>/model.keras), a .keras file, or a folder holding one."""
-    names = model_names()
+def resolve_model(spec: str, names: Sequence[str] = ()) -> Path:
+    """The model file for a name (models/<name>/model.keras), a .keras file, or a folder holding one;
+    `names` are params.yaml's models."""
     # A name from params.yaml, or (params.yaml aside) a bare name that is no file or folder here.
     if spec in names or (re.fullmatch(MODEL_NAME, spec) and not Path(spec).exists()):
         path = ModelDir.of(spec).model
@@ -237,34 +93,21 @@ def resolve_model(spec: str) -> Path:
     return path
 
 
-def read_classes(model_path: Path) -> list[str]:
-    """The class names the model was trained on: training.json beside it, else params.yaml's prepare.classes."""
+def read_classes(model_path: Path, settings: Settings) -> list[str]:
+    """The class names the model was trained on: training.json beside it (its contract,
+    contracts.training.TrainedClasses), else params.yaml's prepare.classes."""
     training = ModelDir(model_path.parent).training
     if training.is_file():
-        try:
-            classes = json.loads(training.read_text()).get("classes")
-        except (ValueError, AttributeError):
-            raise UserError(f"{training}: not a JSON object; retrain the model or remove the file") from None
+        classes = TrainedClasses.read(training).classes
         if classes is not None:
-            if not (isinstance(classes, list) and len(classes) == 2 and all(isinstance(c, str) for c in classes)):
-                raise UserError(f"{training}: \"classes\" should be two class names, got {classes!r}")
-            return classes
+            return list(classes)
         missing = f"{training} has no \"classes\""
     else:
         missing = f"{training} is missing"
     # Guessing the names would silently swap labels for a model trained with other classes.
-    try:
-        return list(load_params().prepare.classes)
-    except UserError as error:
-        raise UserError(f"cannot tell the class names: {missing}, and {PARAMS_FILE} gave none ({error})") from None
-
-
-def default_threshold() -> float:
-    """params.yaml's evaluate.threshold, so predict labels images as evaluate scored them."""
-    try:
-        return load_params().evaluate.threshold
-    except UserError as error:
-        raise UserError(f"{error}; or give --threshold") from None
+    if settings.classes is None:
+        raise UserError(f"cannot tell the class names: {missing}, and {PARAMS_FILE} gave none ({settings.problem})")
+    return list(settings.classes)
 
 
 def table_lines(rows: list[dict], classes: Sequence[str], header: bool = False) -> list[str]:
@@ -339,17 +182,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def predict_settings() -> tuple[FaceOptions, bool, str]:
-    """params.yaml's predict section and evaluate.explain.method, or the shipped defaults without one."""
-    try:
-        params = load_params()
-    except UserError:
-        return FaceOptions(min_confidence=0.9, face_crop=1.8), False, "auto"
-    section = params.predict
-    return (FaceOptions(section.min_face_confidence, section.face_crop), section.detect_faces,
-            params.evaluate.explain.method)
-
-
 def check_explain_target(folder: Path | None, inputs: Sequence[Path]) -> None:
     """--explain must be a folder (made if missing) outside the input folders: its PNGs must not
     become inputs of the next run over the same folder."""
@@ -371,18 +203,24 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise UserError(f"{path}: no such file or folder")
     check_csv_target(args.csv, args.paths)
     check_explain_target(args.explain, args.paths)
-    model_path = resolve_model(args.model)
-    classes = read_classes(model_path)
-    threshold = args.threshold if args.threshold is not None else default_threshold()
-    face_options, detect_by_default, explain_method = predict_settings()
-    faces = face_options if (args.detect_faces if args.detect_faces is not None else detect_by_default) else None
+    settings = read_settings()
+    model_path = resolve_model(args.model, settings.model_names)
+    classes = read_classes(model_path, settings)
+    threshold = args.threshold if args.threshold is not None else settings.threshold
+    if threshold is None:
+        raise UserError(f"{settings.problem}; or give --threshold")
+    detect = args.detect_faces if args.detect_faces is not None else settings.detect_faces
+    faces = settings.faces if detect else None
 
     cli.quiet_tensorflow()
-    from stages.models import load_model
+    from stages.modelkit.registry import load_model
 
     model = load_model(model_path)
     model_image_size(model)
-    explain_to = ExplanationWriter(model, args.explain, explain_method) if args.explain is not None else None
+    explain_to = None
+    if args.explain is not None:
+        explain_to = ExplanationWriter(model, args.explain, settings.explain_method,
+                                       f"evaluate.explain.method in {PARAMS_FILE}")
 
     unreadable = 0
 
@@ -402,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         files = stack.enter_context(tqdm(iter_inputs(args.paths), total=count_inputs(args.paths),
                                          desc="predict", unit="img"))
         show_table = True
-        for rows in predict_files(model, files, classes, threshold, args.batch_size, warn, faces, explain_to):
+        for rows in predict_files(model, files, classes, threshold, args.batch_size, warn, faces, explain_to,
+                                  settings.max_pixels):
             if show_table:
                 try:
                     # One write per batch: the table streams without redrawing the progress bar per row.

@@ -20,14 +20,14 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from PIL import Image
 
-from stages import cli
-from stages.distribute import cpu_share
-from stages.config import PREPARED_DIR, RAW_DIR, SPLITS, PrepareParams, load_params
-from stages.contracts import PreparedWriter, PrepareSummary, SkippedFile
-from stages.errors import UserError
-from stages.fsutil import atomic_file, staged_dir
-from stages.images import DEFAULT_MAX_PIXELS, UnreadableImage, find_split_folder, is_image_file, load_rgb
-from stages.progress import progress_bar
+from stages.common import cli
+from stages.common.atomic_files import atomic_file, staged_dir
+from stages.common.config import PREPARED_DIR, RAW_DIR, SPLITS, PrepareParams, load_params
+from stages.common.distribute import cpu_share
+from stages.common.errors import UserError
+from stages.common.progress import progress_bar
+from stages.contracts.prepared import PreparedWriter, PrepareSummary, SkippedFile
+from stages.images.reading import DEFAULT_MAX_PIXELS, UnreadableImage, find_split_folder, is_image_file, load_rgb
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Task:
 
 # How the prepared PNGs are compressed (pixels are the same whatever this says; only size and time
 # change). zlib's run-length strategy, which its manual suggests for PNG image data: for 100x100
-# faces, files as small as Pillow's default (level 6) for 40% of the encoding time (README, Benchmark).
+# faces, files as small as Pillow's default (level 6) for a fraction of its encoding time (docs/benchmark.md).
 PNG_SETTINGS = {"compress_level": 1, "compress_type": zlib.Z_RLE}
 
 # A file system's limit for one name, in bytes; flattened names past it are shortened with a hash.

@@ -11,11 +11,12 @@ import random
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from stages import cli
-from stages.config import PREPARED_DIR, SPLITS, TFRECORDS_DIR, load_params
-from stages.contracts import PreparedSplit, SplitShards, TfrecordsManifest
-from stages.fsutil import staged_dir
-from stages.progress import progress_bar
+from stages.common import cli
+from stages.common.atomic_files import staged_dir
+from stages.common.config import PREPARED_DIR, SPLITS, TFRECORDS_DIR, load_params
+from stages.common.progress import progress_bar
+from stages.contracts.manifests import SplitShards, TfrecordsManifest
+from stages.contracts.prepared import PreparedSplit
 
 
 def list_examples(prepared: PreparedSplit, classes: list[str]) -> list[tuple[str, int]]:
@@ -34,7 +35,7 @@ def order_examples(examples: list, split: str, seed: int) -> list:
 
 def write_split(examples: list[tuple[str, int]], prepared: PreparedSplit, out_root: Path, shard_size: int) -> list[str]:
     """Write a split's TFRecord shards into out_root, in the order given; return their file names."""
-    from stages.records import encode_example, write_shards
+    from stages.contracts.tfrecord_io import encode_example, write_shards
 
     split = prepared.split
 

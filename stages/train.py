@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from stages import cli, distribute
-from stages.config import TFRECORDS_DIR, load_params
-from stages.contracts import (LayerRow, LearningCurves, ModelDir, ParameterCounts, TfrecordsManifest, TrainingInfo,
-                              TrainMetrics)
-from stages.fsutil import atomic_file, staged_dir, write_text_atomic
+from stages.common import cli, distribute
+from stages.common.atomic_files import atomic_file, staged_dir, write_text_atomic
+from stages.common.config import TFRECORDS_DIR, load_params
+from stages.contracts.manifests import TfrecordsManifest
+from stages.contracts.training import LayerRow, LearningCurves, ModelDir, ParameterCounts, TrainingInfo, TrainMetrics
 
 if TYPE_CHECKING:  # Keras loads only when a model is trained
-    from stages.models.family import DataRoots, ModelFamily
+    from stages.modelkit.family import DataRoots, ModelFamily
 
 
 def layer_table(model) -> list[LayerRow]:
@@ -78,7 +78,7 @@ def fit(family: ModelFamily, data: DataRoots, model_dir: Path, curves_dir: Path,
 
     import keras
 
-    from stages.models import save_model
+    from stages.modelkit.saving import save_model
 
     # Seeds make CPU runs repeatable here; op determinism would halve the speed on 2 cores.
     keras.utils.set_random_seed(family.params.seed)
@@ -113,10 +113,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params()
     name = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
     TfrecordsManifest.read_from(TFRECORDS_DIR)  # a missing input fails here, before Keras starts
-    from stages import models
-    from stages.models.family import DataRoots
+    from stages.modelkit import registry
+    from stages.modelkit.family import DataRoots
 
-    family = models.family(name, params)
+    family = registry.family(name, params)
     threads = distribute.limit_threads()
     strategy = distribute.make_strategy(params.distribute.strategy)
     target = ModelDir.of(name).root

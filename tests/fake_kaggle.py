@@ -45,6 +45,19 @@ TEST_FILES = [f"faces/{cls}/{cls}{i}.jpg" for cls in ("man", "woman") for i in r
 
 MODES = ("good", "401", "403", "404", "500", "cut", "cut_once", "garbage", "corrupt", "corrupt_once")
 
+# The fake's account (never a real one), and what a leak would show.
+USERNAME = "alice-secret-user"
+KEY = "s3cr3t-key-123"
+TOKEN = "tok-s3cr3t-token-456"
+SECRETS = (USERNAME, KEY, TOKEN)
+
+SPLITS = {
+    "train": {"dataset": "trainval", "folder": "train", "classes": {"female": "Female", "male": "Male"}},
+    "val": {"dataset": "trainval", "folder": "test", "classes": {"female": "Female", "male": "Male"}},
+    "test": {"dataset": "test", "folder": "faces", "classes": {"man": "Male", "woman": "Female"}},
+}
+
+
 
 def make_tree(root: Path, files: list[str], size: int = 100) -> Path:
     """Write a small JPEG at each relative path under root (distinct colours)."""

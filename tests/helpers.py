@@ -21,7 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages import cli
+from stages.common import cli
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: params.yaml, dvc.yaml, stages/
 
@@ -29,6 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository: params.yaml, dvc.y
 def raw_repo_params() -> dict:
     """The repository's params.yaml as a plain dict, a fresh copy each call (safe to edit)."""
     return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def write_params(raw: dict) -> None:
+    """params.yaml in the current folder, from a plain dict."""
+    Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def hashes(root: Path) -> dict[str, str]:
@@ -87,7 +92,7 @@ def face_png(split: str, label: int, index: int) -> bytes:
 
 def make_prepared(root: Path) -> None:
     """data/prepared/<split>.zip with <Class>/imgNNN.png, RECORD_COUNTS images."""
-    from stages.contracts import PreparedWriter
+    from stages.contracts.prepared import PreparedWriter
 
     root.mkdir(parents=True, exist_ok=True)
     with PreparedWriter(root, list(CLASSES)) as out:
@@ -131,7 +136,7 @@ def run_tfrecords(folder: Path) -> Path:
 # --- the code each pipeline stage runs, from its imports ----------------------------------------------
 
 # Argument parsing and error display: they cannot change an output, so no stage lists them.
-PLUMBING = {"stages", "stages.cli", "stages.errors"}
+PLUMBING = {"stages.common.cli", "stages.common.errors"}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -170,6 +175,23 @@ def import_closure(modules: set[str], root: Path = ROOT) -> set[str]:
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]   # importing a.b.c runs a and a.b
         todo += sorted(imported_project_modules(module_file(name, root), root))
     return seen
+
+
+def has_code(path: Path) -> bool:
+    """Whether a module holds anything but its docstring (and `from __future__` imports)."""
+    for node in ast.parse(path.read_text()).body:
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        if not (docstring or future):
+            return True
+    return False
+
+
+def output_code(modules: set[str], root: Path = ROOT) -> set[str]:
+    """The modules of `modules` that can change a stage's output: all but the plumbing and the packages'
+    __init__ files that hold only a docstring (tests/test_layout.py checks that every one does)."""
+    return {name for name in modules - PLUMBING
+            if not (module_file(name, root).name == "__init__.py" and not has_code(module_file(name, root)))}
 
 
 def pipeline_code(root: Path) -> dict[str, tuple[set[str], set[str]]]:

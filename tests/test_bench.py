@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from benchmarks import bench, measure, report
+from benchmarks import bench, machine, measure, report, timings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +92,7 @@ def test_results_page_shows_limits_and_memory_against_scale():
     assert "| every stage <= 2.00 GiB peak RSS | 2.93 GiB (features) | **no** |" in report.markdown({"runs": [slow]}, bench.LIMITS)
 
 
+@pytest.mark.e2e
 def test_gpu_check_says_what_to_do_without_a_gpu():
     """benchmarks/gpu_check.py is for GPU machines; on this CPU-only one it must say so, not fail oddly."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
@@ -98,3 +100,40 @@ def test_gpu_check_says_what_to_do_without_a_gpu():
                           text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "sees no GPU" in done.stderr and "make env GPU=1" in done.stderr
+
+
+CPUINFO = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_bf16 amx_tile amx_bf16
+
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Processor
+"""
+
+
+def test_the_machine_names_its_cpu_and_the_flags_speed_depends_on():
+    assert machine.cpu_info(CPUINFO) == ("Intel(R) Xeon(R) Processor", ["avx2", "avx512f", "avx512_bf16", "amx_bf16"])
+    older = CPUINFO.replace(" avx512f avx512bw avx512_bf16 amx_tile amx_bf16", "")
+    assert machine.cpu_info(older)[1] == ["avx2"]
+    here = machine.machine()
+    assert here["cpu"] and here["cores"] >= 1 and set(here["flags"]) <= set(machine.FLAGS_OF_INTEREST)
+
+
+def test_a_timed_command_is_added_with_its_machine_and_a_failed_one_is_not(tmp_path, monkeypatch):
+    path = tmp_path / "timings.json"
+    monkeypatch.setattr(timings, "TIMINGS_JSON", path)
+    assert timings.main(["--installed", "--", "true"]) == 0
+    assert timings.main(["--", "false"]) == 1
+    runs = json.loads(path.read_text())["runs"]
+    assert len(runs) == 1 and runs[0]["command"] == "true" and runs[0]["includes_install"] is False
+    assert 0 <= runs[0]["wall_s"] < 10 and runs[0]["machine"]["cpu"] and "flags" in runs[0]["machine"]
+    assert timings.test_result("...\n===== 515 passed, 33 deselected in 88.68s (0:01:28) =====\n") == "515 passed, 33 deselected"
+
+
+def test_disk_counts_hard_linked_files_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(timings, "TIMINGS_JSON", tmp_path / "timings.json")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_bytes(b"x" * 1000)
+    os.link(tmp_path / "a" / "f", tmp_path / "a" / "g")
+    assert timings.disk_entry([str(tmp_path / "a")], "two links")["bytes"] == 1000
+

@@ -23,10 +23,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages import predict, sample
-from stages.config import SampleParams, parse_params
-from stages.errors import UserError
-from stages.images import DEFAULT_MAX_PIXELS, UnreadableImage, load_rgb
+from stages import predict
+from stages.common.config import SampleParams, parse_params
+from stages.common.errors import UserError
+from stages.images import offline_sample
+from stages.images.reading import DEFAULT_MAX_PIXELS, UnreadableImage, load_rgb
 from tests.helpers import unzip_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,12 +145,12 @@ def test_max_pixels_is_required(raw_params):
 
 def test_predict_takes_the_budget_from_params(raw_params, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert predict.pixel_budget() == DEFAULT_MAX_PIXELS            # no params.yaml here
+    assert predict.read_settings().max_pixels == DEFAULT_MAX_PIXELS            # no params.yaml here
     raw_params["prepare"]["max_pixels"] = 1234
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
-    assert predict.pixel_budget() == 1234
+    assert predict.read_settings().max_pixels == 1234
     (tmp_path / "params.yaml").write_text("prepare: [")               # unreadable: the default
-    assert predict.pixel_budget() == DEFAULT_MAX_PIXELS
+    assert predict.read_settings().max_pixels == DEFAULT_MAX_PIXELS
 
 
 # --- the real stages, in their own processes: peak memory -------------------------------------------
@@ -183,13 +184,14 @@ def make_project(root: Path, bombs: dict[str, Path] | None) -> Path:
     root.mkdir(parents=True)
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     for name in ("trainval", "test"):
-        sample.generate(name, root / "data/raw" / name, TINY)
+        offline_sample.generate(name, root / "data/raw" / name, TINY)
     if bombs:
         shutil.copy(bombs["rgba"], root / "data/raw/trainval/Train/Female/zz_bomb_rgba.png")
         shutil.copy(bombs["grey"], root / "data/raw/test/faces/man/zz_bomb_grey.png")
     return root
 
 
+@pytest.mark.e2e
 def test_prepare_skips_bombs_in_bounded_memory(bombs, tmp_path):
     normal = measured([sys.executable, "-m", "stages.prepare"], make_project(tmp_path / "normal", None))
     project = make_project(tmp_path / "bombs", bombs)
@@ -230,11 +232,12 @@ def warning_lines(stderr: str) -> list[str]:
     return [line.strip() for line in stderr.replace("\r", "\n").splitlines() if line.strip().startswith("warning:")]
 
 
+@pytest.mark.e2e
 def test_predict_skips_bombs_in_bounded_memory(bombs, model_dir, tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    face = sample.draw_face(np.random.default_rng(1), "Male", sample.TRAINVAL_STUDIO)
+    face = offline_sample.draw_face(np.random.default_rng(1), "Male", offline_sample.TRAINVAL_STUDIO)
     good = tmp_path / "face.jpg"
-    good.write_bytes(sample.jpeg_bytes(face, 90))
+    good.write_bytes(offline_sample.jpeg_bytes(face, 90))
     command = [sys.executable, "-m", "stages.predict", str(model_dir)]
 
     normal = measured([*command, str(good)], tmp_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.fsutil import atomic_file, staged_dir, sweep_stale
+from stages.common.atomic_files import atomic_file, staged_dir, sweep_stale
 from tests.helpers import run_cli
 
 
@@ -106,9 +106,10 @@ def test_metrics_that_cannot_be_written_leave_the_data_alone(tmp_path, monkeypat
     assert not any(path.name.startswith(".") for path in (tmp_path / "data").iterdir())
 
 
+@pytest.mark.e2e
 def test_tensorflow_starts_quietly():
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run([sys.executable, "-c", "from stages import cli; cli.quiet_tensorflow(); "
+    result = subprocess.run([sys.executable, "-c", "from stages.common import cli; cli.quiet_tensorflow(); "
                              "import tensorflow as tf; print(tf.constant(2) * 3)"],
                             cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "6" in result.stdout

@@ -1,21 +1,23 @@
 """params.yaml: the real file loads; every mistake is one UserError line that names the key and file.
 
 The loader checks every section but the models' (train.<name>), which each model's module checks
-when a stage asks for the model (stages.models.family): `problem` does both, as a stage would.
+when a stage asks for the model (stages.modelkit.family): `problem` does both, as a stage would.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
+import types
 from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from stages import models
-from stages.config import Params, load_params, parse_params
-from stages.errors import UserError
+from stages.common.config import Params, load_params, parse_params
+from stages.common.errors import UserError
+from stages.modelkit import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -29,7 +31,7 @@ def raw() -> dict:
 def problem(raw: dict, source: str = "params.yaml") -> str:
     """The UserError message parse_params gives for `raw` (fails the test when none is raised)."""
     with pytest.raises(UserError) as caught:
-        models.table(parse_params(raw, source))
+        registry.table(parse_params(raw, source))
     message = str(caught.value)
     assert "\n" not in message and "\r" not in message, f"not one line: {message!r}"
     assert message.strip() == message and message
@@ -45,7 +47,7 @@ def test_real_params_yaml_loads(raw):
         assert set(split.classes.values()) == set(params.prepare.classes)
     # Every model section has its module, and its params pass that module's checks.
     assert params.model_names == list(raw["train"])
-    table = models.table(params)
+    table = registry.table(params)
     assert list(table) == params.model_names
     assert all(family.params.epochs >= 1 for family in table.values())
     assert params.compare.reference in table
@@ -157,10 +159,12 @@ def test_compare_reference_must_be_a_model(raw):
     assert "compare.reference" in message and "'nope'" in message and "baseline" in message
 
 
-def test_a_module_that_is_no_model(raw):
-    raw["train"]["family"] = dict(raw["train"]["baseline"])   # stages/models/family.py: the interface
+def test_a_module_that_is_no_model(raw, monkeypatch):
+    notes = types.ModuleType("stages.models.notes")       # stages/models/notes.py, with no Family in it
+    monkeypatch.setitem(sys.modules, "stages.models.notes", notes)
+    raw["train"]["notes"] = dict(raw["train"]["baseline"])
     message = problem(raw)
-    assert "stages/models/family.py" in message and "not a model module" in message
+    assert "stages/models/notes.py" in message and "not a model module" in message
 
 
 def test_split_naming_unknown_dataset(raw):
@@ -288,4 +292,4 @@ def test_numbers_are_numbers_and_layers_have_a_size(raw, path, value, key, got):
 
 def test_yaml_exponent_without_a_dot_is_a_number(raw):
     raw["train"]["baseline"]["learning_rate"] = "1e-4"   # what PyYAML makes of `learning_rate: 1e-4`
-    assert models.family("baseline", parse_params(raw)).params.learning_rate == 1e-4
+    assert registry.family("baseline", parse_params(raw)).params.learning_rate == 1e-4

@@ -3,110 +3,23 @@
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
 import socket
 import sys
-import time as real_time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from kagglesdk import kaggle_env
 
-from stages import download, kaggle_client, sample
-from stages.config import parse_params
-from stages.errors import UserError
-from stages.images import iter_image_files
-from stages.provenance import Provenance
-from tests.fake_kaggle import TEST_FILES, TRAINVAL_FILES, FakeKaggle, make_archive, make_tree
-from tests.helpers import hashes, run_cli
-
-USERNAME = "alice-secret-user"
-KEY = "s3cr3t-key-123"
-TOKEN = "tok-s3cr3t-token-456"
-SECRETS = (USERNAME, KEY, TOKEN)
-
-SPLITS = {
-    "train": {"dataset": "trainval", "folder": "train", "classes": {"female": "Female", "male": "Male"}},
-    "val": {"dataset": "trainval", "folder": "test", "classes": {"female": "Female", "male": "Male"}},
-    "test": {"dataset": "test", "folder": "faces", "classes": {"man": "Male", "woman": "Female"}},
-}
-
-
-@pytest.fixture
-def kaggle_params(raw_params) -> dict:
-    """The repository's params.yaml (this test's copy) set to download from Kaggle, with SPLITS."""
-    raw_params["download"]["source"] = "kaggle"
-    raw_params["prepare"]["splits"] = SPLITS
-    return raw_params
-
-
-class _NoSleep:
-    """The client's `time` module, minus the retry back-off sleeps."""
-
-    def __getattr__(self, name):
-        return getattr(real_time, name)
-
-    @staticmethod
-    def sleep(seconds):
-        pass
-
-
-@pytest.fixture
-def clean_env(tmp_path, monkeypatch):
-    """No credentials from this machine: empty HOME, no KAGGLE_* variables, client config in tmp."""
-    for key in list(os.environ):
-        if key.startswith("KAGGLE_") or key in ("VERBOSE", "VERBOSE_OUTPUT"):
-            monkeypatch.delenv(key)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
-    KaggleApi = kaggle_client.kaggle_api_class()
-    # The client fixes its config path and arguments when first imported: point them here.
-    monkeypatch.setattr(KaggleApi, "config_dir", str(home / ".kaggle"))
-    monkeypatch.setattr(KaggleApi, "config", str(home / ".kaggle" / "kaggle.json"))
-    monkeypatch.setattr(KaggleApi, "args", [])
-    monkeypatch.setattr(sys.modules["kaggle.api.kaggle_api_extended"], "time", _NoSleep())
-    return home
-
-
-@pytest.fixture
-def fake(clean_env, kaggle_params, monkeypatch, tmp_path):
-    """A fake Kaggle serving both datasets, the client pointed at it, cwd = a project with old data."""
-    params = kaggle_params
-    server = FakeKaggle(username=USERNAME, key=KEY, token=TOKEN)
-    slugs = {name: entry["slug"] for name, entry in params["download"]["datasets"].items()}
-    server.add_dataset(slugs["trainval"], make_archive(make_tree(tmp_path / "src-trainval", TRAINVAL_FILES)))
-    server.add_dataset(slugs["test"], make_archive(make_tree(tmp_path / "src-test", TEST_FILES)))
-    with server:
-        for env in kaggle_env.KaggleEnv:  # every environment, so nothing can reach the real Kaggle
-            monkeypatch.setitem(kaggle_env._env_to_endpoint, env, server.url)
-        work = tmp_path / "work"
-        work.mkdir()
-        monkeypatch.chdir(work)
-        write_params(params)
-        for name in ("trainval", "test"):
-            old = work / "data" / "raw" / name
-            (old / "old-layout").mkdir(parents=True)
-            (old / "MARKER").write_text(f"previous {name}\n")
-            (old / "old-layout" / "x.bin").write_bytes(bytes(range(256)))
-        server.slugs = slugs
-        yield server
-
-
-@pytest.fixture
-def creds(monkeypatch):
-    monkeypatch.setenv("KAGGLE_USERNAME", USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", KEY)
-
-
-def write_params(raw: dict) -> None:
-    Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-
+from stages import download
+from stages.common.config import parse_params
+from stages.common.errors import UserError
+from stages.contracts.provenance import Provenance
+from stages.images import kaggle_datasets, offline_sample
+from stages.images.reading import iter_image_files
+from tests.fake_kaggle import KEY, SECRETS, TEST_FILES, TOKEN, TRAINVAL_FILES, USERNAME, make_archive, make_tree
+from tests.helpers import hashes, run_cli, write_params
 
 def raw_snapshot() -> dict[str, str]:
     """Every file under data/raw with its sha256: equal snapshots, same files and bytes."""
@@ -447,9 +360,9 @@ def test_help():
 def test_version_reference(kaggle_params):
     params = parse_params(kaggle_params)
     source = params.download.datasets["trainval"]
-    assert kaggle_client.kaggle_ref(source) == source.slug
+    assert kaggle_datasets.kaggle_ref(source) == source.slug
     pinned = source.model_copy(update={"version": 7})
-    assert kaggle_client.kaggle_ref(pinned) == f"{source.slug}/7"
+    assert kaggle_datasets.kaggle_ref(pinned) == f"{source.slug}/7"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,7 +417,7 @@ def test_layout_empty_class_folder(tmp_path, prepare_params):
 
 
 def test_verbose_client_cannot_print_headers(fake, creds, capsys):
-    KaggleApi = kaggle_client.kaggle_api_class()
+    KaggleApi = kaggle_datasets.kaggle_api_class()
     KaggleApi.args = ["--verbose"]  # as VERBOSE=1 at import would set it (the fixture restores it)
 
     assert run_cli(download.main, ["--quiet"]) == 0
@@ -515,7 +428,7 @@ def test_verbose_client_cannot_print_headers(fake, creds, capsys):
 
 
 def test_client_output_is_scrubbed(capsys):
-    stream = kaggle_client._ScrubbedLines(sys.stdout, {KEY})
+    stream = kaggle_datasets._ScrubbedLines(sys.stdout, {KEY})
     stream.write(f"key is {KEY} here\nConnection error: ConnectionError: https://x/?sig={KEY}\n")
     stream.write("Partial file saved at: /tmp/x.zip\nError: ChunkedEncodingError: boom\nlast")
     stream.flush()
@@ -545,7 +458,7 @@ def test_sample_source(tmp_path, kaggle_params, monkeypatch, capsys):
     # Exactly what the generator writes for download.sample in params.yaml, nothing else left.
     sample_params = parse_params(params).download.sample
     for name in ("trainval", "test"):
-        sample.generate(name, tmp_path / "expected" / name, sample_params)
+        offline_sample.generate(name, tmp_path / "expected" / name, sample_params)
         assert hashes(tmp_path / "data/raw" / name) == hashes(tmp_path / "expected" / name), name
     assert sorted(p.name for p in (tmp_path / "data/raw").iterdir()) == ["test", "trainval"]
     provenance = Provenance.read(tmp_path / Provenance.path)

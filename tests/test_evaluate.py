@@ -13,24 +13,18 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages import evaluate, features, models, train
+from stages import evaluate, features, train
+from stages.analysis.statistics import METRIC_NAMES
+from stages.common.config import BootstrapParams, ExplainParams, FitParams, load_params
+from stages.common.errors import UserError
 from stages.compare import compare
-from stages.errors import UserError
-from stages.config import BootstrapParams, ExplainParams, FitParams, load_params
-from stages.contracts import (
-    ConfusionCounts,
-    EvaluationDir,
-    FeaturesManifest,
-    LearningCurves,
-    ModelDir,
-    ModelMetrics,
-    ParameterCounts,
-    RocCurves,
-    TrainingInfo,
-)
-from stages.metrics import METRIC_NAMES
+from stages.contracts.evaluation import ConfusionCounts, EvaluationDir, ModelMetrics, RocCurves
+from stages.contracts.manifests import FeaturesManifest
+from stages.contracts.training import LearningCurves, ModelDir, ParameterCounts, TrainingInfo
+from stages.modelkit import registry
+from stages.modelkit.family import DataRoots, ModelFamily
+from stages.modelkit.fitting import predict_records
 from stages.models import transfer
-from stages.models.family import DataRoots, ModelFamily, predict_records
 from tests.helpers import make_tfrecords_project, raw_repo_params, run_tfrecords
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -52,7 +46,7 @@ def training_info(**details) -> TrainingInfo:
 def test_head_on_cached_features_equals_full_model(records, tmp_path, precision):
     """Same files, labels and probabilities (features stored unrounded in the base's dtype, streamed
     from shards: only summation order differs)."""
-    params = models.family("transfer", load_params()).params.model_copy(
+    params = registry.family("transfer", load_params()).params.model_copy(
         update={"weights": "none", "precision": precision})
     keras.utils.set_random_seed(7)
     extractor = transfer.feature_extractor((100, 100, 3), "none", params.feature_layer, precision)
@@ -136,7 +130,7 @@ def tiny_model(monkeypatch, tmp_path):
 
 
 def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, records, tmp_path):
-    family = models.table(tiny_model)["tiny"]
+    family = registry.table(tiny_model)["tiny"]
     assert isinstance(family, TinyFamily) and family.params.pool == 10
     data = DataRoots(records, tmp_path / "no-features")
     model_dir, curves = ModelDir.of("tiny", tmp_path / "models"), LearningCurves.of("tiny", tmp_path / "curves")
@@ -154,7 +148,7 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
                              (EvaluationDir, RocCurves, ConfusionCounts)))
     for folder in (out.evaluation, out.roc, out.confusion):
         folder.root.mkdir(parents=True)
-    metrics = evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4)
+    metrics = evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4)
     assert metrics.description == TinyFamily.title
     assert (metrics.val.n, metrics.test.n) == (5, 6)
     assert len(out.evaluation.read_predictions("test")) == 6
@@ -167,7 +161,7 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
     assert metrics.bootstrap is None and metrics.val.interval == {}     # no evaluate.bootstrap given: none
 
     bootstrap = BootstrapParams(resamples=300, level=0.9, seed=1)
-    with_intervals = evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"],
+    with_intervals = evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"],
                                        0.5, 4, bootstrap=bootstrap)
     assert with_intervals.bootstrap.model_dump() == bootstrap.model_dump()
     for split in ("val", "test"):
@@ -186,7 +180,7 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
 def evaluate_tiny(tiny_model, records, tmp_path):
     """evaluate() of a freshly trained tiny model (no conv layer) with the given evaluate.explain, into
     new output folders each call; returns the outputs."""
-    family = models.table(tiny_model)["tiny"]
+    family = registry.table(tiny_model)["tiny"]
     data = DataRoots(records, tmp_path / "no-features")
     model_dir, curves = ModelDir.of("tiny", tmp_path / "models"), LearningCurves.of("tiny", tmp_path / "curves")
     model_dir.root.mkdir(parents=True)
@@ -200,7 +194,7 @@ def evaluate_tiny(tiny_model, records, tmp_path):
                                  (EvaluationDir, RocCurves, ConfusionCounts)))
         for folder in (out.evaluation, out.roc, out.confusion):
             folder.root.mkdir(parents=True)
-        evaluate.evaluate(models.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4,
+        evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4,
                           explain=explain, prepared_root=records.parent / "prepared")
         return out
 
@@ -253,9 +247,9 @@ def test_metrics_file_round_trip(tmp_path):
 
 
 def test_paired_tests_every_pair_reference_second_on_the_same_images():
+    from stages.analysis.statistics import delong_test, mcnemar_test
+    from stages.common.errors import UserError
     from stages.compare import paired_tests
-    from stages.errors import UserError
-    from stages.metrics import delong_test, mcnemar_test
 
     rng = np.random.default_rng(0)
     labels = (rng.random(200) < 0.6).astype(int)

@@ -17,8 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from stages import faces, predict  # noqa: E402
-from stages.images import open_rgb  # noqa: E402
+from stages import predict  # noqa: E402
+from stages.images import faces
+from stages.images.reading import open_rgb  # noqa: E402
+from stages.modelkit import prediction  # noqa: E402
 from stages.models import baseline  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
 from tests.photos import write_photos  # noqa: E402
@@ -104,11 +106,11 @@ def test_two_faces_two_rows_with_boxes(photos, model_dir, tmp_path, monkeypatch,
 
 def test_the_faces_are_what_the_model_sees(photos, model_dir):
     """Each face row's probability is the model's on that face's crop, not on the whole photo."""
-    from stages.models import load_model
+    from stages.modelkit.registry import load_model
 
     model = load_model(model_dir / "model.keras")
-    options = predict.FaceOptions(min_confidence=0.9, face_crop=1.8)
-    rows = [row for batch in predict.predict_files(model, [photos["two_faces"]], CLASSES, 0.5, 8, faces=options)
+    options = prediction.FaceOptions(min_confidence=0.9, face_crop=1.8)
+    rows = [row for batch in prediction.predict_files(model, [photos["two_faces"]], CLASSES, 0.5, 8, faces=options)
             for row in batch]
     photo = open_rgb(photos["two_faces"])
     crops = np.stack([np.asarray(faces.crop_face(photo, faces.Face(r["left"], r["top"], r["width"], r["height"], 1.0), 1.8)
@@ -183,6 +185,6 @@ def test_explain_refuses_a_file_or_a_folder_inside_the_inputs(photos, model_dir,
 def test_progress_bar_has_a_total(photos, model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     folder = photos["one_face"].parent
-    assert predict.count_inputs([folder, photos["one_face"]]) == 7
+    assert prediction.count_inputs([folder, photos["one_face"]]) == 7
     assert run_cli(predict.main, [str(model_dir), str(folder), "--threshold", "0.5"]) == 0
     assert "| 6/6 [" in capsys.readouterr().err.replace("\r", "\n")

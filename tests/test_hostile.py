@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from stages import predict, prepare
-from stages.contracts import PrepareSummary
+from stages.contracts.prepared import PrepareSummary
 from tests.helpers import files_under_split_folders, hostile_tree, run_cli, unzip_prepared
 
 SIZE = 100

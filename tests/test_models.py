@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages import models
-from stages.config import load_params
-from stages.errors import UserError
+from stages.common.config import load_params
+from stages.common.errors import UserError
+from stages.modelkit import registry, saving
+from stages.modelkit.augmentation import AugmentationParams, augment_images, augmented
 from stages.models import improved, transfer
-from stages.models.family import AugmentationParams, augment_images, augmented
 from stages.models.baseline import make_model
 from stages.train import layer_table, parameter_counts, summary_text
 from tests.helpers import ROOT
@@ -33,12 +33,12 @@ def params():
 @pytest.fixture(scope="module")
 def improved_params(params):
     """params.yaml's train.improved, as the improved module checks it."""
-    return models.family("improved", params).params
+    return registry.family("improved", params).params
 
 
 @pytest.fixture(scope="module")
 def transfer_defaults(params):
-    return models.family("transfer", params).params
+    return registry.family("transfer", params).params
 
 
 def test_baseline_matches_figure_1():
@@ -204,7 +204,7 @@ def test_augmented_batches_repeat_across_runs_and_change_across_epochs(faces):
 def test_augmentation_describes_itself(improved_params):
     assert AugmentationParams(**ALL_OFF).describe() == ""
     assert AugmentationParams(**{**ALL_OFF, "flip": True, "zoom": 0.1}).describe() == "flip, zoom 0.1"
-    family = models.family("improved", load_params())
+    family = registry.family("improved", load_params())
     assert family.details()["augmentation"] == improved_params.augmentation.describe()
 
 
@@ -326,7 +326,7 @@ def test_imagenet_bad_file_is_reported_and_left_in_place(tmp_path, monkeypatch):
 
 
 def test_imagenet_file_placed_in_keras_home_is_loaded(tmp_path, monkeypatch):
-    """What the offline user does after the message above: put the file in $KERAS_HOME/models. The
+    """What the offline user does after the message above: put the file in $KERAS_HOME/registry. The
     real file cannot be had here, so a VGG16 notop weights file of random weights stands in, with
     the expected MD5 set to its own: the path from the cache to the loaded base is the real one."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
@@ -362,16 +362,16 @@ def members(path: Path) -> dict[str, bytes]:
 
 def test_save_model_twice_same_bytes(tmp_path):
     model = seeded_baseline()
-    models.save_model(model, tmp_path / "first.keras")
+    saving.save_model(model, tmp_path / "first.keras")
     time.sleep(2.1)  # past the resolution of every clock a save could read: zip (2 s), Keras and HDF5 (1 s)
-    models.save_model(model, tmp_path / "second.keras")
+    saving.save_model(model, tmp_path / "second.keras")
     assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "second.keras").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first.keras", "second.keras"]  # no scratch left
 
 
 def test_saved_file_is_normalised(tmp_path):
     model = seeded_baseline()
-    models.save_model(model, tmp_path / "m.keras")
+    saving.save_model(model, tmp_path / "m.keras")
     with zipfile.ZipFile(tmp_path / "m.keras") as archive:
         infos = archive.infolist()
     assert [info.filename for info in infos] == ["config.json", "metadata.json", "model.weights.h5"]
@@ -398,23 +398,23 @@ def test_normalise_config_renumbers_shared_ids_consistently():
               "layers": [{"shared_object_id": 99}, {"shared_object_id": 140154858959504, "x": [1.5, None]},
                          {"inner": {"shared_object_id": 99, "flag": True}}],
               "other_id": 140154858959504}
-    renumbered = json.loads(models.normalise_config(json.dumps(config).encode()))
+    renumbered = json.loads(saving.normalise_config(json.dumps(config).encode()))
     assert renumbered == {"a": {"shared_object_id": 1, "x": 1},
                           "layers": [{"shared_object_id": 2}, {"shared_object_id": 1, "x": [1.5, None]},
                                      {"inner": {"shared_object_id": 2, "flag": True}}],
                           "other_id": 140154858959504}
-    assert json.loads(models.normalise_metadata(b'{"keras_version": "3.1", "date_saved": "2026-01-01@10:00:00"}')) \
+    assert json.loads(saving.normalise_metadata(b'{"keras_version": "3.1", "date_saved": "2026-01-01@10:00:00"}')) \
         == {"keras_version": "3.1"}
 
 
 def test_other_weights_other_bytes(tmp_path):
     model = seeded_baseline()
-    models.save_model(model, tmp_path / "a.keras")
-    models.save_model(seeded_baseline(4), tmp_path / "b.keras")
+    saving.save_model(model, tmp_path / "a.keras")
+    saving.save_model(seeded_baseline(4), tmp_path / "b.keras")
     kernel, bias = model.layers[-1].get_weights()
     bias[0] += 0.5
     model.layers[-1].set_weights([kernel, bias])
-    models.save_model(model, tmp_path / "c.keras")
+    saving.save_model(model, tmp_path / "c.keras")
     files = [members(tmp_path / f"{name}.keras") for name in "abc"]
     assert len({(tmp_path / f"{name}.keras").read_bytes() for name in "abc"}) == 3
     assert files[0]["config.json"] == files[2]["config.json"]  # only the weights changed
@@ -428,9 +428,9 @@ def test_saved_model_reloads_and_predicts_the_same(tmp_path, transfer_defaults):
              "transfer": transfer.make_model((100, 100, 3), transfer_defaults.model_copy(update={"weights": "none"}))}
     for name, model in built.items():
         path = tmp_path / f"{name}.keras"
-        models.save_model(model, path)
+        saving.save_model(model, path)
         expected = model.predict(images, verbose=0)
-        for loaded in (models.load_model(path), keras.models.load_model(path)):
+        for loaded in (registry.load_model(path), keras.models.load_model(path)):
             np.testing.assert_array_equal(loaded.predict(images, verbose=0), expected)
             assert [w.shape for w in loaded.get_weights()] == [w.shape for w in model.get_weights()]
             for a, b in zip(loaded.get_weights(), model.get_weights()):
@@ -439,12 +439,12 @@ def test_saved_model_reloads_and_predicts_the_same(tmp_path, transfer_defaults):
 
 def test_save_model_wants_a_keras_file_and_replaces_atomically(tmp_path):
     with pytest.raises(ValueError, match=r"\.keras"):
-        models.save_model(seeded_baseline(), tmp_path / "model.h5")
+        saving.save_model(seeded_baseline(), tmp_path / "model.h5")
     path = tmp_path / "deep" / "model.keras"
-    models.save_model(seeded_baseline(), path)
+    saving.save_model(seeded_baseline(), path)
     other = seeded_baseline(4)
-    models.save_model(other, path)  # over the first
-    models.save_model(other, tmp_path / "fresh.keras")
+    saving.save_model(other, path)  # over the first
+    saving.save_model(other, tmp_path / "fresh.keras")
     assert path.read_bytes() == (tmp_path / "fresh.keras").read_bytes()
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.keras"]
 
@@ -453,8 +453,8 @@ SAVE_IN_A_NEW_PROCESS = """
 import sys
 import keras
 import numpy as np
-from stages import models
-from stages.config import load_params
+from stages.modelkit import registry, saving
+from stages.common.config import load_params
 from stages.models import improved
 from stages.models.baseline import make_model
 
@@ -462,17 +462,18 @@ out = sys.argv[1]
 params = load_params()
 keras.utils.set_random_seed(11)
 built = {"baseline": make_model((100, 100, 3)),
-         "improved": improved.make_model((100, 100, 3), models.family("improved", params).params)}
+         "improved": improved.make_model((100, 100, 3), registry.family("improved", params).params)}
 images = np.random.default_rng(0).integers(0, 256, size=(8, 100, 100, 3)).astype("float32")
 labels = np.array([0, 1] * 4, dtype="float32")
 for name, model in built.items():
     # Trained one epoch, so the file holds optimizer state as well.
     model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(images, labels, epochs=1, batch_size=4, verbose=0)
-    models.save_model(model, f"{out}/{name}.keras")
+    saving.save_model(model, f"{out}/{name}.keras")
 """
 
 
+@pytest.mark.e2e
 def test_same_model_same_bytes_in_separate_processes(tmp_path):
     """Built, trained and saved in two fresh processes, one after the other: the same files, down to
     the HDF5 weights (Keras writes memory addresses and the time; h5py could write object times)."""

@@ -146,6 +146,7 @@ def test_page_html_refuses_a_bundle_that_breaks_the_page():
             plots_template.page_html(bad)
 
 
+@pytest.mark.e2e
 def test_dvc_plots_show_writes_a_self_contained_page(project, tmp_path):
     run(["dvc", "plots", "show", "-o", str(tmp_path / "html")], project)
     page = (tmp_path / "html" / "index.html").read_text(encoding="utf-8")
@@ -156,6 +157,7 @@ def test_dvc_plots_show_writes_a_self_contained_page(project, tmp_path):
         assert title in page
 
 
+@pytest.mark.e2e
 def test_custom_templates_render_the_rows(project):
     specs = vega_specs(run(["dvc", "plots", "show", "--json"], project))
     confusion = specs["confusion counted"]
@@ -172,6 +174,7 @@ def test_custom_templates_render_the_rows(project):
     assert svg.count('aria-roledescription="line mark"') == 2  # one line per model
 
 
+@pytest.mark.e2e
 def test_dvc_plots_diff_separates_revisions(project, tmp_path):
     (project / "data/confusion.csv").write_text(CONFUSION_V2)
     (project / "data/roc.csv").write_text(ROC_V2)

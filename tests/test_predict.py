@@ -18,14 +18,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from stages import predict, prepare, sample, tfrecords  # noqa: E402
-from stages.contracts import PreparedSplit, PreparedWriter, SplitShards, TfrecordsManifest  # noqa: E402
-from stages.images import load_rgb  # noqa: E402
-from stages.models import (
-    baseline,  # noqa: E402
-    load_model,  # noqa: E402
-)
-from stages.models.family import predict_records  # noqa: E402
+from stages import predict, prepare, tfrecords  # noqa: E402
+from stages.contracts.manifests import SplitShards, TfrecordsManifest  # noqa: E402
+from stages.contracts.prepared import PreparedSplit, PreparedWriter
+from stages.images import offline_sample
+from stages.images.reading import load_rgb  # noqa: E402
+from stages.modelkit import prediction  # noqa: E402
+from stages.modelkit.fitting import predict_records  # noqa: E402
+from stages.modelkit.registry import load_model  # noqa: E402
+from stages.models import baseline  # noqa: E402
 from tests.helpers import png_bytes, run_cli, unzip_prepared  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ COLUMNS = ["file", "probability_Female", "probability_Male", "predicted"]
 
 
 def face(seed: int, gender: str = "Male", size: tuple[int, int] | None = None) -> Image.Image:
-    image = sample.draw_face(np.random.default_rng(seed), gender, sample.TRAINVAL_STUDIO)
+    image = offline_sample.draw_face(np.random.default_rng(seed), gender, offline_sample.TRAINVAL_STUDIO)
     return image.resize(size, Image.Resampling.BICUBIC) if size else image
 
 
@@ -89,24 +90,24 @@ def messy(tmp_path_factory) -> tuple[Path, list[str], list[str]]:
     root = tmp_path_factory.mktemp("photos")
     folder = root / "photos"
     good = [
-        write(folder / "a_plain.jpg", sample.jpeg_bytes(face(1), 90)),
+        write(folder / "a_plain.jpg", offline_sample.jpeg_bytes(face(1), 90)),
         write(folder / "b_wide.png", png_bytes(face(2, "Female", (160, 120)))),
-        write(folder / "c_gray.jpg", sample.grayscale_jpeg(face(3))),
-        write(folder / "d_alpha.png", sample.alpha_png(face(4, "Female"))),
-        write(folder / "e_exif.jpg", sample.exif_rotated_jpeg(face(5))),
-        write(folder / "f_small.JPEG", sample.jpeg_bytes(face(6, "Female", (37, 53)), 80)),
-        write(folder / "sub" / "g_nested.jpg", sample.jpeg_bytes(face(7), 95)),
+        write(folder / "c_gray.jpg", offline_sample.grayscale_jpeg(face(3))),
+        write(folder / "d_alpha.png", offline_sample.alpha_png(face(4, "Female"))),
+        write(folder / "e_exif.jpg", offline_sample.exif_rotated_jpeg(face(5))),
+        write(folder / "f_small.JPEG", offline_sample.jpeg_bytes(face(6, "Female", (37, 53)), 80)),
+        write(folder / "sub" / "g_nested.jpg", offline_sample.jpeg_bytes(face(7), 95)),
     ]
     broken = [
         write(folder / "x_empty.jpg", b""),
         write(folder / "y_text.png", b"this is not a picture\n"),
-        write(folder / "z_truncated.jpg", sample.truncated_jpeg(face(8))),
+        write(folder / "z_truncated.jpg", offline_sample.truncated_jpeg(face(8))),
     ]
     # Not images by name: a folder walk leaves them alone, without warnings.
     write(folder / "notes.txt", b"shot in 2021\n")
     write(folder / "Thumbs.db", bytes(64))
-    write(folder / ".hidden.jpg", sample.jpeg_bytes(face(9), 90))
-    write(folder / ".ipynb_checkpoints" / "copy.jpg", sample.jpeg_bytes(face(9), 90))
+    write(folder / ".hidden.jpg", offline_sample.jpeg_bytes(face(9), 90))
+    write(folder / ".ipynb_checkpoints" / "copy.jpg", offline_sample.jpeg_bytes(face(9), 90))
     walk = sorted(good + broken)
     return folder, [str(p) for p in walk if p in good], [str(p) for p in walk if p in broken]
 
@@ -229,6 +230,7 @@ def test_classes_nowhere_exit_1(messy, model_dir, tmp_path, monkeypatch, capsys)
     assert "training.json has no \"classes\"" in err and "params.yaml" in err
 
 
+@pytest.mark.e2e
 def test_missing_model_name_from_the_command_line(messy, tmp_path):
     """The real entry point: exit 1, one line naming the file and the command that makes it."""
     result = subprocess.run([sys.executable, "-m", "stages.predict", "baseline", messy[1][0]],
@@ -245,11 +247,11 @@ def test_missing_model_name_from_the_command_line(messy, tmp_path):
 def test_batches_keep_input_order(messy, model):
     _, good, _ = messy
     files = [Path(p) for p in reversed(good[:5])]
-    batches = list(predict.predict_files(model, files, CLASSES, 0.5, batch_size=2))
+    batches = list(prediction.predict_files(model, files, CLASSES, 0.5, batch_size=2))
     assert [len(batch) for batch in batches] == [2, 2, 1]
     rows = [row for batch in batches for row in batch]
     assert [row["file"] for row in rows] == [str(p) for p in files]
-    whole = next(predict.predict_files(model, files, CLASSES, 0.5, batch_size=64))
+    whole = next(prediction.predict_files(model, files, CLASSES, 0.5, batch_size=64))
     np.testing.assert_allclose([r["probability_Male"] for r in rows], [r["probability_Male"] for r in whole],
                                rtol=1e-5, atol=1e-6)
 
@@ -257,7 +259,7 @@ def test_batches_keep_input_order(messy, model):
 def test_unreadable_files_are_reported_and_left_out(messy, model):
     _, good, broken = messy
     skipped = []
-    batches = list(predict.predict_files(model, [Path(broken[0]), Path(good[0]), Path(broken[2])], CLASSES, 0.5,
+    batches = list(prediction.predict_files(model, [Path(broken[0]), Path(good[0]), Path(broken[2])], CLASSES, 0.5,
                                          batch_size=1, on_unreadable=lambda path, reason: skipped.append(str(path))))
     assert [[row["file"] for row in batch] for batch in batches] == [[good[0]]]
     assert skipped == [broken[0], broken[2]]
@@ -271,11 +273,11 @@ def evaluated(model, tmp_path_factory) -> tuple[dict[str, Path], dict[str, Path]
     """
     root = tmp_path_factory.mktemp("parity")
     sources = {
-        "wide": ("Male", write(root / "raw" / "wide.jpg", sample.jpeg_bytes(face(11, "Male", (137, 89)), 90))),
-        "alpha": ("Female", write(root / "raw" / "alpha.png", sample.alpha_png(face(12, "Female", (64, 64))))),
-        "exif": ("Male", write(root / "raw" / "exif.jpg", sample.exif_rotated_jpeg(face(13, "Male", (120, 160))))),
-        "gray": ("Female", write(root / "raw" / "gray.jpg", sample.grayscale_jpeg(face(14, "Female")))),
-        "plain": ("Male", write(root / "raw" / "plain.jpg", sample.jpeg_bytes(face(15), 75))),
+        "wide": ("Male", write(root / "raw" / "wide.jpg", offline_sample.jpeg_bytes(face(11, "Male", (137, 89)), 90))),
+        "alpha": ("Female", write(root / "raw" / "alpha.png", offline_sample.alpha_png(face(12, "Female", (64, 64))))),
+        "exif": ("Male", write(root / "raw" / "exif.jpg", offline_sample.exif_rotated_jpeg(face(13, "Male", (120, 160))))),
+        "gray": ("Female", write(root / "raw" / "gray.jpg", offline_sample.grayscale_jpeg(face(14, "Female")))),
+        "plain": ("Male", write(root / "raw" / "plain.jpg", offline_sample.jpeg_bytes(face(15), 75))),
     }
     prepared, records = root / "prepared", root / "tfrecords"
     prepared.mkdir()
@@ -303,7 +305,7 @@ def test_same_probability_as_evaluate(model, evaluated, which):
     sources, pngs, expected = evaluated
     files = sources if which == "source" else pngs
     names = sorted(files)
-    rows = [row for batch in predict.predict_files(model, [files[n] for n in names], CLASSES, 0.5, batch_size=2)
+    rows = [row for batch in prediction.predict_files(model, [files[n] for n in names], CLASSES, 0.5, batch_size=2)
             for row in batch]
     assert [row["file"] for row in rows] == [str(files[n]) for n in names]
     np.testing.assert_allclose([row["probability_Male"] for row in rows], [expected[n] for n in names],

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import prepare, sample
-from stages.config import PrepareParams, SampleParams, parse_params
-from stages.contracts import PrepareSummary
-from stages.errors import UserError
-from stages.images import load_rgb
+from stages import prepare
+from stages.common.config import PrepareParams, SampleParams, parse_params
+from stages.common.errors import UserError
+from stages.contracts.prepared import PrepareSummary
+from stages.images import offline_sample
+from stages.images.reading import load_rgb
 from tests.helpers import hashes, raw_repo_params, unzip_prepared
 
 SAMPLE = SampleParams(seed=5, train_per_class=6, val_per_class=5, unlabeled=2,
@@ -36,7 +37,7 @@ def params(repo_params) -> PrepareParams:
 def raw(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("raw")
     for name in ("trainval", "test"):
-        sample.generate(name, root / name, SAMPLE)
+        offline_sample.generate(name, root / name, SAMPLE)
     return root
 
 

@@ -6,7 +6,7 @@ import io
 
 from tqdm import tqdm
 
-from stages import progress
+from stages.common import progress
 
 
 class FakeClock:

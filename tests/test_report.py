@@ -12,14 +12,18 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import figures, report
+from stages import report
+from stages.analysis import figures
+from stages.analysis.discussion import compute_section, discussion, ethics_section
+from stages.analysis.document import Figure, Section, Table, to_html, to_markdown
+from stages.analysis.statistics import METRIC_NAMES, classification_metrics, roc_points
 from stages.compare import compare
-from stages.contracts import (Comparison, EvaluationDir, ModelMetrics, PairedTest, PreparedWriter, PrepareSummary,
-                              RocCurves, TrainingInfo)
-from stages.document import Figure, Section, Table, to_html, to_markdown
+from stages.contracts.comparison import Comparison, PairedTest
+from stages.contracts.evaluation import EvaluationDir, ModelMetrics, RocCurves
+from stages.contracts.prepared import PreparedWriter, PrepareSummary
+from stages.contracts.provenance import DatasetProvenance, Provenance
+from stages.contracts.training import TrainingInfo
 from stages.evaluate import confident_examples, save_explanations
-from stages.metrics import METRIC_NAMES, classification_metrics, roc_points
-from stages.provenance import DatasetProvenance, Provenance
 from tests.helpers import png_bytes
 
 CLASSES = ["Female", "Male"]
@@ -173,7 +177,7 @@ def test_discussion_follows_the_numbers(built):
 def test_discussion_names_the_class_wrong_more_often():
     result = split_result("m", {"accuracy": 0.8, "roc_auc": 0.9, "sensitivity": 0.9, "specificity": 0.7},
                           {"accuracy": 0.6, "roc_auc": 0.7, "sensitivity": 0.5, "specificity": 0.8})
-    blocks = report.discussion({"m": result}, CLASSES, {"Female": 0.4, "Male": 0.6})
+    blocks = discussion({"m": result.metrics}, CLASSES, {"Female": 0.4, "Male": 0.6})
     text = " ".join(" ".join(b.items) if hasattr(b, "items") else b.text for b in blocks)
     assert "m, validation: 30.0% of Female and 10.0% of Male images misclassified; Female is wrong more often." in text
     assert "m, cross-dataset test: 20.0% of Female and 50.0% of Male images misclassified; Male is wrong more often." in text
@@ -205,7 +209,7 @@ def test_sample_banner_only_for_the_sample(built):
     params, results, _, page, _, _ = built
     assert "synthetic offline sample" in page
     kaggle = params.model_copy(update={"download": params.download.model_copy(update={"source": "kaggle"})})
-    sections = [report.ethics_section(kaggle, {"Female": 0.5, "Male": 0.5}), report.compute_section(kaggle, [])]
+    sections = [ethics_section(kaggle, {"Female": 0.5, "Male": 0.5}), compute_section(kaggle, [])]
     assert "synthetic" not in to_html("t", sections)
 
 
@@ -230,7 +234,8 @@ def test_differences_are_called_from_the_paired_tests_not_from_their_size():
                           tests={"test": {"b_vs_a": test}})
 
     def text(results, compared=None):
-        return " ".join(b.text for b in report.discussion(results, CLASSES, {"Female": 0.5, "Male": 0.5}, compared)
+        return " ".join(b.text for b in discussion({name: r.metrics for name, r in results.items()}, CLASSES, {"Female": 0.5, "Male": 0.5},
+                                                   compared)
                         if hasattr(b, "text"))
 
     close = {"a": result(0.90, 0.815), "b": result(0.87, 0.821)}    # the same 0.006 gap, three ways

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from stages.config import FitParams
-from stages.models.family import ModelFamily
+from stages.common.config import FitParams
+from stages.modelkit.family import ModelFamily
 
 
 class Params(FitParams):

@@ -6,8 +6,9 @@ import keras
 from keras import layers, regularizers
 from pydantic import Field
 
-from stages.config import FitParams, LayerSize
-from stages.models.family import AugmentationParams, ModelFamily
+from stages.common.config import FitParams, LayerSize
+from stages.modelkit.augmentation import AugmentationParams
+from stages.modelkit.family import ModelFamily
 
 
 class Params(FitParams):

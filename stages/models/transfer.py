@@ -7,6 +7,10 @@ output must carry.
 
 The frozen base's outputs are computed once by the features stage (`feature_extractor`), so the head
 trains and is scored on those cached features; augmentation or fine-tuning bring the images back.
+
+The weight files are fetched and checked here, not in stages/modelkit: dvc.yaml gives train@<model>
+and evaluate@<model> one deps list for every model, so a module only this model imported would be
+declared for the other models too, and a change to it would retrain them for nothing.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ import pandas as pd
 from keras import layers
 from pydantic import Field
 
-from stages.config import FitParams, LayerSize, ParamsSection
-from stages.contracts import FeaturesManifest, TrainingInfo
-from stages.errors import UserError
-from stages.models.family import (AugmentationParams, DataRoots, ModelFamily, compile_model, fit_on_records,
-                                  fit_tensors)
-from stages.records import collect, load_features, load_split, map_batches
+from stages.common.config import FitParams, LayerSize, ParamsSection
+from stages.common.errors import UserError
+from stages.contracts.manifests import FeaturesManifest
+from stages.contracts.tfrecord_io import collect, load_features, load_split, map_batches
+from stages.contracts.training import TrainingInfo
+from stages.modelkit.augmentation import AugmentationParams
+from stages.modelkit.family import DataRoots, ModelFamily
+from stages.modelkit.fitting import compile_model, fit_on_records, fit_tensors
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"

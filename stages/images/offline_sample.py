@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from stages.config import SampleParams
-from stages.errors import UserError
+from stages.common.config import SampleParams
+from stages.common.errors import UserError
 
 # Probability of each cue per class: overlapping on purpose.
 CUE_PROBABILITY = {

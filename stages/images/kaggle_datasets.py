@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from stages.config import RAW_DIR, DatasetSource
-from stages.errors import UserError
-from stages.provenance import DatasetProvenance
+from stages.common.config import RAW_DIR, DatasetSource
+from stages.common.errors import UserError
+from stages.contracts.provenance import DatasetProvenance
 
 SAMPLE_HINT = (
     "or use the offline sample: set download.source: sample in params.yaml "

@@ -1,4 +1,4 @@
-"""images.load_rgb on every oddity of scraped data, is_image_file, iter_image_files, find_class_folders."""
+"""reading.load_rgb on every oddity of scraped data, is_image_file, iter_image_files, find_class_folders."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import images, sample
-from stages.images import (
-    UnreadableImage,
-    find_class_folders,
-    is_image_file,
-    iter_image_files,
-    load_rgb,
-    to_rgb,
-)
+from stages.images import offline_sample, reading
+from stages.images.reading import UnreadableImage, find_class_folders, is_image_file, iter_image_files, load_rgb, to_rgb
 from tests.helpers import png_bytes
 
 SIZE = 100
@@ -25,7 +18,7 @@ SIZE = 100
 
 @pytest.fixture(scope="module")
 def face() -> Image.Image:
-    image = sample.draw_face(np.random.default_rng(12345), "Male", sample.TRAINVAL_STUDIO)
+    image = offline_sample.draw_face(np.random.default_rng(12345), "Male", offline_sample.TRAINVAL_STUDIO)
     assert image.mode == "RGB" and image.size == (SIZE, SIZE)
     return image
 
@@ -55,13 +48,13 @@ def check_array(array: np.ndarray, size: int = SIZE) -> None:
 # --- readable oddities ------------------------------------------------------------------------
 
 def test_plain_jpeg_is_close_to_original(tmp_path, face, pixels):
-    loaded = load_rgb(write(tmp_path, "plain.jpg", sample.jpeg_bytes(face, 95)), SIZE)
+    loaded = load_rgb(write(tmp_path, "plain.jpg", offline_sample.jpeg_bytes(face, 95)), SIZE)
     check_array(loaded)
     assert mean_abs(loaded, pixels) < 4
 
 
 def test_grayscale_jpeg_gives_three_equal_channels(tmp_path, face):
-    path = write(tmp_path, "gray.jpg", sample.grayscale_jpeg(face))
+    path = write(tmp_path, "gray.jpg", offline_sample.grayscale_jpeg(face))
     with Image.open(path) as stored:
         assert stored.mode == "L"  # really a one-channel file
     loaded = load_rgb(path, SIZE)
@@ -74,7 +67,7 @@ def test_grayscale_jpeg_gives_three_equal_channels(tmp_path, face):
 
 
 def test_cmyk_jpeg_is_close_to_original_rgb(tmp_path, face, pixels):
-    path = write(tmp_path, "cmyk.jpg", sample.cmyk_jpeg(face))
+    path = write(tmp_path, "cmyk.jpg", offline_sample.cmyk_jpeg(face))
     with Image.open(path) as stored:
         assert stored.mode == "CMYK"
     loaded = load_rgb(path, SIZE)
@@ -85,7 +78,7 @@ def test_cmyk_jpeg_is_close_to_original_rgb(tmp_path, face, pixels):
 
 
 def test_alpha_png_corners_become_white(tmp_path, face, pixels):
-    path = write(tmp_path, "alpha.png", sample.alpha_png(face))
+    path = write(tmp_path, "alpha.png", offline_sample.alpha_png(face))
     with Image.open(path) as stored:
         assert stored.mode == "RGBA"
         alpha = np.asarray(stored)[..., 3]
@@ -120,14 +113,14 @@ def test_grey_with_alpha_is_flattened_on_white(tmp_path):
 
 
 def test_exif_rotated_jpeg_is_shown_upright(tmp_path, face, pixels):
-    path = write(tmp_path, "exif.jpg", sample.exif_rotated_jpeg(face))
+    path = write(tmp_path, "exif.jpg", offline_sample.exif_rotated_jpeg(face))
     with Image.open(path) as stored:
         assert stored.getexif().get(0x0112) == 6
         stored_pixels = np.asarray(stored.convert("RGB")).astype(int)
     loaded = load_rgb(path, SIZE)
     check_array(loaded)
     # The same picture encoded upright without EXIF: the loader must land on it.
-    upright = load_rgb(write(tmp_path, "upright.jpg", sample.jpeg_bytes(face, 92)), SIZE)
+    upright = load_rgb(write(tmp_path, "upright.jpg", offline_sample.jpeg_bytes(face, 92)), SIZE)
     assert mean_abs(loaded, upright) < 4
     assert mean_abs(loaded, pixels) < 5
     # The stored (sideways) pixels are clearly different: the orientation was really applied.
@@ -138,7 +131,7 @@ def test_exif_rotated_jpeg_is_shown_upright(tmp_path, face, pixels):
 def test_exif_rotation_of_non_square_image_swaps_sides(tmp_path):
     wide = Image.new("RGB", (80, 40), (200, 10, 10))
     wide.paste((10, 10, 200), (0, 0, 40, 40))  # left half blue, right half red
-    data = sample.exif_rotated_jpeg(wide)
+    data = offline_sample.exif_rotated_jpeg(wide)
     with Image.open(io.BytesIO(data)) as stored:
         assert stored.size == (40, 80)  # stored sideways
     loaded = load_rgb(write(tmp_path, "wide.jpg", data), 80)
@@ -150,7 +143,7 @@ def test_exif_rotation_of_non_square_image_swaps_sides(tmp_path):
 # --- unreadable files -------------------------------------------------------------------------
 
 def test_truncated_jpeg_is_unreadable(tmp_path, face):
-    path = write(tmp_path, "truncated.jpg", sample.truncated_jpeg(face))
+    path = write(tmp_path, "truncated.jpg", offline_sample.truncated_jpeg(face))
     assert path.stat().st_size > 0
     with pytest.raises(UnreadableImage) as caught:
         load_rgb(path, SIZE)
@@ -170,7 +163,7 @@ def test_thumbs_db_renamed_to_jpg_is_unreadable(tmp_path):
     # What sample writes as Thumbs.db: an OLE2 compound file header.
     thumbs = tmp_path / "thumbs"
     thumbs.mkdir()
-    sample._junk(thumbs)
+    offline_sample._junk(thumbs)
     path = write(tmp_path, "Thumbs.jpg", (thumbs / "Thumbs.db").read_bytes())
     with pytest.raises(UnreadableImage) as caught:
         load_rgb(path, SIZE)
@@ -219,7 +212,7 @@ def test_tall_input_is_resized(tmp_path):
 
 def test_large_input_is_resized(tmp_path, face):
     big = face.resize((1600, 1600), Image.Resampling.NEAREST)
-    path = write(tmp_path, "big.jpg", sample.jpeg_bytes(big, 90))
+    path = write(tmp_path, "big.jpg", offline_sample.jpeg_bytes(big, 90))
     loaded = load_rgb(path, SIZE)
     check_array(loaded)
     assert mean_abs(loaded, np.asarray(face)) < 12
@@ -227,7 +220,7 @@ def test_large_input_is_resized(tmp_path, face):
 
 @pytest.mark.parametrize("size", [32, 64, 224])
 def test_requested_size_is_honoured(tmp_path, face, size):
-    loaded = load_rgb(write(tmp_path, "face.jpg", sample.jpeg_bytes(face, 90)), size)
+    loaded = load_rgb(write(tmp_path, "face.jpg", offline_sample.jpeg_bytes(face, 90)), size)
     check_array(loaded, size)
 
 
@@ -628,19 +621,19 @@ def photo_4000x3000(tmp_path_factory, face) -> Path:
     noise = np.random.default_rng(7).integers(-12, 13, size=(3000, 4000, 3), dtype=np.int16)
     big = np.asarray(face.resize((4000, 3000), Image.Resampling.BICUBIC)) + noise
     image = Image.fromarray(np.clip(big, 0, 255).astype(np.uint8))
-    return write(tmp_path_factory.mktemp("photo"), "photo.jpg", sample.jpeg_bytes(image, 90))
+    return write(tmp_path_factory.mktemp("photo"), "photo.jpg", offline_sample.jpeg_bytes(image, 90))
 
 
 def decoded_sizes(monkeypatch) -> list[tuple[int, int]]:
     """Record the size of every image load_rgb decodes (before its final resize)."""
     sizes = []
-    original = images._upright_to_rgb
+    original = reading._upright_to_rgb
 
     def spy(image):
         sizes.append(image.size)
         return original(image)
 
-    monkeypatch.setattr(images, "_upright_to_rgb", spy)
+    monkeypatch.setattr(reading, "_upright_to_rgb", spy)
     return sizes
 
 
@@ -657,7 +650,7 @@ def test_big_jpeg_is_decoded_scaled_down(photo_4000x3000, monkeypatch, size, dec
     check_array(loaded, size)
     # Scaled by 1/8: 1/64 of the pixels, yet at least DRAFT_MARGIN x the output per side.
     assert sizes == [decoded]
-    assert min(decoded) >= images.DRAFT_MARGIN * size
+    assert min(decoded) >= reading.DRAFT_MARGIN * size
     # Close to decoding all 12 MP and resizing from there.
     difference = np.abs(loaded.astype(float) - full_size_decode(photo_4000x3000, size))
     assert difference.mean() < 3
@@ -666,7 +659,7 @@ def test_big_jpeg_is_decoded_scaled_down(photo_4000x3000, monkeypatch, size, dec
 
 def test_big_exif_rotated_jpeg_is_upright_when_scaled_down(tmp_path, monkeypatch, face):
     big = face.resize((1600, 1200), Image.Resampling.BICUBIC)
-    path = write(tmp_path, "sideways.jpg", sample.exif_rotated_jpeg(big))
+    path = write(tmp_path, "sideways.jpg", offline_sample.exif_rotated_jpeg(big))
     sizes = decoded_sizes(monkeypatch)
     loaded = load_rgb(path, SIZE)
     assert sizes == [(200, 150)]                    # decoded at 1/8 (stored 1200x1600), then turned upright
@@ -675,7 +668,7 @@ def test_big_exif_rotated_jpeg_is_upright_when_scaled_down(tmp_path, monkeypatch
 
 def test_jpeg_under_twice_the_output_size_is_decoded_whole(tmp_path, monkeypatch, face):
     # The sample data's largest photos (up to 260 px) decode exactly as before draft mode.
-    path = write(tmp_path, "photo.jpg", sample.jpeg_bytes(face.resize((260, 199)), 90))
+    path = write(tmp_path, "photo.jpg", offline_sample.jpeg_bytes(face.resize((260, 199)), 90))
     sizes = decoded_sizes(monkeypatch)
     loaded = load_rgb(path, SIZE)
     assert sizes == [(260, 199)]

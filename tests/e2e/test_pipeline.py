@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from stages import predict
-from stages.contracts import PreparedSplit
+from stages.contracts.prepared import PreparedSplit
 from tests.helpers import (GIT, files_under_split_folders, hostile_tree, make_tiny_project, pipeline_code,
                            raw_repo_params, run, run_cli, set_params, stages_run, unzip_prepared)
 
@@ -237,9 +237,9 @@ def test_a_comment_reruns_only_that_stage(project, first_repro):
 
 
 def test_a_shared_module_reruns_exactly_the_stages_that_import_it(project, first_repro):
-    importers = sorted(name for name, (modules, _) in pipeline_code(project).items() if "stages.records" in modules)
+    importers = sorted(name for name, (modules, _) in pipeline_code(project).items() if "stages.contracts.tfrecord_io" in modules)
     assert {"tfrecords", "features", "train@baseline", "evaluate@transfer"} <= set(importers)
-    edit_comment(project, "stages/records.py")
+    edit_comment(project, "stages/contracts/tfrecord_io.py")
     output = run(["dvc", "repro"], project)
     assert sorted(stages_run(output)) == importers   # retrained models are byte-identical: compare, report stay
 

@@ -9,8 +9,8 @@ from typing import Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
-from stages.contracts import FeaturesManifest, TfrecordsManifest
-from stages.progress import progress_bar
+from stages.common.progress import progress_bar
+from stages.contracts.manifests import FeaturesManifest, TfrecordsManifest
 
 IMAGE_SCHEMA = {
     "image": tf.io.FixedLenFeature([], tf.string),     # PNG bytes, RGB, image_size x image_size
@@ -148,7 +148,7 @@ def _batches(root: Path, shards: list[str], count: int, decode, batch_size: int,
 
     batches = dataset.batch(batch_size).map(to_inputs).prefetch(tf.data.AUTOTUNE)
     # Under a multi-worker strategy, worker i takes part i of every global batch (not whole shard
-    # files): each step sees the same examples as on one machine (stages/distribute.py).
+    # files): each step sees the same examples as on one machine (stages/common/distribute.py).
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return batches.with_options(options)

@@ -41,7 +41,7 @@ def detector():
     try:
         from mtcnn import MTCNN
     except ImportError:
-        from stages.errors import UserError
+        from stages.common.errors import UserError
         raise UserError("--detect-faces needs the mtcnn package; install requirements.txt (pip install mtcnn==1.0.0)") from None
     return MTCNN(device="CPU:0")
 

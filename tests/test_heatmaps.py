@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from stages import explain
+from stages.analysis import heatmaps
 from stages.models import baseline, transfer
 
 SIZE = 32
@@ -71,7 +71,7 @@ def test_hand_set_detector_map_is_where_the_square_is(method):
     model = bright_square_detector()
     images = np.stack([image_with_square(left=True), image_with_square(left=False)])
     assert (np.asarray(model(images)) > 0.5).all()
-    maps, used = explain.explain(model, images, method)
+    maps, used = heatmaps.explain(model, images, method)
     assert used == method
     assert maps.shape == (2, SIZE, SIZE) and maps.dtype == np.float32
     assert maps.min() >= 0 and np.isclose(maps.max(), 1)
@@ -87,7 +87,7 @@ def test_hand_set_detector_map_is_where_the_square_is(method):
 def test_trained_model_map_moves_with_the_evidence(finder, method):
     images = np.stack([image_with_square(left=True, seed=100), image_with_square(left=False, seed=101)])
     assert (np.asarray(finder(images)) > 0.5).all(), "the finder did not learn the square"
-    maps, used = explain.explain(finder, images, method)
+    maps, used = heatmaps.explain(finder, images, method)
     assert used == method and maps.shape == (2, SIZE, SIZE)
     assert left_share(maps[0]) > 0.7 and left_share(maps[1]) < 0.3, (left_share(maps[0]), left_share(maps[1]))
 
@@ -101,25 +101,25 @@ def test_gradcam_explains_the_predicted_class_for_class_zero():
     dense.set_weights([-kernel, -bias])
     image = image_with_square(left=True)[None]
     assert float(np.asarray(model(image))[0, 0]) < 0.5
-    maps, _ = explain.explain(model, image, "gradcam")
+    maps, _ = heatmaps.explain(model, image, "gradcam")
     assert maps.std() > 0.05 and left_share(maps[0]) > 0.9
 
 
 def test_auto_picks_gradcam_for_chains_and_occlusion_otherwise():
-    assert explain.choose_method(bright_square_detector(), SIZE) == "gradcam"
+    assert heatmaps.choose_method(bright_square_detector(), SIZE) == "gradcam"
     # No conv layer: nothing for Grad-CAM to weigh.
     dense_only = keras.Sequential([keras.Input((SIZE, SIZE, 3)), layers.Flatten(), layers.Dense(1, activation="sigmoid")])
-    assert explain.choose_method(dense_only, SIZE) == "occlusion"
+    assert heatmaps.choose_method(dense_only, SIZE) == "occlusion"
     with pytest.raises(ValueError, match="use occlusion"):
-        explain.choose_method(dense_only, SIZE, "gradcam")
+        heatmaps.choose_method(dense_only, SIZE, "gradcam")
     # A residual connection: the layers in order are not the model, so the chain check refuses it.
     inputs = keras.Input((SIZE, SIZE, 3))
     conv = layers.Conv2D(3, 3, padding="same", activation="relu")(inputs)
     merged = layers.Add()([inputs, conv])
     outputs = layers.Dense(1, activation="sigmoid")(layers.Flatten()(merged))
     residual = keras.Model(inputs, outputs)
-    assert explain.gradcam_plan(residual, SIZE) is None
-    assert explain.choose_method(residual, SIZE) == "occlusion"
+    assert heatmaps.gradcam_plan(residual, SIZE) is None
+    assert heatmaps.choose_method(residual, SIZE) == "occlusion"
 
 
 def test_nested_models_unroll_to_their_last_conv():
@@ -134,10 +134,10 @@ def test_nested_models_unroll_to_their_last_conv():
             ["rotation", "zoom", "translation", "contrast", "brightness"], 0.0),
         "fine_tune": {"enabled": False, "epochs": 1, "learning_rate": 1e-5}})
     model = transfer.make_model((SIZE, SIZE, 3), params, base=base)
-    chain, target = explain.gradcam_plan(model, SIZE)
+    chain, target = heatmaps.gradcam_plan(model, SIZE)
     assert chain[target].name == "block2_conv2"
     images = np.stack([image_with_square(True), image_with_square(False)])
-    maps, used = explain.explain(model, images)
+    maps, used = heatmaps.explain(model, images)
     assert used == "gradcam" and maps.shape == (2, SIZE, SIZE)
 
 
@@ -145,9 +145,9 @@ def test_baseline_architecture_map_has_the_image_size():
     keras.utils.set_random_seed(0)
     model = baseline.make_model((100, 100, 3))
     images = np.random.default_rng(0).uniform(0, 255, (3, 100, 100, 3)).astype(np.float32)
-    chain, target = explain.gradcam_plan(model, 100)
+    chain, target = heatmaps.gradcam_plan(model, 100)
     assert chain[target].name == "conv2d_1"
-    maps, used = explain.explain(model, images)
+    maps, used = heatmaps.explain(model, images)
     assert used == "gradcam" and maps.shape == (3, 100, 100)
     assert all(heat.std() > 0.01 for heat in maps)
 
@@ -156,12 +156,12 @@ def test_side_by_side_is_the_image_then_its_overlay(tmp_path):
     image = image_with_square(True)
     heat = np.zeros((SIZE, SIZE), np.float32)
     heat[:, :4] = 1.0
-    pair = explain.side_by_side(image, heat)
+    pair = heatmaps.side_by_side(image, heat)
     assert pair.shape == (SIZE, 2 * SIZE + 2, 3) and pair.dtype == np.uint8
     assert (pair[:, :SIZE] == np.rint(image).astype(np.uint8)).all()          # the image, untouched
     assert (pair[:, SIZE:SIZE + 2] == 255).all()                               # the gap
     overlaid = pair[:, SIZE + 2:].astype(int)
     assert overlaid[:, :4, 0].mean() > overlaid[:, 10:20, 0].mean() + 50       # hot is red, cold is blue
-    explain.write_explanation(tmp_path / "pair.png", image, heat)
+    heatmaps.write_explanation(tmp_path / "pair.png", image, heat)
     from PIL import Image
     assert Image.open(tmp_path / "pair.png").size == (2 * SIZE + 2, SIZE)

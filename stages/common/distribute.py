@@ -19,7 +19,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from stages.errors import UserError
+from stages.common.errors import UserError
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -109,7 +109,7 @@ def make_strategy(name: str, local: bool = False) -> "tf.distribute.Strategy":
         return tf.distribute.MirroredStrategy()
     if task_in_cluster() is None:
         raise UserError("distribute.strategy is multi_worker but TF_CONFIG is not set: set it on every worker "
-                        "(README, Scaling out), or use -S distribute.strategy=auto")
+                        "(docs/scaling.md), or use -S distribute.strategy=auto")
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     _reduce_structures(strategy)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.metrics import (METRIC_NAMES, _weighted_auc, bootstrap_intervals, classification_metrics,
-                            delong_test, mcnemar_test, roc_points)
+from stages.analysis.statistics import (METRIC_NAMES, _weighted_auc, bootstrap_intervals, classification_metrics,
+                                        delong_test, mcnemar_test, roc_points)
 
 # 4 positives (Male, 1) and 6 negatives (Female, 0).
 LABELS = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import sample
-from stages.config import SampleParams
-from stages.errors import UserError
+from stages.common.config import SampleParams
+from stages.common.errors import UserError
+from stages.images import offline_sample
 from tests.helpers import hashes
 
 PARAMS = SampleParams(seed=11, train_per_class=6, val_per_class=5, unlabeled=2,
@@ -22,7 +22,7 @@ WOMEN = 4
 
 def generate_both(root: Path, params: SampleParams = PARAMS) -> Path:
     for name in ("trainval", "test"):
-        sample.generate(name, root / name, params)
+        offline_sample.generate(name, root / name, params)
     return root
 
 
@@ -133,14 +133,14 @@ def test_image_counts_match_params(tree):
 @pytest.mark.parametrize(("total", "fraction", "men"), [(12, 0.65, 8), (20, 0.5, 10), (3, 0.2, 1)])
 def test_test_male_fraction(tmp_path, total, fraction, men):
     params = PARAMS.model_copy(update={"test_images": total, "test_male_fraction": fraction})
-    sample.generate("test", tmp_path, params)
+    offline_sample.generate("test", tmp_path, params)
     assert len(images_in(tmp_path / "faces/man")) == men
     assert len(images_in(tmp_path / "faces/woman")) == total - men
 
 
 @pytest.mark.parametrize("sizes", [[250, 640], [64, 64]])
 def test_test_photo_sizes_follow_params(tmp_path, sizes):
-    sample.generate("test", tmp_path, PARAMS.model_copy(update={"test_sizes": sizes}))
+    offline_sample.generate("test", tmp_path, PARAMS.model_copy(update={"test_sizes": sizes}))
     shapes = []
     for path in images_in(tmp_path / "faces/man") + images_in(tmp_path / "faces/woman"):
         with Image.open(path) as image:
@@ -155,9 +155,9 @@ def test_test_photo_sizes_follow_params(tmp_path, sizes):
 
 def test_generated_files_do_not_depend_on_the_number_of_processes(tmp_path, monkeypatch):
     params = PARAMS.model_copy(update={"train_per_class": 450})     # enough for two workers
-    sample.generate("trainval", tmp_path / "two", params)
-    monkeypatch.setattr(sample.os, "cpu_count", lambda: 1)
-    sample.generate("trainval", tmp_path / "one", params)
+    offline_sample.generate("trainval", tmp_path / "two", params)
+    monkeypatch.setattr(offline_sample.os, "cpu_count", lambda: 1)
+    offline_sample.generate("trainval", tmp_path / "one", params)
     assert hashes(tmp_path / "two") == hashes(tmp_path / "one")
 
 
@@ -219,7 +219,7 @@ def test_different_seeds_differ(tree, tmp_path):
 def test_more_images_keep_the_first_ones(tree, tmp_path):
     # Each image depends on its place alone: asking for more adds images, it changes none.
     bigger = PARAMS.model_copy(update={"train_per_class": PARAMS.train_per_class + 2})
-    sample.generate("trainval", tmp_path, bigger)
+    offline_sample.generate("trainval", tmp_path, bigger)
     first, second = hashes(tree / "trainval"), hashes(tmp_path)
     for name, digest in first.items():
         assert second[name] == digest, name
@@ -254,16 +254,16 @@ def test_no_pixel_level_leak_between_train_and_test(tree):
 
 def test_unknown_dataset_is_a_user_error(tmp_path):
     with pytest.raises(UserError) as caught:
-        sample.generate("validation", tmp_path, PARAMS)
+        offline_sample.generate("validation", tmp_path, PARAMS)
     assert "'validation'" in str(caught.value)
     assert "trainval" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_draw_face_is_seeded():
-    a = sample.draw_face(np.random.default_rng(3), "Female", sample.TEST_STUDIO)
-    b = sample.draw_face(np.random.default_rng(3), "Female", sample.TEST_STUDIO)
-    c = sample.draw_face(np.random.default_rng(4), "Female", sample.TEST_STUDIO)
+    a = offline_sample.draw_face(np.random.default_rng(3), "Female", offline_sample.TEST_STUDIO)
+    b = offline_sample.draw_face(np.random.default_rng(3), "Female", offline_sample.TEST_STUDIO)
+    c = offline_sample.draw_face(np.random.default_rng(4), "Female", offline_sample.TEST_STUDIO)
     assert a.tobytes() == b.tobytes() and a.size == b.size
     assert a.tobytes() != c.tobytes()
     assert a.mode == "RGB"

@@ -14,8 +14,8 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import BaseModel
 
-from stages.config import METRICS_DIR
-from stages.jsonfile import JsonFile
+from stages.common.config import METRICS_DIR
+from stages.contracts.jsonfile import JsonFile
 
 
 class DatasetProvenance(BaseModel):

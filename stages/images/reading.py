@@ -24,9 +24,9 @@ DEFAULT_MAX_PIXELS = 25_000_000
 
 # A big JPEG is decoded already scaled down by 2, 4 or 8 (libjpeg's DCT scaling, Pillow's draft
 # mode), but never below this many times the output size on either side; the final resize then
-# averages what is left. 1: a 250-640 px photo decodes at 100-200 px, about twice as fast as whole
-# (prepare's largest cost at real scale), and the 100x100 result differs from a full-size decode by
-# 0.9 grey levels on average (README, Benchmark). Photos under twice the output size decode whole.
+# averages what is left. 1: a 250-640 px photo decodes at 100-200 px, faster than whole (decoding is
+# prepare's largest cost at real scale), and the 100x100 result barely differs from a full-size decode
+# (both measured: docs/benchmark.md). Photos under twice the output size decode whole.
 DRAFT_MARGIN = 1
 
 # Modes whose samples are wider than 8 bits: mapped to 8-bit grey by to_rgb (see there).

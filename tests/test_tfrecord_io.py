@@ -20,15 +20,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from stages import tfrecords  # noqa: E402
-from stages.contracts import PreparedSplit, TfrecordsManifest, read_prepared  # noqa: E402
-from stages.errors import UserError  # noqa: E402
-from stages.records import decode_example, encode_example, load_split, shard_name, write_shards  # noqa: E402
+from stages.common.errors import UserError  # noqa: E402
+from stages.contracts.manifests import TfrecordsManifest  # noqa: E402
+from stages.contracts.prepared import PreparedSplit, read_prepared
+from stages.contracts.tfrecord_io import decode_example, encode_example, load_split, shard_name, write_shards  # noqa: E402
 from tests.helpers import (  # noqa: E402
     CLASSES,
     RECORD_COUNTS,
     RECORD_SEED,
-    SHARD_SIZE,
     ROOT,
+    SHARD_SIZE,
     SIZE,
     face_png,
     hashes,
@@ -265,6 +266,7 @@ def tfrecords_in_new_processes(projects: list[Path]) -> list[dict[str, str]]:
     return [hashes(project / "data" / "tfrecords") for project in projects]
 
 
+@pytest.mark.e2e
 def test_same_bytes_in_separate_processes(stage_output, tmp_path):
     """Same prepared tree and params, separate processes: byte-identical shards (issue 9). Protobuf
     orders an Example's feature map differently from process to process unless told to be deterministic;

@@ -10,7 +10,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
-from stages.errors import UserError
+from stages.common.errors import UserError
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -94,7 +94,7 @@ class SplitSource(ParamsSection):
 class PrepareParams(ParamsSection):
     image_size: int = Field(ge=32, le=1024)
     # Most pixels (width x height, from the header) an image may declare; larger ones are skipped
-    # before decoding (stages/images.py, DEFAULT_MAX_PIXELS). strict: 2.5e7 or "25000000" is a typo.
+    # before decoding (stages/images/reading.py, DEFAULT_MAX_PIXELS). strict: 2.5e7 or "25000000" is a typo.
     max_pixels: int = Field(ge=1, strict=True)
     # An image whose pixels appear both in train and in val or test: drop the training copy.
     drop_duplicates: bool
@@ -152,11 +152,11 @@ class FeaturesParams(ParamsSection):
 
 
 class DistributeParams(ParamsSection):
-    strategy: Literal["auto", "default", "mirrored", "multi_worker"]   # stages/distribute.py
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"]   # stages/common/distribute.py
 
 
 class BootstrapParams(ParamsSection):
-    """The interval around every metric: a stratified bootstrap over the images (stages/metrics.py)."""
+    """The interval around every metric: a stratified bootstrap over the images (stages/analysis/statistics.py)."""
 
     resamples: int = Field(ge=0)                           # 0: no intervals
     level: float = Field(gt=0, lt=1)                       # 0.95: the 2.5th to 97.5th percentile
@@ -164,7 +164,7 @@ class BootstrapParams(ParamsSection):
 
 
 class ExplainParams(ParamsSection):
-    """The test images evaluate shows heat maps for (stages/explain.py)."""
+    """The test images evaluate shows heat maps for (stages/analysis/heatmaps.py)."""
 
     images: int = Field(ge=0, le=50)                       # most confident mistakes, and correct answers per class
     method: Literal["auto", "gradcam", "occlusion"]        # auto: Grad-CAM where it applies, else occlusion
@@ -196,7 +196,7 @@ class Params(ParamsSection):
     tfrecords: TfrecordsParams
     features: FeaturesParams
     # One section per model, checked against its module's Params when a stage asks for the model
-    # (stages.models.family): the loader stays free of Keras.
+    # (stages.modelkit.family): the loader stays free of Keras.
     train: dict[Annotated[str, StringConstraints(pattern=MODEL_NAME)], dict[str, Any]] = Field(min_length=1)
     distribute: DistributeParams
     evaluate: EvaluateParams

@@ -203,10 +203,10 @@ def side_by_side(image: np.ndarray, heat: np.ndarray, gap: int = 2) -> np.ndarra
 
 
 def write_explanation(path, image: np.ndarray, heat: np.ndarray) -> None:
-    """Save side_by_side(image, heat) as a PNG at `path`, written whole (fsutil.atomic_file)."""
+    """Save side_by_side(image, heat) as a PNG at `path`, written whole (atomic_files.atomic_file)."""
     from PIL import Image
 
-    from stages.fsutil import atomic_file
+    from stages.common.atomic_files import atomic_file
 
     with atomic_file(path, "wb") as handle:
         Image.fromarray(side_by_side(image, heat)).save(handle, format="PNG")

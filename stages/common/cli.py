@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from stages.errors import UserError
-from stages.fsutil import sweep_stale
-
+from stages.common.atomic_files import sweep_stale
+from stages.common.errors import UserError
 
 # What a full or read-only disk, or missing permissions, raise: the user's to fix, shown as one line.
 DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

@@ -1,6 +1,6 @@
 """A JSON file passed between stages: one typed definition, read with one-line errors, written atomically.
 
-Its own small module (not contracts.py) so that the download stage, whose reruns cost a download,
+Its own small module, apart from the other contracts, so that the download stage, whose reruns cost a download,
 depends on nothing that changes with the other stages' files.
 """
 
@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from stages.errors import UserError
-from stages.fsutil import json_text, write_text_atomic
+from stages.common.atomic_files import json_text, write_text_atomic
+from stages.common.errors import UserError
 
 
 def missing(path: Path, stage: str) -> UserError:

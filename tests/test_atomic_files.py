@@ -11,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stages import fsutil
-from stages.fsutil import (
-    recover_interrupted,
-    replace_dir,
-    staged_dir,
-    write_bytes_atomic,
-    write_json_atomic,
-    write_zip,
-)
+from stages.common import atomic_files
+from stages.common.atomic_files import (recover_interrupted, replace_dir, staged_dir, write_bytes_atomic,
+                                        write_json_atomic, write_zip)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -234,7 +228,7 @@ def test_write_bytes_atomic_failure_keeps_old_file(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(fsutil.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic_files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk on fire"):
         write_bytes_atomic(path, b"new")
     monkeypatch.undo()

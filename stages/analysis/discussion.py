@@ -1,0 +1,179 @@
+"""The report's words: the discussion, generated from the numbers (which model leads where, the drop from
+validation to the cross-dataset test, who gets which class wrong; a difference is called significant
+or not only from compare's paired tests, never from a fixed gap), then ethics and limitations, and
+what more compute would allow."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from stages.analysis.document import Bullets, Paragraph, Section
+from stages.analysis.figures import SPLIT_TITLES
+from stages.common.config import EVALUATED_SPLITS, Params
+from stages.contracts.comparison import Comparison
+from stages.contracts.evaluation import ModelMetrics, SplitMetrics
+
+SIGNIFICANCE = 0.05   # the level at which the discussion calls a paired test's difference significant
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A metric for a table: 3 decimals, or n/a where it is undefined."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def class_error_rates(split_metrics: SplitMetrics, classes: Sequence[str]) -> dict[str, float | None]:
+    """Share of each class's images that are misclassified: 1 - specificity (class 0), 1 - sensitivity (class 1)."""
+    rates = {}
+    for name, recall in ((classes[0], split_metrics.specificity), (classes[1], split_metrics.sensitivity)):
+        rates[name] = None if recall is None else 1 - recall
+    return rates
+
+
+def value(metrics: ModelMetrics, split: str, metric: str) -> float | None:
+    """One model's value of `metric` on `split` (None where undefined)."""
+    return getattr(metrics.split(split), metric)
+
+
+def ranking(results: dict[str, ModelMetrics], split: str, metric: str = "roc_auc") -> list[str]:
+    """The models with a value of `metric` on `split`, best first."""
+    scored = {name: value(m, split, metric) for name, m in results.items() if value(m, split, metric) is not None}
+    return sorted(scored, key=lambda name: -scored[name])
+
+
+def verdict(p_value: float, test: str) -> str:
+    """"significant at 5% (DeLong's test, p = 0.003)", from the test's p-value alone."""
+    word = "significant" if p_value < SIGNIFICANCE else "not significant"
+    return f"{word} at {SIGNIFICANCE:.0%} ({test}, p = {p_value:.2g})"
+
+
+def paired_findings(comparison: Comparison) -> list:
+    """Per split, every model against the reference on the same images, called from the paired tests."""
+    blocks: list = []
+    reference = comparison.reference
+    for split in EVALUATED_SPLITS:
+        items = []
+        for model in comparison.models:
+            test = comparison.paired(split, model, reference) if model != reference else None
+            if test is None or test.roc_auc_p_value is None:
+                continue
+            sign = 1 if test.first == model else -1
+            items.append(f"{model}: ROC AUC {signed(sign * test.roc_auc_difference)}, "
+                         f"{verdict(test.roc_auc_p_value, 'DeLong')}; accuracy {signed(sign * test.accuracy_difference)}, "
+                         f"{verdict(test.accuracy_p_value, 'McNemar')}.")
+        if items:
+            blocks += [Paragraph(f"Against the {reference} on the same {SPLIT_TITLES[split]} images (paired tests):"),
+                       Bullets(items)]
+    return blocks
+
+
+def discussion(results: dict[str, ModelMetrics], classes: Sequence[str], test_share: dict[str, float],
+               comparison: Comparison | None = None) -> list:
+    """Paragraphs and bullets drawn from the metrics: best models, the val-to-test drop, per-class errors;
+    differences called significant or not only from compare's paired tests."""
+    blocks: list = []
+    names = list(results)
+    best_by_split = {}
+    for split in EVALUATED_SPLITS:
+        order = ranking(results, split)
+        if not order:
+            continue
+        best = best_by_split[split] = order[0]
+        others = ", ".join(f"{n} {fmt(value(results[n], split, 'roc_auc'))}" for n in order[1:])
+        blocks.append(Paragraph(
+            f"On the {SPLIT_TITLES[split]} split the best model by ROC AUC is {best} "
+            f"({results[best].description}) with {fmt(value(results[best], split, 'roc_auc'))}"
+            + (f", ahead of {others}." if others else ".")))
+    best_val, best_test = best_by_split.get("val"), best_by_split.get("test")
+    if best_val and best_test and best_val != best_test:
+        gap = value(results[best_test], "test", "roc_auc") - value(results[best_val], "test", "roc_auc")
+        test = comparison.paired("test", best_test, best_val) if comparison else None
+        if test is not None and test.roc_auc_p_value is not None:
+            caution = (f" On the test images the gap is {fmt(gap)} AUC, {verdict(test.roc_auc_p_value, 'DeLong')}"
+                       + (": validation alone would have picked a weaker model for new data."
+                          if test.roc_auc_p_value < SIGNIFICANCE else ": the two may well be equally good there."))
+        else:
+            caution = f" On the test images the gap is {fmt(gap)} AUC (no paired test available: run compare)."
+        blocks.append(Paragraph(f"The ranking changes between the splits: {best_val} leads on validation but "
+                                f"{best_test} on the cross-dataset test.{caution}"))
+    if comparison is not None:
+        blocks += paired_findings(comparison)
+    drops = {}
+    items = []
+    for name in names:
+        val, test = results[name].val, results[name].test
+        auc_drop = None if None in (val.roc_auc, test.roc_auc) else val.roc_auc - test.roc_auc
+        accuracy_drop = None if None in (val.accuracy, test.accuracy) else val.accuracy - test.accuracy
+        drops[name] = auc_drop
+        items.append(f"{name}: ROC AUC {fmt(val.roc_auc)} on validation, {fmt(test.roc_auc)} on test "
+                     f"(drop {fmt(auc_drop)}); accuracy {fmt(val.accuracy)} to {fmt(test.accuracy)} "
+                     f"(drop {fmt(accuracy_drop)}).")
+    losing = sum(1 for drop in drops.values() if drop is not None and drop > 0)
+    who = "every model loses" if losing == len(drops) else f"{losing} of {len(drops)} models lose"
+    blocks.append(Paragraph("From validation to the cross-dataset test (another source of faces, never seen "
+                            f"in training) {who} ground:"))
+    blocks.append(Bullets(items))
+    known = {name: drop for name, drop in drops.items() if drop is not None}
+    if len(known) > 1:
+        steadiest, largest = min(known, key=known.get), max(known, key=known.get)
+        blocks.append(Paragraph(f"{steadiest} transfers best to the new source (AUC drop {fmt(known[steadiest])}); "
+                                f"{largest} the worst ({fmt(known[largest])})."))
+    errors = []
+    for name in names:
+        for split in EVALUATED_SPLITS:
+            rates = class_error_rates(results[name].split(split), classes)
+            if None in rates.values():
+                continue
+            worse = max(rates, key=rates.get)
+            errors.append(f"{name}, {SPLIT_TITLES[split]}: {percent(rates[classes[0]])} of {classes[0]} and "
+                          f"{percent(rates[classes[1]])} of {classes[1]} images misclassified; "
+                          f"{worse} is wrong more often.")
+    blocks.append(Paragraph("Per-class error rates (the share of each class's images given the other label):"))
+    blocks.append(Bullets(errors))
+    majority = max(test_share, key=test_share.get)
+    blocks.append(Paragraph(
+        f"The test source is {percent(test_share[majority])} {majority}. Accuracy and precision move with that "
+        "share, so compare models across the two splits by ROC AUC and the per-class rates, which do not."))
+    return blocks
+
+
+def ethics_section(params: Params, test_share: dict[str, float]) -> Section:
+    majority = max(test_share, key=test_share.get)
+    items = [
+        "Gender is not binary and is not something a face shows: these models learn to reproduce the two labels "
+        "in the datasets, which are annotators' perceptions of presentation, not anyone's gender identity. "
+        "Non-binary and transgender people are misclassified by construction.",
+        "Consent and provenance: the Kaggle datasets are faces collected from the web, mostly without the "
+        "consent of the people shown; their licences and origins are not fully documented.",
+        f"Class imbalance: the test source is {percent(test_share[majority])} {majority}, so accuracy and precision "
+        "there partly reflect that share; the per-class error rates above show who bears the errors.",
+        "Misuse: automatic gender inference enables surveillance, targeted advertising and exclusion from "
+        "services; a model like this should not be deployed to make decisions about people.",
+        "What the numbers do not show: error rates by age, skin tone, image quality or any other group (the data "
+        "carries no such labels), or how the models behave on faces unlike the two sources.",
+    ]
+    blocks: list = [Bullets(items)]
+    if params.download.source == "sample":
+        blocks.insert(0, Paragraph("These results come from the synthetic sample, not from photographs of people: "
+                                   "they show that the pipeline works end to end, nothing about real faces."))
+    return Section("ethics", "Ethics and limitations", blocks)
+
+
+def compute_section(params: Params, model_ideas: list[str]) -> Section:
+    """What more compute would allow, drawn from the current configuration and each model's own ideas."""
+    items = []
+    if params.download.source == "sample":
+        items.append("Run on the real datasets (download.source: kaggle) instead of the synthetic sample.")
+    items += model_ideas
+    items.append(f"A larger input than {params.prepare.image_size}x{params.prepare.image_size} "
+                 "(prepare.image_size; VGG16 was trained at 224x224).")
+    items.append("Several seeds per model (train.<model>.seed): the intervals and paired tests here measure the "
+                 "uncertainty from the images, not from training (each model is a single run).")
+    return Section("compute", "What more compute would allow", [Bullets(items)])

@@ -1,0 +1,66 @@
+"""What compare hands over: metrics/comparison.json (every model against the reference, the paired tests)
+and plots/compare/roc_<split>.csv (every model's ROC points on one chart)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Optional
+
+import pandas as pd
+from pydantic import BaseModel
+
+from stages.common.config import METRICS_DIR, PLOTS_DIR
+from stages.contracts.jsonfile import JsonFile
+from stages.contracts.tables import write_csv
+
+
+class PairedTest(BaseModel):
+    """Two models on the same images: DeLong's test of their ROC AUCs, McNemar's of their accuracies
+    (stages/analysis/statistics.py). Differences are first minus second."""
+
+    first: str
+    second: str
+    images: int
+    roc_auc_difference: Optional[float]
+    roc_auc_standard_error: Optional[float]
+    roc_auc_p_value: Optional[float]                       # None: one class only
+    accuracy_difference: float
+    only_first_right: int
+    only_second_right: int
+    accuracy_p_value: float
+
+
+class Comparison(JsonFile):
+    """metrics/comparison.json (git): per split and metric, every model's value and, for each other
+    model, "<model>_minus_<reference>"; per split, a paired test for every pair of models,
+    "<first>_vs_<second>" (the reference second)."""
+
+    written_by: ClassVar[str] = "compare"
+    path: ClassVar[Path] = METRICS_DIR / "comparison.json"
+
+    reference: str
+    models: dict[str, str]                                  # name -> description
+    val: dict[str, dict[str, Optional[float]]]
+    test: dict[str, dict[str, Optional[float]]]
+    tests: dict[str, dict[str, PairedTest]] = {}            # split -> "<first>_vs_<second>" -> test
+
+    def paired(self, split: str, first: str, second: str) -> Optional[PairedTest]:
+        """The test of `first` against `second` on a split, whichever way round it was stored."""
+        return self.tests.get(split, {}).get(f"{first}_vs_{second}") or self.tests.get(split, {}).get(
+            f"{second}_vs_{first}")
+
+    def split(self, name: str) -> dict[str, dict[str, Optional[float]]]:
+        return getattr(self, name)
+
+
+# All models' ROC points on one chart per split (DVC template roc_by_model).
+ROC_BY_MODEL_COLUMNS = ("model", "fpr", "tpr")
+
+
+def roc_by_model_file(split: str, root: Path = PLOTS_DIR / "compare") -> Path:
+    """plots/compare/roc_<split>.csv (git)."""
+    return Path(root) / f"roc_{split}.csv"
+
+
+def write_roc_by_model(split: str, table: pd.DataFrame, root: Path = PLOTS_DIR / "compare") -> None:
+    write_csv(roc_by_model_file(split, root), table, ROC_BY_MODEL_COLUMNS)

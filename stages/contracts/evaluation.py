@@ -1,0 +1,139 @@
+"""What evaluate hands over: metrics/evaluate/<name>.json, plots/roc/<name>/, plots/confusion/<name>/ (git)
+and data/evaluate/<name>/ (predictions per image, figures, heat maps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Optional
+
+import pandas as pd
+from pydantic import BaseModel
+
+from stages.common.config import EVALUATE_DIR, METRICS_DIR, PLOTS_DIR
+from stages.contracts.jsonfile import JsonFile
+from stages.contracts.tables import ModelOutputs, read_csv, write_csv
+
+
+class Bounds(BaseModel):
+    low: float
+    high: float
+
+
+class SplitMetrics(BaseModel):
+    """Male (label 1) is the positive class; a value undefined on the data (no positives, say) is None.
+    interval: each metric's bootstrap interval (ModelMetrics.bootstrap says which), None where undefined."""
+
+    accuracy: Optional[float]
+    sensitivity: Optional[float]
+    specificity: Optional[float]
+    precision: Optional[float]
+    f1: Optional[float]
+    roc_auc: Optional[float]
+    n: int
+    interval: dict[str, Optional[Bounds]] = {}
+
+
+class BootstrapInfo(BaseModel):
+    """How the intervals were made: evaluate.bootstrap at the time."""
+
+    level: float
+    resamples: int
+    seed: int
+
+
+class ModelMetrics(JsonFile):
+    """metrics/evaluate/<name>.json (git): the model's description and its metrics per evaluated split."""
+
+    written_by: ClassVar[str] = "evaluate"
+
+    description: str
+    bootstrap: Optional[BootstrapInfo] = None     # None: no intervals (evaluate.bootstrap.resamples 0)
+    val: SplitMetrics
+    test: SplitMetrics
+
+    @staticmethod
+    def path(name: str, root: Path = METRICS_DIR / "evaluate") -> Path:
+        return Path(root) / f"{name}.json"
+
+    def split(self, name: str) -> SplitMetrics:
+        return getattr(self, name)
+
+
+# Per image: its prepared file, actual and predicted class names, P(class 1).
+PREDICTION_COLUMNS = ("file", "actual", "predicted", "probability")
+# One row per test image with a heat map: group is "mistake" or "correct", figure is its PNG's name
+# inside the model's data/evaluate folder, method the one that made the map (stages/analysis/heatmaps.py).
+EXPLANATION_COLUMNS = ("group", "file", "actual", "predicted", "probability", "method", "figure")
+ROC_COLUMNS = ("fpr", "tpr", "threshold")
+CONFUSION_COLUMNS = ("actual", "predicted", "count")
+
+
+class SplitCsvs(ModelOutputs):
+    """A per-model folder of one small CSV per evaluated split, <split>.csv, with fixed columns."""
+
+    columns: ClassVar[tuple[str, ...]]
+
+    def file(self, split: str) -> Path:
+        return self.root / f"{split}.csv"
+
+    def write(self, split: str, table: pd.DataFrame) -> None:
+        write_csv(self.file(split), table, self.columns)
+
+    def read(self, split: str) -> pd.DataFrame:
+        return read_csv(self.file(split), self.columns, "evaluate")
+
+
+class RocCurves(SplitCsvs):
+    """plots/roc/<name>/<split>.csv (git): ROC points, thinned to the corners that shape the curve."""
+
+    parent: ClassVar[Path] = PLOTS_DIR / "roc"
+    columns: ClassVar[tuple[str, ...]] = ROC_COLUMNS
+
+
+class ConfusionCounts(SplitCsvs):
+    """plots/confusion/<name>/<split>.csv (git): images per (actual, predicted) class pair: four rows,
+    whatever the number of images (DVC template confusion_counts)."""
+
+    parent: ClassVar[Path] = PLOTS_DIR / "confusion"
+    columns: ClassVar[tuple[str, ...]] = CONFUSION_COLUMNS
+
+
+class EvaluationDir(ModelOutputs):
+    """data/evaluate/<name>/ (DVC cache): per-image predictions per split (as many rows as images, too
+    many for git at real scale) and the PNG figures the report shows."""
+
+    parent: ClassVar[Path] = EVALUATE_DIR
+
+    def predictions(self, split: str) -> Path:
+        return self.root / f"predictions_{split}.csv"
+
+    def confusion_figure(self, split: str) -> Path:
+        return self.root / f"confusion_{split}.png"
+
+    @property
+    def learning_curves_figure(self) -> Path:
+        return self.root / "learning_curves.png"
+
+    @property
+    def roc_figure(self) -> Path:
+        return self.root / "roc.png"
+
+    def write_predictions(self, split: str, rows: pd.DataFrame) -> None:
+        write_csv(self.predictions(split), rows, PREDICTION_COLUMNS)
+
+    def read_predictions(self, split: str) -> pd.DataFrame:
+        return read_csv(self.predictions(split), PREDICTION_COLUMNS, "evaluate")
+
+    @property
+    def explanations(self) -> Path:
+        return self.root / "explanations.csv"
+
+    def explanation_figure(self, group: str, label: str, rank: int) -> Path:
+        """explain/<group>_<label>_<rank>.png: the test image beside its heat map."""
+        return self.root / "explain" / f"{group}_{label}_{rank}.png"
+
+    def write_explanations(self, rows: pd.DataFrame) -> None:
+        write_csv(self.explanations, rows, EXPLANATION_COLUMNS)
+
+    def read_explanations(self) -> pd.DataFrame:
+        return read_csv(self.explanations, EXPLANATION_COLUMNS, "evaluate")
