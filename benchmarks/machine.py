@@ -1,13 +1,12 @@
 """The machine a figure was measured on: CPU model, the vector and matrix flags speed depends on,
-cores, memory, Python. Every results file (results.json, timings.json) records it beside its figures."""
+cores, memory, Python. Every results file (results.json, timings.json) records it beside its figures.
+Standard library only: benchmarks/timings.py runs before the environment is installed."""
 
 from __future__ import annotations
 
 import os
 import platform
 from pathlib import Path
-
-import psutil
 
 # The /proc/cpuinfo flags that change this project's speed: AVX2 and AVX-512 for float32 kernels;
 # native bfloat16 (avx512_bf16, amx_bf16) for the transfer model's base in bfloat16, emulated without.
@@ -30,4 +29,4 @@ def machine() -> dict:
     """This machine, as the results files record it."""
     model, flags = cpu_info()
     return {"cpu": model, "flags": flags, "cores": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version()}
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1), "python": platform.python_version()}
