@@ -1,0 +1,245 @@
+"""The generated blocks of the docs: tables and examples rendered whole from the results files."""
+
+from __future__ import annotations
+
+import string
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from docs.sources import (Measured, RenderError, Sources, cpu, date, formatted, minutes, step,
+                          with_article)
+
+
+class _Shows(string.Formatter):
+    """str.format for measured.yaml's `shows`: a list is its items in the spec, joined."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, list):
+            if len(value) == 2 and all(isinstance(item, (int, float)) for item in value) and format_spec:
+                return "-".join(format(item, format_spec) for item in value)
+            return ", ".join(self.format_field(item, format_spec) for item in value)
+        return format(value, format_spec)
+
+
+def shows(entry: Measured) -> str:
+    """A measured entry's figures in its own words (its `shows`)."""
+    return _Shows().format(entry.entry["shows"], **entry)
+
+
+def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    rule = [("---:" if kind == "r" else "---") for kind in (align or "l" * len(header))]
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|", *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def _gib(mb: float) -> str:
+    return f"{mb / 1024:.2f} GiB"   # results.json's MB are MiB, as benchmarks/report.py reads them
+
+
+def block_measured(sources: Sources, ids: str) -> list[str]:
+    """A table of benchmarks/measured.yaml entries (what, how and on what, the figures), naming their machines."""
+    entries = [step(sources["measured"], name) for name in ids.split(",")]
+    machines = {cpu(entry) for entry in entries}
+    header, align = ["", "measured", "result"], "lll"
+    if len(machines) > 1:
+        header, align = header + ["when, where"], align + "l"
+    rows = []
+    for entry in entries:
+        row = [entry.entry.get("label", entry.entry["id"]), f"{entry.entry['what'].rstrip('.')}; {entry.entry['data']}",
+               shows(entry)]
+        if len(machines) > 1:
+            row.append(f"{date(entry)}, {cpu(entry)}")
+        rows.append(row)
+    lines = _table(header, rows, align)
+    if len(machines) == 1:
+        dates = sorted({date(entry) for entry in entries})
+        lines += ["", f"Measured {' and '.join(dates)} on {with_article(machines.pop())}; each entry, with the commit "
+                      "that introduced it, is in [benchmarks/measured.yaml](../benchmarks/measured.yaml)."]
+    return lines
+
+
+def block_bench_stages(sources: Sources) -> list[str]:
+    """The latest scale-1 benchmark run, stage by stage, naming its machine."""
+    run = sources["bench1"]
+    total = sum(run["images"].values())
+    rows = [[stage["stage"], _secs(stage["wall_s"]), _secs(stage["cpu_s"]), _gib(stage["peak_rss_tree_mb"]),
+             f"{stage['dvc_s']:.1f} s ({stage['dvc_pct']:.1f}%)"] for stage in run["stages"]]
+    rows.append(["**whole `dvc repro`**", f"**{run['repro']['wall_s'] / 60:.1f} min**",
+                 f"{run['repro']['cpu_s'] / 60:.0f} min", "", f"start-up {run['dvc_startup_s']:.0f} s"])
+    return [f"Measured {run['date']} on {with_article(cpu(run))}, {run['machine']['memory_gib']} GiB, no GPU; scale "
+            f"{run['scale']:g}: {total:,} images.", "",
+            *_table(["stage", "wall", "CPU", "peak RSS", "DVC after it"], rows, "lrrrr")]
+
+
+def block_bench_precision(sources: Sources) -> list[str]:
+    """The frozen base's precisions at scale 0.25: features stage, bare predict, transfer AUC."""
+    run = sources["bench025"]
+    bare = run["references"]["bare_predict"]
+    rows = []
+    for precision, values in run["precision"].items():
+        per_image = bare[precision]
+        rows.append([f"`{precision}`", _secs(values["features_wall_s"]), _secs(values["features_cpu_s"]),
+                     _gib(values["features_peak_rss_tree_mb"]),
+                     f"{per_image['wall_ms_per_image']:.0f} ms ({per_image['cpu_ms_per_image']:.0f} ms CPU)",
+                     f"{values['auc']['val']:.3f} / {values['auc']['test']:.3f}"])
+    return [f"Measured {run['date']} on {with_article(cpu(run))}; scale {run['scale']:g} "
+            f"({sum(run['images'].values()):,} images), each a full features stage and transfer model.", "",
+            *_table(["precision", "features wall", "features CPU", "peak RSS", "bare `predict` an image",
+                     "transfer AUC val / test"], rows, "lrrrrr")]
+
+
+def block_bench_history(sources: Sources) -> list[str]:
+    """The three scale-1 runs of 2026-11-29 side by side: the two replaced ones (measured.yaml), the latest."""
+    now = sources["bench1"]
+    stages = {stage["stage"]: stage for stage in now["stages"]}
+    refs = now["references"]
+    latest = {
+        "pipeline_minutes": now["repro"]["wall_s"] / 60, "repro_cpu_s": now["repro"]["cpu_s"],
+        "repro_log_bytes": now["repro"]["log_bytes"], "naive_prepare_wall_s": refs["naive_prepare"]["wall_s"],
+        "prepare_speedup": now["summary"]["prepare_speedup"],
+        "train_improved_wall_s": stages["train@improved"]["wall_s"], "features_wall_s": stages["features"]["wall_s"],
+        "features_peak_rss_tree_mb": stages["features"]["peak_rss_tree_mb"],
+        "train_transfer_peak_rss_tree_mb": stages["train@transfer"]["peak_rss_tree_mb"],
+        "tfrecords_wall_s": stages["tfrecords"]["wall_s"], "tfrecords_dvc_s": stages["tfrecords"]["dvc_s"],
+        "tfrecords_dvc_pct": stages["tfrecords"]["dvc_pct"], "compare_dvc_pct": stages["compare"]["dvc_pct"],
+        "report_wall_s": stages["report"]["wall_s"], "report_dvc_pct": stages["report"]["dvc_pct"],
+        **{f"evaluate_{model}_wall_s": stages[f"evaluate@{model}"]["wall_s"] for model in ("baseline", "improved", "transfer")},
+        "features_wall_ms_per_image": now["summary"]["features_wall_ms_per_image"],
+        "features_cpu_ms_per_image": now["summary"]["features_cpu_ms_per_image"],
+        "bare_predict_bfloat16_wall_ms": refs["bare_predict"]["bfloat16"]["wall_ms_per_image"],
+        "bare_predict_bfloat16_cpu_ms": refs["bare_predict"]["bfloat16"]["cpu_ms_per_image"],
+        "epoch_tfrecords_s": refs["epoch"]["tfrecords_s_per_epoch"],
+        "epoch_in_memory_s": refs["epoch"]["in_memory_s_per_epoch"], "epoch_ratio": refs["epoch"]["ratio"],
+    }
+    runs = [sources["measured"]["bench_1422"], sources["measured"]["bench_1638"], latest]
+    rows_spec = [
+        ("whole `dvc repro`", lambda r: f"{r['pipeline_minutes']:.1f} min ({r['repro_cpu_s'] / 60:.0f} min CPU)"),
+        ("prepare against the naive loop", lambda r: f"{r['prepare_speedup']:.2f}x (loop {r['naive_prepare_wall_s']:.0f} s)"),
+        ("train@improved, 20 epochs", lambda r: _secs(r["train_improved_wall_s"])),
+        ("a baseline epoch: TFRecords / numpy arrays",
+         lambda r: f"{r['epoch_tfrecords_s']:.1f} s / {r['epoch_in_memory_s']:.1f} s ({r['epoch_ratio']:.2f}x)"),
+        ("features, stage", lambda r: _secs(r["features_wall_s"])),
+        ("features, an image: stage / bare `predict` (wall)",
+         lambda r: f"{r['features_wall_ms_per_image']:.1f} / {r['bare_predict_bfloat16_wall_ms']:.1f} ms"),
+        ("features, an image: stage / bare `predict` (CPU)",
+         lambda r: f"{r['features_cpu_ms_per_image']:.1f} / {r['bare_predict_bfloat16_cpu_ms']:.1f} ms"),
+        ("evaluate@baseline, @improved, @transfer",
+         lambda r: ", ".join(f"{r[f'evaluate_{m}_wall_s']:.1f}" for m in ("baseline", "improved", "transfer")) + " s"),
+        ("tfrecords: stage, DVC after it", lambda r: f"{r['tfrecords_wall_s']:.1f} s, {r['tfrecords_dvc_s']:.1f} s ({r['tfrecords_dvc_pct']:.0f}%)"),
+        ("report: stage (DVC after it)", lambda r: f"{r['report_wall_s']:.1f} s ({r['report_dvc_pct']:.0f}%)"),
+        ("DVC after compare", lambda r: f"{r['compare_dvc_pct']:.0f}%"),
+        ("peak RSS: features, train@transfer",
+         lambda r: f"{_gib(r['features_peak_rss_tree_mb'])}, {_gib(r['train_transfer_peak_rss_tree_mb'])}"),
+        ("`dvc repro`'s log (not a terminal)", lambda r: f"{r['repro_log_bytes'] / 1000:.1f} KB"),
+    ]
+    header = ["2026-11-29, scale 1", f"{runs[0]['run']} (replaced)", f"{runs[1]['run']} (replaced)",
+              f"{now['date'][11:]} (results.json)"]
+    rows = [[label, *(render(r) for r in runs)] for label, render in rows_spec]
+    return [f"All three on {with_article(cpu(now))}; the replaced runs' figures are in "
+            "[benchmarks/measured.yaml](../benchmarks/measured.yaml) (`bench_1422`, `bench_1638`).", "",
+            *_table(header, rows, "lrrr")]
+
+
+def block_sample_results(sources: Sources) -> list[str]:
+    """The offline sample's metrics per model and split (metrics/), and the random-weights control."""
+    metrics = ["accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"]
+    rows = []
+    for model, values in sources["evaluate"].items():
+        for split in ("val", "test"):
+            rows.append([model, split, *(f"{values[split][name]:.3f}" for name in metrics)])
+    control = sources["measured"]["transfer_random_control"]
+    for split in ("val", "test"):
+        rows.append(["transfer, random weights (the control)", split, *(f"{control[split][name]:.3f}" for name in metrics)])
+    counts = sources["prepare"]["counts"]
+    names = "; ".join(f"{model}: {text}" for model, text in sources["comparison"]["models"].items())
+    return [f"Defaults ({counts['train']['total']:,} training, {counts['val']['total']:,} validation, "
+            f"{counts['test']['total']:,} test images), one run; {names}. The control row is "
+            f"`measured.transfer_random_control` ({date(control)}).", "",
+            *_table(["model", "split", "accuracy", "sensitivity", "specificity", "precision", "F1", "ROC AUC"], rows,
+                    "llrrrrrr")]
+
+
+def block_sample_tests(sources: Sources) -> list[str]:
+    """metrics/comparison.json's paired tests: every pair of models on the same images, per split."""
+    rows = []
+    for split in ("val", "test"):
+        for pair, test in sources["comparison"]["tests"][split].items():
+            rows.append([split, f"{test['first']} − {test['second']}", f"{test['roc_auc_difference']:+.3f}",
+                         formatted(test["roc_auc_p_value"], ".1e" if test["roc_auc_p_value"] < 0.001 else ".3f"),
+                         f"{test['accuracy_difference']:+.3f}",
+                         formatted(test["accuracy_p_value"], ".1e" if test["accuracy_p_value"] < 0.001 else ".3f")])
+    return _table(["split", "pair", "ROC AUC difference", "DeLong p", "accuracy difference", "McNemar p"], rows,
+                  "llrrrr")
+
+
+def block_push_sizes(sources: Sources) -> list[str]:
+    """What a push holds at the real data's scale (measured.yaml) and what it costs to rebuild (bench1)."""
+    sizes, run = sources["measured"]["push_sizes"], sources["bench1"]
+    walls = {stage["stage"]: stage["wall_s"] for stage in run["stages"]}
+
+    def minutes(*names: str) -> str:
+        return ", ".join(f"{walls[name] / 60:.1f}" for name in names) + " min"
+
+    rows = [["`data/raw`", f"{sizes['raw_mb']} MB (the corpus; the real archives are what Kaggle serves)", "download", "network"],
+            ["`data/prepared`", f"{sizes['prepared_mb']} MB", "prepare", _secs(walls["prepare"])],
+            ["`data/tfrecords`", f"{sizes['tfrecords_mb']} MB", "tfrecords", _secs(walls["tfrecords"])],
+            ["`data/features`", f"{sizes['features_bfloat16_gb']} GB (bfloat16)", "features", minutes("features")],
+            ["`models/`", f"{sizes['models_mb']} MB", "train@baseline, @improved, @transfer",
+             minutes("train@baseline", "train@improved", "train@transfer")],
+            ["`data/evaluate/`, `reports/`", f"{sizes['evaluate_and_reports_mb']} MB", "evaluate, report",
+             _secs(sum(wall for name, wall in walls.items() if name.startswith("evaluate@") or name == "report"))]]
+    return [f"Sizes: `measured.push_sizes` ({date(sizes)}, {cpu(sizes)}); rebuild times: the benchmark of "
+            f"{run['date']} on {with_article(cpu(run))}.", "",
+            *_table(["output", "size", "rebuilt by", "time"], rows, "lrlr")]
+
+
+def block_timings(sources: Sources) -> list[str]:
+    """Every timing of a user-facing command in benchmarks/timings.json, newest first."""
+    rows = []
+    for run in sorted(sources["timings"]["runs"], key=lambda run: run["date"], reverse=True):
+        install = {True: "yes", False: "no"}.get(run.get("includes_install"), "not recorded")
+        rows.append([f"`{run['command']}`", minutes(run), install, run.get("result") or "", run["date"], cpu(run),
+                     run["source"]])
+    return _table(["command", "took", "install included", "result", "date", "machine", "source"], rows, "lrlllll")
+
+
+def block_real_plan(sources: Sources) -> list[str]:
+    """`make real-plan`'s output for the recorded example, printed by stages/plan.py's own code."""
+    from stages import plan   # its imports are light (no TensorFlow): one way to format the plan
+
+    example = sources["measured"]["real_plan_example"]
+    run = sources["bench1"]
+    params = plan.real_params()
+    infos = {name: SimpleNamespace(slug=dataset.slug, version=example["version"], last_updated=example["updated"],
+                                   # under 0.05 GB prints as the example's 0.0 GB; 0 would print "not reported"
+                                   total_bytes=max(1, int(example["archive_gb"] * plan.GB)), license=example["licence"])
+             for name, dataset in params.download.datasets.items()}
+    lines, _ = plan.plan_lines(infos, params, int(example["free_gb"] * plan.GB), run, example["cores_here"], True)
+    return ["```console", "$ make real-plan", *lines, "```"]
+
+
+BLOCKS: dict[str, Callable[..., list[str]]] = {
+    "measured": block_measured,
+    "bench-stages": block_bench_stages,
+    "bench-precision": block_bench_precision,
+    "bench-history": block_bench_history,
+    "sample-results": block_sample_results,
+    "sample-tests": block_sample_tests,
+    "push-sizes": block_push_sizes,
+    "timings": block_timings,
+    "real-plan": block_real_plan,
+}
+
+
+def block(name: str, args: str, sources: Sources) -> str:
+    """A block's generated body: a blank line, its lines, a blank line (Markdown needs them around tables)."""
+    if name not in BLOCKS:
+        raise RenderError(f"unknown block {name!r}; blocks: {', '.join(BLOCKS)}")
+    try:
+        options = dict(part.split("=", 1) for part in args.split())
+    except ValueError:
+        raise RenderError(f"block {name}: arguments are KEY=VALUE, got {args.strip()!r}") from None
+    return "\n" + "\n".join(BLOCKS[name](sources, **options)) + "\n\n"
