@@ -49,6 +49,15 @@ def commit() -> str:
     return f"commit {head or 'unknown'}" + (" with uncommitted changes" if dirty else "")
 
 
+def measured_on() -> dict:
+    """This machine as a timing records it; with ONEDNN_MAX_CPU_ISA set (an older CPU emulated), that limit too."""
+    found = machine()
+    record = {key: found[key] for key in ("cpu", "flags", "cores")}
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        record["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
+    return record
+
+
 def time_command(command: Sequence[str], installed: bool) -> tuple[int, dict]:
     """Run `command`, its output shown as it comes; its exit status and timing entry."""
     started = time.monotonic()
@@ -60,10 +69,9 @@ def time_command(command: Sequence[str], installed: bool) -> tuple[int, dict]:
     process.wait()
     wall = time.monotonic() - started
     output = "".join(lines[-200:])
-    found = machine()
     return process.returncode, {
         "command": " ".join(command), "wall_s": round(wall, 1), "approximate": False, "includes_install": not installed,
-        "date": date.today().isoformat(), "machine": {key: found[key] for key in ("cpu", "flags", "cores")},
+        "date": date.today().isoformat(), "machine": measured_on(),
         "result": test_result(output), "note": "measured by python -m benchmarks.timings", "source": commit()}
 
 

@@ -114,7 +114,9 @@ def cpu(record: Any) -> str:
         kind = "AVX2 only: " + ", ".join(flags)
     else:
         kind = ", ".join(flags) or "no vector flags recorded"
-    return f"{found['cpu']} ({kind}), {found['cores']} cores"
+    isa = found.get("onednn_max_cpu_isa")
+    limit = f", oneDNN limited to {isa} (ONEDNN_MAX_CPU_ISA)" if isa else ""
+    return f"{found['cpu']} ({kind}{limit}), {found['cores']} cores"
 
 
 def with_article(text: str) -> str:
