@@ -96,7 +96,7 @@ def walk_files(folder: Path) -> Iterator[tuple[Path, str | None]]:
         folders[:] = sorted(name for name in folders if not (current_path / name).is_symlink())
 
 
-def plan(raw_root: Path, params: PrepareParams) -> tuple[list[Task], list[SkippedFile]]:
+def account_for_files(raw_root: Path, params: PrepareParams) -> tuple[list[Task], list[SkippedFile]]:
     """List every file to convert, and every other file under the split folders with why it is left
     out: nothing under a split folder goes unaccounted for."""
     tasks: list[Task] = []
@@ -190,7 +190,7 @@ CONVERSION_ORDER = ("val", "test", "train")
 
 def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int | None = None) -> PrepareSummary:
     """Convert both datasets into out_root's split archives (out_root must exist); return the summary."""
-    tasks, skipped = plan(raw_root, params)
+    tasks, skipped = account_for_files(raw_root, params)
     tasks.sort(key=lambda task: CONVERSION_ORDER.index(task.split))     # stable: plan's order within a split
     workers = workers or cpu_share()   # every core, or its share when experiments run side by side
     jobs = ((task.source, params.image_size, params.max_pixels) for task in tasks)

@@ -290,7 +290,7 @@ def test_wrong_folder_names_the_param(raw, params, tmp_path, split):
 def test_no_folder_with_two_candidates_is_ambiguous(raw, params, tmp_path):
     bad = params_with(params, train={"folder": None})  # Train/ and Test/ both hold Female, Male
     with pytest.raises(UserError) as caught:
-        prepare.plan(raw, bad)
+        prepare.account_for_files(raw, bad)
     assert "several" in str(caught.value)
     assert "prepare.splits.train.folder" in str(caught.value)
 
@@ -300,7 +300,7 @@ def test_wrong_class_name_names_the_param(raw, params):
     raw_params["splits"]["test"]["classes"] = {"men": "Male", "woman": "Female"}
     bad = PrepareParams.model_validate(raw_params)
     with pytest.raises(UserError) as caught:
-        prepare.plan(raw, bad)
+        prepare.account_for_files(raw, bad)
     assert "prepare.splits.test" in str(caught.value)
     assert "'men'" in str(caught.value)
 
@@ -320,7 +320,7 @@ def test_class_without_readable_images(raw, params, tmp_path):
 
 
 def test_plan_lists_tasks_in_order(raw, params):
-    tasks, skipped = prepare.plan(raw, params)
+    tasks, skipped = prepare.account_for_files(raw, params)
     assert len(tasks) == 2 * TRAIN + 2 * VAL + 2 + MEN + 2 + WOMEN  # broken files are only found on decode
     assert [t.split for t in tasks] == sorted((t.split for t in tasks), key=SPLITS.index)
     assert all(t.name.endswith(".png") and "/" not in t.name for t in tasks)
