@@ -6,6 +6,8 @@
 The images are loaded exactly as prepare loads them and scored as evaluate scores them, in batches
 and in bounded memory (stages/modelkit/prediction.py, the core). This module is the command: its
 settings from params.yaml (read once), the model and its classes, the table, the CSV, the exit status.
+The rows go to the terminal as a table, or with --csv to the file, the terminal then getting only the
+summary line (--table: both).
 
 --detect-faces (for ordinary photos; default predict.detect_faces) finds each face (stages/images/faces.py),
 crops it as the training images are cropped and classifies each: one row per face with its box and
@@ -30,6 +32,7 @@ from tqdm import tqdm
 
 from stages.common import cli
 from stages.common.atomic_files import atomic_file
+from stages.common.progress import progress_bar
 from stages.common.config import MODEL_NAME, MODELS_DIR, PARAMS_FILE, PredictParams, load_params
 from stages.common.errors import UserError
 from stages.contracts.training import MODEL_FILE, ModelDir, TrainedClasses
@@ -167,7 +170,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                       f"{MODEL_FILE}), a .keras file, or a folder holding {MODEL_FILE}")
     parser.add_argument("paths", nargs="+", type=Path, metavar="path",
                         help="image files, or folders searched recursively for image files")
-    parser.add_argument("--csv", type=Path, help="also write the predictions to this CSV file")
+    parser.add_argument("--csv", type=Path, help="write the predictions to this CSV file (then the terminal gets the "
+                                                  "summary line, not every row: see --table)")
+    parser.add_argument("--table", action=argparse.BooleanOptionalAction, default=None,
+                        help="print every row to the terminal (default: only when there is no --csv)")
     parser.add_argument("--batch-size", type=_positive, default=64, help="images per model call (default 64)")
     parser.add_argument("--threshold", type=_probability,
                         help=f"predict the second class when its probability is at least this "
@@ -237,10 +243,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.csv is not None:
             writer = csv.DictWriter(stack.enter_context(atomic_file(args.csv, "w")), fieldnames=columns)
             writer.writeheader()
-        files = stack.enter_context(tqdm(iter_inputs(args.paths), total=count_inputs(args.paths),
-                                         desc="predict", unit="img"))
-        show_table = True
-        for rows in predict_files(model, files, classes, threshold, args.batch_size, warn, faces, explain_to,
+        bar = stack.enter_context(progress_bar(count_inputs(args.paths), "predict", stream=sys.stderr))
+        seen = 0
+
+        def files():
+            nonlocal seen
+            for path in iter_inputs(args.paths):
+                seen += 1
+                bar.update(1)
+                yield path
+
+        # The table goes to the terminal unless the rows go to a CSV (--table brings it back there).
+        show_table = args.table if args.table is not None else args.csv is None
+        for rows in predict_files(model, files(), classes, threshold, args.batch_size, warn, faces, explain_to,
                                   settings.max_pixels):
             if show_table:
                 try:
@@ -263,8 +278,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if rows_out == 0:
             # Raised inside the ExitStack, so a half-written CSV is removed, not renamed into place.
             given = " ".join(str(path) for path in args.paths)
-            raise UserError(f"no image file found in {given}" if files.n == 0
-                            else f"none of the {files.n} files could be read as an image (see the warnings above)")
+            raise UserError(f"no image file found in {given}" if seen == 0
+                            else f"none of the {seen} files could be read as an image (see the warnings above)")
         if classified == 0:
             # Every readable photo is faceless: nothing was classified, which is no success either.
             raise UserError(f"{NO_FACE} in {'the photo' if faceless == 1 else f'any of the {faceless} photos'}; "

@@ -20,6 +20,7 @@ import keras  # noqa: E402
 from stages import predict  # noqa: E402
 from stages.images import faces
 from stages.images.reading import open_rgb  # noqa: E402
+from stages.common.progress import progress_bar  # noqa: E402
 from stages.modelkit import prediction  # noqa: E402
 from stages.models import baseline  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
@@ -88,7 +89,7 @@ def read_rows(path: Path) -> tuple[list[str], list[dict]]:
 def test_two_faces_two_rows_with_boxes(photos, model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code = run_cli(predict.main, [str(model_dir), str(photos["two_faces"]), "--detect-faces", "--csv", "p.csv",
-                                  "--threshold", "0.5"])
+                                  "--table", "--threshold", "0.5"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     lines = captured.out.splitlines()
@@ -182,9 +183,18 @@ def test_explain_refuses_a_file_or_a_folder_inside_the_inputs(photos, model_dir,
     assert "is a file" in capsys.readouterr().err
 
 
-def test_progress_bar_has_a_total(photos, model_dir, tmp_path, monkeypatch, capsys):
+def test_progress_has_a_total_and_a_log_gets_plain_lines(photos, model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     folder = photos["one_face"].parent
     assert prediction.count_inputs([folder, photos["one_face"]]) == 7
+    totals = []
+
+    def spy(total, title, **options):
+        totals.append(total)
+        return progress_bar(total, title, **options)
+
+    monkeypatch.setattr(predict, "progress_bar", spy)
     assert run_cli(predict.main, [str(model_dir), str(folder), "--threshold", "0.5"]) == 0
-    assert "| 6/6 [" in capsys.readouterr().err.replace("\r", "\n")
+    err = capsys.readouterr().err
+    assert totals == [6]                                     # counted first: a terminal's bar shows 6/6
+    assert "predict: 6 img in " in err and "\r" not in err    # stderr is no terminal here: a log line, no bar

@@ -116,7 +116,8 @@ def test_messy_folder_gives_one_row_per_readable_image(messy, model_dir, tmp_pat
     folder, good, broken = messy
     monkeypatch.chdir(tmp_path)  # no params.yaml here: classes come from training.json
     out = tmp_path / "out" / "predictions.csv"
-    code = run_cli(predict.main, [str(model_dir), str(folder), "--csv", str(out), "--batch-size", "3", "--threshold", "0.5"])
+    code = run_cli(predict.main, [str(model_dir), str(folder), "--csv", str(out), "--table", "--batch-size", "3",
+                                  "--threshold", "0.5"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
 
@@ -145,6 +146,18 @@ def test_files_and_folders_mix_in_the_order_given(messy, model_dir, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     assert run_cli(predict.main, [str(model_dir / "model.keras"), good[3], str(folder / "sub"), good[0], "--threshold", "0.5"]) == 0
     assert [row[3] for row in table_rows(capsys.readouterr().out)] == [good[3], good[6], good[0]]
+
+
+def test_with_a_csv_the_terminal_gets_the_summary_not_the_rows(messy, model_dir, tmp_path, monkeypatch, capsys):
+    folder, good, _ = messy
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(predict.main, [str(model_dir), str(folder), "--csv", "p.csv", "--threshold", "0.5"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""                                            # no row, no header
+    assert f"predicted {len(good)} images; skipped 3 unreadable; wrote p.csv" in captured.err
+    assert len(read_csv(tmp_path / "p.csv")[1]) == len(good)
+    assert run_cli(predict.main, [str(model_dir), str(folder), "--no-table", "--threshold", "0.5"]) == 0
+    assert capsys.readouterr().out == ""                                 # nothing asked for, nothing shown
 
 
 def test_classes_and_threshold_default_to_params(messy, model_dir, tmp_path, monkeypatch, capsys):

@@ -70,3 +70,15 @@ def test_a_failure_midway_prints_no_summary():
     except RuntimeError:
         pass
     assert log.getvalue() == ""
+
+
+def test_a_log_of_unknown_length_says_how_far_and_how_fast(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(progress.time, "monotonic", clock)
+    log = io.StringIO()
+    with progress.progress_bar(None, "predict", stream=log) as bar:
+        for _ in range(4_000):
+            clock.hundredths += 1        # 40 s in all
+            bar.update()
+    assert log.getvalue().splitlines() == ["predict: 3,000 img, 100 img/s", "predict: 4,000 img in 40 s (100 img/s)"]
+

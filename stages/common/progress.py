@@ -16,7 +16,7 @@ LOG_EVERY_S = 30.0
 class LogLines:
     """tqdm's update/close for a log: `title: done/total unit (pct), rate, about N s left` lines."""
 
-    def __init__(self, total: int, title: str, unit: str, stream: TextIO, every_s: float = LOG_EVERY_S):
+    def __init__(self, total: int | None, title: str, unit: str, stream: TextIO, every_s: float = LOG_EVERY_S):
         self.total, self.title, self.unit, self.stream, self.every_s = total, title, unit, stream, every_s
         self.done = 0
         self.started = self.last = time.monotonic()
@@ -24,9 +24,12 @@ class LogLines:
     def update(self, count: int = 1) -> None:
         self.done += count
         now = time.monotonic()
-        if now - self.last >= self.every_s and self.done < self.total:
+        if now - self.last >= self.every_s and (self.total is None or self.done < self.total):
             self.last = now
             rate = self.done / max(now - self.started, 1e-9)
+            if self.total is None:      # a count of unknown end: how far and how fast, no estimate
+                self._line(f"{self.done:,} {self.unit}, {rate:,.0f} {self.unit}/s")
+                return
             left = (self.total - self.done) / rate if rate else float("inf")
             self._line(f"{self.done:,}/{self.total:,} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%), "
                        f"{rate:,.0f} {self.unit}/s, about {left:,.0f} s left")
@@ -60,9 +63,9 @@ class Silent:
         pass
 
 
-def progress_bar(total: int, title: str | None, unit: str = "img", stream: TextIO | None = None):
-    """A progress display for `total` steps (a context manager with update(n) and close());
-    title None shows nothing."""
+def progress_bar(total: int | None, title: str | None, unit: str = "img", stream: TextIO | None = None):
+    """A progress display for `total` steps (None: not known in advance), a context manager with
+    update(n) and close(); title None shows nothing."""
     if title is None:
         return Silent()
     stream = stream or sys.stderr
