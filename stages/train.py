@@ -3,7 +3,8 @@
 Writes models/<model>/ (DVC cache): model.keras, summary.txt (the layer table, as in the assignment's
 Figure 1) and training.json (epochs, parameter counts, layer table, classes, the model's own details);
 in git: plots/learning_curves/<model>/ (loss and accuracy per epoch on training and validation) and
-metrics/train/<model>.json (epochs run, the best epoch's values).
+metrics/train/<model>.json (epochs run, the best epoch's values). Under dvc repro the learning curves
+are also rewritten after every epoch, so `dvc plots show` follows a training in progress.
 What the model learns from and how is its module's business (stages/models/<model>.py).
 """
 
@@ -115,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     TfrecordsManifest.read_from(TFRECORDS_DIR)  # a missing input fails here, before Keras starts
     from stages.modelkit import registry
     from stages.modelkit.family import DataRoots
+    from stages.modelkit.fitting import curves_during_training
 
     family = registry.family(name, params)
     threads = distribute.limit_threads()
@@ -131,9 +133,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"trained {name} as a worker: {info.epochs_run} epochs in {time.monotonic() - started:.0f} s; "
               "the chief writes the outputs")
         return
+    curves = LearningCurves.of(name).root
+    # Under DVC, which removed this stage's outputs before running it, the learning curves are written
+    # as training goes (dvc plots show follows it); by hand, earlier outputs stay until the end.
+    live = curves if os.environ.get("DVC_STAGE") else None
     # Outputs change together: everything is staged (metrics file first), then renamed into place.
-    with (staged_dir(target) as model_dir, staged_dir(LearningCurves.of(name).root) as curves_dir,
-          atomic_file(TrainMetrics.path(name), "w") as metrics_file):
+    with (staged_dir(target) as model_dir, staged_dir(curves) as curves_dir,
+          atomic_file(TrainMetrics.path(name), "w") as metrics_file, curves_during_training(live)):
         info, metrics = fit(family, DataRoots(), model_dir, curves_dir, strategy)
         metrics_file.write(metrics.text())
     replicas = strategy.num_replicas_in_sync

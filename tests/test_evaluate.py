@@ -3,8 +3,10 @@ cached features gives the full model's probabilities."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import types
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,7 +23,7 @@ from stages.compare import compare
 from stages.contracts.evaluation import ConfusionCounts, EvaluationDir, ModelMetrics, RocCurves
 from stages.contracts.manifests import FeaturesManifest
 from stages.contracts.training import LearningCurves, ModelDir, ParameterCounts, TrainingInfo
-from stages.modelkit import registry
+from stages.modelkit import fitting, registry
 from stages.modelkit.family import DataRoots, ModelFamily
 from stages.modelkit.fitting import predict_records
 from stages.models import transfer
@@ -174,6 +176,60 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
                 assert bounds.low - 1e-6 <= value <= bounds.high + 1e-6, (split, name)
     with_intervals.write(tmp_path / "with_intervals.json")
     assert ModelMetrics.read(tmp_path / "with_intervals.json") == with_intervals      # round trip, intervals kept
+
+
+def curve_snapshots(monkeypatch, folder: Path) -> list[dict[str, str]]:
+    """After each epoch of every fit: folder's files and their text (empty while it does not exist)."""
+    snapshots: list[dict[str, str]] = []
+    original = fitting.HistoryLogger.on_epoch_end
+
+    def after_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        snapshots.append({path.name: path.read_text() for path in sorted(folder.glob("*"))} if folder.is_dir() else {})
+
+    monkeypatch.setattr(fitting.HistoryLogger, "on_epoch_end", after_epoch)
+    return snapshots
+
+
+def test_learning_curves_are_written_after_every_epoch_and_end_as_the_final_files(tiny_model, records, tmp_path,
+                                                                                monkeypatch):
+    family = registry.table(tiny_model)["tiny"]                     # 2 epochs
+    live, final = tmp_path / "plots" / "tiny", tmp_path / "staged-curves"
+    (tmp_path / "model").mkdir()
+    final.mkdir()
+    snapshots = curve_snapshots(monkeypatch, live)
+    with fitting.curves_during_training(live):
+        train.fit(family, DataRoots(records, tmp_path / "no-features"), tmp_path / "model", final)
+    assert len(snapshots) == 2
+    assert sorted(snapshots[0]) == ["accuracy.csv", "loss.csv"]
+    assert [len(files["loss.csv"].splitlines()) for files in snapshots] == [2, 3]     # header + one row an epoch
+    assert snapshots[0]["loss.csv"].splitlines()[1].startswith("1,")
+    assert snapshots[-1] == {path.name: path.read_text() for path in sorted(final.glob("*"))}   # the final bytes
+
+
+@pytest.mark.parametrize("under_dvc", [True, False])
+def test_the_train_stage_writes_curves_as_it_goes_only_under_dvc(tiny_model, records, tmp_path, monkeypatch, under_dvc):
+    """Under `dvc repro` DVC has removed the stage's outputs first, so nothing earlier is lost; run by
+    hand, the earlier curves stay until the new ones replace them whole."""
+    project = tmp_path / "project"
+    shutil.copytree(records.parent.parent, project)
+    shutil.copy(tmp_path / "params.yaml", project / "params.yaml")              # with train.tiny
+    curves = project / "plots" / "learning_curves" / "tiny"
+    curves.mkdir(parents=True)
+    (curves / "loss.csv").write_text("an earlier run's curve\n")
+    if under_dvc:
+        monkeypatch.setenv("DVC_STAGE", "train@tiny")
+        shutil.rmtree(curves)                                                       # as DVC does
+    else:
+        monkeypatch.delenv("DVC_STAGE", raising=False)
+    monkeypatch.chdir(project)
+    snapshots = curve_snapshots(monkeypatch, curves)
+    train.main(["tiny"])
+    if under_dvc:
+        assert [len(files.get("loss.csv", "").splitlines()) for files in snapshots] == [2, 3]
+    else:
+        assert all(files == {"loss.csv": "an earlier run's curve\n"} for files in snapshots)
+    assert len((curves / "loss.csv").read_text().splitlines()) == 3               # the new curves in the end
 
 
 @pytest.fixture

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import keras
 import pandas as pd
@@ -11,6 +14,7 @@ import tensorflow as tf
 
 from stages.common.config import FitParams
 from stages.contracts.tfrecord_io import load_split, run_over_split
+from stages.contracts.training import LearningCurves
 from stages.modelkit.augmentation import augmented
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
@@ -31,9 +35,42 @@ def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> N
                   metrics=["accuracy"], steps_per_execution=1 if multi_worker else STEPS_PER_EXECUTION)
 
 
+# Where the learning-curve files go while a model trains (None: only at the end): set around a fit by
+# curves_during_training, so that no model's fit has to pass it along.
+_LIVE_CURVES: contextvars.ContextVar[Path | None] = contextvars.ContextVar("live_curves", default=None)
+
+
+@contextlib.contextmanager
+def curves_during_training(folder: Path | None) -> Iterator[None]:
+    """Within the block, every fit rewrites the learning-curve files in `folder` (LearningCurves'
+    loss.csv and accuracy.csv) after each epoch, so `dvc plots show` shows a training in progress."""
+    token = _LIVE_CURVES.set(folder)
+    try:
+        yield
+    finally:
+        _LIVE_CURVES.reset(token)
+
+
+class HistoryLogger(keras.callbacks.CSVLogger):
+    """Keras's CSVLogger (the learning curve, epoch by epoch); inside curves_during_training, also the
+    learning-curve files after each epoch, made from the log as the train stage makes the final ones
+    (so the last epoch's files are the final files, byte for byte)."""
+
+    def __init__(self, filename: str, append: bool = False):
+        super().__init__(filename, append=append)
+        self.curves = _LIVE_CURVES.get()
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)          # writes and flushes the epoch's row
+        if self.curves is not None:
+            self.curves.mkdir(parents=True, exist_ok=True)
+            LearningCurves(self.curves).write(pd.read_csv(self.filename))
+
+
 def training_callbacks(params: FitParams, history: Path, append: bool = False) -> list[keras.callbacks.Callback]:
-    """The learning curve as CSV always; early stopping and learning-rate reduction when params ask."""
-    callbacks = [keras.callbacks.CSVLogger(str(history), append=append)]
+    """The learning curve as CSV always (and the curve files while training, see HistoryLogger); early
+    stopping and learning-rate reduction when params ask."""
+    callbacks = [HistoryLogger(str(history), append=append)]
     if params.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True, verbose=1))
