@@ -14,11 +14,15 @@ PLOTS_PAGE := .dvc/plots/offline.html
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test test-fast docs real-plan real bench queue gpu-check env clean
+.PHONY: run compare test test-fast docs real-plan real bench queue gpu-check env clean
 
 run: env
 	dvc repro
-	dvc metrics show
+	python -m stages.verdict
+
+# Experiments side by side: what each changed, each model's ROC AUC (dvc exp show --json, in 120 columns).
+compare: env
+	python -m stages.experiments
 
 test: env
 	python -m pytest

@@ -143,6 +143,14 @@ def block_bench_history(sources: Sources) -> list[str]:
             *_table(header, rows, "lrrr")]
 
 
+def trained_on(record: dict) -> str:
+    """Where a model of metrics/train/ was trained: its CPU (model, flags) and TensorFlow version."""
+    found = record.get("trained_on")
+    if not found:
+        return "a machine not recorded"
+    return f"{with_article(cpu(found))} with TensorFlow {found['tensorflow']}"
+
+
 def block_sample_results(sources: Sources) -> list[str]:
     """The offline sample's metrics per model and split (metrics/), and the random-weights control."""
     metrics = ["accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"]
@@ -155,9 +163,11 @@ def block_sample_results(sources: Sources) -> list[str]:
         rows.append(["transfer, random weights (the control)", split, *(f"{control[split][name]:.3f}" for name in metrics)])
     counts = sources["prepare"]["counts"]
     names = "; ".join(f"{model}: {text}" for model, text in sources["comparison"]["models"].items())
+    machines = {trained_on(record) for record in sources["train"].values()}
     return [f"Defaults ({counts['train']['total']:,} training, {counts['val']['total']:,} validation, "
-            f"{counts['test']['total']:,} test images), one run; {names}. The control row is "
-            f"`measured.transfer_random_control` ({date(control)}).", "",
+            f"{counts['test']['total']:,} test images), one run, trained on {' and '.join(sorted(machines))}; "
+            f"{names}. The control row is `measured.transfer_random_control` ({date(control)}, on "
+            f"{with_article(cpu(control))}).", "",
             *_table(["model", "split", "accuracy", "sensitivity", "specificity", "precision", "F1", "ROC AUC"], rows,
                     "llrrrrrr")]
 

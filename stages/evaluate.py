@@ -1,8 +1,10 @@
 """evaluate: score one trained model on the validation and cross-dataset test splits.
 
-Writes, in git: metrics/evaluate/<model>.json (the model's description, then accuracy, sensitivity,
-specificity, precision, F1, ROC AUC per split, each with its bootstrap interval; Male is the positive
-class; the same keys for every model), plots/roc/<model>/ and plots/confusion/<model>/ (DVC plot data); in the DVC cache:
+Writes, in git: metrics/<model>.json (the headline scores people compare, DVC's declared metrics:
+accuracy, ROC AUC, F1, sensitivity, specificity per split, and the epochs trained), metrics/evaluate/<model>.json
+(the model's description, then accuracy, sensitivity, specificity, precision, F1, ROC AUC per split, each with
+its bootstrap interval; Male is the positive class; the same keys for every model), plots/roc/<model>/ and
+plots/confusion/<model>/ (DVC plot data); in the DVC cache:
 data/evaluate/<model>/ (per-image predictions; PNG figures: learning curves, ROC, confusion; heat maps
 of where the model looks on the test images it is most confidently wrong and right about, listed in
 explanations.csv). The model's module says how it is scored (a frozen base's head, say, on that
@@ -23,7 +25,7 @@ from stages.common.atomic_files import atomic_file, staged_dir
 from stages.common.config import EVALUATED_SPLITS, PREPARED_DIR, BootstrapParams, ExplainParams, load_params
 from stages.common.errors import UserError
 from stages.contracts.evaluation import (BootstrapInfo, Bounds, ConfusionCounts, EvaluationDir, ModelMetrics,
-                                         RocCurves, SplitMetrics)
+                                         RocCurves, Scores, SplitMetrics)
 from stages.contracts.jsonfile import missing
 from stages.contracts.prepared import PreparedSplit
 from stages.contracts.training import LearningCurves, ModelDir, TrainingInfo
@@ -183,15 +185,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     from stages.modelkit.family import DataRoots
 
     distribute.limit_threads()
-    # Outputs change together: everything is staged (metrics file first), then renamed into place.
+    # Outputs change together: everything is staged (metrics files first), then renamed into place.
     with (staged_dir(EvaluationDir.of(name).root) as evaluation, staged_dir(RocCurves.of(name).root) as roc,
           staged_dir(ConfusionCounts.of(name).root) as confusion,
-          atomic_file(ModelMetrics.path(name), "w") as metrics_file):
+          atomic_file(ModelMetrics.path(name), "w") as metrics_file,
+          atomic_file(Scores.path(name), "w") as scores_file):
         metrics = evaluate(registry.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
                            Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion)),
                            params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size,
                            params.evaluate.roc_points, params.evaluate.bootstrap, params.evaluate.explain)
         metrics_file.write(metrics.text())
+        scores_file.write(Scores.of(metrics, TrainingInfo.read(model_dir.training).epochs_run).text())
     print(metrics.description)
     for split in EVALUATED_SPLITS:
         values = metrics.split(split)

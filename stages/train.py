@@ -21,8 +21,10 @@ import pandas as pd
 from stages.common import cli, distribute
 from stages.common.atomic_files import atomic_file, staged_dir, write_text_atomic
 from stages.common.config import TFRECORDS_DIR, load_params
+from stages.common.machine import cpu_info
 from stages.contracts.manifests import TfrecordsManifest
-from stages.contracts.training import LayerRow, LearningCurves, ModelDir, ParameterCounts, TrainingInfo, TrainMetrics
+from stages.contracts.training import (LayerRow, LearningCurves, ModelDir, ParameterCounts, TrainedOn, TrainingInfo,
+                                       TrainMetrics)
 
 if TYPE_CHECKING:  # Keras loads only when a model is trained
     from stages.modelkit.family import DataRoots, ModelFamily
@@ -62,12 +64,20 @@ def parameter_counts(model) -> ParameterCounts:
     return ParameterCounts(total=trainable + frozen, trainable=trainable, non_trainable=frozen)
 
 
-def training_metrics(history: pd.DataFrame) -> TrainMetrics:
+def training_metrics(history: pd.DataFrame, trained_on: TrainedOn | None = None) -> TrainMetrics:
     """Epochs run, and the values at the epoch with the lowest validation loss (what early stopping keeps)."""
     best = history.loc[history["val_loss"].idxmin()]
     return TrainMetrics(epochs_run=len(history), best_epoch=int(best["epoch"]) + 1, loss=float(best["loss"]),
                         accuracy=float(best["accuracy"]), val_loss=float(best["val_loss"]),
-                        val_accuracy=float(best["val_accuracy"]))
+                        val_accuracy=float(best["val_accuracy"]), trained_on=trained_on)
+
+
+def this_machine() -> TrainedOn:
+    """The CPU (model and flags) and TensorFlow version training runs on here."""
+    import tensorflow as tf
+
+    model, flags = cpu_info()
+    return TrainedOn(cpu=model, flags=flags, cores=os.cpu_count() or 1, tensorflow=tf.__version__)
 
 
 def fit(family: ModelFamily, data: DataRoots, model_dir: Path, curves_dir: Path,
@@ -106,7 +116,7 @@ def fit(family: ModelFamily, data: DataRoots, model_dir: Path, curves_dir: Path,
         more_compute=family.more_compute(),
     )
     info.write(files.training)
-    return info, training_metrics(history)
+    return info, training_metrics(history, this_machine())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from benchmarks import bench, machine, measure, report, timings
+from stages.common.machine import FLAGS_OF_INTEREST, cpu_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,11 +113,11 @@ model name\t: Intel(R) Xeon(R) Processor
 
 
 def test_the_machine_names_its_cpu_and_the_flags_speed_depends_on():
-    assert machine.cpu_info(CPUINFO) == ("Intel(R) Xeon(R) Processor", ["avx2", "avx512f", "avx512_bf16", "amx_bf16"])
+    assert cpu_info(CPUINFO) == ("Intel(R) Xeon(R) Processor", ["avx2", "avx512f", "avx512_bf16", "amx_bf16"])
     older = CPUINFO.replace(" avx512f avx512bw avx512_bf16 amx_tile amx_bf16", "")
-    assert machine.cpu_info(older)[1] == ["avx2"]
+    assert cpu_info(older)[1] == ["avx2"]
     here = machine.machine()
-    assert here["cpu"] and here["cores"] >= 1 and set(here["flags"]) <= set(machine.FLAGS_OF_INTEREST)
+    assert here["cpu"] and here["cores"] >= 1 and set(here["flags"]) <= set(FLAGS_OF_INTEREST)
 
 
 def test_a_timed_command_is_added_with_its_machine_and_a_failed_one_is_not(tmp_path, monkeypatch):

@@ -19,10 +19,11 @@ from stages import evaluate, features, train
 from stages.analysis.statistics import METRIC_NAMES
 from stages.common.config import BootstrapParams, ExplainParams, FitParams, load_params
 from stages.common.errors import UserError
+from stages.common.machine import cpu_info
 from stages.compare import compare
 from stages.contracts.evaluation import ConfusionCounts, EvaluationDir, ModelMetrics, RocCurves
 from stages.contracts.manifests import FeaturesManifest
-from stages.contracts.training import LearningCurves, ModelDir, ParameterCounts, TrainingInfo
+from stages.contracts.training import LearningCurves, ModelDir, ParameterCounts, TrainingInfo, TrainMetrics
 from stages.modelkit import fitting, registry
 from stages.modelkit.family import DataRoots, ModelFamily
 from stages.modelkit.fitting import predict_records
@@ -230,6 +231,10 @@ def test_the_train_stage_writes_curves_as_it_goes_only_under_dvc(tiny_model, rec
     else:
         assert all(files == {"loss.csv": "an earlier run's curve\n"} for files in snapshots)
     assert len((curves / "loss.csv").read_text().splitlines()) == 3               # the new curves in the end
+    trained_on = TrainMetrics.read(TrainMetrics.path("tiny", project / "metrics" / "train")).trained_on
+    import tensorflow as tf
+
+    assert (trained_on.cpu, trained_on.flags) == cpu_info() and trained_on.tensorflow == tf.__version__   # for the docs
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tests.helpers import (ROOT, has_code, import_closure, imported_project_modu
 
 STAGES = ROOT / "stages"
 # The commands that are not DVC stages.
-OTHER_COMMANDS = {"predict", "plan", "plots_template"}
+OTHER_COMMANDS = {"predict", "plan", "plots_template", "verdict", "experiments"}
 # Modules allowed over MAX_LINES, and why.
 MAX_LINES = 300
 LONGER_MODULES = {

@@ -1,5 +1,6 @@
-"""What evaluate hands over: metrics/evaluate/<name>.json, plots/roc/<name>/, plots/confusion/<name>/ (git)
-and data/evaluate/<name>/ (predictions per image, figures, heat maps)."""
+"""What evaluate hands over: metrics/<name>.json (the headline scores, DVC's declared metrics),
+metrics/evaluate/<name>.json (every metric with its interval), plots/roc/<name>/, plots/confusion/<name>/
+(git) and data/evaluate/<name>/ (predictions per image, figures, heat maps)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,46 @@ class ModelMetrics(JsonFile):
 
     def split(self, name: str) -> SplitMetrics:
         return getattr(self, name)
+
+
+class SplitScores(BaseModel):
+    """A split's headline scores, short-named for DVC's tables; None where undefined on the data."""
+
+    acc: Optional[float]        # accuracy
+    auc: Optional[float]        # ROC AUC
+    f1: Optional[float]
+    sens: Optional[float]       # sensitivity: the share of the positive class (Male) found
+    spec: Optional[float]       # specificity: the share of the negative class (Female) found
+
+
+# Headline scores keep this many decimals: enough to tell models apart, narrow in a terminal.
+SCORE_DECIMALS = 4
+
+
+class Scores(JsonFile):
+    """metrics/<name>.json (git): what people compare, and all that dvc.yaml declares as metrics:
+    `dvc metrics show`, `dvc metrics diff` and `dvc exp show` show these. Intervals, counts and
+    settings are in metrics/evaluate/<name>.json, undeclared."""
+
+    written_by: ClassVar[str] = "evaluate"
+
+    val: SplitScores
+    test: SplitScores
+    epochs: int                 # epochs the model trained
+
+    @staticmethod
+    def path(name: str, root: Path = METRICS_DIR) -> Path:
+        return Path(root) / f"{name}.json"
+
+    @classmethod
+    def of(cls, metrics: ModelMetrics, epochs: int) -> "Scores":
+        """The headline of a model's full metrics, rounded to SCORE_DECIMALS."""
+        def short(split: SplitMetrics) -> SplitScores:
+            def rounded(value: float | None) -> float | None:
+                return None if value is None else round(value, SCORE_DECIMALS)
+            return SplitScores(acc=rounded(split.accuracy), auc=rounded(split.roc_auc), f1=rounded(split.f1),
+                               sens=rounded(split.sensitivity), spec=rounded(split.specificity))
+        return cls(val=short(metrics.val), test=short(metrics.test), epochs=epochs)
 
 
 # Per image: its prepared file, actual and predicted class names, P(class 1).

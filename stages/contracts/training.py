@@ -69,9 +69,19 @@ class LearningCurves(ModelOutputs):
         return history[list(HISTORY_COLUMNS)]
 
 
+class TrainedOn(BaseModel):
+    """Where a model was trained: another CPU or TensorFlow build rounds differently, and a trained
+    model's numbers with it (the docs name it beside them)."""
+
+    cpu: str
+    flags: list[str]                    # stages.common.machine.FLAGS_OF_INTEREST it has
+    cores: int
+    tensorflow: str
+
+
 class TrainMetrics(JsonFile):
-    """metrics/train/<name>.json (git): epochs run, and loss and accuracy at the epoch with the lowest
-    validation loss (the weights early stopping keeps)."""
+    """metrics/train/<name>.json (git): epochs run, loss and accuracy at the epoch with the lowest
+    validation loss (the weights early stopping keeps), and the machine it trained on."""
 
     written_by: ClassVar[str] = "train"
 
@@ -81,6 +91,7 @@ class TrainMetrics(JsonFile):
     accuracy: float
     val_loss: float
     val_accuracy: float
+    trained_on: Optional[TrainedOn] = None
 
     @staticmethod
     def path(name: str, root: Path = METRICS_DIR / "train") -> Path:

@@ -155,8 +155,14 @@ def test_learning_curves_have_one_row_per_epoch(project, first_repro):
 def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project))
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/download.json", "metrics/prepare.json"} | {
-        f"metrics/{stage}/{model}.json" for stage in ("train", "evaluate") for model in MODELS} <= set(files)
+    assert set(files) == {f"metrics/{model}.json" for model in MODELS}     # the headline scores, nothing else
+    for model in MODELS:
+        scores = files[f"metrics/{model}.json"]["data"]
+        assert set(scores) == {"val", "test", "epochs"} and set(scores["val"]) == {"acc", "auc", "f1", "sens", "spec"}
+        details = json.loads((project / "metrics/evaluate" / f"{model}.json").read_text())
+        assert scores["test"]["auc"] == round(details["test"]["roc_auc"], 4)
+    table = run(["dvc", "metrics", "show"], project)
+    assert max(map(len, table.splitlines())) <= 160, table
     run(["dvc", "plots", "show", "-o", str(tmp_path / "html")], project)
     page = (tmp_path / "html" / "index.html").read_text()
     plots = ["plots/compare/roc_val.csv", "plots/compare/roc_test.csv"] + [
@@ -275,8 +281,10 @@ def test_metrics_diff_against_the_last_commit(project, first_repro):
     run(["dvc", "repro"], project)
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project))
     for model in MODELS:
-        auc = diff[f"metrics/evaluate/{model}.json"]["val.roc_auc"]
+        auc = diff[f"metrics/{model}.json"]["val.auc"]
         assert auc["old"] is not None and auc["new"] == auc["old"]   # the committed values, and the workspace's
+    changed = run(["dvc", "metrics", "diff"], project).splitlines()      # the threshold moves accuracy, not AUC
+    assert 1 < len(changed) <= 1 + 8 * len(MODELS) and not any(".auc" in line for line in changed), changed
 
 
 def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
@@ -296,13 +304,19 @@ def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
     table = pd.read_csv(io.StringIO(run(["dvc", "exp", "show", "--csv"], project)))
     experiments = table[table["Experiment"].isin(["lr-0.01", "lr-0.0001"])]
     assert sorted(experiments["train.baseline.learning_rate"].astype(float)) == [0.0001, 0.01]
-    assert experiments["metrics/evaluate/baseline.json:val.roc_auc"].between(0, 1).all()
-    assert experiments["metrics/train/baseline.json:epochs_run"].notna().all()
+    assert experiments["metrics/baseline.json:val.auc"].between(0, 1).all()
+    assert experiments["metrics/baseline.json:epochs"].notna().all()
+    assert len([column for column in table.columns if column.startswith("metrics/")]) == 11 * len(MODELS)
+    side_by_side = run([sys.executable, "-m", "stages.experiments"], project).splitlines()   # make compare
+    assert max(map(len, side_by_side)) <= 120 and len(side_by_side) >= 4, side_by_side
+    assert any(line.startswith("lr-0.01 ") and "train.baseline.learning_rate=0.01" in line for line in side_by_side)
     run(["dvc", "exp", "apply", "lr-0.01"], project)
     run([*git, "add", "-A"], project)
     run([*git, "commit", "-qm", "learning rate 0.01"], project)
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD~1", "--json"], project))
-    assert any(values["diff"] for values in diff["metrics/evaluate/baseline.json"].values())
+    assert set(diff) == {"metrics/baseline.json"}                         # only the baseline's scores moved
+    assert any(values["diff"] for values in diff["metrics/baseline.json"].values())
+    assert len(run(["dvc", "metrics", "diff", "HEAD~1"], project).splitlines()) <= 1 + 11
     run(["dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(tmp_path / "diff")], project)
     page = (tmp_path / "diff" / "index.html").read_text()
     assert "plots/roc/baseline/val.csv" in page and not re.search(r"<script[^>]+src=\"https?://", page)
@@ -334,7 +348,7 @@ def test_a_second_clone_pulls_everything_from_a_shared_remote(project, first_rep
     run(["dvc", "exp", "pull", "origin", "two-epochs"], clone)
     table = pd.read_csv(io.StringIO(run(["dvc", "exp", "show", "--csv"], clone)))
     shared = table[table["Experiment"] == "two-epochs"]
-    assert len(shared) == 1 and int(shared["metrics/train/baseline.json:epochs_run"].iloc[0]) == 2
+    assert len(shared) == 1 and int(shared["metrics/baseline.json:epochs"].iloc[0]) == 2
     run(["dvc", "exp", "apply", "two-epochs"], clone)
     assert "up to date" in run(["dvc", "status"], clone)           # its outputs came from the remote
     assert json.loads((clone / "metrics/train/baseline.json").read_text())["epochs_run"] == 2

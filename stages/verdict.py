@@ -1,0 +1,106 @@
+"""verdict: the run's outcome in one small table, then the report's path (make run ends with it).
+
+    python -m stages.verdict
+
+Per model and split: ROC AUC with its bootstrap interval, accuracy, and against the reference model
+(compare.reference) the difference in ROC AUC with its paired test's p-value (DeLong, on the same
+images). Read from what evaluate and compare wrote; nothing is computed again. When the numbers
+differ from the committed ones although params.yaml and the code do not, one line says why (another
+CPU or TensorFlow build) and how to see by how much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from importlib import metadata
+from typing import Sequence
+
+from stages.analysis.terminal import text_table
+from stages.common import cli
+from stages.common.config import EVALUATED_SPLITS, PARAMS_FILE, REPORTS_DIR, load_params
+from stages.common.machine import describe_cpu
+from stages.contracts.comparison import Comparison
+from stages.contracts.evaluation import ModelMetrics
+
+HEADER = ["model", "split", "ROC AUC", "interval", "accuracy", "AUC vs {reference}", "p (DeLong)"]
+# What a run may change without any edit of the user's: the pipeline's small outputs in git.
+OUTPUTS_IN_GIT = ("metrics", "plots")
+# What, changed, explains changed outputs: the user's own edits.
+INPUTS_IN_GIT = (str(PARAMS_FILE), "dvc.yaml", "stages")
+
+
+def number(value: float | None, digits: int = 3, sign: bool = False) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def p_value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}" if value >= 0.001 else "<0.001"
+
+
+def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> list[str]:
+    """The table: one row per model and split, the reference model's first."""
+    reference = comparison.reference
+    order = [reference, *(name for name in metrics if name != reference)]
+    rows = []
+    for name in order:
+        for split in EVALUATED_SPLITS:
+            values = metrics[name].split(split)
+            bounds = values.interval.get("roc_auc")
+            interval = f"{number(bounds.low)}-{number(bounds.high)}" if bounds else "-"
+            if name == reference:
+                against, p = "reference", ""
+            else:
+                test = comparison.paired(split, name, reference)
+                sign = 1 if test is not None and test.first == name else -1
+                difference = None if test is None or test.roc_auc_difference is None else sign * test.roc_auc_difference
+                against, p = number(difference, sign=True), p_value(test.roc_auc_p_value if test else None)
+            rows.append([name if split == EVALUATED_SPLITS[0] else "", split, number(values.roc_auc), interval,
+                         number(values.accuracy), against, p])
+    header = [title.format(reference=reference) for title in HEADER]
+    level = next((m.bootstrap.level for m in metrics.values() if m.bootstrap), None)
+    if level is not None:
+        header[3] = f"{level:.0%} interval"
+    return text_table(header, rows, right=[False, False, True, True, True, True, True])
+
+
+def git_changed(paths: Sequence[str]) -> bool | None:
+    """Whether any of `paths` differs from the last commit; None outside a git repository."""
+    try:
+        done = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *paths], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {0: False, 1: True}.get(done.returncode)
+
+
+def committed_difference() -> str | None:
+    """One line when the run's outputs differ from the committed ones, saying why; else None."""
+    if not git_changed(OUTPUTS_IN_GIT):
+        return None
+    if git_changed(INPUTS_IN_GIT):
+        return ("These numbers differ from the committed ones: params.yaml or the code changed (git diff); "
+                "`dvc metrics diff` shows by how much.")
+    try:
+        tensorflow = f"TensorFlow {metadata.version('tensorflow')}"
+    except metadata.PackageNotFoundError:
+        tensorflow = "TensorFlow"
+    return (f"These numbers differ from the committed ones with the same code and params: another CPU or TensorFlow "
+            f"build trains slightly differently (here: {describe_cpu()}, {tensorflow}); `dvc metrics diff` shows "
+            "by how much.")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    params = load_params()
+    metrics = {name: ModelMetrics.read(ModelMetrics.path(name)) for name in params.model_names}
+    comparison = Comparison.read(Comparison.path)
+    print("\n".join(verdict_lines(metrics, comparison)))
+    note = committed_difference()
+    if note:
+        print(note)
+    print(f"Report: {REPORTS_DIR / 'report.html'}")
+
+
+if __name__ == "__main__":
+    cli.run(main, stage=False)

@@ -1,0 +1,98 @@
+"""The end of make run: the verdict table (model x split against the reference), the report's path, and
+one line when the numbers differ from the committed ones; and make compare's experiments side by side."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stages import experiments, verdict
+from stages.contracts.comparison import Comparison, PairedTest
+from stages.contracts.evaluation import BootstrapInfo, Bounds, ModelMetrics, SplitMetrics
+from tests.helpers import ROOT
+
+MODELS = ["baseline", "improved", "a_model_with_a_long_name"]
+
+
+def split_metrics(auc: float) -> SplitMetrics:
+    return SplitMetrics(accuracy=0.8, sensitivity=0.8, specificity=0.8, precision=0.8, f1=0.8, roc_auc=auc, n=300,
+                        interval={"roc_auc": Bounds(low=auc - 0.04, high=auc + 0.04)})
+
+
+def paired(first: str, second: str, difference: float, p: float) -> PairedTest:
+    return PairedTest(first=first, second=second, images=300, roc_auc_difference=difference,
+                      roc_auc_standard_error=0.01, roc_auc_p_value=p, accuracy_difference=0.0, only_first_right=1,
+                      only_second_right=1, accuracy_p_value=1.0)
+
+
+@pytest.fixture
+def results() -> tuple[dict[str, ModelMetrics], Comparison]:
+    metrics = {name: ModelMetrics(description=name, bootstrap=BootstrapInfo(level=0.95, resamples=2000, seed=1),
+                                  val=split_metrics(0.80 + 0.05 * i), test=split_metrics(0.75 + 0.05 * i))
+               for i, name in enumerate(MODELS)}
+    tests = {split: {"improved_vs_baseline": paired("improved", "baseline", 0.05, 0.0004),
+                     # stored the other way round: the verdict turns the sign
+                     "baseline_vs_a_model_with_a_long_name": paired("baseline", "a_model_with_a_long_name", -0.1, 0.3)}
+             for split in ("val", "test")}
+    empty = {metric: {} for metric in ("accuracy",)}
+    return metrics, Comparison(reference="baseline", models={name: name for name in MODELS}, val=empty, test=empty,
+                               tests=tests)
+
+
+def test_the_verdict_is_one_row_per_model_and_split_within_100_columns(results):
+    lines = verdict.verdict_lines(*results)
+    assert lines[0].split()[:3] == ["model", "split", "ROC"] and "95% interval" in lines[0]
+    assert "AUC vs baseline" in lines[0] and len(lines) == 1 + 2 * len(MODELS)
+    assert max(map(len, lines)) <= 100
+    assert lines[1].split() == ["baseline", "val", "0.800", "0.760-0.840", "0.800", "reference"]
+    assert lines[3].split() == ["improved", "val", "0.850", "0.810-0.890", "0.800", "+0.050", "<0.001"]
+    assert lines[6].split()[-2:] == ["+0.100", "0.3"]                       # the sign follows the reference
+
+
+def git(folder: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=folder, check=True,
+                   capture_output=True)
+
+
+def test_one_line_says_why_the_numbers_differ_from_the_committed_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert verdict.committed_difference() is None                           # no git repository: nothing to say
+    for name, text in (("metrics/baseline.json", "1\n"), ("params.yaml", "a: 1\n"), ("stages/x.py", "x = 1\n")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "run")
+    assert verdict.committed_difference() is None                           # the committed numbers
+    (tmp_path / "metrics/baseline.json").write_text("2\n")
+    note = verdict.committed_difference()
+    assert "same code and params" in note and "another CPU or TensorFlow" in note and "dvc metrics diff" in note
+    assert note.count("\n") == 0 and "flags" not in note and "(" in note     # names this CPU, in one line
+    (tmp_path / "params.yaml").write_text("a: 2\n")
+    assert "params.yaml or the code changed" in verdict.committed_difference()
+
+
+def test_make_run_ends_with_the_verdict():
+    run_target = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert run_target.strip().splitlines()[-1].strip() == "python -m stages.verdict"
+
+
+def exp_show(name: str, learning_rate: float, auc: float | None) -> dict:
+    metrics = {} if auc is None else {"metrics/baseline.json": {"data": {"val": {"auc": auc}, "test": {"auc": auc - 0.1}}}}
+    return {"rev": "a" * 40, "name": name, "data": {
+        "params": {"params.yaml": {"data": {"train": {"baseline": {"learning_rate": learning_rate, "epochs": 10}}}}},
+        "metrics": metrics}}
+
+
+def test_experiments_side_by_side_in_120_columns():
+    head = exp_show("main", 0.001, 0.80) | {"experiments": [
+        {"revs": [exp_show("lr-0.01", 0.01, 0.75)]}, {"revs": [exp_show("lr-" + "9" * 200, 0.0001, None)]}]}
+    shown = [exp_show("workspace", 0.001, 0.80) | {"rev": "workspace"}, head]
+    lines = experiments.comparison_lines(shown, ["baseline", "improved"])
+    assert max(map(len, lines)) <= 120
+    assert [line.split()[0] for line in lines[1:]][:3] == ["workspace", "main", "lr-0.01"]
+    assert lines[1].split()[1:] == ["-", "0.800/0.700", "-/-"]
+    assert "train.baseline.learning_rate=0.01" in lines[3] and "0.750/0.650" in lines[3]
+    assert lines[4].split()[0].endswith("…") and lines[4].split()[-2:] == ["-/-", "-/-"]   # a long name cut
