@@ -43,7 +43,8 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 def rows_of(shown: list[dict]) -> Iterator[tuple[str, dict]]:
     """(name, data) for the workspace, each commit and each of its experiments, as `dvc exp show --json` lists them."""
     for commit in shown:
-        yield commit.get("name") or commit["rev"][:7], commit.get("data") or {}
+        rev = commit["rev"]
+        yield commit.get("name") or (rev if rev == "workspace" else rev[:7]), commit.get("data") or {}
         for experiment in commit.get("experiments") or []:
             for rev in experiment.get("revs") or []:
                 yield rev.get("name") or rev["rev"][:7], rev.get("data") or {}

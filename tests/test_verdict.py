@@ -89,7 +89,8 @@ def exp_show(name: str, learning_rate: float, auc: float | None) -> dict:
 def test_experiments_side_by_side_in_120_columns():
     head = exp_show("main", 0.001, 0.80) | {"experiments": [
         {"revs": [exp_show("lr-0.01", 0.01, 0.75)]}, {"revs": [exp_show("lr-" + "9" * 200, 0.0001, None)]}]}
-    shown = [exp_show("workspace", 0.001, 0.80) | {"rev": "workspace"}, head]
+    workspace = exp_show("", 0.001, 0.80) | {"rev": "workspace", "name": None}    # as dvc exp show --json has it
+    shown = [workspace, head]
     lines = experiments.comparison_lines(shown, ["baseline", "improved"])
     assert max(map(len, lines)) <= 120
     assert [line.split()[0] for line in lines[1:]][:3] == ["workspace", "main", "lr-0.01"]
