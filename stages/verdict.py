@@ -16,6 +16,7 @@ import subprocess
 from importlib import metadata
 from typing import Sequence
 
+from stages.analysis.discussion import fmt, signed
 from stages.analysis.terminal import text_table
 from stages.common import cli
 from stages.common.config import EVALUATED_SPLITS, PARAMS_FILE, REPORTS_DIR, load_params
@@ -30,11 +31,8 @@ OUTPUTS_IN_GIT = ("metrics", "plots")
 INPUTS_IN_GIT = (str(PARAMS_FILE), "dvc.yaml", "stages")
 
 
-def number(value: float | None, digits: int = 3, sign: bool = False) -> str:
-    return "-" if value is None else f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
 def p_value(value: float | None) -> str:
+    """Two significant digits, or <0.001; - where there was no test."""
     return "-" if value is None else f"{value:.2g}" if value >= 0.001 else "<0.001"
 
 
@@ -47,16 +45,16 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
         for split in EVALUATED_SPLITS:
             values = metrics[name].split(split)
             bounds = values.interval.get("roc_auc")
-            interval = f"{number(bounds.low)}-{number(bounds.high)}" if bounds else "-"
+            interval = f"{fmt(bounds.low)}-{fmt(bounds.high)}" if bounds else "-"
             if name == reference:
                 against, p = "reference", ""
             else:
                 test = comparison.paired(split, name, reference)
                 sign = 1 if test is not None and test.first == name else -1
                 difference = None if test is None or test.roc_auc_difference is None else sign * test.roc_auc_difference
-                against, p = number(difference, sign=True), p_value(test.roc_auc_p_value if test else None)
-            rows.append([name if split == EVALUATED_SPLITS[0] else "", split, number(values.roc_auc), interval,
-                         number(values.accuracy), against, p])
+                against, p = signed(difference), p_value(test.roc_auc_p_value if test else None)
+            rows.append([name if split == EVALUATED_SPLITS[0] else "", split, fmt(values.roc_auc), interval,
+                         fmt(values.accuracy), against, p])
     header = [title.format(reference=reference) for title in HEADER]
     level = next((m.bootstrap.level for m in metrics.values() if m.bootstrap), None)
     if level is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from stages.common import cli
 from stages.common.atomic_files import atomic_file, staged_dir, sweep_stale
 from tests.helpers import run_cli
 
@@ -28,6 +29,20 @@ def test_disk_trouble_is_one_line_naming_the_file(capsys, code, text):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"error: metrics/prepare.json: {text}; ")
+
+
+def test_a_reader_that_left_is_a_quiet_exit(capsys, monkeypatch):
+    """`python -m stages.verdict | head`: the pipe closes, the command ends without a traceback."""
+    redirected = []
+
+    class Stdout:
+        def fileno(self) -> int:
+            return 99
+
+    monkeypatch.setattr(cli.os, "dup2", lambda source, target: redirected.append(target))
+    monkeypatch.setattr(cli.sys, "stdout", Stdout())
+    assert run_cli(raising(BrokenPipeError(32, "Broken pipe"))) == 0
+    assert capsys.readouterr().err == "" and redirected == [99]
 
 
 def test_other_os_errors_are_not_hidden():

@@ -19,7 +19,7 @@ DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUO
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None,
         stage: bool = True) -> None:
     """Call a stage's main() and turn UserError, disk trouble and Ctrl-C into a one-line message and an
-    exit code. A stage (run from the project's root) first removes what killed runs left behind."""
+    exit code (a closed pipe into a quiet exit 0). A stage (run from the project's root) first removes what killed runs left behind."""
     try:
         if stage and Path("dvc.yaml").is_file():
             sweep_stale([Path(".")])
@@ -27,6 +27,14 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except BrokenPipeError:
+        # The reader of our output left (`... | head`): nothing more to say, and no traceback for it.
+        # Standard output is pointed at /dev/null so that Python's own flush at exit stays quiet.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):     # standard output is no file (a test's capture, say)
+            pass
+        sys.exit(0)
     except OSError as error:
         if error.errno not in DISK_ERRORS:
             raise
