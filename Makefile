@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11 and pip:
 #   make run    create .venv, then rebuild the whole pipeline (offline sample by default)
-#   make test   create .venv if needed, then run the whole test suite (what CI runs: .ci/run)
+#   make test   create .venv if needed, then run the whole test suite and check that every pin has
+#               wheels for the other Python versions pyproject.toml allows (what CI runs: .ci/run)
 # For your own loop: make test-fast (everything but the e2e tests: no dvc, no stage in a process of
 # its own). make docs renders the measured figures in README.md and docs/ from their results files.
 PYTHON ?= python3
@@ -8,24 +9,39 @@ VENV := .venv
 # GPU=1 (make run GPU=1): TensorFlow with its CUDA libraries, tensorflow[and-cuda] at the pinned version.
 GPU ?= 0
 STAMP := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu)
-# The page `dvc plots show` fills, with vega inlined so it renders offline (gitignored, ~1 MB).
+# The page `dvc plots show` fills, with vega inlined so it renders offline (gitignored, ~1 MB; the
+# command also names it in .dvc/config.local).
 PLOTS_PAGE := .dvc/plots/offline.html
 # Stage commands in dvc.yaml call `python`: make it the environment's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run compare test test-fast docs real-plan real bench queue gpu-check env clean
+# The Python versions pyproject.toml allows besides the one .venv has: make test checks that every
+# pin of requirements-dev.txt has a wheel for each (pip's resolver, nothing installed); the suite
+# itself runs on them in .github/workflows/ci.yml.
+OTHER_PYTHONS ?= 3.12 3.13
 
+.PHONY: run compare test test-fast wheels-check docs real-plan real bench queue gpu-check env clean
+
+# `facegender run`: dvc repro, then the verdict (stages/__main__.py).
 run: env
-	dvc repro
-	python -m stages.verdict
+	facegender run
 
 # Experiments side by side: what each changed, each model's ROC AUC (dvc exp show --json, in 120 columns).
 compare: env
-	python -m stages.experiments
+	facegender compare
 
 test: env
 	python -m pytest
+	$(MAKE) --no-print-directory wheels-check
+
+wheels-check: env
+	@for version in $(OTHER_PYTHONS); do \
+		python -m pip install --dry-run --quiet --ignore-installed --only-binary=:all: \
+			--python-version $$version -r requirements-dev.txt \
+		|| { echo "error: a pin of requirements-dev.txt has no wheel for Python $$version: change the pin, or drop $$version from pyproject.toml's requires-python"; exit 1; }; \
+		echo "Python $$version: every pin of requirements-dev.txt resolves to wheels"; \
+	done
 
 test-fast: env
 	python -m pytest -m "not e2e"
@@ -38,11 +54,11 @@ docs: env
 # real-plan: what it downloads (versions, sizes), the disk it needs against what is free, the time
 # per stage here; downloads nothing. real: the same plan, refused when the disk is short, then the run.
 real-plan: env
-	python -m stages.plan
+	facegender plan
 
 # WEIGHTS=FILE: a VGG16 notop weights file of your own instead of Keras's ImageNet download.
 real: env
-	python -m stages.plan --run $(if $(WEIGHTS),--weights $(WEIGHTS))
+	facegender plan --run $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 # The real-scale benchmark (docs/benchmark.md says how long it takes, and on which CPU); SCALE=0.1 for a quick look.
 SCALE ?= 1
@@ -61,15 +77,20 @@ gpu-check: env
 
 env: $(STAMP) $(PLOTS_PAGE)
 
-$(STAMP): requirements.txt
+# The pinned runtime and development locks, then the project itself, editable (its code stays here,
+# the `facegender` command goes into .venv/bin): pip install -e . without fetching anything more.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
 	$(if $(filter 1,$(GPU)),$(VENV)/bin/python -m pip install --quiet "tensorflow[and-cuda]==$$(sed -n 's/^tensorflow==//p' requirements.txt)")
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $(STAMP)
 
 $(PLOTS_PAGE): $(STAMP) stages/plots_template.py
-	$(VENV)/bin/python -m stages.plots_template
+	$(VENV)/bin/facegender plots-page
 
+# The offline page goes, and so does .dvc/config.local's pointer to it (DVC would refuse a missing page).
 clean:
-	rm -rf $(VENV) $(PLOTS_PAGE)
+	-$(VENV)/bin/dvc config --local --unset plots.html_template 2>/dev/null
+	rm -rf $(VENV) $(PLOTS_PAGE) facegender.egg-info build

@@ -1,6 +1,6 @@
 """experiments: every experiment of this commit side by side, what it changed and each model's ROC AUC.
 
-    python -m stages.experiments          # make compare
+    facegender compare          # make compare
 
 `dvc exp show` shows every metric, param and dependency, each dependency a 36-character hash: far
 wider than a terminal. This reads the same data (`dvc exp show --json`) and prints one line per

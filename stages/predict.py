@@ -1,7 +1,7 @@
 """predict: P(each class) for image files or folders, from a trained model.
 
-    python -m stages.predict baseline photos/ extra.jpg --csv predictions.csv
-    python -m stages.predict improved group_photo.jpg --detect-faces --explain maps/
+    facegender predict baseline photos/ extra.jpg --csv predictions.csv
+    facegender predict improved group_photo.jpg --detect-faces --explain maps/
 
 The images are loaded exactly as prepare loads them and scored as evaluate scores them, in batches
 and in bounded memory (stages/modelkit/prediction.py, the core). This module is the command: its

@@ -1,6 +1,6 @@
 """verdict: the run's outcome in one small table, then the report's path (make run ends with it).
 
-    python -m stages.verdict
+    facegender verdict
 
 Per model and split: ROC AUC with its bootstrap interval, accuracy, and against the reference model
 (compare.reference) the difference in ROC AUC with its paired test's p-value (DeLong, on the same

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from stages import plots_template
+from stages.common.errors import UserError
 from tests.helpers import ROOT
 
 CUSTOM_TEMPLATES = ["confusion_counts", "roc_by_model"]
@@ -63,11 +64,12 @@ def run(args: list[str], cwd: Path) -> str:
     return result.stdout
 
 
-def configured_template() -> str:
-    """plots.html_template from the repository's .dvc/config (DVC reads it relative to .dvc/)."""
+def configured_template(dvc_dir: Path) -> str | None:
+    """plots.html_template as DVC reads it from a project's .dvc/config and .dvc/config.local (relative
+    to .dvc/), or None."""
     config = configparser.ConfigParser()
-    config.read(ROOT / ".dvc" / "config")
-    return config["plots"]["html_template"]
+    config.read([dvc_dir / "config", dvc_dir / "config.local"])
+    return config.get("plots", "html_template", fallback=None)
 
 
 def network_references(page: str) -> list[str]:
@@ -108,7 +110,8 @@ def project(tmp_path_factory, page) -> Path:
     (project / ".dvc" / "plots").mkdir()
     for name in CUSTOM_TEMPLATES:
         shutil.copy2(ROOT / ".dvc" / "plots" / f"{name}.json", project / ".dvc" / "plots" / f"{name}.json")
-    shutil.copy2(page, project / ".dvc" / configured_template())
+    shutil.copy2(page, project / plots_template.TEMPLATE_PATH)
+    plots_template.use_page_in_this_clone(project / ".dvc")
     (project / "data").mkdir()
     (project / "data/confusion.csv").write_text(CONFUSION_V1)
     (project / "data/roc.csv").write_text(ROC_V1)
@@ -120,14 +123,30 @@ def project(tmp_path_factory, page) -> Path:
     return project
 
 
-def test_the_config_points_at_the_generated_page():
-    assert (ROOT / ".dvc" / configured_template()).resolve() == plots_template.TEMPLATE_PATH.resolve()
+def test_the_committed_config_names_no_page_and_the_generated_files_stay_out_of_git():
+    """A fresh clone has no page yet: a template named in .dvc/config would break `dvc plots show`."""
+    committed = configparser.ConfigParser()
+    committed.read(ROOT / ".dvc" / "config")
+    assert not committed.has_option("plots", "html_template")
     if (ROOT / ".git").exists():
-        ignored = subprocess.run(["git", "check-ignore", "-q", str(plots_template.TEMPLATE_PATH)], cwd=ROOT)
-        assert ignored.returncode == 0, "the generated page (a megabyte of JavaScript) must be gitignored"
+        for generated in (plots_template.TEMPLATE_PATH, plots_template.DVC_DIR / "config.local"):
+            ignored = subprocess.run(["git", "check-ignore", "-q", str(generated)], cwd=ROOT)
+            assert ignored.returncode == 0, f"{generated} is written per clone: it must be gitignored"
     for name in CUSTOM_TEMPLATES:
         template = json.loads((ROOT / ".dvc" / "plots" / f"{name}.json").read_text())
         assert template["data"] == {"values": "<DVC_METRIC_DATA>"}
+
+
+def test_the_command_writes_the_page_and_points_this_clone_at_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"no \.dvc/ in .*: run this in the project's folder"):
+        plots_template.main([])
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("[core]\n    analytics = false\n")
+    plots_template.main([])
+    assert configured_template(tmp_path / ".dvc") == "plots/offline.html"
+    assert "{plot_divs}" in (tmp_path / ".dvc" / "plots" / "offline.html").read_text(encoding="utf-8")
+    assert "html_template" not in (tmp_path / ".dvc" / "config").read_text()
 
 
 def test_the_page_inlines_vega_and_has_dvc_placeholders(page):
@@ -144,6 +163,24 @@ def test_page_html_refuses_a_bundle_that_breaks_the_page():
     for bad in ("vegaEmbed; '</script>'", "vegaEmbed; '{plot_divs}'", "var x = 1;"):
         with pytest.raises(ValueError):
             plots_template.page_html(bad)
+
+
+@pytest.mark.e2e
+def test_dvc_plots_show_works_on_a_fresh_clone_before_any_make(tmp_path):
+    """Before `make` there is no offline page: DVC's own page (from the CDN) instead of DVC's error
+    "HTML template has to contain '{plot_divs}'", for the repository's own plots."""
+    clone = tmp_path / "clone"
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                             capture_output=True, check=True).stdout.decode().split("\0")
+    for relative in filter(None, tracked):
+        if (ROOT / relative).is_file():
+            (clone / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / relative, clone / relative)
+    run(["git", "init", "-q"], clone)
+    assert not (clone / plots_template.TEMPLATE_PATH).exists() and configured_template(clone / ".dvc") is None
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "html")], clone)
+    page = (tmp_path / "html" / "index.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"vegaEmbed\('#", page)) >= 10
 
 
 @pytest.mark.e2e

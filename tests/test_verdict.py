@@ -11,7 +11,6 @@ import pytest
 from stages import experiments, verdict
 from stages.contracts.comparison import Comparison, PairedTest
 from stages.contracts.evaluation import BootstrapInfo, Bounds, ModelMetrics, SplitMetrics
-from tests.helpers import ROOT
 
 MODELS = ["baseline", "improved", "a_model_with_a_long_name"]
 
@@ -72,11 +71,6 @@ def test_one_line_says_why_the_numbers_differ_from_the_committed_ones(tmp_path, 
     assert note.count("\n") == 0 and "flags" not in note and "(" in note     # names this CPU, in one line
     (tmp_path / "params.yaml").write_text("a: 2\n")
     assert "params.yaml or the code changed" in verdict.committed_difference()
-
-
-def test_make_run_ends_with_the_verdict():
-    run_target = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
-    assert run_target.strip().splitlines()[-1].strip() == "python -m stages.verdict"
 
 
 def exp_show(name: str, learning_rate: float, auc: float | None) -> dict:

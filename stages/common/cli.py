@@ -20,6 +20,7 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         stage: bool = True) -> None:
     """Call a stage's main() and turn UserError, disk trouble and Ctrl-C into a one-line message and an
     exit code (a closed pipe into a quiet exit 0). A stage (run from the project's root) first removes what killed runs left behind."""
+    name_the_program()
     try:
         if stage and Path("dvc.yaml").is_file():
             sweep_stale([Path(".")])
@@ -45,6 +46,14 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     except KeyboardInterrupt:
         print(f"interrupted: {interrupted_outputs()}", file=sys.stderr)
         sys.exit(130)
+
+
+def name_the_program() -> None:
+    """Make argparse's usage line say how the command was called: `python -m stages.predict`, not
+    `predict.py` (argparse names the program after sys.argv[0]; `facegender <subcommand>` sets its own)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name.startswith("stages."):
+        sys.argv[0] = f"python -m {spec.name.removesuffix('.__main__')}"
 
 
 def interrupted_outputs() -> str:
