@@ -5,7 +5,8 @@ seeded offline stand-in (stages/images/offline_sample.py). Every dataset is writ
 its final place and checked against prepare.splits; only when all of them are complete do they
 replace data/raw/<name>/, so a failed or interrupted run leaves the previous data exactly as it was.
 
-The kaggle client is used through stages/images/kaggle_datasets.py, which keeps credentials out of every
+The kaggle client is used through stages/images/kaggle_client.py (the login: a token, a key, `kaggle auth
+login`, or anonymous for public datasets) and kaggle_datasets.py, which keep credentials out of every
 message and log. An interrupted download is resumed by the next run, a finished archive is kept so
 that a rerun does not download it again (DOWNLOADS_DIR), and an archive is checked whole (every
 member's CRC) before anything is unpacked.
@@ -28,8 +29,8 @@ from stages.common.atomic_files import staged_dir
 from stages.common.config import PARAMS_FILE, RAW_DIR, DatasetSource, Params, PrepareParams, load_params
 from stages.common.errors import UserError
 from stages.contracts.provenance import DatasetProvenance, Provenance
-from stages.images.kaggle_datasets import (client_output, dataset_info, describe, iso_utc, kaggle_errors,
-                                           kaggle_login, kaggle_ref, secrets_of)
+from stages.images.kaggle_client import ANONYMOUS, auth_of, client_output, kaggle_login, secrets_of
+from stages.images.kaggle_datasets import dataset_info, describe, iso_utc, kaggle_errors, kaggle_ref
 from stages.images.reading import find_class_folders, iter_image_files
 
 # The archives the kaggle client downloads, one folder per dataset and version. An interrupted download
@@ -79,13 +80,13 @@ def _relative_to(message: str, root: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Download (the kaggle client: stages/images/kaggle_datasets.py)
+# Download (the kaggle client: stages/images/kaggle_client.py, kaggle_datasets.py)
 
 
 def download_kaggle(api, name: str, source: DatasetSource, root: Path, quiet: bool = False) -> DatasetProvenance:
     """Download dataset `name` with the kaggle client and unpack it into the empty folder `root`;
     returns what Kaggle said about it (dataset_info) and when it was downloaded."""
-    info = dataset_info(api, name, source)
+    info = dataset_info(api, name, source, metadata_optional=True)
     download_dir = archive_folder(name, info.version)
     # The pinned version, or the very version dataset_info saw as current (a version published in
     # between would otherwise arrive under the older number).
@@ -94,7 +95,7 @@ def download_kaggle(api, name: str, source: DatasetSource, root: Path, quiet: bo
     started = datetime.datetime.now(datetime.timezone.utc)
     kept = _file_signature(archive)
     for attempt in (1, 2):
-        with kaggle_errors(name, source, "downloading"), client_output(secrets_of(api)):
+        with kaggle_errors(name, source, "downloading", auth_of(api) == ANONYMOUS), client_output(secrets_of(api)):
             # force=False: the client resumes a partial archive it left here (its .kaggle-partial
             # marker proves the bytes belong to the same remote file) or keeps a finished one.
             # The second attempt starts over, after a finished archive failed its check.
@@ -182,7 +183,8 @@ def download_all(params: Params, quiet: bool = False) -> Provenance:
             root = stack.enter_context(staged_dir(RAW_DIR / name))
             datasets[name] = fill_dataset(params, name, root, api=api, quiet=quiet)
         sample_settings = params.download.sample.model_dump() if api is None else None
-        provenance = Provenance(source=params.download.source, datasets=datasets, sample=sample_settings)
+        provenance = Provenance(source=params.download.source, datasets=datasets, sample=sample_settings,
+                                auth=auth_of(api) if api is not None else None)
         # Last inside the stack: the record is written just before the data it describes is renamed in.
         provenance.write(Provenance.path)
     for name, found in datasets.items():
@@ -198,10 +200,10 @@ def _origin(provenance: Provenance, name: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m stages.download",
         description=(
             "Fill data/raw/<name>/ for each dataset in params.yaml download.datasets, from Kaggle "
-            "(download.source: kaggle; needs credentials) or the offline sample (download.source: sample)."
+            "(download.source: kaggle; with a Kaggle login, or anonymously where Kaggle allows it) or the "
+            "offline sample (download.source: sample)."
         ),
     )
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)")

@@ -1,8 +1,8 @@
 """plan: the real run (the assignment's setup on the real data) before it starts, then, with --run, the run.
 
-    python -m stages.plan              # make real-plan: datasets, disk, time; downloads nothing
-    python -m stages.plan --run        # make real: the plan, refused when the disk is short, then
-                                       # dvc exp run -n real-<time> -S <REAL_RUN settings>
+    facegender plan              # make real-plan: datasets, disk, time; downloads nothing
+    facegender plan --run        # make real: the plan, refused when the disk is short, then
+                                 # dvc exp run -n real-<time> -S <REAL_RUN settings>
 
 The real run is params.yaml with REAL_RUN's settings on top: the Kaggle datasets, ImageNet VGG16
 weights and the assignment's transfer model (its whole frozen conv base, block5_pool, with the head
@@ -10,7 +10,9 @@ of train.transfer). It runs as a DVC experiment, so `dvc exp show` lists it besi
 
 What the plan states, and where each number comes from:
 - per dataset, the version, date, size and licence Kaggle reports (the kaggle client's GetDataset
-  call, as the download stage makes it; needs credentials, downloads nothing);
+  call, as the download stage makes it; downloads nothing). Without credentials it asks anonymously;
+  when Kaggle refuses that, the plan stops with the login line (the download stage would go on without
+  the metadata, but the disk check needs the sizes);
 - the disk the run needs against what is free: the archives and their unpacked files (JPEGs do not
   compress: as large as the archive), prepared PNGs and TFRecords at most 100x100x3 bytes an image,
   the features exactly (the cut layer's values times the precision's bytes), models and figures,
@@ -213,11 +215,11 @@ def free_bytes(path: Path = Path(".")) -> int:
 
 def make_plan(settings: dict[str, str], params_path: Path = PARAMS_FILE) -> tuple[list[str], int, int]:
     """Ask Kaggle about each dataset (no download) and build the plan: (lines, needed, free bytes)."""
-    from stages.images import kaggle_datasets
+    from stages.images import kaggle_client, kaggle_datasets
 
     params = real_params(params_path, settings)
     load_params(params_path)     # params.yaml itself must be valid too: the experiment starts from it
-    api = kaggle_datasets.kaggle_login()
+    api = kaggle_client.kaggle_login()
     infos = {name: kaggle_datasets.dataset_info(api, name, source) for name, source in params.download.datasets.items()}
     free = free_bytes()
     lines, needed = plan_lines(infos, params, free, benchmark_run(), os.cpu_count() or 1, cache_shares_files(), settings)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from stages.common.config import Params, load_params
-from tests.fake_kaggle import KEY, SPLITS, TEST_FILES, TOKEN, TRAINVAL_FILES, USERNAME, FakeKaggle, make_archive, make_tree
+from tests.fake_kaggle import (KEY, REFRESH_TOKEN, SPLITS, TEST_FILES, TOKEN, TRAINVAL_FILES, USERNAME, FakeKaggle,
+                               make_archive, make_tree)
 from tests.helpers import ROOT, raw_repo_params, write_params
 
 E2E = "e2e"
@@ -116,9 +117,9 @@ def clean_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
-    from stages.images import kaggle_datasets
+    from stages.images import kaggle_client
 
-    KaggleApi = kaggle_datasets.kaggle_api_class()
+    KaggleApi = kaggle_client.kaggle_api_class()
     # The client fixes its config path and arguments when first imported: point them here.
     monkeypatch.setattr(KaggleApi, "config_dir", str(home / ".kaggle"))
     monkeypatch.setattr(KaggleApi, "config", str(home / ".kaggle" / "kaggle.json"))
@@ -129,9 +130,10 @@ def clean_env(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake(clean_env, kaggle_params, monkeypatch, tmp_path):
-    """A fake Kaggle serving both datasets, the client pointed at it, cwd = a project with old data."""
+    """A fake Kaggle serving both datasets, the client pointed at it, cwd = a project with old data. It knows
+    the legacy key, TOKEN and the OAuth login's REFRESH_TOKEN; anonymous requests are refused."""
     params = kaggle_params
-    server = FakeKaggle(username=USERNAME, key=KEY, token=TOKEN)
+    server = FakeKaggle(username=USERNAME, key=KEY, token=TOKEN, refresh_token=REFRESH_TOKEN)
     slugs = {name: entry["slug"] for name, entry in params["download"]["datasets"].items()}
     server.add_dataset(slugs["trainval"], make_archive(make_tree(tmp_path / "src-trainval", TRAINVAL_FILES)))
     server.add_dataset(slugs["test"], make_archive(make_tree(tmp_path / "src-test", TEST_FILES)))

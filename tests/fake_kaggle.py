@@ -6,15 +6,24 @@ What the client (kaggle 2.2.5 / kagglesdk 0.1.38) does for `dataset_download_fil
    "datasetSlug"} -> kagglesdk's ApiDataset (dataset_json: current version, dates, size, licence).
 1. POST {endpoint}/v1/datasets.DatasetApiService/DownloadDataset (on non-PROD environments the
    prefix is {endpoint}/api/v1/...), JSON body {"ownerSlug", "datasetSlug", "datasetVersionNumber"?},
-   with HTTP Basic auth (username, key) or "Authorization: Bearer <token>".
+   with HTTP Basic auth (username, key), "Authorization: Bearer <token>", or, anonymous, none.
    Errors come back as JSON {"code": <status>, "message": ...} with that HTTP status.
 2. The RPC answers with a redirect to the archive (on Kaggle: a signed storage URL); requests
    follows it with a streamed GET and the client writes the body to <datasetSlug>.zip.
 3. When the body breaks off, the client retries up to 5 times with a Range request (appending on
    206, starting over on 200), sleeping 2**n seconds in between.
 
-With KAGGLE_API_TOKEN the client first checks the token:
-POST .../v1/security.OAuthService/IntrospectToken {"token": ...} -> {"active": bool, "username": ...}.
+How the client logs in, and what the fake answers:
+- an access token (KAGGLE_API_TOKEN, its value or a file it names; ~/.kaggle/access_token): checked first,
+  POST .../v1/security.OAuthService/IntrospectToken {"token": ...} -> {"active": bool, "username": ...};
+  active for the bearer tokens in `tokens`;
+- a legacy key (kaggle.json, KAGGLE_USERNAME/KAGGLE_KEY): sent unchecked as Basic auth;
+- the OAuth login of `kaggle auth login` (~/.kaggle/credentials.json): its access token as a bearer token
+  while it is valid; once expired, POST .../v1/users.AccountService/GenerateAccessToken {"refreshToken", ...}
+  -> {"token", "expiresIn", "userName"}: for `refresh_token` the fake issues ISSUED_TOKEN and accepts it from
+  then on (401 for any other refresh token);
+- none: requests without Authorization, let in only for the RPCs in `anonymous_rpcs` ("GetDataset",
+  "DownloadDataset"; empty by default: 401, as for invalid credentials).
 """
 
 from __future__ import annotations
@@ -49,7 +58,12 @@ MODES = ("good", "401", "403", "404", "500", "cut", "cut_once", "garbage", "corr
 USERNAME = "alice-secret-user"
 KEY = "s3cr3t-key-123"
 TOKEN = "tok-s3cr3t-token-456"
-SECRETS = (USERNAME, KEY, TOKEN)
+# The OAuth login of `kaggle auth login`: its refresh token, an access token issued before, and the access
+# token GenerateAccessToken issues for the refresh token.
+REFRESH_TOKEN = "ref-s3cr3t-refresh-789"
+OAUTH_TOKEN = "oat-s3cr3t-oauth-012"
+ISSUED_TOKEN = "oat-s3cr3t-issued-345"
+SECRETS = (USERNAME, KEY, TOKEN, REFRESH_TOKEN, OAUTH_TOKEN, ISSUED_TOKEN)
 
 SPLITS = {
     "train": {"dataset": "trainval", "folder": "train", "classes": {"female": "Female", "male": "Male"}},
@@ -95,13 +109,17 @@ class FakeKaggle:
     """Threaded HTTP server on 127.0.0.1 serving registered dataset archives.
 
     `mode` decides how the next requests are answered (see MODES); `requests` records each request
-    as a dict (method, path, body, auth).
+    as a dict (method, path, body, auth). Logins: the legacy key (username, key), the bearer `tokens`
+    (`token` and those issued for `refresh_token`), and anonymous requests for the RPCs in `anonymous_rpcs`.
     """
 
-    def __init__(self, username: str = "alice", key: str = "key", token: str | None = None) -> None:
+    def __init__(self, username: str = "alice", key: str = "key", token: str | None = None,
+                 refresh_token: str | None = None) -> None:
         self.username = username
         self.key = key
-        self.token = token
+        self.tokens: set[str] = {token} if token else set()
+        self.refresh_token = refresh_token
+        self.anonymous_rpcs: set[str] = set()
         self.mode = "good"
         self.datasets: dict[str, bytes] = {}
         self.versions: dict[str, int] = {}
@@ -165,8 +183,20 @@ class FakeKaggle:
             expected = base64.b64encode(f"{self.username}:{self.key}".encode()).decode()
             return value == expected
         if scheme == "Bearer":
-            return self.token is not None and value == self.token
+            return value in self.tokens
         return False
+
+    def lets_in(self, rpc: str, header: str | None) -> bool:
+        """Whether a request for `rpc` (e.g. "DownloadDataset") is let in: valid credentials, or none at all
+        for an RPC in anonymous_rpcs (invalid ones are refused, as Kaggle does)."""
+        return rpc in self.anonymous_rpcs if header is None else self.authorised(header)
+
+    def issue_token(self, refresh_token: str | None) -> str | None:
+        """GenerateAccessToken: a new access token for the OAuth login's refresh token, None for another."""
+        if self.refresh_token is None or refresh_token != self.refresh_token:
+            return None
+        self.tokens.add(ISSUED_TOKEN)
+        return ISSUED_TOKEN
 
     def take_corrupt(self) -> bool:
         """Whether this archive GET sends the archive with one byte changed (same size: only a CRC
@@ -246,13 +276,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             return self._error(404, f"no such path {path}")
         if rpc == "security.OAuthService/IntrospectToken":
-            active = self.fake.token is not None and (body or {}).get("token") == self.fake.token
+            active = (body or {}).get("token") in self.fake.tokens
             return self._json(200, {"active": active, "username": self.fake.username if active else ""})
+        if rpc == "users.AccountService/GenerateAccessToken":
+            token = self.fake.issue_token((body or {}).get("refreshToken"))
+            if token is None:
+                return self._error(401, "Unauthenticated: invalid refresh token")
+            return self._json(200, {"token": token, "expiresIn": 12 * 3600, "userName": self.fake.username})
         if rpc not in ("datasets.DatasetApiService/DownloadDataset", "datasets.DatasetApiService/GetDataset") \
                 or not isinstance(body, dict):
             return self._error(404, f"no such RPC {rpc}")
         mode = self.fake.mode
-        if mode == "401" or not self.fake.authorised(self.headers.get("Authorization")):
+        if mode == "401" or not self.fake.lets_in(rpc.rsplit("/", 1)[1], self.headers.get("Authorization")):
             return self._error(401, "Unauthenticated: the request has invalid credentials")
         if mode == "403":
             return self._error(403, "Permission 'datasets.get' was denied")

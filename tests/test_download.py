@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 import shutil
 import socket
 import sys
@@ -16,9 +18,10 @@ from stages import download
 from stages.common.config import parse_params
 from stages.common.errors import UserError
 from stages.contracts.provenance import Provenance
-from stages.images import kaggle_datasets, offline_sample
+from stages.images import kaggle_client, kaggle_datasets, offline_sample
 from stages.images.reading import iter_image_files
-from tests.fake_kaggle import KEY, SECRETS, TEST_FILES, TOKEN, TRAINVAL_FILES, USERNAME, make_archive, make_tree
+from tests.fake_kaggle import (ISSUED_TOKEN, KEY, OAUTH_TOKEN, REFRESH_TOKEN, SECRETS, TEST_FILES, TOKEN,
+                               TRAINVAL_FILES, USERNAME, make_archive, make_tree)
 from tests.helpers import hashes, run_cli, write_params
 
 def raw_snapshot() -> dict[str, str]:
@@ -203,39 +206,216 @@ def test_archive_damaged_twice_is_one_error_and_raw_untouched(fake, creds, capsy
     assert not (download.archive_folder("trainval", 4) / "gender-recognition-dataset.zip").exists()
 
 
-def test_token_credentials(fake, monkeypatch, capsys):
-    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+# ---------------------------------------------------------------------------------------------
+# Every way the client logs in (tests/fake_kaggle.py's docstring), and none
 
-    assert run_cli(download.main) == 0
+
+def kaggle_folder(home: Path) -> Path:
+    folder = home / ".kaggle"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def oauth_login(home: Path, access_token: str, expires: str, refresh_token: str = REFRESH_TOKEN) -> None:
+    """~/.kaggle/credentials.json as `kaggle auth login` writes it."""
+    (kaggle_folder(home) / "credentials.json").write_text(json.dumps({
+        "refresh_token": refresh_token, "access_token": access_token, "access_token_expiration": expires,
+        "username": USERNAME, "scopes": []}))
+
+
+def token_value(fake, home, env):
+    env.setenv("KAGGLE_API_TOKEN", TOKEN)
+
+
+def token_file_named(fake, home, env):
+    (home / "my-token").write_text(TOKEN + "\n")
+    env.setenv("KAGGLE_API_TOKEN", str(home / "my-token"))
+
+
+def access_token_file(fake, home, env):
+    (kaggle_folder(home) / "access_token").write_text(TOKEN + "\n")
+
+
+def kaggle_json(fake, home, env):
+    (kaggle_folder(home) / "kaggle.json").write_text(json.dumps({"username": USERNAME, "key": KEY}))
+    (home / ".kaggle" / "kaggle.json").chmod(0o600)
+
+
+def username_and_key(fake, home, env):
+    env.setenv("KAGGLE_USERNAME", USERNAME)
+    env.setenv("KAGGLE_KEY", KEY)
+
+
+def oauth_valid(fake, home, env):
+    fake.tokens.add(OAUTH_TOKEN)        # issued by an earlier refresh
+    oauth_login(home, OAUTH_TOKEN, "2999-01-01T00:00:00+00:00")
+
+
+def oauth_expired(fake, home, env):
+    oauth_login(home, OAUTH_TOKEN, "2020-01-01T00:00:00+00:00")     # the fake no longer accepts it
+
+
+BASIC = "Basic " + base64.b64encode(f"{USERNAME}:{KEY}".encode()).decode()
+# way: (how it is given, the Authorization of the dataset calls, the login calls before them, metrics' auth)
+LOGINS = {
+    "KAGGLE_API_TOKEN": (token_value, f"Bearer {TOKEN}", ["IntrospectToken"], "access_token"),
+    "KAGGLE_API_TOKEN-file": (token_file_named, f"Bearer {TOKEN}", ["IntrospectToken"], "access_token"),
+    "access_token-file": (access_token_file, f"Bearer {TOKEN}", ["IntrospectToken"], "access_token"),
+    "kaggle.json": (kaggle_json, BASIC, [], "legacy_api_key"),
+    "KAGGLE_USERNAME-KAGGLE_KEY": (username_and_key, BASIC, [], "legacy_api_key"),
+    "oauth-valid": (oauth_valid, f"Bearer {OAUTH_TOKEN}", [], "oauth"),
+    "oauth-expired": (oauth_expired, f"Bearer {ISSUED_TOKEN}", ["GenerateAccessToken"], "oauth"),
+}
+
+
+@pytest.mark.parametrize("way", LOGINS)
+def test_each_way_to_log_in(fake, clean_env, monkeypatch, capsys, way):
+    log_in, authorization, login_calls, auth = LOGINS[way]
+    log_in(fake, clean_env, monkeypatch)
+
+    assert run_cli(download.main) == 0, capsys.readouterr().err     # not quiet: all the client prints
     out, err = capsys.readouterr()
 
-    assert fake.rpc_calls("security.OAuthService/IntrospectToken")
-    assert fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")[0]["auth"] == f"Bearer {TOKEN}"
-    assert_no_secrets(out, err)
+    calls = [(r["path"].rsplit("/", 1)[1], r["auth"]) for r in fake.requests if r["method"] == "POST"]
+    assert [name for name, _ in calls[:len(login_calls)]] == login_calls
+    assert calls[len(login_calls):] == [("GetDataset", authorization), ("DownloadDataset", authorization)] * 2
+    assert "no Kaggle credentials" not in out
+    assert Provenance.read(Provenance.path).auth == auth
+    assert_no_secrets(out, err, Provenance.path.read_text())
 
 
-def test_rejected_token(fake, monkeypatch, capsys):
-    monkeypatch.setenv("KAGGLE_API_TOKEN", "wrong-" + TOKEN)
+def test_expired_oauth_login_is_refreshed_with_its_refresh_token(fake, clean_env, monkeypatch, capsys):
+    oauth_expired(fake, clean_env, monkeypatch)
+
+    assert run_cli(download.main, ["--quiet"]) == 0, capsys.readouterr().err
+
+    assert fake.rpc_calls("users.AccountService/GenerateAccessToken")[0]["body"]["refreshToken"] == REFRESH_TOKEN
+    # The client keeps the new token for the next run.
+    assert json.loads((clean_env / ".kaggle/credentials.json").read_text())["access_token"] == ISSUED_TOKEN
+
+
+def test_secrets_cover_token_files_and_the_oauth_login(clean_env, monkeypatch):
+    """Scrubbed even before the client reads them, and when Kaggle refuses them."""
+    (kaggle_folder(clean_env) / "access_token").write_text(TOKEN)
+    oauth_login(clean_env, OAUTH_TOKEN, "2020-01-01T00:00:00+00:00")
+    assert {TOKEN, REFRESH_TOKEN, OAUTH_TOKEN, USERNAME} <= kaggle_client.secrets_of()
+
+    (clean_env / "elsewhere").write_text(ISSUED_TOKEN)
+    monkeypatch.setenv("KAGGLE_API_TOKEN", str(clean_env / "elsewhere"))
+    assert ISSUED_TOKEN in kaggle_client.secrets_of()
+
+
+def test_anonymous_download_of_public_datasets(fake, capsys):
+    fake.anonymous_rpcs = {"GetDataset", "DownloadDataset"}
+
+    assert run_cli(download.main, ["--quiet"]) == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+
+    notice = [line for line in out.splitlines() if line.startswith("no Kaggle credentials found")]
+    assert len(notice) == 1 and "going on anonymously" in notice[0] and "kaggle auth login" in notice[0]
+    assert {r["auth"] for r in fake.requests if r["method"] == "POST"} == {None}
+    provenance = Provenance.read(Provenance.path)
+    assert provenance.auth == "anonymous" and provenance.datasets["trainval"].version == 4
+    assert sorted(hashes(Path("data/raw/trainval"))) == sorted(TRAINVAL_FILES)
+
+
+def test_anonymous_download_goes_on_without_the_metadata_kaggle_refuses(fake, kaggle_params, capsys):
+    """Kaggle may serve a public dataset's archive, not its metadata, to an anonymous request: the data
+    arrives, and the record says only what params.yaml pinned."""
+    fake.anonymous_rpcs = {"DownloadDataset"}
+    kaggle_params["download"]["datasets"]["test"]["version"] = 3
+    write_params(kaggle_params)
+
+    assert run_cli(download.main, ["--quiet"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+
+    assert out.count("Kaggle gives no metadata on dataset") == 2 and "nor which version arrived" in out
+    owner, name = fake.slugs["trainval"].split("/")
+    downloads = [call["body"] for call in fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")]
+    assert downloads[0] == {"ownerSlug": owner, "datasetSlug": name}             # the latest, unnamed
+    assert downloads[1]["datasetVersionNumber"] == 3
+    provenance = Provenance.read(Provenance.path)
+    assert (provenance.datasets["trainval"].version, provenance.datasets["test"].version) == (None, 3)
+    assert provenance.datasets["trainval"].total_bytes is None and provenance.auth == "anonymous"
+    assert sorted(hashes(Path("data/raw/test"))) == sorted(TEST_FILES)
+    assert "version unknown (the latest at download time)" in out
+
+
+@pytest.mark.parametrize("refusal", ["401", "403"])
+def test_no_credentials_and_kaggle_refusing_anonymous_requests(fake, capsys, refusal):
+    if refusal == "403":      # anonymous requests let in, then denied
+        fake.anonymous_rpcs, fake.mode = {"GetDataset", "DownloadDataset"}, "403"
     before = raw_snapshot()
 
     code = run_cli(download.main, ["--quiet"])
     out, err = capsys.readouterr()
 
     line = assert_one_line_error(code, err)
-    assert "did not accept KAGGLE_API_TOKEN" in line
+    assert f"Kaggle needs a login for dataset '{fake.slugs['trainval']}'" in line
+    assert f"(it answered HTTP {refusal} to an anonymous request)" in line
+    for text in ("kaggle auth login", "KAGGLE_API_TOKEN", "~/.kaggle/access_token", "kaggle.json",
+                 "KAGGLE_USERNAME/KAGGLE_KEY", "download.source=sample"):
+        assert text in line
+    assert "Authentication required" not in out + err  # the client's own help is not shown
+    assert out.startswith("no Kaggle credentials found")
+    assert {r["auth"] for r in fake.requests} == {None}
+    assert raw_snapshot() == before
+    assert not Provenance.path.exists()
+
+
+def rejected_token(fake, home, env):
+    env.setenv("KAGGLE_API_TOKEN", "wrong-" + TOKEN)
+
+
+def rejected_token_file(fake, home, env):
+    (kaggle_folder(home) / "access_token").write_text("wrong-" + TOKEN)
+
+
+def rejected_oauth_login(fake, home, env):
+    oauth_login(home, OAUTH_TOKEN, "2020-01-01T00:00:00+00:00", refresh_token="wrong-" + REFRESH_TOKEN)
+
+
+def rejected_token_beside_key(fake, home, env):
+    """The client logs in with the key, but would send the refused token on every call."""
+    rejected_token_file(fake, home, env)
+    username_and_key(fake, home, env)
+
+
+@pytest.mark.parametrize("log_in, expected", [
+    (rejected_token, ["did not accept KAGGLE_API_TOKEN", "kaggle auth login", "KAGGLE_USERNAME"]),
+    (rejected_token_file, ["did not accept ~/.kaggle/access_token", "kaggle auth login", "KAGGLE_USERNAME"]),
+    (rejected_oauth_login, ["did not accept the login of `kaggle auth login`", "KAGGLE_API_TOKEN"]),
+    (rejected_token_beside_key, ["did not accept ~/.kaggle/access_token", "in place of the legacy key",
+                                 "remove it or save a new token there"]),
+], ids=["KAGGLE_API_TOKEN", "access_token-file", "oauth", "token-beside-key"])
+def test_rejected_login_is_one_error_not_anonymous(fake, clean_env, monkeypatch, capsys, log_in, expected):
+    log_in(fake, clean_env, monkeypatch)
+    before = raw_snapshot()
+
+    code = run_cli(download.main, ["--quiet"])
+    out, err = capsys.readouterr()
+
+    line = assert_one_line_error(code, err)
+    assert [text for text in expected if text not in line] == []
+    assert not fake.rpc_calls("datasets.DatasetApiService/GetDataset")
+    assert "Invalid credentials" not in out and "anonymously" not in out
     assert raw_snapshot() == before
     assert_no_secrets(out, err)
 
 
-def test_kaggle_json_credentials(fake, clean_env, capsys):
-    config = clean_env / ".kaggle"
-    config.mkdir(exist_ok=True)
-    (config / "kaggle.json").write_text(f'{{"username": "{USERNAME}", "key": "{KEY}"}}')
-    (config / "kaggle.json").chmod(0o600)
+def test_refused_oauth_login_is_named_though_importing_the_client_deletes_it(fake, clean_env, monkeypatch, capsys):
+    """`import kaggle` authenticates as well, deleting an OAuth login Kaggle refuses; in a fresh process that
+    import happens inside kaggle_login, which must have read the logins before."""
+    rejected_oauth_login(fake, clean_env, monkeypatch)
+    importing = kaggle_client.kaggle_api_class
 
-    assert run_cli(download.main, ["--quiet"]) == 0
-    out, err = capsys.readouterr()
-    assert_no_secrets(out, err)
+    def import_that_authenticates():
+        (clean_env / ".kaggle/credentials.json").unlink()
+        return importing()
+
+    monkeypatch.setattr(kaggle_client, "kaggle_api_class", import_that_authenticates)
+    line = assert_one_line_error(run_cli(download.main, ["--quiet"]), capsys.readouterr().err)
+    assert "did not accept the login of `kaggle auth login`" in line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,22 +515,6 @@ def test_bad_layout_names_the_params(fake, creds, tmp_path, capsys):
     assert raw_snapshot() == before
 
 
-def test_missing_credentials(fake, capsys):
-    before = raw_snapshot()
-
-    code = run_cli(download.main, ["--quiet"])
-    out, err = capsys.readouterr()
-
-    line = assert_one_line_error(code, err)
-    assert "no Kaggle credentials" in line
-    for text in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "kaggle.json", "download.source=sample"):
-        assert text in line
-    assert "Authentication required" not in out + err  # the client's own help is not shown
-    assert out == ""
-    assert fake.requests == []
-    assert raw_snapshot() == before
-
-
 def test_help():
     with pytest.raises(SystemExit) as exit_:
         download.main(["--help"])
@@ -417,7 +581,7 @@ def test_layout_empty_class_folder(tmp_path, prepare_params):
 
 
 def test_verbose_client_cannot_print_headers(fake, creds, capsys):
-    KaggleApi = kaggle_datasets.kaggle_api_class()
+    KaggleApi = kaggle_client.kaggle_api_class()
     KaggleApi.args = ["--verbose"]  # as VERBOSE=1 at import would set it (the fixture restores it)
 
     assert run_cli(download.main, ["--quiet"]) == 0
@@ -428,7 +592,7 @@ def test_verbose_client_cannot_print_headers(fake, creds, capsys):
 
 
 def test_client_output_is_scrubbed(capsys):
-    stream = kaggle_datasets._ScrubbedLines(sys.stdout, {KEY})
+    stream = kaggle_client._ScrubbedLines(sys.stdout, {KEY})
     stream.write(f"key is {KEY} here\nConnection error: ConnectionError: https://x/?sig={KEY}\n")
     stream.write("Partial file saved at: /tmp/x.zip\nError: ChunkedEncodingError: boom\nlast")
     stream.flush()

@@ -10,6 +10,7 @@ import pytest
 
 from stages import plan
 from stages.common.config import load_params
+from tests.fake_kaggle import ISSUED_TOKEN, REFRESH_TOKEN, USERNAME
 from tests.helpers import ROOT, run_cli
 
 GB = 1e9
@@ -91,6 +92,40 @@ def test_plan_states_versions_sizes_disk_and_time(fake, creds, benchmark, capsys
     assert "min  features" in out and "in all, after the download" in out
     # Metadata only: nothing downloaded.
     assert fake.blob_gets() == [] and not fake.rpc_calls("datasets.DatasetApiService/DownloadDataset")
+
+
+def test_plan_asks_anonymously_without_credentials(fake, benchmark, capsys):
+    fake.anonymous_rpcs = {"GetDataset"}
+    assert run_cli(plan.main, []) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.startswith("no Kaggle credentials found") and "going on anonymously" in out.splitlines()[0]
+    assert f"trainval: {fake.slugs['trainval']} version 4, updated 2021-04-15" in out
+    assert {r["auth"] for r in fake.requests} == {None}
+
+
+@pytest.mark.parametrize("anonymous_rpcs", [set(), {"DownloadDataset"}], ids=["refused", "download-only"])
+def test_plan_needs_a_login_when_kaggle_refuses_anonymous_metadata(fake, benchmark, capsys, anonymous_rpcs):
+    """Unlike the download stage, the plan does not go on without the metadata: its disk check needs the sizes."""
+    fake.anonymous_rpcs = anonymous_rpcs
+    code = run_cli(plan.main, [])
+    captured = capsys.readouterr()
+    assert code == 1 and len(captured.err.strip().splitlines()) == 1, captured.err
+    assert "error: Kaggle needs a login for dataset" in captured.err and "kaggle auth login" in captured.err
+    assert "Disk" not in captured.out and [r["path"].rsplit("/", 1)[1] for r in fake.requests] == ["GetDataset"]
+
+
+def test_plan_logs_in_with_the_oauth_login(fake, clean_env, benchmark, capsys):
+    import json
+
+    (clean_env / ".kaggle").mkdir(exist_ok=True)
+    (clean_env / ".kaggle/credentials.json").write_text(json.dumps({
+        "refresh_token": REFRESH_TOKEN, "access_token": "", "access_token_expiration": "", "username": USERNAME}))
+    assert run_cli(plan.main, []) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "no Kaggle credentials" not in out and "version 4" in out
+    dataset_calls = fake.rpc_calls("datasets.DatasetApiService/GetDataset")
+    assert {call["auth"] for call in dataset_calls} == {f"Bearer {ISSUED_TOKEN}"}
+    assert REFRESH_TOKEN not in out and ISSUED_TOKEN not in out
 
 
 def test_run_refused_in_one_line_when_the_disk_is_short(fake, creds, benchmark, capsys, monkeypatch):  # noqa: F811

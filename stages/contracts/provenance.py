@@ -3,8 +3,8 @@ dvc.lock, which holds the data's hashes), shown in the report's data section.
 
 For Kaggle, per dataset: the version actually received, its last-updated date, size, licence and the
 download time, from the kaggle client's dataset call (GetDataset, the call behind `kaggle datasets
-status --format`). For the offline sample: its generator's seed and parameters (no time: the same
-parameters give the same bytes).
+status --format`); and how the client logged in (which way, never who). For the offline sample: its
+generator's seed and parameters (no time: the same parameters give the same bytes).
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ class DatasetProvenance(BaseModel):
     downloaded_at: Optional[str] = None        # UTC, ISO 8601 (Kaggle only)
 
 
+# How the kaggle client logged in: a token (KAGGLE_API_TOKEN, ~/.kaggle/access_token), a legacy key
+# (kaggle.json, KAGGLE_USERNAME/KAGGLE_KEY), `kaggle auth login`, or none (public datasets).
+KaggleAuth = Literal["access_token", "legacy_api_key", "oauth", "anonymous"]
+
+
 class Provenance(JsonFile):
     """metrics/download.json."""
 
@@ -41,6 +46,7 @@ class Provenance(JsonFile):
     source: Literal["sample", "kaggle"]
     datasets: dict[str, DatasetProvenance]
     sample: Optional[dict] = None              # download.sample, when source is sample
+    auth: Optional[KaggleAuth] = None          # how the kaggle client logged in, when source is kaggle
 
     def describe(self, name: str) -> str:
         """One line for the report: which version of dataset `name`, from when."""
