@@ -22,6 +22,11 @@ from stages.contracts.comparison import Comparison, PairedTest, write_roc_by_mod
 from stages.contracts.evaluation import EvaluationDir, ModelMetrics, RocCurves
 
 
+def rounded(value: float | None) -> float | None:
+    """A difference or standard error as comparison.json keeps it: 6 decimals (None stays None)."""
+    return None if value is None else round(value, 6)
+
+
 def paired_test(first: str, second: str, predictions: dict[str, pd.DataFrame], positive: str) -> PairedTest:
     """DeLong's and McNemar's tests of two models' predictions on the same images (matched by file)."""
     both = predictions[first].merge(predictions[second], on="file", suffixes=("_first", "_second"), validate="1:1")
@@ -32,13 +37,11 @@ def paired_test(first: str, second: str, predictions: dict[str, pd.DataFrame], p
     predicted = {side: (both[f"predicted_{side}"] == positive).to_numpy().astype(int) for side in ("first", "second")}
     right = {side: predicted[side] == labels for side in predicted}
     mcnemar = mcnemar_test(labels, predicted["first"], predicted["second"])
-    auc = (delong_test(labels, both["probability_first"], both["probability_second"])
-           if 0 < labels.sum() < labels.size else None)
+    auc = delong_test(labels, both["probability_first"], both["probability_second"])
     return PairedTest(
         first=first, second=second, images=len(both),
-        roc_auc_difference=None if auc is None else round(auc["difference"], 6),
-        roc_auc_standard_error=None if auc is None else round(auc["standard_error"], 6),
-        roc_auc_p_value=None if auc is None else auc["p_value"],
+        roc_auc_difference=rounded(auc["difference"]), roc_auc_standard_error=rounded(auc["standard_error"]),
+        roc_auc_p_value=auc["p_value"], roc_auc_test_undefined=auc["undefined"],
         accuracy_difference=round(float(right["first"].mean() - right["second"].mean()), 6),
         only_first_right=mcnemar["only_first_right"], only_second_right=mcnemar["only_second_right"],
         accuracy_p_value=mcnemar["p_value"])
@@ -103,9 +106,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{split} ROC AUC: " + ", ".join(
             f"{model} {auc[model]:.3f}" for model in metrics_by_model if auc[model] is not None))
         for name, test in comparison.tests[split].items():
-            if test.roc_auc_p_value is not None:
-                print(f"  {name}: AUC {test.roc_auc_difference:+.3f} (DeLong p {test.roc_auc_p_value:.3g}), "
-                      f"accuracy {test.accuracy_difference:+.3f} (McNemar p {test.accuracy_p_value:.3g})")
+            if test.roc_auc_difference is None:
+                continue
+            delong = (f"DeLong p {test.roc_auc_p_value:.3g}" if test.roc_auc_p_value is not None
+                      else f"DeLong undefined: {test.roc_auc_test_undefined}")
+            print(f"  {name}: AUC {test.roc_auc_difference:+.3f} ({delong}), "
+                  f"accuracy {test.accuracy_difference:+.3f} (McNemar p {test.accuracy_p_value:.3g})")
 
 
 if __name__ == "__main__":

@@ -101,9 +101,10 @@ def confident_examples(rows: pd.DataFrame, count: int, classes: Sequence[str]) -
 
 
 def write_explanations(model, rows: pd.DataFrame, prepared_root: Path, evaluation: EvaluationDir,
-                       settings: ExplainParams, classes: Sequence[str]) -> pd.DataFrame:
-    """Heat maps (stages/analysis/heatmaps.py) for the confident_examples of these test predictions: each image
-    beside its map in evaluation's explain/ folder, listed in explanations.csv; returns that table."""
+                       settings: ExplainParams, classes: Sequence[str], threshold: float) -> pd.DataFrame:
+    """Heat maps (stages/analysis/heatmaps.py) for the confident_examples of these test predictions, each for
+    the class `threshold` predicts (as the rows do): each image beside its map in evaluation's explain/
+    folder, listed in explanations.csv; returns that table."""
     import io
 
     import numpy as np
@@ -119,7 +120,7 @@ def write_explanations(model, rows: pd.DataFrame, prepared_root: Path, evaluatio
         images = np.stack([np.asarray(Image.open(io.BytesIO(split.read(file))).convert("RGB"), np.float32)
                            for file in chosen["file"]])
     try:
-        maps, method = heatmaps.explain(model, images, settings.method)
+        maps, method = heatmaps.explain(model, images, settings.method, threshold=threshold)
     except ValueError as error:       # method gradcam for a model it does not apply to
         raise UserError(f"evaluate.explain.method: {error} (or auto)") from None
     return save_explanations(chosen, images, maps, method, evaluation)
@@ -164,7 +165,7 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
         summary[split] = SplitMetrics(**{key: metrics[key] for key in METRIC_NAMES}, n=metrics["n"], interval=interval)
         results[split] = (metrics, roc)
         if split == "test" and explain and explain.images:
-            write_explanations(model, rows, prepared_root, out.evaluation, explain, classes)
+            write_explanations(model, rows, prepared_root, out.evaluation, explain, classes, threshold)
     name, description = training.model, training.description
     title = name if name == description else f"{name} ({description})"
     write_figures(out.evaluation, title, classes, curves.read(), results,

@@ -26,7 +26,8 @@ MODEL = "transfer"
 
 def extract_split(feature_model, tfrecords_root: Path, split: str, out_root: Path, batch_size: int,
                   shard_size: int) -> FeatureShards:
-    """Run the frozen base over a split's images, in record order, writing its outputs to shards."""
+    """Run the frozen base over a split's images, in record order, writing its outputs to shards. Under a
+    strategy of several replicas (GPUs) each batch is split between them, every image computed once."""
     from stages.contracts.tfrecord_io import encode_features_example, load_split, map_batches, write_shards
 
     count = TfrecordsManifest.read_from(tfrecords_root).splits[split].count
@@ -34,7 +35,7 @@ def extract_split(feature_model, tfrecords_root: Path, split: str, out_root: Pat
 
     def examples() -> Iterator[bytes]:
         batches = load_split(tfrecords_root, split, batch_size, with_filenames=True)
-        for outputs, labels, files in map_batches(feature_model.predict_on_batch, batches, count,
+        for outputs, labels, files in map_batches(distribute.predict_each_row_once(feature_model), batches, count,
                                                   progress=f"features {split}"):
             for row, label, name in zip(outputs, labels, files):
                 yield encode_features_example(row, label, name)

@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     model_image_size(model)
     explain_to = None
     if args.explain is not None:
-        explain_to = ExplanationWriter(model, args.explain, settings.explain_method,
+        explain_to = ExplanationWriter(model, args.explain, settings.explain_method, threshold,
                                        f"evaluate.explain.method in {PARAMS_FILE}")
 
     unreadable = 0

@@ -21,7 +21,7 @@ from stages.analysis.terminal import text_table
 from stages.common import cli
 from stages.common.config import EVALUATED_SPLITS, PARAMS_FILE, REPORTS_DIR, load_params
 from stages.common.machine import describe_cpu
-from stages.contracts.comparison import Comparison
+from stages.contracts.comparison import Comparison, PairedTest
 from stages.contracts.evaluation import ModelMetrics
 
 HEADER = ["model", "split", "ROC AUC", "interval", "accuracy", "AUC vs {reference}", "p (DeLong)"]
@@ -31,8 +31,12 @@ OUTPUTS_IN_GIT = ("metrics", "plots")
 INPUTS_IN_GIT = (str(PARAMS_FILE), "dvc.yaml", "stages")
 
 
-def p_value(value: float | None) -> str:
-    """Two significant digits, or <0.001; - where there was no test."""
+def shown_p_value(test: PairedTest | None) -> str:
+    """DeLong's p-value in two significant digits, or <0.001; undefined where the test is (the reason
+    goes under the table); - where there was no test."""
+    if test is not None and test.roc_auc_test_undefined:
+        return "undefined"
+    value = test.roc_auc_p_value if test else None
     return "-" if value is None else f"{value:.2g}" if value >= 0.001 else "<0.001"
 
 
@@ -40,7 +44,7 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
     """The table: one row per model and split, the reference model's first."""
     reference = comparison.reference
     order = [reference, *(name for name in metrics if name != reference)]
-    rows = []
+    rows, reasons = [], []
     for name in order:
         for split in EVALUATED_SPLITS:
             values = metrics[name].split(split)
@@ -52,14 +56,16 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
                 test = comparison.paired(split, name, reference)
                 sign = 1 if test is not None and test.first == name else -1
                 difference = None if test is None or test.roc_auc_difference is None else sign * test.roc_auc_difference
-                against, p = signed(difference), p_value(test.roc_auc_p_value if test else None)
+                against, p = signed(difference), shown_p_value(test)
+                if test is not None and test.roc_auc_test_undefined:
+                    reasons.append(f"{name} {split}: no DeLong p-value: {test.roc_auc_test_undefined}")
             rows.append([name if split == EVALUATED_SPLITS[0] else "", split, fmt(values.roc_auc), interval,
                          fmt(values.accuracy), against, p])
     header = [title.format(reference=reference) for title in HEADER]
     level = next((m.bootstrap.level for m in metrics.values() if m.bootstrap), None)
     if level is not None:
         header[3] = f"{level:.0%} interval"
-    return text_table(header, rows, right=[False, False, True, True, True, True, True])
+    return text_table(header, rows, right=[False, False, True, True, True, True, True]) + reasons
 
 
 def git_changed(paths: Sequence[str]) -> bool | None:

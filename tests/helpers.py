@@ -21,6 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from stages import plots_template
 from stages.common import cli
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: params.yaml, dvc.yaml, stages/
@@ -349,6 +350,8 @@ def make_tiny_project(project: Path) -> Path:
             (project / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, project / name)
     set_params(project, TINY_PARAMS)
+    if (project / plots_template.TEMPLATE_PATH).is_file():    # the offline plots page, as make env sets it up
+        plots_template.use_page_in_this_clone(project / plots_template.DVC_DIR)
     run(["git", "init", "-q"], project)
     run([*GIT, "add", "-A"], project)
     run([*GIT, "commit", "-qm", "project"], project)

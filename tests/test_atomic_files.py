@@ -221,6 +221,27 @@ def test_write_json_atomic_is_stable_and_sorted(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["x.json"]
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_json_refuses_nan_and_infinity_loudly(tmp_path, value):
+    """JSON has no NaN: json.dumps would write a bare NaN that strict readers reject. Writing fails
+    instead, naming the field, and the old file stays."""
+    from typing import ClassVar, Optional
+
+    from stages.contracts.jsonfile import JsonFile
+
+    class Scores(JsonFile):
+        written_by: ClassVar[str] = "test"
+        values: dict[str, Optional[float]]
+
+    path = tmp_path / "scores.json"
+    write_json_atomic(path, {"a": 1.0})
+    with pytest.raises(ValueError):
+        write_json_atomic(path, {"a": value})
+    with pytest.raises(ValueError, match=r"^Scores: values\.p_value is not a finite number"):
+        Scores(values={"auc": 0.5, "p_value": value}).write(path)
+    assert json.loads(path.read_text()) == {"a": 1.0}
+
+
 def test_write_bytes_atomic_failure_keeps_old_file(tmp_path, monkeypatch):
     path = tmp_path / "f.bin"
     path.write_bytes(b"old")

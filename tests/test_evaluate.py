@@ -249,13 +249,13 @@ def evaluate_tiny(tiny_model, records, tmp_path):
     train.fit(family, data, model_dir.root, curves.root)
     calls = iter(range(100))
 
-    def run(explain: ExplainParams) -> evaluate.Outputs:
+    def run(explain: ExplainParams, threshold: float = 0.5) -> evaluate.Outputs:
         root = tmp_path / f"out{next(calls)}"
         out = evaluate.Outputs(*(kind.of("tiny", root / kind.__name__) for kind in
                                  (EvaluationDir, RocCurves, ConfusionCounts)))
         for folder in (out.evaluation, out.roc, out.confusion):
             folder.root.mkdir(parents=True)
-        evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4,
+        evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], threshold, 4,
                           explain=explain, prepared_root=records.parent / "prepared")
         return out
 
@@ -282,6 +282,21 @@ def test_heat_maps_for_confident_answers(evaluate_tiny):
 
     none = evaluate_tiny(ExplainParams(images=0, method="auto"))
     assert not none.evaluation.explanations.exists() and not (none.evaluation.root / "explain").exists()
+
+
+def test_heat_maps_explain_the_class_evaluate_threshold_picks(evaluate_tiny, monkeypatch):
+    from stages.analysis import heatmaps
+
+    thresholds = []
+
+    class Recording(heatmaps.Explainer):
+        def __init__(self, *args, **options):
+            thresholds.append(options.get("threshold"))
+            super().__init__(*args, **options)
+
+    monkeypatch.setattr(heatmaps, "Explainer", Recording)
+    evaluate_tiny(ExplainParams(images=1, method="auto"), threshold=0.7)
+    assert thresholds == [0.7]
 
 
 def test_gradcam_forced_on_a_model_without_conv_is_one_line(evaluate_tiny):
@@ -341,3 +356,33 @@ def test_paired_tests_every_pair_reference_second_on_the_same_images():
     predictions["transfer"]["val"] = predictions["transfer"]["val"].iloc[:150]
     with pytest.raises(UserError, match="not scored on the same images"):
         paired_tests(predictions, "baseline", "Male")
+
+
+def test_a_class_of_one_image_gives_an_undefined_delong_test_and_no_nan_in_comparison_json(tmp_path):
+    """One Male image among the test images: DeLong's variance is undefined there. comparison.json says
+    so (p-value null and the reason) and holds no NaN; McNemar still runs."""
+    from stages.compare import paired_tests
+    from stages.contracts.comparison import Comparison
+
+    classes = ["Female", "Male"]
+    labels = np.array([1] + [0] * 7)
+
+    def frame(probabilities):
+        return pd.DataFrame({"file": [f"img{i}.png" for i in range(8)], "actual": [classes[i] for i in labels],
+                             "predicted": [classes[int(p >= 0.5)] for p in probabilities],
+                             "probability": probabilities})
+
+    scores = {"baseline": np.linspace(0.9, 0.2, 8), "improved": np.linspace(0.2, 0.9, 8)}
+    predictions = {model: {split: frame(p) for split in ("val", "test")} for model, p in scores.items()}
+    tests = paired_tests(predictions, "baseline", "Male")
+    found = tests["test"]["improved_vs_baseline"]
+    assert found.roc_auc_p_value is None and found.roc_auc_standard_error is None
+    assert "2 images of each class" in found.roc_auc_test_undefined
+    assert found.roc_auc_difference == -1.0 and found.accuracy_p_value is not None
+    values = {"accuracy": 0.5, "sensitivity": None, "specificity": 1.0, "precision": None, "f1": 0.0,
+              "roc_auc": 0.75, "n": 8}
+    metrics = {model: ModelMetrics(description=model, val=values, test=values) for model in scores}
+    compare(metrics, "baseline", tests).write(tmp_path / "comparison.json")
+    text = (tmp_path / "comparison.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert Comparison.read(tmp_path / "comparison.json").paired("test", "improved", "baseline") == found

@@ -173,6 +173,23 @@ def test_explain_writes_each_image_beside_its_map(photos, model_dir, tmp_path, m
         assert pixels[:, 102:].std() > 5
 
 
+def test_explain_explains_the_class_the_threshold_picks(photos, model_dir, tmp_path, monkeypatch, capsys):
+    from stages.analysis import heatmaps
+
+    thresholds = []
+
+    class Recording(heatmaps.Explainer):
+        def __init__(self, *args, **options):
+            thresholds.append(options.get("threshold"))
+            super().__init__(*args, **options)
+
+    monkeypatch.setattr(heatmaps, "Explainer", Recording)
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(predict.main, [str(model_dir), str(photos["one_face"]), "--explain", "maps", "--threshold", "0.9"])
+    assert code == 0, capsys.readouterr().err
+    assert thresholds == [0.9]
+
+
 def test_explain_refuses_a_file_or_a_folder_inside_the_inputs(photos, model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     folder = photos["one_face"].parent

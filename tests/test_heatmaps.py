@@ -71,7 +71,7 @@ def test_hand_set_detector_map_is_where_the_square_is(method):
     model = bright_square_detector()
     images = np.stack([image_with_square(left=True), image_with_square(left=False)])
     assert (np.asarray(model(images)) > 0.5).all()
-    maps, used = heatmaps.explain(model, images, method)
+    maps, used = heatmaps.explain(model, images, method, threshold=0.5)
     assert used == method
     assert maps.shape == (2, SIZE, SIZE) and maps.dtype == np.float32
     assert maps.min() >= 0 and np.isclose(maps.max(), 1)
@@ -87,7 +87,7 @@ def test_hand_set_detector_map_is_where_the_square_is(method):
 def test_trained_model_map_moves_with_the_evidence(finder, method):
     images = np.stack([image_with_square(left=True, seed=100), image_with_square(left=False, seed=101)])
     assert (np.asarray(finder(images)) > 0.5).all(), "the finder did not learn the square"
-    maps, used = heatmaps.explain(finder, images, method)
+    maps, used = heatmaps.explain(finder, images, method, threshold=0.5)
     assert used == method and maps.shape == (2, SIZE, SIZE)
     assert left_share(maps[0]) > 0.7 and left_share(maps[1]) < 0.3, (left_share(maps[0]), left_share(maps[1]))
 
@@ -101,7 +101,7 @@ def test_gradcam_explains_the_predicted_class_for_class_zero():
     dense.set_weights([-kernel, -bias])
     image = image_with_square(left=True)[None]
     assert float(np.asarray(model(image))[0, 0]) < 0.5
-    maps, _ = heatmaps.explain(model, image, "gradcam")
+    maps, _ = heatmaps.explain(model, image, "gradcam", threshold=0.5)
     assert maps.std() > 0.05 and left_share(maps[0]) > 0.9
 
 
@@ -122,6 +122,70 @@ def test_auto_picks_gradcam_for_chains_and_occlusion_otherwise():
     assert heatmaps.choose_method(residual, SIZE) == "occlusion"
 
 
+class SigmoidOfMean(layers.Layer):
+    """An ending Grad-CAM cannot see into: it says its activation is the sigmoid, but its call is its own."""
+
+    activation = staticmethod(keras.activations.sigmoid)
+
+    def call(self, inputs):
+        return keras.ops.sigmoid(keras.ops.mean(inputs, axis=-1, keepdims=True) * 100.0 - 2.0)
+
+
+def detector_ending_in(*ending: layers.Layer, dtype: str = "float32") -> keras.Model:
+    """bright_square_detector's conv and weights (the Dense's bias where it has one), then `ending`
+    instead of its Dense(1, sigmoid): the ending's first layer takes the Dense's place."""
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), layers.Rescaling(1 / 255),
+                              layers.Conv2D(1, 3, padding="same", activation="relu", dtype=dtype), layers.Flatten(),
+                              *ending])
+    model.layers[1].set_weights([np.full((3, 3, 3, 1), 1 / 27, np.float32), np.array([-200 / 255], np.float32)])
+    if isinstance(ending[0], layers.Dense):
+        ending[0].set_weights([np.full((SIZE * SIZE, 1), 0.5, np.float32), np.array([-2.0], np.float32)][
+                              :len(ending[0].weights)])
+    return model
+
+
+@pytest.mark.parametrize("ending", ["separate float32 sigmoid, mixed bfloat16", "Dense sigmoid without bias"])
+@pytest.mark.parametrize("method", ["auto", "gradcam"])
+def test_gradcam_goes_through_the_logit_before_any_final_sigmoid(ending, method):
+    """Keras's mixed-precision recipe ends in Dense(1) then a float32 Activation("sigmoid"); a Dense may
+    have no bias. Grad-CAM weighs the logit before the sigmoid either way, and finds the square."""
+    if ending.startswith("separate"):
+        model = detector_ending_in(layers.Dense(1, dtype="mixed_bfloat16"),
+                                   layers.Activation("sigmoid", dtype="float32"), dtype="mixed_bfloat16")
+    else:
+        model = detector_ending_in(layers.Dense(1, activation="sigmoid", use_bias=False))
+    images = np.stack([image_with_square(left=True), image_with_square(left=False)])
+    maps, used = heatmaps.explain(model, images, method, threshold=0.5)
+    assert used == "gradcam"
+    assert left_share(maps[0]) > 0.9 and left_share(maps[1]) < 0.1
+
+
+def test_an_ending_gradcam_cannot_follow_falls_back_to_occlusion_or_says_so_in_one_line():
+    model = detector_ending_in(SigmoidOfMean())
+    images = np.stack([image_with_square(left=True)])
+    assert heatmaps.gradcam_plan(model, SIZE) is None
+    maps, used = heatmaps.explain(model, images, "auto", threshold=0.5)
+    assert used == "occlusion" and maps.shape == (1, SIZE, SIZE)
+    with pytest.raises(ValueError, match=r"^Grad-CAM does not apply to this model .*; use occlusion$"):
+        heatmaps.explain(model, images, "gradcam", threshold=0.5)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "occlusion"])
+def test_the_explained_class_is_the_one_the_threshold_picks(method):
+    """An image at P(class 1) = p is class 1 under a threshold at or below p, class 0 above it, as
+    evaluate's and predict's rows say (evaluate.threshold). Class 1's evidence is the square; for class 0
+    the square is none (it only argues against it), so class 0's map is cold there."""
+    model = bright_square_detector()
+    image = image_with_square(left=True)[None]
+    probability = float(np.asarray(model(image))[0, 0])
+    assert 0.6 < probability < 0.99
+    top, left = (SIZE - SQUARE) // 2, SIZE // 8
+    as_class_1, _ = heatmaps.explain(model, image, method, threshold=0.5)
+    as_class_0, _ = heatmaps.explain(model, image, method, threshold=(probability + 1) / 2)
+    assert left_share(as_class_1[0]) > 0.9 and as_class_1[0, top:top + SQUARE, left:left + SQUARE].max() == 1
+    assert as_class_0[0, top:top + SQUARE, left:left + SQUARE].max() == 0
+
+
 def test_nested_models_unroll_to_their_last_conv():
     """The transfer model's shape: preprocessing, a nested VGG16 base (random, cut at block2_pool) and
     a nested head; Grad-CAM weighs the base's last conv, at the image's size."""
@@ -137,7 +201,7 @@ def test_nested_models_unroll_to_their_last_conv():
     chain, target = heatmaps.gradcam_plan(model, SIZE)
     assert chain[target].name == "block2_conv2"
     images = np.stack([image_with_square(True), image_with_square(False)])
-    maps, used = heatmaps.explain(model, images)
+    maps, used = heatmaps.explain(model, images, threshold=0.5)
     assert used == "gradcam" and maps.shape == (2, SIZE, SIZE)
 
 
@@ -147,7 +211,7 @@ def test_baseline_architecture_map_has_the_image_size():
     images = np.random.default_rng(0).uniform(0, 255, (3, 100, 100, 3)).astype(np.float32)
     chain, target = heatmaps.gradcam_plan(model, 100)
     assert chain[target].name == "conv2d_1"
-    maps, used = heatmaps.explain(model, images)
+    maps, used = heatmaps.explain(model, images, threshold=0.5)
     assert used == "gradcam" and maps.shape == (3, 100, 100)
     assert all(heat.std() > 0.01 for heat in maps)
 

@@ -251,6 +251,24 @@ def test_differences_are_called_from_the_paired_tests_not_from_their_size():
     assert "1 of 2 models lose ground" in mixed
 
 
+def test_an_undefined_delong_test_is_called_undefined_with_its_reason():
+    split = {"accuracy": 0.8, "sensitivity": 0.8, "specificity": 0.8}
+    results = {"a": split_result("m", split | {"roc_auc": 0.90}, split | {"roc_auc": 0.815}),
+               "b": split_result("m", split | {"roc_auc": 0.87}, split | {"roc_auc": 0.821})}
+    reason = "DeLong's variance needs at least 2 images of each class; one class has 1"
+    test = PairedTest(first="b", second="a", images=8, roc_auc_difference=0.006, roc_auc_standard_error=None,
+                      roc_auc_p_value=None, roc_auc_test_undefined=reason, accuracy_difference=0.0, only_first_right=1,
+                      only_second_right=1, accuracy_p_value=1.0)
+    empty = {metric: {} for metric in METRIC_NAMES}
+    compared = Comparison(reference="a", models={"a": "m", "b": "m"}, val=empty, test=empty,
+                          tests={"test": {"b_vs_a": test}})
+    text = " ".join(b.text if hasattr(b, "text") else " ".join(b.items)
+                    for b in discussion({name: r.metrics for name, r in results.items()}, CLASSES,
+                                        {"Female": 0.5, "Male": 0.5}, compared))
+    assert f"DeLong's test undefined ({reason})" in text
+    assert "b: ROC AUC +0.006, DeLong's test undefined" in text and "no paired test" not in text
+
+
 def test_compute_section_has_each_models_own_ideas(built):
     _, results, sections, _, _, _ = built
     compute = next(section for section in sections if section.anchor == "compute")

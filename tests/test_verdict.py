@@ -50,6 +50,19 @@ def test_the_verdict_is_one_row_per_model_and_split_within_100_columns(results):
     assert lines[6].split()[-2:] == ["+0.100", "0.3"]                       # the sign follows the reference
 
 
+def test_an_undefined_delong_test_shows_as_undefined_with_its_reason(results):
+    metrics, comparison = results
+    reason = "DeLong's variance needs at least 2 images of each class; one class has 1"
+    undefined = paired("improved", "baseline", 0.05, 0.5).model_copy(
+        update={"roc_auc_p_value": None, "roc_auc_standard_error": None, "roc_auc_test_undefined": reason})
+    tests = {split: dict(comparison.tests[split]) for split in comparison.tests}
+    tests["test"]["improved_vs_baseline"] = undefined
+    lines = verdict.verdict_lines(metrics, comparison.model_copy(update={"tests": tests}))
+    assert lines[4].split()[0] == "test" and lines[4].split()[-2:] == ["+0.050", "undefined"]
+    assert lines[3].split()[-1] == "<0.001"                                  # val: tested as before
+    assert lines[-1] == f"improved test: no DeLong p-value: {reason}"
+
+
 def git(folder: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=folder, check=True,
                    capture_output=True)

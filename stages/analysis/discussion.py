@@ -10,7 +10,7 @@ from typing import Sequence
 from stages.analysis.document import Bullets, Paragraph, Section
 from stages.analysis.figures import SPLIT_TITLES
 from stages.common.config import EVALUATED_SPLITS, Params
-from stages.contracts.comparison import Comparison
+from stages.contracts.comparison import Comparison, PairedTest
 from stages.contracts.evaluation import ModelMetrics, SplitMetrics
 
 SIGNIFICANCE = 0.05   # the level at which the discussion calls a paired test's difference significant
@@ -54,6 +54,13 @@ def verdict(p_value: float, test: str) -> str:
     return f"{word} at {SIGNIFICANCE:.0%} ({test}, p = {p_value:.2g})"
 
 
+def auc_verdict(test: PairedTest) -> str:
+    """verdict() of DeLong's p-value, or "DeLong's test undefined (why)" where it has none."""
+    if test.roc_auc_p_value is None:
+        return f"DeLong's test undefined ({test.roc_auc_test_undefined})"
+    return verdict(test.roc_auc_p_value, "DeLong")
+
+
 def paired_findings(comparison: Comparison) -> list:
     """Per split, every model against the reference on the same images, called from the paired tests."""
     blocks: list = []
@@ -62,11 +69,11 @@ def paired_findings(comparison: Comparison) -> list:
         items = []
         for model in comparison.models:
             test = comparison.paired(split, model, reference) if model != reference else None
-            if test is None or test.roc_auc_p_value is None:
+            if test is None or test.roc_auc_difference is None:
                 continue
             sign = 1 if test.first == model else -1
             items.append(f"{model}: ROC AUC {signed(sign * test.roc_auc_difference)}, "
-                         f"{verdict(test.roc_auc_p_value, 'DeLong')}; accuracy {signed(sign * test.accuracy_difference)}, "
+                         f"{auc_verdict(test)}; accuracy {signed(sign * test.accuracy_difference)}, "
                          f"{verdict(test.accuracy_p_value, 'McNemar')}.")
         if items:
             blocks += [Paragraph(f"Against the {reference} on the same {SPLIT_TITLES[split]} images (paired tests):"),
@@ -95,7 +102,9 @@ def discussion(results: dict[str, ModelMetrics], classes: Sequence[str], test_sh
     if best_val and best_test and best_val != best_test:
         gap = value(results[best_test], "test", "roc_auc") - value(results[best_val], "test", "roc_auc")
         test = comparison.paired("test", best_test, best_val) if comparison else None
-        if test is not None and test.roc_auc_p_value is not None:
+        if test is not None and test.roc_auc_test_undefined:
+            caution = f" On the test images the gap is {fmt(gap)} AUC, {auc_verdict(test)}."
+        elif test is not None and test.roc_auc_p_value is not None:
             caution = (f" On the test images the gap is {fmt(gap)} AUC, {verdict(test.roc_auc_p_value, 'DeLong')}"
                        + (": validation alone would have picked a weaker model for new data."
                           if test.roc_auc_p_value < SIGNIFICANCE else ": the two may well be equally good there."))

@@ -1,13 +1,15 @@
 """Where a model looks: heat maps over the image (Grad-CAM, or occlusion sensitivity), and overlays.
 
-    maps = explain(model, images)          # [n, size, size] in 0..1, one per image, for its predicted class
+    maps, method = explain(model, images, threshold=0.5)   # maps [n, size, size] in 0..1, one per image
 
+The predicted class is the one evaluate's and predict's rows give: P(class 1) >= evaluate.threshold.
 Grad-CAM (Selvaraju et al. 2017) weighs the last convolutional feature maps by the gradient of the
 predicted class's score (the logit before the sigmoid: a saturated probability has no gradient) and
 keeps the positive part, upsampled to the image. It needs the model to be a chain of layers ending
-in one sigmoid, with a conv layer whose maps are at least 2x2; nested models (the transfer model's
-VGG16 base and head) are unrolled into that chain, and the chain is checked against the model's own
-output before it is trusted. Where that does not hold, occlusion sensitivity: a grey patch slides
+in one sigmoid (a layer's activation, or an Activation layer of its own as in Keras's mixed-precision
+recipe), with a conv layer whose maps are at least 2x2; nested models (the transfer model's VGG16
+base and head) are unrolled into that chain, and the chain's logit is checked against the model's
+own output before it is trusted. Where that does not hold, occlusion sensitivity: a grey patch slides
 over the image and the map is how much the predicted class's probability falls when each place is
 hidden. It runs the model once per patch position, so it is slower, but it needs nothing of the model.
 
@@ -70,50 +72,79 @@ def target_layer(chain: list) -> int | None:
     return index
 
 
-def gradcam_plan(model, image_size: int) -> tuple[list, int] | None:
-    """(chain, target index) when Grad-CAM applies to this model, else None: the unrolled chain must
-    reproduce the model's output, end in a sigmoid and have a target layer with maps of 2x2 or more."""
+def logit_chain(chain: list, images) -> list | None:
+    """The chain up to the final sigmoid's input, the logit: without a last Activation("sigmoid"), or with
+    its last layer copied without its sigmoid activation (a copy: the model itself stays as it is).
+    None when the chain does not end in a sigmoid. `images` build the copy."""
     import keras
 
+    *body, last = chain
+    if getattr(last, "activation", None) is not keras.activations.sigmoid:
+        return None
+    if isinstance(last, keras.layers.Activation):
+        return body
+    linear = type(last).from_config({**last.get_config(), "activation": "linear"})
+    linear(run_chain(body, images))
+    linear.set_weights(last.get_weights())
+    return [*body, linear]
+
+
+def gradcam_plan(model, image_size: int) -> tuple[list, int] | None:
+    """(the chain to the logit, target index) when Grad-CAM applies to this model, else None: the chain
+    must end in a sigmoid whose input reproduces the model's output, with a target layer of maps 2x2 or more."""
     chain = layer_chain(model)
     target = target_layer(chain)
-    if target is None or not chain or getattr(chain[-1], "activation", None) is not keras.activations.sigmoid:
+    if target is None:
         return None
     probe = np.random.default_rng(0).uniform(0, 255, (2, image_size, image_size, 3)).astype(np.float32)
     try:
-        maps = run_chain(chain, probe, stop=target)
-        unrolled = np.asarray(run_chain(chain, probe), dtype=np.float32)
-    except (ValueError, TypeError):   # a layer that takes several inputs (Add, Concatenate): not a chain
+        to_logit = logit_chain(chain, probe)
+        if to_logit is None:
+            return None
+        maps = run_chain(to_logit, probe, stop=target)
+        logits = np.asarray(run_chain(to_logit, probe), dtype=np.float32)
+        expected = np.asarray(model(probe, training=False), dtype=np.float32)
+    except Exception:   # a layer that fails outside its graph (several inputs, its own call): not a chain
         return None
-    if len(maps.shape) != 4 or min(maps.shape[1], maps.shape[2]) < 2:
+    if len(maps.shape) != 4 or min(maps.shape[1], maps.shape[2]) < 2 or logits.shape != expected.shape:
         return None
-    expected = np.asarray(model(probe, training=False), dtype=np.float32)
-    # bfloat16 bases round differently per call order; a wrong chain is off by far more.
-    if unrolled.shape != expected.shape or not np.allclose(unrolled, expected, atol=2e-2):
+    # bfloat16 bases round differently per call order; a wrong chain or logit is off by far more.
+    if not np.allclose(1 / (1 + np.exp(-logits.astype(np.float64))), expected, atol=2e-2):
         return None
-    return chain, target
+    return to_logit, target
+
+
+def probabilities(model, images: np.ndarray) -> np.ndarray:
+    """P(class 1) per image, float64, as predict_files computes it (predict_on_batch)."""
+    return np.asarray(model.predict_on_batch(images), dtype=np.float64).reshape(-1)
 
 
 class Explainer:
-    """Heat maps for one model: the method decided, and Grad-CAM's chain checked, once."""
+    """Heat maps for one model: the method decided, and Grad-CAM's chain checked, once. The map shows the
+    evidence for each image's predicted class, P(class 1) >= threshold (evaluate.threshold)."""
 
-    def __init__(self, model, image_size: int, method: Method = "auto"):
-        self.model = model
+    def __init__(self, model, image_size: int, method: Method = "auto", *, threshold: float):
+        self.model, self.threshold = model, threshold
         self.plan = None if method == "occlusion" else gradcam_plan(model, image_size)
         if self.plan is None and method == "gradcam":
-            raise ValueError("Grad-CAM does not apply to this model (no conv layer with 2x2 or larger maps in a "
-                             "chain of layers ending in a sigmoid); use occlusion")
+            raise ValueError("Grad-CAM does not apply to this model (it needs a chain of layers ending in a sigmoid, "
+                             "with a conv layer whose maps are 2x2 or larger); use occlusion")
         self.method = "gradcam" if self.plan is not None else "occlusion"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Maps [n, height, width] in 0..1 for 0-255 RGB images [n, height, width, 3]."""
         images = np.asarray(images, np.float32)
-        return gradcam(self.model, images, self.plan) if self.plan is not None else occlusion(self.model, images)
+        probability = probabilities(self.model, images)
+        predicted = probability >= self.threshold
+        if self.plan is not None:
+            return gradcam(self.plan, images, predicted)
+        return occlusion(self.model, images, probability, predicted)
 
 
 def choose_method(model, image_size: int, method: Method = "auto") -> str:
-    """The method that will run: `method` itself, or for auto Grad-CAM where it applies, else occlusion."""
-    return Explainer(model, image_size, method).method
+    """The method that will run: `method` itself, or for auto Grad-CAM where it applies, else occlusion
+    (the threshold plays no part in the choice)."""
+    return Explainer(model, image_size, method, threshold=0.5).method
 
 
 # --- the maps ---------------------------------------------------------------------------------
@@ -124,26 +155,19 @@ def normalise(maps: np.ndarray) -> np.ndarray:
     return np.where(peaks > 0, maps / np.maximum(peaks, 1e-12), 0.0).astype(np.float32)
 
 
-def gradcam(model, images: np.ndarray, plan: tuple[list, int] | None = None) -> np.ndarray:
-    """Grad-CAM maps [n, height, width] in 0..1 for each image's predicted class (P >= 0.5: class 1)."""
+def gradcam(plan: tuple[list, int], images: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Grad-CAM maps [n, height, width] in 0..1 along gradcam_plan's chain, for each image's class
+    (predicted: True for class 1)."""
     import tensorflow as tf
 
-    chain, target = plan or gradcam_plan(model, images.shape[1]) or (None, None)
-    if chain is None:
-        raise ValueError("Grad-CAM does not apply to this model; use occlusion")
-    images = np.asarray(images, np.float32)
-    *body, last = chain
+    to_logit, target = plan
     x = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
-        maps = run_chain(body, x, stop=target)
+        maps = run_chain(to_logit, x, stop=target)
         tape.watch(maps)
-        rest = maps
-        for layer in body[target + 1:]:
-            rest = layer(rest, training=False)
-        # The sigmoid's input: the last layer without its activation.
-        logit = tf.cast(tf.matmul(tf.cast(rest, last.kernel.dtype), last.kernel) + last.bias, tf.float32)[:, 0]
+        logit = tf.cast(run_chain(to_logit[target + 1:], maps), tf.float32)[:, 0]
         # Evidence for the predicted class: the logit for class 1, minus it for class 0.
-        score = tf.where(logit >= 0, logit, -logit)
+        score = tf.where(tf.constant(predicted), logit, -logit)
     gradients = tf.cast(tape.gradient(score, maps), tf.float32)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(maps, tf.float32), axis=-1))
@@ -151,9 +175,11 @@ def gradcam(model, images: np.ndarray, plan: tuple[list, int] | None = None) -> 
     return normalise(upsampled.numpy())
 
 
-def occlusion(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def occlusion(model, images: np.ndarray, probability: np.ndarray, predicted: np.ndarray,
+              batch_size: int = 64) -> np.ndarray:
     """Occlusion sensitivity maps [n, height, width] in 0..1: how much P(predicted class) falls when a
-    grey patch hides each place (mean over the patches covering a pixel, negatives dropped)."""
+    grey patch hides each place (mean over the patches covering a pixel, negatives dropped).
+    probability: each image's P(class 1); predicted: True for class 1."""
     height, width = images.shape[1:3]
     patch = max(2, round(OCCLUSION_PATCH * min(height, width)))
     stride = max(1, round(OCCLUSION_STRIDE * min(height, width)))
@@ -161,25 +187,24 @@ def occlusion(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
                  for left in range(0, max(width - patch, 0) + 1, stride)]
     maps = np.zeros(images.shape[:3], np.float64)
     for index, image in enumerate(images):
-        original = float(np.asarray(model(image[None], training=False)).reshape(-1)[0])
-        sign = 1.0 if original >= 0.5 else -1.0
+        original, sign = probability[index], 1.0 if predicted[index] else -1.0
         drops, cover = np.zeros((height, width)), np.zeros((height, width))
         for start in range(0, len(positions), batch_size):
             chunk = positions[start:start + batch_size]
             hidden = np.repeat(image[None], len(chunk), axis=0)
             for k, (top, left) in enumerate(chunk):
                 hidden[k, top:top + patch, left:left + patch] = OCCLUSION_FILL
-            probabilities = np.asarray(model.predict_on_batch(hidden), dtype=np.float64).reshape(-1)
-            for (top, left), probability in zip(chunk, probabilities):
-                drops[top:top + patch, left:left + patch] += sign * (original - probability)
+            for (top, left), hidden_probability in zip(chunk, probabilities(model, hidden)):
+                drops[top:top + patch, left:left + patch] += sign * (original - hidden_probability)
                 cover[top:top + patch, left:left + patch] += 1
         maps[index] = np.maximum(drops / np.maximum(cover, 1), 0)
     return normalise(maps)
 
 
-def explain(model, images: np.ndarray, method: Method = "auto") -> tuple[np.ndarray, str]:
-    """(maps [n, height, width] in 0..1, the method used) for 0-255 RGB images [n, height, width, 3]."""
-    explainer = Explainer(model, np.shape(images)[1], method)
+def explain(model, images: np.ndarray, method: Method = "auto", *, threshold: float) -> tuple[np.ndarray, str]:
+    """(maps [n, height, width] in 0..1, the method used) for 0-255 RGB images [n, height, width, 3], each
+    for its predicted class at `threshold` (evaluate.threshold)."""
+    explainer = Explainer(model, np.shape(images)[1], method, threshold=threshold)
     return explainer(images), explainer.method
 
 

@@ -136,25 +136,49 @@ def _placements(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray,
     return positive_components, negative_components
 
 
-def delong_test(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> dict[str, float]:
+# DeLong's variance is a sample covariance within each class: it needs two images of each.
+DELONG_SMALLEST_CLASS = 2
+
+
+def _difference_variance(positive_matrix: np.ndarray, negative_matrix: np.ndarray) -> float:
+    """DeLong's variance of AUC(first) - AUC(second) from the structural components, one row per model:
+    the two classes' covariances, each over its own images, added."""
+    covariance = (np.cov(positive_matrix) / positive_matrix.shape[1]
+                  + np.cov(negative_matrix) / negative_matrix.shape[1])
+    return float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
+
+
+def _undefined_delong(reason: str, aucs: list[float | None]) -> dict:
+    """DeLong's result where the test is undefined: the AUCs where they exist, no error or p-value, and why."""
+    difference = None if aucs[0] is None else aucs[0] - aucs[1]
+    return {"auc_first": aucs[0], "auc_second": aucs[1], "difference": difference, "standard_error": None,
+            "p_value": None, "undefined": reason}
+
+
+def delong_test(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> dict:
     """DeLong, DeLong and Clarke-Pearson (1988): are two models' ROC AUCs on the same images different?
-    Returns both AUCs, their difference (first - second), its standard error and the two-sided p-value."""
+    Returns both AUCs, their difference (first - second), its standard error, the two-sided p-value and
+    `undefined`: None, or why there is no test (one class only: no AUC; a class of one image: the AUCs
+    but no variance), with the values it cannot give None rather than NaN."""
     from scipy.stats import norm
 
     labels = np.asarray(labels).astype(int).ravel()
     scores = [np.asarray(first, dtype=float).ravel(), np.asarray(second, dtype=float).ravel()]
+    smallest = min(int(labels.sum()), int(labels.size - labels.sum()))
+    if smallest == 0:
+        return _undefined_delong("only one class among the images: ROC AUC is undefined", [None, None])
     components = [_placements(score[labels == 1], score[labels == 0]) for score in scores]
     aucs = [float(positive.mean()) for positive, _ in components]
-    positive_matrix = np.vstack([positive for positive, _ in components])
-    negative_matrix = np.vstack([negative for _, negative in components])
-    covariance = (np.cov(positive_matrix) / positive_matrix.shape[1]
-                  + np.cov(negative_matrix) / negative_matrix.shape[1])
-    variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
+    if smallest < DELONG_SMALLEST_CLASS:
+        return _undefined_delong(f"DeLong's variance needs at least {DELONG_SMALLEST_CLASS} images of each class; "
+                                 f"one class has {smallest}", aucs)
+    variance = _difference_variance(np.vstack([positive for positive, _ in components]),
+                                    np.vstack([negative for _, negative in components]))
     difference = aucs[0] - aucs[1]
     error = float(np.sqrt(max(variance, 0.0)))
     p_value = 1.0 if error == 0 else float(2 * norm.sf(abs(difference) / error))
     return {"auc_first": aucs[0], "auc_second": aucs[1], "difference": difference, "standard_error": error,
-            "p_value": p_value}
+            "p_value": p_value, "undefined": None}
 
 
 def mcnemar_test(labels: np.ndarray, first_predicted: np.ndarray, second_predicted: np.ndarray) -> dict[str, float]:

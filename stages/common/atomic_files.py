@@ -149,8 +149,9 @@ def write_text_atomic(path: Path | str, text: str) -> None:
 
 
 def json_text(obj: object) -> str:
-    """Pretty, key-sorted JSON: stable bytes for DVC and git diffs."""
-    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    """Pretty, key-sorted JSON: stable bytes for DVC and git diffs. NaN and infinity raise ValueError:
+    JSON has neither, and json.dumps would write a bare NaN that strict readers refuse."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def write_json_atomic(path: Path | str, obj: object) -> None:

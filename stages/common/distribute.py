@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from stages.common.errors import UserError
 
 if TYPE_CHECKING:
+    import numpy as np
     import tensorflow as tf
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
@@ -114,6 +115,42 @@ def make_strategy(name: str, local: bool = False) -> "tf.distribute.Strategy":
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     _reduce_structures(strategy)
     return strategy
+
+
+def predict_each_row_once(model) -> "Callable[[tf.Tensor], np.ndarray]":
+    """model.predict_on_batch with each batch split between the replicas of the strategy the model was
+    built under (a local one, as make_strategy(local=True) gives). predict_on_batch hands a plain tensor
+    whole to every replica: on two GPUs each computes every image, and the rows come back twice. Here
+    replica i takes the i-th of N near-equal consecutive parts, and the parts come back in order."""
+    import numpy as np
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return model.predict_on_batch
+
+    @tf.function(reduce_retracing=True)
+    def on_replicas(parts):
+        return strategy.run(lambda rows: model(rows, training=False), args=(parts,))
+
+    @tf.function(reduce_retracing=True)
+    def on_one_device(rows):
+        return model(rows, training=False)
+
+    def predict(batch) -> np.ndarray:
+        rows = np.asarray(batch)
+        # Fewer rows than replicas (a split's last batch): TF's convolutions mishandle an empty part.
+        if len(rows) < replicas:
+            return np.asarray(on_one_device(rows))
+        # Cut on the host: each replica's device receives its own part only.
+        parts = np.array_split(rows, replicas)
+        distributed = strategy.experimental_distribute_values_from_function(
+            lambda context: tf.convert_to_tensor(parts[context.replica_id_in_sync_group]))
+        outputs = strategy.experimental_local_results(on_replicas(distributed))
+        return np.concatenate([np.asarray(part) for part in outputs])
+
+    return predict
 
 
 def _reduce_structures(strategy: "tf.distribute.Strategy") -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar, Optional
 
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from stages.common.config import METRICS_DIR, PLOTS_DIR
 from stages.contracts.jsonfile import JsonFile
@@ -23,11 +23,19 @@ class PairedTest(BaseModel):
     images: int
     roc_auc_difference: Optional[float]
     roc_auc_standard_error: Optional[float]
-    roc_auc_p_value: Optional[float]                       # None: one class only
+    roc_auc_p_value: Optional[float]                       # None: DeLong's test undefined here
+    roc_auc_test_undefined: Optional[str] = None            # why (one class only; a class of one image)
     accuracy_difference: float
     only_first_right: int
     only_second_right: int
     accuracy_p_value: float
+
+    @model_validator(mode="after")
+    def _no_p_value_without_a_reason(self) -> "PairedTest":
+        """A missing p-value always says why, so the report and verdict never show a bare gap."""
+        if (self.roc_auc_p_value is None) != (self.roc_auc_test_undefined is not None):
+            raise ValueError("roc_auc_test_undefined gives the reason exactly when roc_auc_p_value is null")
+        return self
 
 
 class Comparison(JsonFile):

@@ -6,8 +6,9 @@ depends on nothing that changes with the other stages' files.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -18,6 +19,18 @@ from stages.common.errors import UserError
 def missing(path: Path, stage: str) -> UserError:
     """The one-line error for an input another stage should have written."""
     return UserError(f"{path}: not found; run the {stage} stage first (dvc repro {stage})")
+
+
+def non_finite_fields(data: object, where: str = "") -> Iterator[str]:
+    """The dotted paths of the NaN and infinite floats in JSON-ready data (dicts, lists, scalars)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        yield where or "the value"
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from non_finite_fields(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from non_finite_fields(value, f"{where}[{index}]")
 
 
 class JsonFile(BaseModel):
@@ -40,8 +53,14 @@ class JsonFile(BaseModel):
                             f"(dvc repro -f {cls.written_by})") from None
 
     def text(self) -> str:
-        """Pretty, key-sorted JSON: stable bytes for DVC and git."""
-        return json_text(self.model_dump(mode="json"))
+        """Pretty, key-sorted JSON: stable bytes for DVC and git. A NaN or infinity is a bug upstream
+        (JSON has neither): it raises, naming the field, rather than reach a file."""
+        data = self.model_dump(mode="json")
+        bad = list(non_finite_fields(data))
+        if bad:
+            raise ValueError(f"{type(self).__name__}: {', '.join(bad)} is not a finite number (NaN or infinity), "
+                             "which JSON cannot hold")
+        return json_text(data)
 
     def write(self, path: Path | str) -> None:
         """Write the JSON atomically."""

@@ -154,15 +154,15 @@ def model_image_size(model) -> int:
 
 
 class ExplanationWriter:
-    """--explain DIR: each classified image (or face) beside its heat map, DIR/<name>[_face<k>].png;
-    a name already written in this run gets _2, _3, ..."""
+    """--explain DIR: each classified image (or face) beside its heat map for the class `threshold` predicts
+    (as its row says), DIR/<name>[_face<k>].png; a name already written in this run gets _2, _3, ..."""
 
-    def __init__(self, model, folder: Path, method: str, method_key: str = "method"):
+    def __init__(self, model, folder: Path, method: str, threshold: float, method_key: str = "method"):
         from stages.analysis import heatmaps
 
         self.folder, self.heatmaps = folder, heatmaps
         try:
-            self.explainer = heatmaps.Explainer(model, model_image_size(model), method)
+            self.explainer = heatmaps.Explainer(model, model_image_size(model), method, threshold=threshold)
         except ValueError as error:   # method gradcam for a model it does not apply to: `method_key` says where it came from
             raise UserError(f"--explain: {error} ({method_key})") from None
         self.written: set[str] = set()
