@@ -172,17 +172,25 @@ def block_sample_results(sources: Sources) -> list[str]:
                     "llrrrrrr")]
 
 
+def _p(value: float | None) -> str:
+    """A p-value as the tables show it; an undefined test (None) says so."""
+    if value is None:
+        return "undefined"
+    return formatted(value, ".1e" if value < 0.001 else ".3f")
+
+
 def block_sample_tests(sources: Sources) -> list[str]:
-    """metrics/comparison.json's paired tests: every pair of models on the same images, per split."""
+    """metrics/comparison.json's paired tests: every pair of models on the same images, per split, each
+    p-value beside its Holm-adjusted one (the family: every test in the file)."""
     rows = []
     for split in ("val", "test"):
         for pair, test in sources["comparison"]["tests"][split].items():
             rows.append([split, f"{test['first']} − {test['second']}", f"{test['roc_auc_difference']:+.3f}",
-                         formatted(test["roc_auc_p_value"], ".1e" if test["roc_auc_p_value"] < 0.001 else ".3f"),
+                         _p(test["roc_auc_p_value"]), _p(test.get("roc_auc_p_adjusted")),
                          f"{test['accuracy_difference']:+.3f}",
-                         formatted(test["accuracy_p_value"], ".1e" if test["accuracy_p_value"] < 0.001 else ".3f")])
-    return _table(["split", "pair", "ROC AUC difference", "DeLong p", "accuracy difference", "McNemar p"], rows,
-                  "llrrrr")
+                         _p(test["accuracy_p_value"]), _p(test.get("accuracy_p_adjusted"))])
+    return _table(["split", "pair", "ROC AUC difference", "DeLong p", "Holm", "accuracy difference", "McNemar p",
+                   "Holm"], rows, "llrrrrrr")
 
 
 def block_push_sizes(sources: Sources) -> list[str]:

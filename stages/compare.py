@@ -3,7 +3,9 @@
 Writes, in git: metrics/comparison.json, {split: {metric: {model: value, "<model>_minus_<reference>":
 diff}}}, the reference (compare.reference in params.yaml) and each model's description, and per split
 a paired test for every pair of models on the same images (DeLong for ROC AUC, McNemar for accuracy:
-tests.<split>.<first>_vs_<second>, the reference second); and
+tests.<split>.<first>_vs_<second>, the reference second), each p-value also adjusted by Holm's method
+over the file's whole family of paired tests (both tests, every pair, both splits: the report draws
+its conclusions from all of them together); and
 plots/compare/roc_<split>.csv, every model's ROC points in one file per split (one chart in DVC).
 """
 
@@ -14,11 +16,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from stages.analysis.statistics import METRIC_NAMES, delong_test, mcnemar_test
+from stages.analysis.statistics import METRIC_NAMES, delong_test, holm_adjusted, mcnemar_test
 from stages.common import cli
 from stages.common.config import EVALUATED_SPLITS, load_params
 from stages.common.errors import UserError
-from stages.contracts.comparison import Comparison, PairedTest, write_roc_by_model
+from stages.contracts.comparison import Adjustment, Comparison, PairedTest, write_roc_by_model
 from stages.contracts.evaluation import EvaluationDir, ModelMetrics, RocCurves
 
 
@@ -61,6 +63,24 @@ def paired_tests(predictions: dict[str, dict[str, pd.DataFrame]], reference: str
     return tests
 
 
+FAMILY = "every paired test in this file: DeLong and McNemar, every pair of models, both splits"
+
+
+def adjust_for_multiplicity(tests: dict[str, dict[str, PairedTest]]) -> tuple[dict[str, dict[str, PairedTest]],
+                                                                               Adjustment]:
+    """The tests with Holm-adjusted p-values, all of them one family, and how they were adjusted."""
+    slots = [(split, name, kind) for split, by_name in tests.items() for name in by_name for kind in ("roc_auc",
+                                                                                                       "accuracy")]
+    raw = [getattr(tests[split][name], f"{kind}_p_value") for split, name, kind in slots]
+    adjusted = holm_adjusted(raw)
+    updates: dict[tuple[str, str], dict] = {}
+    for (split, name, kind), value in zip(slots, adjusted):
+        updates.setdefault((split, name), {})[f"{kind}_p_adjusted"] = value
+    result = {split: {name: test.model_copy(update=updates[(split, name)]) for name, test in by_name.items()}
+              for split, by_name in tests.items()}
+    return result, Adjustment(method="holm", family=FAMILY, tests=sum(value is not None for value in raw))
+
+
 def compare(metrics_by_model: dict[str, ModelMetrics], reference: str,
             tests: dict[str, dict[str, PairedTest]] | None = None) -> Comparison:
     """Per split and metric: each model's value and, for the others, its difference to `reference`;
@@ -78,9 +98,10 @@ def compare(metrics_by_model: dict[str, ModelMetrics], reference: str,
                         row[f"{model}_minus_{reference}"] = (
                             None if value is None or base_value is None else round(value - base_value, 6))
             tables[split][metric] = row
+    adjusted, adjustment = adjust_for_multiplicity(tests) if tests else ({}, None)
     return Comparison(reference=reference,
                       models={model: metrics.description for model, metrics in metrics_by_model.items()},
-                      tests=tests or {}, **tables)
+                      tests=adjusted, adjustment=adjustment, **tables)
 
 
 def roc_by_model(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -108,10 +129,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name, test in comparison.tests[split].items():
             if test.roc_auc_difference is None:
                 continue
-            delong = (f"DeLong p {test.roc_auc_p_value:.3g}" if test.roc_auc_p_value is not None
-                      else f"DeLong undefined: {test.roc_auc_test_undefined}")
-            print(f"  {name}: AUC {test.roc_auc_difference:+.3f} ({delong}), "
-                  f"accuracy {test.accuracy_difference:+.3f} (McNemar p {test.accuracy_p_value:.3g})")
+            delong = (f"DeLong p {test.roc_auc_p_value:.3g}, Holm {test.roc_auc_p_adjusted:.3g}"
+                      if test.roc_auc_p_value is not None else f"DeLong undefined: {test.roc_auc_test_undefined}")
+            print(f"  {name}: AUC {test.roc_auc_difference:+.3f} ({delong}), accuracy {test.accuracy_difference:+.3f} "
+                  f"(McNemar p {test.accuracy_p_value:.3g}, Holm {test.accuracy_p_adjusted:.3g})")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 Writes, in git: metrics/<model>.json (the headline scores people compare, DVC's declared metrics:
 accuracy, ROC AUC, F1, sensitivity, specificity per split, and the epochs trained), metrics/evaluate/<model>.json
 (the model's description, then accuracy, sensitivity, specificity, precision, F1, ROC AUC per split, each with
-its bootstrap interval; Male is the positive class; the same keys for every model), plots/roc/<model>/ and
-plots/confusion/<model>/ (DVC plot data); in the DVC cache:
-data/evaluate/<model>/ (per-image predictions; PNG figures: learning curves, ROC, confusion; heat maps
+its bootstrap interval; Male is the positive class; the same keys for every model; and its calibration:
+ECE and Brier with intervals, a temperature and a threshold chosen on validation, evaluate.calibration),
+plots/roc/<model>/, plots/confusion/<model>/ and plots/calibration/<model>/ (DVC plot data); in the DVC cache:
+data/evaluate/<model>/ (per-image predictions; PNG figures: learning curves, ROC, confusion, reliability; heat maps
 of where the model looks on the test images it is most confidently wrong and right about, listed in
 explanations.csv). The model's module says how it is scored (a frozen base's head, say, on that
 base's cached features); heat maps always come from the whole saved model on the prepared images.
@@ -22,10 +23,12 @@ import pandas as pd
 from stages.analysis.statistics import METRIC_NAMES, bootstrap_intervals, classification_metrics, roc_points
 from stages.common import cli
 from stages.common.atomic_files import atomic_file, staged_dir
-from stages.common.config import EVALUATED_SPLITS, PREPARED_DIR, BootstrapParams, ExplainParams, load_params
+from stages.common.config import (EVALUATED_SPLITS, PREPARED_DIR, BootstrapParams, CalibrationParams, ExplainParams,
+                                  load_params)
 from stages.common.errors import UserError
-from stages.contracts.evaluation import (BootstrapInfo, Bounds, ConfusionCounts, EvaluationDir, ModelMetrics,
-                                         RocCurves, Scores, SplitMetrics)
+from stages.contracts.evaluation import (BootstrapInfo, Bounds, Calibration, ChosenThreshold, ConfusionCounts,
+                                         EvaluationDir, ModelMetrics, ReliabilityCurves, RocCurves, Scores,
+                                         SplitCalibration, SplitMetrics, TemperatureScaling)
 from stages.contracts.jsonfile import missing
 from stages.contracts.prepared import PreparedSplit
 from stages.contracts.training import LearningCurves, ModelDir, TrainingInfo
@@ -63,6 +66,7 @@ class Outputs:
     evaluation: EvaluationDir   # data/evaluate/<name>/ (DVC cache): predictions per image, figures
     roc: RocCurves              # plots/roc/<name>/ (git)
     confusion: ConfusionCounts  # plots/confusion/<name>/ (git)
+    reliability: ReliabilityCurves  # plots/calibration/<name>/ (git)
 
 
 def write_figures(evaluation: EvaluationDir, title: str, classes: list[str], history: pd.DataFrame,
@@ -87,6 +91,50 @@ def intervals(predictions: pd.DataFrame, threshold: float, bootstrap: BootstrapP
                                 bootstrap.resamples, bootstrap.seed, bootstrap.level)
     return {name: None if bounds is None else Bounds(low=round(bounds[0], 6), high=round(bounds[1], 6))
             for name, bounds in found.items()}
+
+
+def split_calibration(labels, probabilities, params: CalibrationParams,
+                      bootstrap: BootstrapParams | None) -> SplitCalibration:
+    """ECE and Brier of P(positive) on one split, each with its bootstrap interval when asked."""
+    from stages.analysis import calibration
+
+    interval = {}
+    if bootstrap and bootstrap.resamples:
+        found = calibration.calibration_intervals(labels, probabilities, params.bins, bootstrap.resamples,
+                                                  bootstrap.seed, bootstrap.level)
+        interval = {name: None if bounds is None else Bounds(low=round(bounds[0], 6), high=round(bounds[1], 6))
+                    for name, bounds in found.items()}
+    ece, brier = calibration.expected_calibration_error(labels, probabilities, params.bins), \
+        calibration.brier_score(labels, probabilities)
+    return SplitCalibration(ece=None if ece is None else round(ece, 6), brier=None if brier is None else round(brier, 6),
+                            interval=interval)
+
+
+def calibrate(predictions: dict[str, pd.DataFrame], params: CalibrationParams,
+              bootstrap: BootstrapParams | None, reliability: ReliabilityCurves) -> Calibration:
+    """evaluate.calibration on every split: the reliability points (written), ECE and Brier; then, as
+    asked, a temperature and a threshold chosen on validation and what they give on the test split."""
+    from stages.analysis import calibration
+
+    found = {}
+    for split, rows in predictions.items():
+        labels, probabilities = rows["label"].to_numpy(), rows["probability"].to_numpy()
+        reliability.write(split, pd.DataFrame(calibration.reliability(labels, probabilities, params.bins),
+                                              columns=list(reliability.columns)).round(6))
+        found[split] = split_calibration(labels, probabilities, params, bootstrap)
+    val, test = predictions["val"], predictions["test"]
+    temperature = threshold = None
+    if params.temperature:
+        fitted = calibration.fit_temperature(val["label"], val["probability"])
+        scaled = None if fitted is None else split_calibration(
+            test["label"].to_numpy(), calibration.with_temperature(test["probability"], fitted), params, bootstrap)
+        temperature = TemperatureScaling(temperature=None if fitted is None else round(fitted, 6), test=scaled)
+    if params.youden:
+        chosen = calibration.youden_threshold(val["label"], val["probability"])
+        at_chosen = {} if chosen is None else classification_metrics(test["label"], test["probability"], chosen)
+        threshold = ChosenThreshold(method="youden", threshold=None if chosen is None else round(chosen, 6),
+                                    test={key: at_chosen.get(key) for key in METRIC_NAMES if key != "roc_auc"})
+    return Calibration(bins=params.bins, temperature=temperature, threshold=threshold, **found)
 
 
 def confident_examples(rows: pd.DataFrame, count: int, classes: Sequence[str]) -> pd.DataFrame:
@@ -146,7 +194,8 @@ def save_explanations(chosen: pd.DataFrame, images, maps, method: str, evaluatio
 def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: LearningCurves, data: DataRoots,
              out: Outputs, classes: list[str], threshold: float, batch_size: int,
              roc_points_kept: int | None = None, bootstrap: BootstrapParams | None = None,
-             explain: ExplainParams | None = None, prepared_root: Path = PREPARED_DIR) -> ModelMetrics:
+             explain: ExplainParams | None = None, prepared_root: Path = PREPARED_DIR,
+             calibration: CalibrationParams | None = None) -> ModelMetrics:
     """Score the model saved in model_dir (a model of family_class) on val and test; write plot data,
     predictions and figures into `out`; return the metrics, with intervals when `bootstrap` asks and
     heat maps of confident test answers (images from prepared_root) when `explain` asks."""
@@ -154,9 +203,9 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
 
     training = TrainingInfo.read(model_dir.training)
     model = load_model(model_dir.model, training.model)
-    results, summary = {}, {}
+    results, summary, by_split = {}, {}, {}
     for split in EVALUATED_SPLITS:
-        predictions = family_class.predict_split(model, training, data, split, batch_size)
+        predictions = by_split[split] = family_class.predict_split(model, training, data, split, batch_size)
         metrics, rows, roc = score(predictions, classes, threshold, roc_points_kept)
         out.evaluation.write_predictions(split, rows)
         out.roc.write(split, pd.DataFrame(roc))
@@ -170,8 +219,21 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
     title = name if name == description else f"{name} ({description})"
     write_figures(out.evaluation, title, classes, curves.read(), results,
                   {split: summary[split].interval.get("roc_auc") for split in EVALUATED_SPLITS})
+    calibrated = calibrate(by_split, calibration, bootstrap, out.reliability) if calibration else None
+    if calibrated is not None:
+        write_reliability_figure(out, title, calibrated)
     info = BootstrapInfo(**bootstrap.model_dump()) if bootstrap and bootstrap.resamples else None
-    return ModelMetrics(description=description, bootstrap=info, **summary)
+    return ModelMetrics(description=description, bootstrap=info, calibration=calibrated, **summary)
+
+
+def write_reliability_figure(out: Outputs, title: str, calibrated: Calibration) -> None:
+    """reliability.png: both splits' reliability points (plots/calibration), ECE and Brier in the legend."""
+    from stages.analysis import figures
+
+    curves = {figures.SPLIT_TITLES[split]: (out.reliability.read(split).to_dict("records"),
+                                            getattr(calibrated, split).ece, getattr(calibrated, split).brier)
+              for split in EVALUATED_SPLITS}
+    figures.save(figures.reliability_figure(curves, f"{title}: reliability"), out.evaluation.reliability_figure)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -189,12 +251,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Outputs change together: everything is staged (metrics files first), then renamed into place.
     with (staged_dir(EvaluationDir.of(name).root) as evaluation, staged_dir(RocCurves.of(name).root) as roc,
           staged_dir(ConfusionCounts.of(name).root) as confusion,
+          staged_dir(ReliabilityCurves.of(name).root) as reliability,
           atomic_file(ModelMetrics.path(name), "w") as metrics_file,
           atomic_file(Scores.path(name), "w") as scores_file):
         metrics = evaluate(registry.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
-                           Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion)),
+                           Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion),
+                                   ReliabilityCurves(reliability)),
                            params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size,
-                           params.evaluate.roc_points, params.evaluate.bootstrap, params.evaluate.explain)
+                           params.evaluate.roc_points, params.evaluate.bootstrap, params.evaluate.explain,
+                           calibration=params.evaluate.calibration)
         metrics_file.write(metrics.text())
         scores_file.write(Scores.of(metrics, TrainingInfo.read(model_dir.training).epochs_run).text())
     print(metrics.description)
@@ -204,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f" [{values.interval[key].low:.3f}–{values.interval[key].high:.3f}]" if values.interval.get(key) else "")
             for key in METRIC_NAMES if getattr(values, key) is not None)
         print(f"{name} {split}: {shown}")
+        if metrics.calibration is not None:
+            found = getattr(metrics.calibration, split)
+            print(f"{name} {split} calibration: ECE {found.ece:.3f}, Brier {found.brier:.3f}")
 
 
 if __name__ == "__main__":

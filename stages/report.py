@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from stages.analysis import figures
-from stages.analysis.discussion import compute_section, discussion, ethics_section, fmt, signed
+from stages.analysis.discussion import calibration_section, compute_section, discussion, ethics_section, fmt, signed
 from stages.analysis.document import Banner, Code, Figure, Gallery, Paragraph, Section, Table, to_html, to_markdown
 from stages.analysis.figures import SPLIT_TITLES
 from stages.analysis.heatmaps import METHOD_TITLES
@@ -232,6 +232,10 @@ def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[
     sections += model_sections(results, params)
     sections += figure_sections(results, figures_dir)
     sections.append(metrics_section(results, comparison, classes))
+    reliability = {name: copy_figure(result.evaluation.reliability_figure, figures_dir, f"{name}_reliability.png")
+                   for name, result in results.items() if result.metrics.calibration}
+    sections.append(calibration_section({name: r.metrics for name, r in results.items()}, reliability,
+                                        params.evaluate.threshold))
     metrics = {name: result.metrics for name, result in results.items()}
     sections.append(Section("discussion", "Discussion", discussion(metrics, classes, test_share, comparison)))
     sections += explanation_sections(results, figures_dir, classes)

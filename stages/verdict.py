@@ -24,7 +24,7 @@ from stages.common.machine import describe_cpu
 from stages.contracts.comparison import Comparison, PairedTest
 from stages.contracts.evaluation import ModelMetrics
 
-HEADER = ["model", "split", "ROC AUC", "interval", "accuracy", "AUC vs {reference}", "p (DeLong)"]
+HEADER = ["model", "split", "ROC AUC", "interval", "accuracy", "AUC vs {reference}", "p (DeLong, Holm)"]
 # What a run may change without any edit of the user's: the pipeline's small outputs in git.
 OUTPUTS_IN_GIT = ("metrics", "plots")
 # What, changed, explains changed outputs: the user's own edits.
@@ -32,11 +32,13 @@ INPUTS_IN_GIT = (str(PARAMS_FILE), "dvc.yaml", "stages")
 
 
 def shown_p_value(test: PairedTest | None) -> str:
-    """DeLong's p-value in two significant digits, or <0.001; undefined where the test is (the reason
-    goes under the table); - where there was no test."""
+    """DeLong's p-value, Holm-adjusted over the run's paired tests where compare adjusted (its own
+    otherwise), in two significant digits, or <0.001; undefined where the test is (the reason goes
+    under the table); - where there was no test."""
     if test is not None and test.roc_auc_test_undefined:
         return "undefined"
-    value = test.roc_auc_p_value if test else None
+    value = None if test is None else test.roc_auc_p_adjusted if test.roc_auc_p_adjusted is not None \
+        else test.roc_auc_p_value
     return "-" if value is None else f"{value:.2g}" if value >= 0.001 else "<0.001"
 
 
@@ -62,6 +64,8 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
             rows.append([name if split == EVALUATED_SPLITS[0] else "", split, fmt(values.roc_auc), interval,
                          fmt(values.accuracy), against, p])
     header = [title.format(reference=reference) for title in HEADER]
+    if comparison.adjustment is None:          # written before compare adjusted for multiplicity
+        header[-1] = "p (DeLong)"
     level = next((m.bootstrap.level for m in metrics.values() if m.bootstrap), None)
     if level is not None:
         header[3] = f"{level:.0%} interval"

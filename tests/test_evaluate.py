@@ -17,11 +17,11 @@ from PIL import Image
 
 from stages import evaluate, features, train
 from stages.analysis.statistics import METRIC_NAMES
-from stages.common.config import BootstrapParams, ExplainParams, FitParams, load_params
+from stages.common.config import BootstrapParams, CalibrationParams, ExplainParams, FitParams, load_params
 from stages.common.errors import UserError
 from stages.common.machine import cpu_info
 from stages.compare import compare
-from stages.contracts.evaluation import ConfusionCounts, EvaluationDir, ModelMetrics, RocCurves
+from stages.contracts.evaluation import ConfusionCounts, EvaluationDir, ModelMetrics, ReliabilityCurves, RocCurves
 from stages.contracts.manifests import FeaturesManifest
 from stages.contracts.training import LearningCurves, ModelDir, ParameterCounts, TrainingInfo, TrainMetrics
 from stages.modelkit import fitting, registry
@@ -148,8 +148,8 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
     assert list(history["epoch"]) == [0, 1]
     assert train_metrics.val_loss == history["val_loss"].min()
     out = evaluate.Outputs(*(kind.of("tiny", tmp_path / kind.__name__) for kind in
-                             (EvaluationDir, RocCurves, ConfusionCounts)))
-    for folder in (out.evaluation, out.roc, out.confusion):
+                             (EvaluationDir, RocCurves, ConfusionCounts, ReliabilityCurves)))
+    for folder in (out.evaluation, out.roc, out.confusion, out.reliability):
         folder.root.mkdir(parents=True)
     metrics = evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], 0.5, 4)
     assert metrics.description == TinyFamily.title
@@ -177,6 +177,21 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
                 assert bounds.low - 1e-6 <= value <= bounds.high + 1e-6, (split, name)
     with_intervals.write(tmp_path / "with_intervals.json")
     assert ModelMetrics.read(tmp_path / "with_intervals.json") == with_intervals      # round trip, intervals kept
+    assert with_intervals.calibration is None and not out.reliability.file("val").exists()   # not asked for
+
+    settings = CalibrationParams(bins=4, temperature=True, youden=True)
+    calibrated = evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"],
+                                   0.5, 4, bootstrap=bootstrap, calibration=settings).calibration
+    for split, count in (("val", 5), ("test", 6)):
+        points, found = out.reliability.read(split), getattr(calibrated, split)
+        assert points["count"].sum() == count and ((points["lower"] <= points["predicted"])
+                                                   & (points["predicted"] <= points["upper"])).all()
+        assert found.ece == pytest.approx(sum(points["count"] * (points["observed"] - points["predicted"]).abs())
+                                          / count, abs=1e-5)
+        assert found.interval["brier"].low <= found.brier <= found.interval["brier"].high
+    assert calibrated.bins == 4 and calibrated.threshold.method == "youden"
+    assert (calibrated.temperature.temperature is None) == (calibrated.temperature.test is None)
+    assert out.evaluation.reliability_figure.stat().st_size > 0
 
 
 def curve_snapshots(monkeypatch, folder: Path) -> list[dict[str, str]]:
@@ -252,8 +267,8 @@ def evaluate_tiny(tiny_model, records, tmp_path):
     def run(explain: ExplainParams, threshold: float = 0.5) -> evaluate.Outputs:
         root = tmp_path / f"out{next(calls)}"
         out = evaluate.Outputs(*(kind.of("tiny", root / kind.__name__) for kind in
-                                 (EvaluationDir, RocCurves, ConfusionCounts)))
-        for folder in (out.evaluation, out.roc, out.confusion):
+                                 (EvaluationDir, RocCurves, ConfusionCounts, ReliabilityCurves)))
+        for folder in (out.evaluation, out.roc, out.confusion, out.reliability):
             folder.root.mkdir(parents=True)
         evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], threshold, 4,
                           explain=explain, prepared_root=records.parent / "prepared")
@@ -385,4 +400,6 @@ def test_a_class_of_one_image_gives_an_undefined_delong_test_and_no_nan_in_compa
     compare(metrics, "baseline", tests).write(tmp_path / "comparison.json")
     text = (tmp_path / "comparison.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
-    assert Comparison.read(tmp_path / "comparison.json").paired("test", "improved", "baseline") == found
+    stored = Comparison.read(tmp_path / "comparison.json").paired("test", "improved", "baseline")
+    assert stored.roc_auc_p_adjusted is None and stored.accuracy_p_adjusted is not None     # undefined stays so
+    assert stored.model_copy(update={"accuracy_p_adjusted": None}) == found

@@ -12,14 +12,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import report
+from stages import evaluate, report
 from stages.analysis import figures
 from stages.analysis.discussion import compute_section, discussion, ethics_section
 from stages.analysis.document import Figure, Section, Table, to_html, to_markdown
 from stages.analysis.statistics import METRIC_NAMES, classification_metrics, roc_points
 from stages.compare import compare
 from stages.contracts.comparison import Comparison, PairedTest
-from stages.contracts.evaluation import EvaluationDir, ModelMetrics, RocCurves
+from stages.common.config import CalibrationParams
+from stages.contracts.evaluation import EvaluationDir, ModelMetrics, ReliabilityCurves, RocCurves
 from stages.contracts.prepared import PreparedWriter, PrepareSummary
 from stages.contracts.provenance import DatasetProvenance, Provenance
 from stages.contracts.training import TrainingInfo
@@ -27,7 +28,7 @@ from stages.evaluate import confident_examples, save_explanations
 from tests.helpers import png_bytes
 
 CLASSES = ["Female", "Male"]
-SECTION_IDS = ["banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "discussion",
+SECTION_IDS = ["banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "calibration", "discussion",
                "mistakes", "correct", "ethics", "compute"]
 
 
@@ -54,8 +55,10 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
         evaluation.root.mkdir(parents=True)
         roc.root.mkdir(parents=True)
         metrics = {"description": f"{name} model"}
+        by_split = {}
         for split, margin in zip(("val", "test"), margins):
             probabilities = np.clip(0.5 + margin * (labels - 0.5) * 2 + rng.normal(0, 0.25, labels.size), 0, 1)
+            by_split[split] = pd.DataFrame({"label": labels, "probability": probabilities})
             measured = split_metrics(labels, probabilities)
             metrics[split] = {key: measured[key] for key in METRIC_NAMES} | {"n": measured["n"]}
             roc.write(split, pd.DataFrame(roc_points(labels, probabilities)))
@@ -77,6 +80,13 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
             parameters={"total": 10, "trainable": 8, "non_trainable": 2},
             layers=[{"name": "dense", "type": "Dense", "output_shape": "(None, 1)", "parameters": 10}],
             more_compute=[f"An idea of {name}'s."])
+        # Calibration as evaluate measures it, and its figure as evaluate draws it.
+        reliability = ReliabilityCurves.of(name, root / "calibration")
+        reliability.root.mkdir(parents=True)
+        out = evaluate.Outputs(evaluation, roc, None, reliability)
+        metrics["calibration"] = evaluate.calibrate(by_split, CalibrationParams(bins=5, temperature=True, youden=True),
+                                                    None, reliability)
+        evaluate.write_reliability_figure(out, name, metrics["calibration"])
         results[name] = report.ModelResults(name, ModelMetrics(**metrics), training, evaluation, roc)
     return results
 
@@ -117,6 +127,21 @@ def embedded_images(page: str) -> list[Image.Image]:
             for data in re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)]
 
 
+def test_calibration_section_has_every_model_and_split_and_its_diagrams(built):
+    _, results, sections, page, _, _ = built
+    section = next(section for section in sections if section.anchor == "calibration")
+    tables = {block.caption: block for block in section.blocks if hasattr(block, "rows")}
+    per_split = tables["Calibration per split"].rows
+    assert len(per_split) == 2 * len(results)
+    for row in per_split:
+        found = getattr(results[row[0]].metrics.calibration, "val" if row[1] == "validation" else "test")
+        assert row[2].startswith(f"{found.ece:.3f}") and row[3].startswith(f"{found.brier:.3f}")
+    assert len(tables["Temperature scaling"].rows) == len(tables["Threshold chosen on validation"].rows) == len(results)
+    figures_shown = [block for block in section.blocks if hasattr(block, "path")]
+    assert [figure.path.name for figure in figures_shown] == [f"{name}_reliability.png" for name in results]
+    assert page.count("reliability diagram, validation and cross-dataset test") == 2 * len(results)   # alt, caption
+
+
 def test_every_section_in_order(built):
     _, _, _, page, _, _ = built
     positions = [page.find(f'<section id="{anchor}">') for anchor in SECTION_IDS]
@@ -127,9 +152,9 @@ def test_every_section_in_order(built):
 def test_every_figure_embedded_and_not_empty(built):
     _, results, _, page, _, _ = built
     images = embedded_images(page)
-    # learning curves + 2 overlaid ROC + 2 confusion per model + the heat maps (mistakes, correct)
+    # learning curves, 2 confusion and a reliability diagram per model + 2 overlaid ROC + the heat maps
     explained = sum(len(r.evaluation.read_explanations()) for r in results.values())
-    assert len(images) == 3 * len(results) + 2 + explained
+    assert len(images) == 4 * len(results) + 2 + explained
     # Each heat map figure is the image beside its overlay: twice as wide (and a gap).
     assert sum(image.size == (202, 100) for image in images) == explained
     for image in images:

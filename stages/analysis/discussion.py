@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stages.analysis.document import Bullets, Paragraph, Section
+from stages.analysis.document import Bullets, Figure, Paragraph, Section, Table
 from stages.analysis.figures import SPLIT_TITLES
 from stages.common.config import EVALUATED_SPLITS, Params
 from stages.contracts.comparison import Comparison, PairedTest
@@ -48,17 +48,27 @@ def ranking(results: dict[str, ModelMetrics], split: str, metric: str = "roc_auc
     return sorted(scored, key=lambda name: -scored[name])
 
 
-def verdict(p_value: float, test: str) -> str:
-    """"significant at 5% (DeLong's test, p = 0.003)", from the test's p-value alone."""
-    word = "significant" if p_value < SIGNIFICANCE else "not significant"
-    return f"{word} at {SIGNIFICANCE:.0%} ({test}, p = {p_value:.2g})"
+def verdict(p_value: float, test: str, adjusted: float | None = None) -> str:
+    """"significant at 5% after Holm's correction (DeLong, p = 0.003, adjusted 0.02)": decided by the
+    adjusted p-value where compare gave one (comparison.json's adjustment), else by the test's own."""
+    deciding = p_value if adjusted is None else adjusted
+    word = "significant" if deciding < SIGNIFICANCE else "not significant"
+    if adjusted is None:
+        return f"{word} at {SIGNIFICANCE:.0%} ({test}, p = {p_value:.2g})"
+    return f"{word} at {SIGNIFICANCE:.0%} after Holm's correction ({test}, p = {p_value:.2g}, adjusted {adjusted:.2g})"
+
+
+def deciding_p(test: PairedTest, kind: str = "roc_auc") -> float | None:
+    """The p-value a verdict rests on: Holm-adjusted where compare adjusted, else the test's own."""
+    adjusted = getattr(test, f"{kind}_p_adjusted")
+    return adjusted if adjusted is not None else getattr(test, f"{kind}_p_value")
 
 
 def auc_verdict(test: PairedTest) -> str:
     """verdict() of DeLong's p-value, or "DeLong's test undefined (why)" where it has none."""
     if test.roc_auc_p_value is None:
         return f"DeLong's test undefined ({test.roc_auc_test_undefined})"
-    return verdict(test.roc_auc_p_value, "DeLong")
+    return verdict(test.roc_auc_p_value, "DeLong", test.roc_auc_p_adjusted)
 
 
 def paired_findings(comparison: Comparison) -> list:
@@ -74,10 +84,16 @@ def paired_findings(comparison: Comparison) -> list:
             sign = 1 if test.first == model else -1
             items.append(f"{model}: ROC AUC {signed(sign * test.roc_auc_difference)}, "
                          f"{auc_verdict(test)}; accuracy {signed(sign * test.accuracy_difference)}, "
-                         f"{verdict(test.accuracy_p_value, 'McNemar')}.")
+                         f"{verdict(test.accuracy_p_value, 'McNemar', test.accuracy_p_adjusted)}.")
         if items:
             blocks += [Paragraph(f"Against the {reference} on the same {SPLIT_TITLES[split]} images (paired tests):"),
                        Bullets(items)]
+    if blocks and comparison.adjustment is not None:
+        blocks.append(Paragraph(
+            f"Each verdict rests on a p-value adjusted by Holm's method over all {comparison.adjustment.tests} "
+            f"paired tests of this run ({comparison.adjustment.family.split(': ', 1)[-1]}), so that the chance of "
+            f"calling any difference significant when none is stays under {SIGNIFICANCE:.0%}. The tests see "
+            "which images were drawn, not which training run: another seed or CPU can move a model's scores."))
     return blocks
 
 
@@ -105,9 +121,9 @@ def discussion(results: dict[str, ModelMetrics], classes: Sequence[str], test_sh
         if test is not None and test.roc_auc_test_undefined:
             caution = f" On the test images the gap is {fmt(gap)} AUC, {auc_verdict(test)}."
         elif test is not None and test.roc_auc_p_value is not None:
-            caution = (f" On the test images the gap is {fmt(gap)} AUC, {verdict(test.roc_auc_p_value, 'DeLong')}"
+            caution = (f" On the test images the gap is {fmt(gap)} AUC, {auc_verdict(test)}"
                        + (": validation alone would have picked a weaker model for new data."
-                          if test.roc_auc_p_value < SIGNIFICANCE else ": the two may well be equally good there."))
+                          if deciding_p(test) < SIGNIFICANCE else ": the two may well be equally good there."))
         else:
             caution = f" On the test images the gap is {fmt(gap)} AUC (no paired test available: run compare)."
         blocks.append(Paragraph(f"The ranking changes between the splits: {best_val} leads on validation but "
@@ -151,6 +167,53 @@ def discussion(results: dict[str, ModelMetrics], classes: Sequence[str], test_sh
         f"The test source is {percent(test_share[majority])} {majority}. Accuracy and precision move with that "
         "share, so compare models across the two splits by ROC AUC and the per-class rates, which do not."))
     return blocks
+
+
+def _with_interval(value: float | None, bounds) -> str:
+    return fmt(value) + (f" [{fmt(bounds.low)}–{fmt(bounds.high)}]" if bounds else "")
+
+
+def calibration_section(results: dict[str, ModelMetrics], figures: dict[str, object], threshold: float) -> Section:
+    """Whether each model's P(Male) means what it says: ECE and Brier per split with intervals, what one
+    temperature fitted on validation does to the test split, and a threshold chosen on validation
+    against evaluate.threshold on the test split; the reliability diagrams (figures: name -> PNG)."""
+    calibrated = {name: metrics.calibration for name, metrics in results.items() if metrics.calibration}
+    if not calibrated:
+        return Section("calibration", "Calibration", [Paragraph("Not measured: evaluate.calibration was off.")])
+    bins = next(iter(calibrated.values())).bins
+    rows = [[name, SPLIT_TITLES[split], *(_with_interval(getattr(getattr(found, split), score),
+                                                         getattr(found, split).interval.get(score))
+                                          for score in ("ece", "brier"))]
+            for name, found in calibrated.items() for split in EVALUATED_SPLITS]
+    blocks: list = [
+        Paragraph(f"A model is calibrated when, of the faces it gives P(Male) = 0.8, about 80% are men. The "
+                  f"reliability diagrams put each of {bins} equal-width bins of P(Male) at its mean predicted "
+                  "probability against the observed share of men; ECE, the expected calibration error, is the "
+                  "bins' gap to the diagonal weighted by their images, and the Brier score the mean squared "
+                  "error of the probabilities (0.25 for a constant 0.5). Lower is better for both; square "
+                  "brackets hold the bootstrap interval."),
+        Table(["model", "split", "ECE", "Brier"], rows, "Calibration per split")]
+    scaled = [[name, fmt(found.temperature.temperature), fmt(found.test.ece), fmt(found.temperature.test.ece),
+               fmt(found.test.brier), fmt(found.temperature.test.brier)]
+              for name, found in calibrated.items() if found.temperature and found.temperature.test]
+    if scaled:
+        blocks += [Paragraph("Temperature scaling: one number T fitted on validation divides every logit "
+                             "(T > 1 softens over-confident probabilities). It cannot change ROC AUC or any decision "
+                             "at 0.5, only calibration; here is what it does on the cross-dataset test:"),
+                   Table(["model", "T", "test ECE", "with T", "test Brier", "with T"], scaled, "Temperature scaling")]
+    chosen = [[name, fmt(found.threshold.threshold),
+               *(f"{fmt(found.threshold.test.get(key))} ({fmt(getattr(results[name].test, key))})"
+                 for key in ("accuracy", "sensitivity", "specificity"))]
+              for name, found in calibrated.items() if found.threshold and found.threshold.threshold is not None]
+    if chosen:
+        blocks += [Paragraph(f"A threshold chosen on validation (Youden's J: the largest "
+                             "sensitivity + specificity - 1) and the cross-dataset test at it; in brackets the "
+                             f"test at evaluate.threshold, {fmt(threshold, 2)}:"),
+                   Table(["model", "threshold", "test accuracy", "sensitivity", "specificity"], chosen,
+                         "Threshold chosen on validation")]
+    blocks += [Figure(path, f"{name}: reliability diagram, validation and cross-dataset test")
+               for name, path in figures.items()]
+    return Section("calibration", "Calibration", blocks)
 
 
 def ethics_section(params: Params, test_share: dict[str, float]) -> Section:

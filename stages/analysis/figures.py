@@ -79,6 +79,36 @@ def confusion_figure(confusion: dict[str, int], classes: list[str], title: str) 
     return figure
 
 
+def reliability_figure(curves: dict[str, tuple[list[dict], float | None, float | None]], title: str) -> plt.Figure:
+    """Reliability diagram: per label (split) the bins of calibration.reliability, mean predicted
+    P(positive) against the observed share of positives, with ECE
+    and Brier in the legend; below, how many images fall in each bin. The diagonal is calibrated."""
+    figure, (axis, counts) = plt.subplots(2, 1, figsize=(5.5, 6.2), height_ratios=[3, 1], sharex=True,
+                                          constrained_layout=True)
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="calibrated")
+    width = 1 / (2.5 * max(len(curves), 1))
+    for index, (label, (rows, ece, brier)) in enumerate(curves.items()):
+        predicted = [row["predicted"] for row in rows]
+        observed = [row["observed"] for row in rows]
+        sizes = np.array([row["count"] for row in rows], dtype=float)
+        scores = "" if ece is None else f" (ECE {ece:.3f}, Brier {brier:.3f})"
+        line, = axis.plot(predicted, observed, marker="o", label=f"{label}{scores}")
+        centres = [(row["lower"] + row["upper"]) / 2 for row in rows]
+        bins = rows[0]["upper"] - rows[0]["lower"] if rows else 0.1
+        counts.bar(np.array(centres) + (index - (len(curves) - 1) / 2) * width * bins, sizes, width=width * bins,
+                   color=line.get_color())
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.01)
+    axis.set_ylabel("observed share of positives")
+    axis.set_title(textwrap.fill(title, 44))
+    axis.legend(loc="upper left", fontsize="small")
+    axis.grid(alpha=0.3)
+    counts.set_xlabel("predicted probability of the positive class")
+    counts.set_ylabel("images")
+    counts.grid(alpha=0.3)
+    return figure
+
+
 def save(figure: plt.Figure, path) -> None:
     """Save a PNG at a fixed size and close the figure (no leaks across many figures)."""
     figure.savefig(path, dpi=110, metadata={"Software": None})

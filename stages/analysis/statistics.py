@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -193,3 +195,18 @@ def mcnemar_test(labels: np.ndarray, first_predicted: np.ndarray, second_predict
     discordant = only_first + only_second
     p_value = 1.0 if discordant == 0 else float(binomtest(only_first, discordant, 0.5).pvalue)
     return {"only_first_right": only_first, "only_second_right": only_second, "p_value": p_value}
+
+
+def holm_adjusted(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (Holm 1979), in the order given: the k-th smallest of m is
+    multiplied by m - k + 1, then made non-decreasing, at most 1. Rejecting where the adjusted value is
+    below a level keeps the chance of any false "significant" in the family under that level, whatever
+    the dependence between the tests (these share their images, so they are dependent: Benjamini-
+    Hochberg would need positive dependence). None (an undefined test) stays None and is not counted."""
+    defined = [(value, index) for index, value in enumerate(p_values) if value is not None]
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (value, index) in enumerate(sorted(defined)):
+        running = max(running, min(1.0, (len(defined) - rank) * value))
+        adjusted[index] = running
+    return adjusted

@@ -170,12 +170,21 @@ class ExplainParams(ParamsSection):
     method: Literal["auto", "gradcam", "occlusion"]        # auto: Grad-CAM where it applies, else occlusion
 
 
+class CalibrationParams(ParamsSection):
+    """Whether the probabilities mean what they say (stages/analysis/calibration.py)."""
+
+    bins: int = Field(ge=2, le=100)                        # equal-width bins of P(positive): diagram and ECE
+    temperature: bool                                      # fit T on validation, report the test split with it
+    youden: bool                                           # choose a threshold on validation, report test at it
+
+
 class EvaluateParams(ParamsSection):
     threshold: float = Field(gt=0, lt=1)
     batch_size: int = Field(ge=1)
     roc_points: int = Field(ge=2)                          # most ROC points kept per split (plot data in git)
     bootstrap: BootstrapParams
     explain: ExplainParams
+    calibration: CalibrationParams
 
 
 class CompareParams(ParamsSection):

@@ -29,6 +29,10 @@ class PairedTest(BaseModel):
     only_first_right: int
     only_second_right: int
     accuracy_p_value: float
+    # Holm-adjusted over every paired test in the file (Comparison.adjustment); None in files written
+    # before compare adjusted, and for an undefined test.
+    roc_auc_p_adjusted: Optional[float] = None
+    accuracy_p_adjusted: Optional[float] = None
 
     @model_validator(mode="after")
     def _no_p_value_without_a_reason(self) -> "PairedTest":
@@ -36,6 +40,14 @@ class PairedTest(BaseModel):
         if (self.roc_auc_p_value is None) != (self.roc_auc_test_undefined is not None):
             raise ValueError("roc_auc_test_undefined gives the reason exactly when roc_auc_p_value is null")
         return self
+
+
+class Adjustment(BaseModel):
+    """How the paired tests' p-values were adjusted for their number, and over which family."""
+
+    method: str            # "holm"
+    family: str            # which tests were adjusted together
+    tests: int             # how many p-values the family held
 
 
 class Comparison(JsonFile):
@@ -51,6 +63,7 @@ class Comparison(JsonFile):
     val: dict[str, dict[str, Optional[float]]]
     test: dict[str, dict[str, Optional[float]]]
     tests: dict[str, dict[str, PairedTest]] = {}            # split -> "<first>_vs_<second>" -> test
+    adjustment: Optional[Adjustment] = None
 
     def paired(self, split: str, first: str, second: str) -> Optional[PairedTest]:
         """The test of `first` against `second` on a split, whichever way round it was stored."""

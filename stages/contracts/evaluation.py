@@ -1,11 +1,12 @@
 """What evaluate hands over: metrics/<name>.json (the headline scores, DVC's declared metrics),
-metrics/evaluate/<name>.json (every metric with its interval), plots/roc/<name>/, plots/confusion/<name>/
-(git) and data/evaluate/<name>/ (predictions per image, figures, heat maps)."""
+metrics/evaluate/<name>.json (every metric with its interval, and the calibration), plots/roc/<name>/,
+plots/confusion/<name>/, plots/calibration/<name>/ (git) and data/evaluate/<name>/ (predictions per
+image, figures, heat maps)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import ClassVar, Literal, Optional
 
 import pandas as pd
 from pydantic import BaseModel
@@ -42,6 +43,43 @@ class BootstrapInfo(BaseModel):
     seed: int
 
 
+class SplitCalibration(BaseModel):
+    """Whether P(Male) means what it says on one split (stages/analysis/calibration.py): expected
+    calibration error and Brier score, each with its bootstrap interval (the same resamples' settings as
+    the other metrics); None without images."""
+
+    ece: Optional[float]
+    brier: Optional[float]
+    interval: dict[str, Optional[Bounds]] = {}
+
+
+class TemperatureScaling(BaseModel):
+    """One temperature fitted on validation (log loss), applied to the cross-dataset test: its ECE and
+    Brier then. ROC AUC and the decisions at 0.5 cannot change (T > 0 keeps each logit's sign and order)."""
+
+    temperature: Optional[float]          # None: validation has one class only, nothing to fit
+    test: Optional[SplitCalibration]
+
+
+class ChosenThreshold(BaseModel):
+    """A decision threshold chosen on validation, and the test split's metrics at it (beside those at
+    evaluate.threshold, in the split's own metrics)."""
+
+    method: Literal["youden"]             # largest sensitivity + specificity - 1 on validation
+    threshold: Optional[float]            # None: validation has one class only
+    test: dict[str, Optional[float]] = {}  # accuracy, sensitivity, specificity, precision, f1 at it
+
+
+class Calibration(BaseModel):
+    """evaluate.calibration's results: per split, and optionally the temperature and the chosen threshold."""
+
+    bins: int
+    val: SplitCalibration
+    test: SplitCalibration
+    temperature: Optional[TemperatureScaling] = None
+    threshold: Optional[ChosenThreshold] = None
+
+
 class ModelMetrics(JsonFile):
     """metrics/evaluate/<name>.json (git): the model's description and its metrics per evaluated split."""
 
@@ -51,6 +89,7 @@ class ModelMetrics(JsonFile):
     bootstrap: Optional[BootstrapInfo] = None     # None: no intervals (evaluate.bootstrap.resamples 0)
     val: SplitMetrics
     test: SplitMetrics
+    calibration: Optional[Calibration] = None     # None in files written before evaluate measured it
 
     @staticmethod
     def path(name: str, root: Path = METRICS_DIR / "evaluate") -> Path:
@@ -106,6 +145,8 @@ PREDICTION_COLUMNS = ("file", "actual", "predicted", "probability")
 # inside the model's data/evaluate folder, method the one that made the map (stages/analysis/heatmaps.py).
 EXPLANATION_COLUMNS = ("group", "file", "actual", "predicted", "probability", "method", "figure")
 ROC_COLUMNS = ("fpr", "tpr", "threshold")
+# One row per non-empty bin of P(Male): its bounds, images, mean predicted P(Male), observed share of Male.
+RELIABILITY_COLUMNS = ("bin", "lower", "upper", "count", "predicted", "observed")
 CONFUSION_COLUMNS = ("actual", "predicted", "count")
 
 
@@ -139,6 +180,13 @@ class ConfusionCounts(SplitCsvs):
     columns: ClassVar[tuple[str, ...]] = CONFUSION_COLUMNS
 
 
+class ReliabilityCurves(SplitCsvs):
+    """plots/calibration/<name>/<split>.csv (git): the reliability diagram's points, a row per bin."""
+
+    parent: ClassVar[Path] = PLOTS_DIR / "calibration"
+    columns: ClassVar[tuple[str, ...]] = RELIABILITY_COLUMNS
+
+
 class EvaluationDir(ModelOutputs):
     """data/evaluate/<name>/ (DVC cache): per-image predictions per split (as many rows as images, too
     many for git at real scale) and the PNG figures the report shows."""
@@ -158,6 +206,10 @@ class EvaluationDir(ModelOutputs):
     @property
     def roc_figure(self) -> Path:
         return self.root / "roc.png"
+
+    @property
+    def reliability_figure(self) -> Path:
+        return self.root / "reliability.png"
 
     def write_predictions(self, split: str, rows: pd.DataFrame) -> None:
         write_csv(self.predictions(split), rows, PREDICTION_COLUMNS)
