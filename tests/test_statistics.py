@@ -349,3 +349,53 @@ def test_mcnemar_exact_hand_computed():
     assert (test["only_first_right"], test["only_second_right"]) == (1, 9)
     assert test["p_value"] == pytest.approx(22 / 1024, abs=1e-12)
     assert mcnemar_test(labels, first, first)["p_value"] == 1.0
+
+
+# --- seed_aware_delong: training runs and images as the two sources of variance ---------------------
+
+def _runs(rng, labels, shared, strength: float, seeds: int) -> list[np.ndarray]:
+    """Scores of `seeds` training runs of one model: each run learns the signal with its own strength
+    (the training run's luck) and adds its own noise; every run shares the images' difficulty."""
+    return [labels * (strength + rng.normal(0, 0.35)) + 0.7 * shared + rng.normal(0, 1, labels.size)
+            for _ in range(seeds)]
+
+
+def test_seed_aware_test_holds_its_level_where_one_seed_delong_does_not():
+    """Two models equally good on average, each run lucky or not: DeLong on one run per model calls
+    far more than 5% of the pairs different; over five seeds, with both variances, about 5%."""
+    rng = np.random.default_rng(11)
+    labels = np.array([0, 1] * 150)
+    one_seed, five_seeds = [], []
+    for _ in range(300):
+        shared = rng.normal(0, 1, labels.size)
+        first, second = _runs(rng, labels, shared, 1.0, 5), _runs(rng, labels, shared, 1.0, 5)
+        one_seed.append(delong_test(labels, first[0], second[0])["p_value"] < 0.05)
+        five_seeds.append(statistics.seed_aware_delong(labels, first, second)["p_value"] < 0.05)
+    assert np.mean(one_seed) > 0.15
+    assert np.mean(five_seeds) <= 0.09
+
+
+def test_seed_aware_test_finds_a_real_difference_and_adds_both_variances():
+    rng = np.random.default_rng(12)
+    labels = np.array([0, 1] * 150)
+    shared = rng.normal(0, 1, labels.size)
+    first, second = _runs(rng, labels, shared, 2.0, 5), _runs(rng, labels, shared, 0.6, 5)
+    found = statistics.seed_aware_delong(labels, first, second)
+    assert found["seeds"] == 5 and found["difference"] > 0 and found["p_value"] < 0.01
+    per_seed = [delong_test(labels, a, b) for a, b in zip(first, second)]
+    differences = [test["difference"] for test in per_seed]
+    assert found["difference"] == pytest.approx(np.mean(differences))
+    assert found["seed_standard_deviation"] == pytest.approx(np.std(differences, ddof=1))
+    assert found["standard_error"] ** 2 == pytest.approx(
+        np.var(differences, ddof=1) / 5 + np.mean([test["standard_error"] ** 2 for test in per_seed]))
+
+
+def test_seed_aware_test_needs_two_seeds_and_both_classes():
+    labels = np.array([0, 1, 0, 1])
+    scores = [np.array([0.1, 0.9, 0.2, 0.8])]
+    one = statistics.seed_aware_delong(labels, scores, scores)
+    assert one["p_value"] is None and "one seed" in one["undefined"] and one["difference"] == 0.0
+    single_class = statistics.seed_aware_delong(np.ones(4), scores * 2, scores * 2)
+    assert single_class["p_value"] is None and "one class" in single_class["undefined"]
+    with pytest.raises(ValueError, match="a run for every seed"):
+        statistics.seed_aware_delong(labels, scores * 2, scores)

@@ -183,6 +183,38 @@ def delong_test(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> di
             "p_value": p_value, "undefined": None}
 
 
+def seed_aware_delong(labels: np.ndarray, first_runs: Sequence[np.ndarray], second_runs: Sequence[np.ndarray]) -> dict:
+    """Two models each trained once per seed (the same seeds), all runs scored on the same images: is
+    their mean ROC AUC different, allowing for both the training runs and the images drawn?
+
+    Per seed s, d_s = AUC(first_s) - AUC(second_s) with DeLong's variance v_s. The variance of the mean
+    difference has two parts (Bouthillier et al., "Accounting for variance in machine learning
+    benchmarks", MLSys 2021): the training runs', the spread of d_s over seeds, which shrinks with
+    more seeds (sample variance / S); and the images', which does not, since every seed is scored on
+    the same images: the mean of the v_s. z = mean / sqrt(both), a two-sided normal p-value. With one
+    seed the training part cannot be estimated: `undefined` says so (DeLong's test alone is
+    delong_test's)."""
+    from scipy.stats import norm
+
+    if len(first_runs) != len(second_runs) or not first_runs:
+        raise ValueError("both models need a run for every seed")
+    per_seed = [delong_test(labels, first, second) for first, second in zip(first_runs, second_runs)]
+    undefined = next((found["undefined"] for found in per_seed if found["undefined"]), None)
+    differences = np.array([np.nan if found["difference"] is None else found["difference"] for found in per_seed])
+    result = {"seeds": len(per_seed), "difference": None if np.isnan(differences).any() else float(differences.mean()),
+              "seed_standard_deviation": None, "standard_error": None, "p_value": None, "undefined": undefined}
+    if undefined is None and len(per_seed) < 2:
+        result["undefined"] = "one seed: the spread between training runs is unknown"
+    if result["undefined"] is not None:
+        return result
+    seed_variance = float(differences.var(ddof=1))
+    image_variance = float(np.mean([found["standard_error"] ** 2 for found in per_seed]))
+    error = float(np.sqrt(seed_variance / len(per_seed) + image_variance))
+    result.update(seed_standard_deviation=float(np.sqrt(seed_variance)), standard_error=error,
+                  p_value=1.0 if error == 0 else float(2 * norm.sf(abs(result["difference"]) / error)))
+    return result
+
+
 def mcnemar_test(labels: np.ndarray, first_predicted: np.ndarray, second_predicted: np.ndarray) -> dict[str, float]:
     """McNemar's exact test: do two models' accuracies on the same images differ? Only the images
     exactly one of them gets right count; under the null each such image is a fair coin."""
