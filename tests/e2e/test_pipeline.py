@@ -81,8 +81,15 @@ def test_counts_and_skips_are_recorded(project, first_repro):
 def test_metrics_are_probabilities(project, first_repro):
     for model in MODELS:
         metrics = json.loads((project / "metrics" / "evaluate" / f"{model}.json").read_text())
-        assert set(metrics) == {"description", "bootstrap", "val", "test"}
+        assert set(metrics) == {"description", "bootstrap", "val", "test", "calibration"}
         assert metrics["bootstrap"] == raw_repo_params()["evaluate"]["bootstrap"]
+        calibration = metrics["calibration"]
+        for split in ("val", "test"):
+            found = calibration[split]
+            assert 0 <= found["ece"] <= 1 and 0 <= found["brier"] <= 1
+            assert found["interval"]["brier"]["low"] <= found["brier"] <= found["interval"]["brier"]["high"]
+            points = pd.read_csv(project / "plots/calibration" / model / f"{split}.csv")
+            assert points["count"].sum() == metrics[split]["n"]
         for split in ("val", "test"):
             values = metrics[split]
             intervals = values.pop("interval")
@@ -176,13 +183,13 @@ def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
 
 def test_report_has_every_section_and_the_metrics(project, first_repro):
     page = (project / "reports/report.html").read_text()
-    for anchor in ("banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "discussion",
-                   "mistakes", "correct", "ethics", "compute"):
+    for anchor in ("banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "calibration",
+                   "discussion", "mistakes", "correct", "ethics", "compute"):
         assert f'<section id="{anchor}">' in page, anchor
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
     explained = {model: pd.read_csv(project / "data/evaluate" / model / "explanations.csv") for model in MODELS}
-    # learning curves, 2 confusion each, 2 overlaid ROC, every heat map
-    assert len(images) == 3 * len(MODELS) + 2 + sum(len(table) for table in explained.values())
+    # learning curves, 2 confusion and a reliability diagram each, 2 overlaid ROC, every heat map
+    assert len(images) == 4 * len(MODELS) + 2 + sum(len(table) for table in explained.values())
     for model, table in explained.items():
         assert set(table["method"]) == {"gradcam"}, model        # every model here is a chain with conv layers
         assert (table["group"] == "correct").sum() >= 2, model
