@@ -24,6 +24,7 @@ import argparse
 import io
 import json
 import subprocess
+import time
 from datetime import date
 from pathlib import Path
 from typing import Sequence
@@ -97,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params()
     models, positive = params.model_names, params.prepare.classes[1]
     pairs = [(first, second) for index, second in enumerate(models) for first in models[index + 1:]]
+    started = time.monotonic()
     revs = {seed: None if seed == 2021 else run_seed(seed, models) for seed in args.seeds}
+    training_s = round(time.monotonic() - started)
     runs = {seed: {model: {split: predictions_at(rev, model, split) for split in EVALUATED_SPLITS}
                    for model in models} for seed, rev in revs.items()}
     singles = {seed: one_seed_verdicts(by_model, pairs, positive) for seed, by_model in runs.items()}
@@ -119,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                      "flips": sum(v != pooled for v in each)})
     flips = sum(row["flips"] for row in rows)
     result = {"date": date.today().isoformat(), "machine": machine(), "seeds": args.seeds, "level": LEVEL,
-              "rows": rows, "flips": flips, "comparisons": len(rows) * len(args.seeds)}
+              "rows": rows, "flips": flips, "comparisons": len(rows) * len(args.seeds),
+              "experiments_wall_s": training_s}
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     for row in rows:
         print(f"{row['split']:4} {row['pair']:22} {row['auc_difference_mean']:+.3f} "

@@ -193,6 +193,21 @@ def block_sample_tests(sources: Sources) -> list[str]:
                    "Holm"], rows, "llrrrrrr")
 
 
+def block_seed_flips(sources: Sources) -> list[str]:
+    """benchmarks/seeds.json: per pair and split the mean AUC difference over the seeds, its spread, the
+    seed-aware verdict, and how many one-seed verdicts differ from it."""
+    found = sources["seeds"]
+    seeds = found["seeds"]
+    rows = [[row["split"], row["pair"].replace(" - ", " − "), f"{row['auc_difference_mean']:+.3f}",
+             f"{row['auc_difference_seed_sd']:.3f}", _p(row["p_holm"]), row["verdict"],
+             f"{row['flips']} of {len(seeds)}"] for row in found["rows"]]
+    return [f"Seeds {', '.join(map(str, seeds))} on the offline sample, {found['date']}, on "
+            f"{with_article(cpu(found))}: {found['flips']} of {found['comparisons']} one-seed verdicts differ from "
+            f"the {len(seeds)}-seed one.", "",
+            *_table(["split", "pair", "mean AUC difference", "spread over seeds (sd)", "p (seed-aware, Holm)",
+                     f"{len(seeds)}-seed verdict", "one-seed verdicts that differ"], found["rows"] and rows, "llrrrlr")]
+
+
 def block_push_sizes(sources: Sources) -> list[str]:
     """What a push holds at the real data's scale (measured.yaml) and what it costs to rebuild (bench1)."""
     sizes, run = sources["measured"]["push_sizes"], sources["bench1"]
@@ -246,6 +261,7 @@ BLOCKS: dict[str, Callable[..., list[str]]] = {
     "bench-history": block_bench_history,
     "sample-results": block_sample_results,
     "sample-tests": block_sample_tests,
+    "seed-flips": block_seed_flips,
     "push-sizes": block_push_sizes,
     "timings": block_timings,
     "real-plan": block_real_plan,
