@@ -356,3 +356,18 @@ def make_tiny_project(project: Path) -> Path:
     run([*GIT, "add", "-A"], project)
     run([*GIT, "commit", "-qm", "project"], project)
     return project
+
+
+def record_explainer_thresholds(monkeypatch) -> list:
+    """Swap heatmaps.Explainer for a subclass that records the threshold each one is made with; the list."""
+    from stages.analysis import heatmaps
+
+    thresholds = []
+
+    class Recording(heatmaps.Explainer):
+        def __init__(self, *args, **options):
+            thresholds.append(options.get("threshold"))
+            super().__init__(*args, **options)
+
+    monkeypatch.setattr(heatmaps, "Explainer", Recording)
+    return thresholds

@@ -28,7 +28,7 @@ from stages.modelkit import fitting, registry
 from stages.modelkit.family import DataRoots, ModelFamily
 from stages.modelkit.fitting import predict_records
 from stages.models import transfer
-from tests.helpers import make_tfrecords_project, raw_repo_params, run_tfrecords
+from tests.helpers import make_tfrecords_project, raw_repo_params, record_explainer_thresholds, run_tfrecords
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -300,16 +300,7 @@ def test_heat_maps_for_confident_answers(evaluate_tiny):
 
 
 def test_heat_maps_explain_the_class_evaluate_threshold_picks(evaluate_tiny, monkeypatch):
-    from stages.analysis import heatmaps
-
-    thresholds = []
-
-    class Recording(heatmaps.Explainer):
-        def __init__(self, *args, **options):
-            thresholds.append(options.get("threshold"))
-            super().__init__(*args, **options)
-
-    monkeypatch.setattr(heatmaps, "Explainer", Recording)
+    thresholds = record_explainer_thresholds(monkeypatch)
     evaluate_tiny(ExplainParams(images=1, method="auto"), threshold=0.7)
     assert thresholds == [0.7]
 

@@ -23,7 +23,7 @@ from stages.images.reading import open_rgb  # noqa: E402
 from stages.common.progress import progress_bar  # noqa: E402
 from stages.modelkit import prediction  # noqa: E402
 from stages.models import baseline  # noqa: E402
-from tests.helpers import run_cli  # noqa: E402
+from tests.helpers import record_explainer_thresholds, run_cli  # noqa: E402
 from tests.photos import write_photos  # noqa: E402
 
 CLASSES = ["Female", "Male"]
@@ -174,16 +174,7 @@ def test_explain_writes_each_image_beside_its_map(photos, model_dir, tmp_path, m
 
 
 def test_explain_explains_the_class_the_threshold_picks(photos, model_dir, tmp_path, monkeypatch, capsys):
-    from stages.analysis import heatmaps
-
-    thresholds = []
-
-    class Recording(heatmaps.Explainer):
-        def __init__(self, *args, **options):
-            thresholds.append(options.get("threshold"))
-            super().__init__(*args, **options)
-
-    monkeypatch.setattr(heatmaps, "Explainer", Recording)
+    thresholds = record_explainer_thresholds(monkeypatch)
     monkeypatch.chdir(tmp_path)
     code = run_cli(predict.main, [str(model_dir), str(photos["one_face"]), "--explain", "maps", "--threshold", "0.9"])
     assert code == 0, capsys.readouterr().err
