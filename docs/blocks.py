@@ -208,6 +208,22 @@ def block_seed_flips(sources: Sources) -> list[str]:
                      f"{len(seeds)}-seed verdict", "one-seed verdicts that differ"], found["rows"] and rows, "llrrrlr")]
 
 
+def block_seed_cost(sources: Sources) -> list[str]:
+    """What more seeds cost: on the sample, the seeds benchmark's experiment (benchmarks/seeds.json); at
+    the real data's scale, the scale-1 benchmark's train and evaluate stages once more per extra seed."""
+    found, run = sources["seeds"], sources["bench1"]
+    extra = len(found["seeds"]) - 1
+    per_seed = sum(stage["wall_s"] for stage in run["stages"] if stage["stage"].startswith(("train@", "evaluate@")))
+    total = sum(stage["wall_s"] for stage in run["stages"])
+    return [f"- On the offline sample: {found['experiments_wall_s'] / 60:.0f} min for the experiment with "
+            f"{len(found['seeds'])} seeds ({extra} new seeds' train and evaluate stages, and compare), on "
+            f"{with_article(cpu(found))}, {found['machine']['cores']} cores.",
+            f"- At the real data's scale (estimated): the scale-1 benchmark's train and evaluate stages take "
+            f"{per_seed / 60:.0f} min of its {total / 60:.0f} min `dvc repro`, on {with_article(cpu(run))}, "
+            f"{run['machine']['cores']} cores; {extra} more seeds add about {extra * per_seed / 60:.0f} min there "
+            "(`make real-plan` scales the estimate to this machine and counts params.yaml's seeds)."]
+
+
 def block_push_sizes(sources: Sources) -> list[str]:
     """What a push holds at the real data's scale (measured.yaml) and what it costs to rebuild (bench1)."""
     sizes, run = sources["measured"]["push_sizes"], sources["bench1"]
@@ -262,6 +278,7 @@ BLOCKS: dict[str, Callable[..., list[str]]] = {
     "sample-results": block_sample_results,
     "sample-tests": block_sample_tests,
     "seed-flips": block_seed_flips,
+    "seed-cost": block_seed_cost,
     "push-sizes": block_push_sizes,
     "timings": block_timings,
     "real-plan": block_real_plan,

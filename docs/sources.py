@@ -37,7 +37,9 @@ def _latest_run(root: Path, scale: float) -> dict:
 
 
 def _per_model(folder: Path) -> dict:
-    return {path.stem: _load_json(path) for path in sorted(folder.glob("*.json"))}
+    """Each model's run with params.yaml's first seed: <folder>/<model>/<seed>.json, by model."""
+    seed = yaml.safe_load((folder.parent.parent / "params.yaml").read_text())["seeds"][0]
+    return {path.parent.name: _load_json(path) for path in sorted(folder.glob(f"*/{seed}.json"))}
 
 
 def _measured(root: Path) -> dict:
@@ -58,8 +60,8 @@ SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "limits": ("benchmarks/bench.py LIMITS", _limits),
     "measured": ("benchmarks/measured.yaml", _measured),
     "timings": ("benchmarks/timings.json", lambda root: _load_json(root / "benchmarks/timings.json")),
-    "evaluate": ("metrics/evaluate/<model>.json", lambda root: _per_model(root / "metrics/evaluate")),
-    "train": ("metrics/train/<model>.json", lambda root: _per_model(root / "metrics/train")),
+    "evaluate": ("metrics/evaluate/<model>/<seed>.json", lambda root: _per_model(root / "metrics/evaluate")),
+    "train": ("metrics/train/<model>/<seed>.json", lambda root: _per_model(root / "metrics/train")),
     "comparison": ("metrics/comparison.json", lambda root: _load_json(root / "metrics/comparison.json")),
     "prepare": ("metrics/prepare.json", lambda root: _load_json(root / "metrics/prepare.json")),
     "params": ("params.yaml", lambda root: yaml.safe_load((root / "params.yaml").read_text())),

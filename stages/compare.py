@@ -1,26 +1,33 @@
 """compare: every model's metrics side by side, with each model's difference to the reference model.
 
-Writes, in git: metrics/comparison.json, {split: {metric: {model: value, "<model>_minus_<reference>":
-diff}}}, the reference (compare.reference in params.yaml) and each model's description, and per split
-a paired test for every pair of models on the same images (DeLong for ROC AUC, McNemar for accuracy:
-tests.<split>.<first>_vs_<second>, the reference second), each p-value also adjusted by Holm's method
+Every model trained once per seed (params.yaml's seeds). Writes, in git: metrics/comparison.json,
+{split: {metric: {model: value, "<model>_minus_<reference>": diff}}} (a model's value is its mean
+over the seeds), the spread over seeds (spread.<split>.<metric>.<model>), the reference
+(compare.reference in params.yaml) and each model's description, and per split a paired test for
+every pair of models on the same images (tests.<split>.<first>_vs_<second>, the reference second:
+with one seed DeLong for ROC AUC and McNemar for accuracy; with several, each over the seeds, its
+variance the training runs' spread plus the images'), each p-value also adjusted by Holm's method
 over the file's whole family of paired tests (both tests, every pair, both splits: the report draws
 its conclusions from all of them together); and
-plots/compare/roc_<split>.csv, every model's ROC points in one file per split (one chart in DVC).
+plots/compare/roc_<split>.csv, every model's ROC points (the first seed's run) in one file per split
+(one chart in DVC).
 """
 
 from __future__ import annotations
 
 import argparse
+from statistics import fmean, stdev
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
-from stages.analysis.statistics import METRIC_NAMES, delong_test, holm_adjusted, mcnemar_test
+from stages.analysis.statistics import (METRIC_NAMES, delong_test, holm_adjusted, mcnemar_test, seed_aware_accuracy,
+                                        seed_aware_delong)
 from stages.common import cli
 from stages.common.config import EVALUATED_SPLITS, load_params
 from stages.common.errors import UserError
-from stages.contracts.comparison import Adjustment, Comparison, PairedTest, write_roc_by_model
+from stages.contracts.comparison import Adjustment, Comparison, PairedTest, SeedSpread, write_roc_by_model
 from stages.contracts.evaluation import EvaluationDir, ModelMetrics, RocCurves
 
 
@@ -29,29 +36,59 @@ def rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def paired_test(first: str, second: str, predictions: dict[str, pd.DataFrame], positive: str) -> PairedTest:
-    """DeLong's and McNemar's tests of two models' predictions on the same images (matched by file)."""
-    both = predictions[first].merge(predictions[second], on="file", suffixes=("_first", "_second"), validate="1:1")
-    if not len(both) == len(predictions[first]) == len(predictions[second]) or \
-            not (both["actual_first"] == both["actual_second"]).all():
-        raise UserError(f"{first} and {second} were not scored on the same images; rerun their evaluate stages")
-    labels = (both["actual_first"] == positive).to_numpy().astype(int)
-    predicted = {side: (both[f"predicted_{side}"] == positive).to_numpy().astype(int) for side in ("first", "second")}
-    right = {side: predicted[side] == labels for side in predicted}
-    mcnemar = mcnemar_test(labels, predicted["first"], predicted["second"])
-    auc = delong_test(labels, both["probability_first"], both["probability_second"])
+def aligned(first: str, second: str, first_runs: list[pd.DataFrame], second_runs: list[pd.DataFrame],
+            positive: str) -> tuple[np.ndarray, list[pd.DataFrame]]:
+    """Per seed, the two models' predictions on the same images (matched by file, in file order), and
+    the images' labels (1: the positive class): one table per seed."""
+    both_runs = []
+    for first_run, second_run in zip(first_runs, second_runs):
+        both = first_run.merge(second_run, on="file", suffixes=("_first", "_second"), validate="1:1")
+        if not len(both) == len(first_run) == len(second_run) or \
+                not (both["actual_first"] == both["actual_second"]).all():
+            raise UserError(f"{first} and {second} were not scored on the same images; rerun their evaluate stages")
+        both_runs.append(both.sort_values("file", ignore_index=True))
+    if any(not both["file"].equals(both_runs[0]["file"]) for both in both_runs[1:]):
+        raise UserError(f"{first}'s runs (one per seed) were not scored on the same images; rerun its evaluate stages")
+    return (both_runs[0]["actual_first"] == positive).to_numpy().astype(int), both_runs
+
+
+def paired_test(first: str, second: str, predictions: dict[str, list[pd.DataFrame]], positive: str) -> PairedTest:
+    """Two models' predictions on the same images, one table per seed: with one seed, DeLong's and
+    McNemar's tests; with several, both tests over seeds (seed_aware_delong, seed_aware_accuracy)."""
+    labels, both_runs = aligned(first, second, predictions[first], predictions[second], positive)
+    probabilities = {side: [both[f"probability_{side}"].to_numpy() for both in both_runs]
+                     for side in ("first", "second")}
+    predicted = {side: [(both[f"predicted_{side}"] == positive).to_numpy().astype(int) for both in both_runs]
+                 for side in ("first", "second")}
+    only = [mcnemar_test(labels, one, other) for one, other in zip(predicted["first"], predicted["second"])]
+    counts = {key: sum(found[key] for found in only) for key in ("only_first_right", "only_second_right")}
+    if len(both_runs) == 1:
+        auc = delong_test(labels, probabilities["first"][0], probabilities["second"][0])
+        right = {side: predicted[side][0] == labels for side in predicted}
+        return PairedTest(
+            first=first, second=second, images=len(labels),
+            roc_auc_difference=rounded(auc["difference"]), roc_auc_standard_error=rounded(auc["standard_error"]),
+            roc_auc_p_value=auc["p_value"], roc_auc_test_undefined=auc["undefined"],
+            accuracy_difference=round(float(right["first"].mean() - right["second"].mean()), 6),
+            accuracy_p_value=only[0]["p_value"], **counts)
+    auc = seed_aware_delong(labels, probabilities["first"], probabilities["second"])
+    accuracy = seed_aware_accuracy(labels, predicted["first"], predicted["second"])
     return PairedTest(
-        first=first, second=second, images=len(both),
+        first=first, second=second, images=len(labels), seeds=len(both_runs),
+        roc_auc_test="DeLong over seeds", accuracy_test="paired accuracy over seeds",
         roc_auc_difference=rounded(auc["difference"]), roc_auc_standard_error=rounded(auc["standard_error"]),
+        roc_auc_seed_standard_deviation=rounded(auc["seed_standard_deviation"]),
         roc_auc_p_value=auc["p_value"], roc_auc_test_undefined=auc["undefined"],
-        accuracy_difference=round(float(right["first"].mean() - right["second"].mean()), 6),
-        only_first_right=mcnemar["only_first_right"], only_second_right=mcnemar["only_second_right"],
-        accuracy_p_value=mcnemar["p_value"])
+        accuracy_difference=rounded(accuracy["difference"]),
+        accuracy_standard_error=rounded(accuracy["standard_error"]),
+        accuracy_seed_standard_deviation=rounded(accuracy["seed_standard_deviation"]),
+        accuracy_p_value=accuracy["p_value"], **counts)
 
 
-def paired_tests(predictions: dict[str, dict[str, pd.DataFrame]], reference: str,
+def paired_tests(predictions: dict[str, dict[str, list[pd.DataFrame]]], reference: str,
                  positive: str) -> dict[str, dict[str, PairedTest]]:
-    """Per split, every pair of models: the reference always second, else in params order."""
+    """Per split, every pair of models (each a table per seed): the reference always second, else in
+    params order."""
     models = list(predictions)
     pairs = [(first, second) for index, second in enumerate(models) for first in models[index + 1:]]
     pairs = [(second, first) if first == reference else (first, second) for first, second in pairs]
@@ -81,27 +118,40 @@ def adjust_for_multiplicity(tests: dict[str, dict[str, PairedTest]]) -> tuple[di
     return result, Adjustment(method="holm", family=FAMILY, tests=sum(value is not None for value in raw))
 
 
-def compare(metrics_by_model: dict[str, ModelMetrics], reference: str,
-            tests: dict[str, dict[str, PairedTest]] | None = None) -> Comparison:
-    """Per split and metric: each model's value and, for the others, its difference to `reference`;
-    and the paired tests, when given."""
-    tables = {}
-    base = metrics_by_model.get(reference)
+def over_seeds(values: list[float | None]) -> tuple[float | None, SeedSpread]:
+    """A model's metric over its seeds: the mean (the value itself with one seed), and the spread."""
+    if any(value is None for value in values):
+        return None, SeedSpread(values=values, standard_deviation=None, low=None, high=None)
+    deviation = round(stdev(values), 6) if len(values) > 1 else None
+    return fmean(values), SeedSpread(values=values, standard_deviation=deviation, low=min(values),
+                                                high=max(values))
+
+
+def compare(metrics_by_model: dict[str, list[ModelMetrics]], reference: str,
+            tests: dict[str, dict[str, PairedTest]] | None = None, seeds: list[int] | None = None) -> Comparison:
+    """Per split and metric: each model's value, its mean over its runs (one per seed, in `seeds`'
+    order), its spread, and for the others its difference to `reference`; and the paired tests, when
+    given."""
+    tables, spread = {}, {}
     for split in EVALUATED_SPLITS:
-        tables[split] = {}
+        tables[split], spread[split] = {}, {}
         for metric in METRIC_NAMES:
-            row = {model: getattr(metrics.split(split), metric) for model, metrics in metrics_by_model.items()}
-            if base is not None:
-                base_value = getattr(base.split(split), metric)
-                for model, value in list(row.items()):
+            row, spread[split][metric] = {}, {}
+            for model, runs in metrics_by_model.items():
+                row[model], spread[split][metric][model] = over_seeds([getattr(run.split(split), metric)
+                                                                       for run in runs])
+            base_value = row.get(reference)
+            if reference in metrics_by_model:
+                for model in metrics_by_model:
                     if model != reference:
+                        value = row[model]
                         row[f"{model}_minus_{reference}"] = (
                             None if value is None or base_value is None else round(value - base_value, 6))
             tables[split][metric] = row
     adjusted, adjustment = adjust_for_multiplicity(tests) if tests else ({}, None)
     return Comparison(reference=reference,
-                      models={model: metrics.description for model, metrics in metrics_by_model.items()},
-                      tests=adjusted, adjustment=adjustment, **tables)
+                      models={model: runs[0].description for model, runs in metrics_by_model.items()},
+                      seeds=list(seeds or []), spread=spread, tests=adjusted, adjustment=adjustment, **tables)
 
 
 def roc_by_model(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -114,25 +164,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     params = load_params()
-    metrics_by_model = {model: ModelMetrics.read(ModelMetrics.path(model)) for model in params.model_names}
-    predictions = {model: {split: EvaluationDir.of(model).read_predictions(split) for split in EVALUATED_SPLITS}
-                   for model in params.model_names}
+    models, seeds = params.model_names, params.seeds
+    metrics_by_model = {model: [ModelMetrics.read(ModelMetrics.path(model, seed)) for seed in seeds]
+                        for model in models}
+    predictions = {model: {split: [EvaluationDir.of(model, seed).read_predictions(split) for seed in seeds]
+                           for split in EVALUATED_SPLITS} for model in models}
     comparison = compare(metrics_by_model, params.compare.reference,
-                         paired_tests(predictions, params.compare.reference, params.prepare.classes[1]))
+                         paired_tests(predictions, params.compare.reference, params.prepare.classes[1]), seeds)
     for split in EVALUATED_SPLITS:
-        write_roc_by_model(split, roc_by_model({model: RocCurves.of(model).read(split) for model in metrics_by_model}))
+        write_roc_by_model(split, roc_by_model({model: RocCurves.of(model, seeds[0]).read(split) for model in models}))
     comparison.write(Comparison.path)
+    over = f" (mean ± SD over seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
     for split in EVALUATED_SPLITS:
-        auc = comparison.split(split)["roc_auc"]
-        print(f"{split} ROC AUC: " + ", ".join(
-            f"{model} {auc[model]:.3f}" for model in metrics_by_model if auc[model] is not None))
+        auc, spread = comparison.split(split)["roc_auc"], comparison.spread[split]["roc_auc"]
+        print(f"{split} ROC AUC{over}: " + ", ".join(
+            f"{model} {auc[model]:.3f}" + (f" ± {spread[model].standard_deviation:.3f}"
+                                           if spread[model].standard_deviation is not None else "")
+            for model in models if auc[model] is not None))
         for name, test in comparison.tests[split].items():
             if test.roc_auc_difference is None:
                 continue
-            delong = (f"DeLong p {test.roc_auc_p_value:.3g}, Holm {test.roc_auc_p_adjusted:.3g}"
-                      if test.roc_auc_p_value is not None else f"DeLong undefined: {test.roc_auc_test_undefined}")
-            print(f"  {name}: AUC {test.roc_auc_difference:+.3f} ({delong}), accuracy {test.accuracy_difference:+.3f} "
-                  f"(McNemar p {test.accuracy_p_value:.3g}, Holm {test.accuracy_p_adjusted:.3g})")
+            auc_test = (f"{test.roc_auc_test} p {test.roc_auc_p_value:.3g}, Holm {test.roc_auc_p_adjusted:.3g}"
+                        if test.roc_auc_p_value is not None else f"{test.roc_auc_test} undefined: "
+                                                                 f"{test.roc_auc_test_undefined}")
+            print(f"  {name}: AUC {test.roc_auc_difference:+.3f} ({auc_test}), "
+                  f"accuracy {test.accuracy_difference:+.3f} "
+                  f"({test.accuracy_test} p {test.accuracy_p_value:.3g}, Holm {test.accuracy_p_adjusted:.3g})")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
-"""evaluate: score one trained model on the validation and cross-dataset test splits.
+"""evaluate: score one trained model (one seed's run) on the validation and cross-dataset test splits.
 
-Writes, in git: metrics/<model>.json (the headline scores people compare, DVC's declared metrics:
-accuracy, ROC AUC, F1, sensitivity, specificity per split, and the epochs trained), metrics/evaluate/<model>.json
+Per run (`python -m stages.evaluate <model> --seed <seed>`; <run> below is <model>/<seed>), writes, in
+git: metrics/<run>.json (the headline scores people compare, DVC's declared metrics: accuracy, ROC
+AUC, F1, sensitivity, specificity per split, and the epochs trained), metrics/evaluate/<run>.json
 (the model's description, then accuracy, sensitivity, specificity, precision, F1, ROC AUC per split, each with
 its bootstrap interval; Male is the positive class; the same keys for every model; and its calibration:
 ECE and Brier with intervals, a temperature and a threshold chosen on validation, evaluate.calibration),
-plots/roc/<model>/, plots/confusion/<model>/ and plots/calibration/<model>/ (DVC plot data); in the DVC cache:
-data/evaluate/<model>/ (per-image predictions; PNG figures: learning curves, ROC, confusion, reliability; heat maps
+plots/roc/<run>/, plots/confusion/<run>/ and plots/calibration/<run>/ (DVC plot data); in the DVC cache:
+data/evaluate/<run>/ (per-image predictions; PNG figures: learning curves, ROC, confusion, reliability; heat maps
 of where the model looks on the test images it is most confidently wrong and right about, listed in
 explanations.csv). The model's module says how it is scored (a frozen base's head, say, on that
 base's cached features); heat maps always come from the whole saved model on the prepared images.
@@ -239,22 +240,22 @@ def write_reliability_figure(out: Outputs, title: str, calibrated: Calibration) 
 def main(argv: Sequence[str] | None = None) -> None:
     cli.quiet_tensorflow()
     params = load_params()
-    name = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
-    model_dir = ModelDir.of(name)
+    name, seed = cli.parse_run_arguments(argv, __doc__.splitlines()[0], params.model_names, params.seeds)
+    model_dir = ModelDir.of(name, seed)
     if not model_dir.model.is_file():
-        raise missing(model_dir.model, f"train@{name}")
+        raise missing(model_dir.model, f"train@{name}-{seed}")
     from stages.common import distribute
     from stages.modelkit import registry
     from stages.modelkit.family import DataRoots
 
     distribute.limit_threads()
     # Outputs change together: everything is staged (metrics files first), then renamed into place.
-    with (staged_dir(EvaluationDir.of(name).root) as evaluation, staged_dir(RocCurves.of(name).root) as roc,
-          staged_dir(ConfusionCounts.of(name).root) as confusion,
-          staged_dir(ReliabilityCurves.of(name).root) as reliability,
-          atomic_file(ModelMetrics.path(name), "w") as metrics_file,
-          atomic_file(Scores.path(name), "w") as scores_file):
-        metrics = evaluate(registry.family_class(name), model_dir, LearningCurves.of(name), DataRoots(),
+    with (staged_dir(EvaluationDir.of(name, seed).root) as evaluation, staged_dir(RocCurves.of(name, seed).root) as roc,
+          staged_dir(ConfusionCounts.of(name, seed).root) as confusion,
+          staged_dir(ReliabilityCurves.of(name, seed).root) as reliability,
+          atomic_file(ModelMetrics.path(name, seed), "w") as metrics_file,
+          atomic_file(Scores.path(name, seed), "w") as scores_file):
+        metrics = evaluate(registry.family_class(name), model_dir, LearningCurves.of(name, seed), DataRoots(),
                            Outputs(EvaluationDir(evaluation), RocCurves(roc), ConfusionCounts(confusion),
                                    ReliabilityCurves(reliability)),
                            params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size,
@@ -268,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         shown = ", ".join(f"{key} {getattr(values, key):.3f}" + (
             f" [{values.interval[key].low:.3f}–{values.interval[key].high:.3f}]" if values.interval.get(key) else "")
             for key in METRIC_NAMES if getattr(values, key) is not None)
-        print(f"{name} {split}: {shown}")
+        print(f"{name} (seed {seed}) {split}: {shown}")
         if metrics.calibration is not None:
             found = getattr(metrics.calibration, split)
             print(f"{name} {split} calibration: ECE {found.ece:.3f}, Brier {found.brier:.3f}")

@@ -5,7 +5,8 @@
 `dvc exp show` shows every metric, param and dependency, each dependency a 36-character hash: far
 wider than a terminal. This reads the same data (`dvc exp show --json`) and prints one line per
 experiment: its name, the params it changed against the commit, and each model's validation and test
-ROC AUC (metrics/<model>.json), at most WIDTH columns. `dvc exp show --only-changed` has the rest.
+ROC AUC (metrics/<model>/<seed>.json: the mean over the experiment's seeds, and how many with more
+than one), at most WIDTH columns. `dvc exp show --only-changed` has the rest.
 """
 
 from __future__ import annotations
@@ -55,14 +56,18 @@ def params_of(data: dict) -> dict[str, Any]:
 
 
 def auc_pair(data: dict, model: str) -> str:
-    """'0.872/0.764': the model's validation and test ROC AUC, '-' where missing."""
-    scores = ((data.get("metrics") or {}).get(Scores.path(model).as_posix()) or {}).get("data") or {}
+    """'0.872/0.764': the model's validation and test ROC AUC, the mean over its runs (one per seed,
+    ' (5 seeds)' after it when more than one), '-' where missing."""
+    folder = Scores.path(model, 0).parent.as_posix() + "/"
+    runs = [(found or {}).get("data") or {} for path, found in sorted((data.get("metrics") or {}).items())
+            if path.startswith(folder) and path.endswith(".json") and "/" not in path[len(folder):]]
 
     def value(split: str) -> str:
-        found = (scores.get(split) or {}).get("auc")
-        return "-" if found is None else f"{found:.3f}"
+        found = [(scores.get(split) or {}).get("auc") for scores in runs]
+        return "-" if not found or None in found else f"{sum(found) / len(found):.3f}"
 
-    return f"{value('val')}/{value('test')}"
+    seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
+    return f"{value('val')}/{value('test')}{seeds}"
 
 
 def changes(params: dict[str, Any], reference: dict[str, Any]) -> str:

@@ -158,15 +158,26 @@ def vgg16_work(feature_layer: str) -> int | None:
     return sum(side * side * cin * cout * 9 for block, cin, cout, side in VGG16_CONVS if block <= last)
 
 
-def stage_times(run: dict, images: int, cores: int, feature_layer: str | None = None) -> list[tuple[str, float]]:
+# The stages that run once per seed (params.yaml's seeds): the benchmark ran them with one.
+PER_SEED_STAGES = ("train@", "evaluate@")
+
+
+def stage_times(run: dict, images: int, cores: int, feature_layer: str | None = None,
+                seeds: int = 1) -> list[tuple[str, float]]:
     """Seconds per stage here: the benchmark's, times the image ratio, times its cores over ours; the
-    features stage also times the VGG16 work of feature_layer over that of the benchmark's layer."""
+    features stage also times the VGG16 work of feature_layer over that of the benchmark's layer; a
+    per-seed stage (train, evaluate) times the number of seeds, and says so."""
     measured = sum(run["images"].values())
     factor = images / measured * run["machine"]["cores"] / max(cores, 1)
     ours, theirs = vgg16_work(feature_layer or ""), vgg16_work(run.get("feature_layer", BENCHMARK_DEFAULT_LAYER))
     layer = ours / theirs if ours and theirs else 1.0
-    return [(stage["stage"], stage["wall_s"] * factor * (layer if stage["stage"] == "features" else 1.0))
-            for stage in run["stages"]]
+    times = []
+    for stage in run["stages"]:
+        name, seconds = stage["stage"], stage["wall_s"] * factor * (layer if stage["stage"] == "features" else 1.0)
+        if seeds > 1 and name.startswith(PER_SEED_STAGES):
+            name, seconds = f"{name}, x{seeds} seeds", seconds * seeds
+        times.append((name, seconds))
+    return times
 
 
 def expected_images(run: dict | None) -> int:
@@ -201,7 +212,7 @@ def plan_lines(infos: dict, params: Params, free: int, run: dict | None, cores: 
         lines.append("  no benchmark run at scale 1 (make bench): no estimate")
     else:
         layer = params.train.get("transfer", {}).get("feature_layer")
-        times = stage_times(run, images, cores, layer)
+        times = stage_times(run, images, cores, layer, len(params.seeds))
         lines.append(f"  from the benchmark of {run['date']} ({run['machine']['cores']} cores; {cores} here), "
                      f"scaled by images, cores and the VGG16 work up to {layer}; the download depends on the connection")
         lines += [f"  {seconds / 60:>6.1f} min  {stage}" for stage, seconds in times]

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import csv
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +32,9 @@ from tqdm import tqdm
 from stages.common import cli
 from stages.common.atomic_files import atomic_file
 from stages.common.progress import progress_bar
-from stages.common.config import MODEL_NAME, MODELS_DIR, PARAMS_FILE, PredictParams, load_params
+from stages.common.config import MODELS_DIR, PARAMS_FILE, PredictParams, load_params
 from stages.common.errors import UserError
-from stages.contracts.training import MODEL_FILE, ModelDir, TrainedClasses
+from stages.contracts.training import MODEL_FILE, ModelDir, TrainedClasses, find_model
 from stages.images.reading import DEFAULT_MAX_PIXELS, is_image_file
 from stages.modelkit.prediction import (NO_FACE, ExplanationWriter, FaceOptions, count_inputs, iter_inputs,
                                         model_image_size, predict_files, prediction_row)
@@ -51,7 +50,7 @@ class Settings:
     """What predict takes from params.yaml, read once. Without a usable params.yaml: the defaults
     above, no model names, classes or threshold, and `problem` saying why (for the errors that need one)."""
 
-    model_names: tuple[str, ...]          # train.<name>: names predict resolves to models/<name>/
+    model_names: tuple[str, ...]          # train.<name>: names predict resolves to models/<name>/<seed>/
     classes: tuple[str, ...] | None       # prepare.classes, for a model without a training.json
     threshold: float | None               # evaluate.threshold: label images as evaluate scored them
     max_pixels: int                       # prepare.max_pixels: refuse what prepare skips
@@ -59,6 +58,7 @@ class Settings:
     detect_faces: bool                    # predict.detect_faces
     explain_method: str                   # evaluate.explain.method
     problem: str | None = None
+    seed: int | None = None               # seeds[0]: the run a model name means
 
 
 def read_settings(path: Path = PARAMS_FILE) -> Settings:
@@ -71,29 +71,10 @@ def read_settings(path: Path = PARAMS_FILE) -> Settings:
                         detect_faces=WITHOUT_PARAMS.detect_faces, explain_method=EXPLAIN_WITHOUT_PARAMS,
                         problem=str(error))
     section = params.predict
-    return Settings(model_names=tuple(params.model_names), classes=tuple(params.prepare.classes),
+    return Settings(model_names=tuple(params.model_names), classes=tuple(params.prepare.classes), seed=params.seeds[0],
                     threshold=params.evaluate.threshold, max_pixels=params.prepare.max_pixels,
                     faces=FaceOptions(section.min_face_confidence, section.face_crop),
                     detect_faces=section.detect_faces, explain_method=params.evaluate.explain.method)
-
-
-def resolve_model(spec: str, names: Sequence[str] = ()) -> Path:
-    """The model file for a name (models/<name>/model.keras), a .keras file, or a folder holding one;
-    `names` are params.yaml's models."""
-    # A name from params.yaml, or (params.yaml aside) a bare name that is no file or folder here.
-    if spec in names or (re.fullmatch(MODEL_NAME, spec) and not Path(spec).exists()):
-        path = ModelDir.of(spec).model
-        if not path.is_file():
-            raise UserError(f"{path}: not found; train it first (dvc repro train@{spec}) "
-                            "or give the path of a .keras file")
-        return path
-    path = Path(spec)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.is_file():
-        given = f"a model name ({', '.join(names)}), " if names else "a model name from params.yaml's train section, "
-        raise UserError(f"{path}: not found; give {given}a .keras file or a folder holding {MODEL_FILE}")
-    return path
 
 
 def read_classes(model_path: Path, settings: Settings) -> list[str]:
@@ -167,7 +148,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, with --help."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help=f"a model name from params.yaml's train section ({MODELS_DIR}/<name>/"
-                                      f"{MODEL_FILE}), a .keras file, or a folder holding {MODEL_FILE}")
+                                      f"<seed>/{MODEL_FILE}), a .keras file, or a folder holding {MODEL_FILE}")
     parser.add_argument("paths", nargs="+", type=Path, metavar="path",
                         help="image files, or folders searched recursively for image files")
     parser.add_argument("--csv", type=Path, help="write the predictions to this CSV file (then the terminal gets the "
@@ -210,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_csv_target(args.csv, args.paths)
     check_explain_target(args.explain, args.paths)
     settings = read_settings()
-    model_path = resolve_model(args.model, settings.model_names)
+    model_path = find_model(args.model, settings.model_names, settings.seed)
     classes = read_classes(model_path, settings)
     threshold = args.threshold if args.threshold is not None else settings.threshold
     if threshold is None:

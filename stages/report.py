@@ -2,7 +2,8 @@
 
 Writes reports/report.md (figures in reports/figures/) and reports/report.html (self-contained, figures
 embedded). Everything is read from the pipeline's outputs (metrics/, plots/, models/, data/evaluate/);
-the discussion is generated from the numbers, not written in advance.
+the discussion is generated from the numbers, not written in advance. With several seeds the metrics
+and verdicts are over every run (compare's), the figures each model's first seed's run.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ METRIC_TITLES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specific
 
 @dataclass
 class ModelResults:
-    """What the train and evaluate stages wrote for one model."""
+    """What the train and evaluate stages wrote for one model's run with one seed (<run>: <name>/<seed>)."""
     name: str
-    metrics: ModelMetrics       # metrics/evaluate/<name>.json
-    training: TrainingInfo      # models/<name>/training.json (epochs, parameter counts, layer table)
-    evaluation: EvaluationDir   # data/evaluate/<name>/ (figures, predictions_<split>.csv)
-    roc: RocCurves              # plots/roc/<name>/
+    metrics: ModelMetrics       # metrics/evaluate/<run>.json
+    training: TrainingInfo      # models/<run>/training.json (epochs, parameter counts, layer table)
+    evaluation: EvaluationDir   # data/evaluate/<run>/ (figures, predictions_<split>.csv)
+    roc: RocCurves              # plots/roc/<run>/
 
     @property
     def description(self) -> str:
@@ -53,10 +54,21 @@ class ModelResults:
         return getattr(self.metrics.split(split), metric)
 
 
-def read_results(name: str) -> ModelResults:
-    """Load one model's outputs; a missing file is one clear error naming the stage to run."""
-    return ModelResults(name, ModelMetrics.read(ModelMetrics.path(name)), TrainingInfo.read(ModelDir.of(name).training),
-                        EvaluationDir.of(name), RocCurves.of(name))
+def read_results(name: str, seed: int) -> ModelResults:
+    """Load one model's outputs for one seed; a missing file is one clear error naming the stage to run."""
+    return ModelResults(name, ModelMetrics.read(ModelMetrics.path(name, seed)),
+                        TrainingInfo.read(ModelDir.of(name, seed).training), EvaluationDir.of(name, seed),
+                        RocCurves.of(name, seed))
+
+
+def over_seeds(name: str, metrics: ModelMetrics, comparison: Comparison) -> ModelMetrics:
+    """A model's metrics as the discussion and calibration read them: with several seeds, each value
+    its mean over the seeds (compare's), without the one run's intervals; with one, the run's own."""
+    if len(comparison.seeds) < 2:
+        return metrics
+    return metrics.model_copy(update={split: metrics.split(split).model_copy(update={
+        "interval": {}, **{metric: comparison.split(split)[metric][name] for metric in METRIC_NAMES}})
+        for split in EVALUATED_SPLITS})
 
 
 # --- the sections -------------------------------------------------------------------------------
@@ -158,9 +170,15 @@ def figure_sections(results: dict[str, ModelResults], figures_dir: Path) -> list
 def metrics_section(results: dict[str, ModelResults], comparison: Comparison, classes: Sequence[str]) -> Section:
     """One table per split: every metric for every model, with its difference to the reference (compare's)."""
     reference = comparison.reference
+    seeds = comparison.seeds
     bootstrap = next((r.metrics.bootstrap for r in results.values() if r.metrics.bootstrap), None)
     interval = (f" In square brackets: the {bootstrap.level:.0%} interval, from {bootstrap.resamples:,} resamples of "
                 "the images within each class (a stratified bootstrap, evaluate.bootstrap)." if bootstrap else "")
+    if len(seeds) > 1:
+        listed = ", ".join(map(str, seeds))
+        interval = (f" Each value is the mean over the {len(seeds)} training runs (seeds {listed}), "
+                    "± their standard deviation; each run's bootstrap intervals are in "
+                    "metrics/evaluate/<model>/<seed>.json.")
     blocks: list = [Paragraph(f"{classes[1]} is the positive class: sensitivity is the share of {classes[1]} faces "
                               f"labelled {classes[1]}, specificity the share of {classes[0]} faces labelled "
                               f"{classes[0]}.{interval} In round brackets: the difference to the {reference}.")]
@@ -172,8 +190,10 @@ def metrics_section(results: dict[str, ModelResults], comparison: Comparison, cl
             for metric in METRIC_NAMES:
                 row = comparison.split(split)[metric]
                 difference = f"{name}_minus_{reference}"
-                bounds = bounds_by_metric.get(metric)
+                bounds = bounds_by_metric.get(metric) if len(seeds) < 2 else None
+                deviation = comparison.spread[split][metric][name].standard_deviation if len(seeds) > 1 else None
                 cells.append(fmt(row[name]) + (f" [{fmt(bounds.low)}–{fmt(bounds.high)}]" if bounds else "")
+                             + (f" ± {fmt(deviation)}" if deviation is not None else "")
                              + (f" ({signed(row[difference])})" if difference in row else ""))
             cells.append(str(result.metrics.split(split).n))
             rows.append(cells)
@@ -230,13 +250,18 @@ def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[
             "well these models classify real faces. Set download.source: kaggle for real results.")]))
     sections.append(data_section(params, prepare_summary, provenance))
     sections += model_sections(results, params)
+    if len(params.seeds) > 1:
+        sections.append(Section("seeds", "Training runs", [Paragraph(
+            f"Every model trained once per seed ({', '.join(map(str, params.seeds))}: params.yaml's seeds). The "
+            "metrics and the paired tests below use every run; the layer tables above and the figures, curves "
+            f"and heat maps below show each model's run with the first seed, {params.seeds[0]}.")]))
     sections += figure_sections(results, figures_dir)
     sections.append(metrics_section(results, comparison, classes))
     reliability = {name: copy_figure(result.evaluation.reliability_figure, figures_dir, f"{name}_reliability.png")
                    for name, result in results.items() if result.metrics.calibration}
     sections.append(calibration_section({name: r.metrics for name, r in results.items()}, reliability,
                                         params.evaluate.threshold))
-    metrics = {name: result.metrics for name, result in results.items()}
+    metrics = {name: over_seeds(name, result.metrics, comparison) for name, result in results.items()}
     sections.append(Section("discussion", "Discussion", discussion(metrics, classes, test_share, comparison)))
     sections += explanation_sections(results, figures_dir, classes)
     sections.append(ethics_section(params, test_share))
@@ -250,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.parse_args(argv)
     params = load_params()
     prepare_summary = PrepareSummary.read(PrepareSummary.path)
-    results = {name: read_results(name) for name in params.model_names}
+    results = {name: read_results(name, params.seeds[0]) for name in params.model_names}
     comparison = Comparison.read(Comparison.path)
     provenance = Provenance.read(Provenance.path)
     with staged_dir(REPORTS_DIR) as staging:

@@ -1,10 +1,10 @@
-"""train: fit one model (`python -m stages.train <model>`), a model named in params.yaml's train section.
+"""train: fit one model with one of params.yaml's seeds (`python -m stages.train <model> --seed <seed>`).
 
-Writes models/<model>/ (DVC cache): model.keras, summary.txt (the layer table, as in the assignment's
-Figure 1) and training.json (epochs, parameter counts, layer table, classes, the model's own details);
-in git: plots/learning_curves/<model>/ (loss and accuracy per epoch on training and validation) and
-metrics/train/<model>.json (epochs run, the best epoch's values). Under dvc repro the learning curves
-are also rewritten after every epoch, so `dvc plots show` follows a training in progress.
+Writes models/<model>/<seed>/ (DVC cache): model.keras, summary.txt (the layer table, as in the
+assignment's Figure 1) and training.json (epochs, parameter counts, layer table, classes, the model's
+own details); in git: plots/learning_curves/<model>/<seed>/ (loss and accuracy per epoch on training
+and validation) and metrics/train/<model>/<seed>.json (epochs run, the best epoch's values). Under
+dvc repro the learning curves are also rewritten after every epoch, so `dvc plots show` follows a training in progress.
 What the model learns from and how is its module's business (stages/models/<model>.py).
 """
 
@@ -122,16 +122,16 @@ def fit(family: ModelFamily, data: DataRoots, model_dir: Path, curves_dir: Path,
 def main(argv: Sequence[str] | None = None) -> None:
     cli.quiet_tensorflow()
     params = load_params()
-    name = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
+    name, seed = cli.parse_run_arguments(argv, __doc__.splitlines()[0], params.model_names, params.seeds)
     TfrecordsManifest.read_from(TFRECORDS_DIR)  # a missing input fails here, before Keras starts
     from stages.modelkit import registry
     from stages.modelkit.family import DataRoots
     from stages.modelkit.fitting import curves_during_training
 
-    family = registry.family(name, params)
+    family = registry.family(name, params, seed)
     threads = distribute.limit_threads()
     strategy = distribute.make_strategy(params.distribute.strategy)
-    target = ModelDir.of(name).root
+    target = ModelDir.of(name, seed).root
     started = time.monotonic()
     if not distribute.is_chief():
         # Another worker of a multi-worker run: it trains in step with the chief, which alone writes.
@@ -143,17 +143,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"trained {name} as a worker: {info.epochs_run} epochs in {time.monotonic() - started:.0f} s; "
               "the chief writes the outputs")
         return
-    curves = LearningCurves.of(name).root
+    curves = LearningCurves.of(name, seed).root
     # Under DVC, which removed this stage's outputs before running it, the learning curves are written
     # as training goes (dvc plots show follows it); by hand, earlier outputs stay until the end.
     live = curves if os.environ.get("DVC_STAGE") else None
     # Outputs change together: everything is staged (metrics file first), then renamed into place.
     with (staged_dir(target) as model_dir, staged_dir(curves) as curves_dir,
-          atomic_file(TrainMetrics.path(name), "w") as metrics_file, curves_during_training(live)):
+          atomic_file(TrainMetrics.path(name, seed), "w") as metrics_file, curves_during_training(live)):
         info, metrics = fit(family, DataRoots(), model_dir, curves_dir, strategy)
         metrics_file.write(metrics.text())
     replicas = strategy.num_replicas_in_sync
-    print(f"trained {name}: {info.epochs_run} epochs in {time.monotonic() - started:.0f} s, "
+    print(f"trained {name} (seed {seed}): {info.epochs_run} epochs in {time.monotonic() - started:.0f} s, "
           f"{info.parameters.total:,} parameters" + (f", {replicas} replicas" if replicas > 1 else "")
           + (f", CPU threads {threads} of {distribute.cpu_count()}" if distribute.JOBS_VARIABLE in os.environ else "")
           + f" -> {target}")

@@ -4,9 +4,10 @@
 
 Per model and split: ROC AUC with its bootstrap interval, accuracy, and against the reference model
 (compare.reference) the difference in ROC AUC with its paired test's p-value (DeLong, on the same
-images). Read from what evaluate and compare wrote; nothing is computed again. When the numbers
-differ from the committed ones although params.yaml and the code do not, one line says why (another
-CPU or TensorFlow build) and how to see by how much.
+images). With several seeds: each value the mean over the runs, its standard deviation over them in
+place of the interval, and DeLong's test over the seeds. Read from what evaluate and compare wrote;
+nothing is computed again. When the numbers differ from the committed ones although params.yaml and
+the code do not, one line says why (another CPU or TensorFlow build) and how to see by how much.
 """
 
 from __future__ import annotations
@@ -47,11 +48,18 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
     reference = comparison.reference
     order = [reference, *(name for name in metrics if name != reference)]
     rows, reasons = [], []
+    seeds = len(comparison.seeds)
     for name in order:
         for split in EVALUATED_SPLITS:
             values = metrics[name].split(split)
             bounds = values.interval.get("roc_auc")
             interval = f"{fmt(bounds.low)}-{fmt(bounds.high)}" if bounds else "-"
+            auc, accuracy = values.roc_auc, values.accuracy
+            if seeds > 1:
+                table = comparison.split(split)
+                auc, accuracy = table["roc_auc"][name], table["accuracy"][name]
+                deviation = comparison.spread[split]["roc_auc"][name].standard_deviation
+                interval = "-" if deviation is None else f"± {fmt(deviation)}"
             if name == reference:
                 against, p = "reference", ""
             else:
@@ -61,13 +69,16 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
                 against, p = signed(difference), shown_p_value(test)
                 if test is not None and test.roc_auc_test_undefined:
                     reasons.append(f"{name} {split}: no DeLong p-value: {test.roc_auc_test_undefined}")
-            rows.append([name if split == EVALUATED_SPLITS[0] else "", split, fmt(values.roc_auc), interval,
-                         fmt(values.accuracy), against, p])
+            rows.append([name if split == EVALUATED_SPLITS[0] else "", split, fmt(auc), interval,
+                         fmt(accuracy), against, p])
     header = [title.format(reference=reference) for title in HEADER]
     if comparison.adjustment is None:          # written before compare adjusted for multiplicity
         header[-1] = "p (DeLong)"
     level = next((m.bootstrap.level for m in metrics.values() if m.bootstrap), None)
-    if level is not None:
+    if seeds > 1:
+        header[2:4] = [f"ROC AUC, mean of {seeds} seeds", "SD"]
+        header[-1] = header[-1].replace("DeLong", "DeLong over seeds")
+    elif level is not None:
         header[3] = f"{level:.0%} interval"
     return text_table(header, rows, right=[False, False, True, True, True, True, True]) + reasons
 
@@ -101,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     params = load_params()
-    metrics = {name: ModelMetrics.read(ModelMetrics.path(name)) for name in params.model_names}
+    metrics = {name: ModelMetrics.read(ModelMetrics.path(name, params.seeds[0])) for name in params.model_names}
     comparison = Comparison.read(Comparison.path)
     print("\n".join(verdict_lines(metrics, comparison)))
     note = committed_difference()

@@ -198,8 +198,8 @@ def output_code(modules: set[str], root: Path = ROOT) -> set[str]:
 def pipeline_code(root: Path) -> dict[str, tuple[set[str], set[str]]]:
     """Per DVC stage of the project at root: (the modules its command runs, the modules dvc.yaml lists).
 
-    A command `python -m stages.<module> [<model>]` runs its module and, for train@<model> and
-    evaluate@<model>, the model's module, which stages.models imports by name.
+    A command `python -m stages.<module> [<model>]` runs its module and, where it loads models by name
+    (stages.modelkit.registry: train@<model>-<seed>, evaluate@<model>-<seed>), the model's module.
     """
     from dvc.repo import Repo
 
@@ -207,9 +207,11 @@ def pipeline_code(root: Path) -> dict[str, tuple[set[str], set[str]]]:
     with Repo(str(root)) as repo:
         for stage in repo.index.stages:
             found = re.search(r"python -m (stages\.\w+)(?: (\w+))?", stage.cmd)
-            modules = {found.group(1)} | ({f"stages.models.{found.group(2)}"} if found.group(2) else set())
+            imported = import_closure({found.group(1)}, root)
+            if found.group(2) and "stages.modelkit.registry" in imported:
+                imported = import_closure({found.group(1), f"stages.models.{found.group(2)}"}, root)
             declared = {module_name(root / dep.def_path, root) for dep in stage.deps if dep.def_path.endswith(".py")}
-            code[stage.name] = (import_closure(modules, root), declared)
+            code[stage.name] = (imported, declared)
     return code
 
 

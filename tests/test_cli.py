@@ -129,3 +129,11 @@ def test_tensorflow_starts_quietly():
                             cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "6" in result.stdout
     assert result.stderr == ""   # no oneDNN, cudart or absl lines
+
+
+def test_a_run_is_a_model_and_one_of_the_seeds(capsys):
+    assert cli.parse_run_arguments(["baseline"], "d", ["baseline"], [2021, 1]) == ("baseline", 2021)
+    assert cli.parse_run_arguments(["baseline", "--seed", "1"], "d", ["baseline"], [2021, 1]) == ("baseline", 1)
+    with pytest.raises(SystemExit):
+        cli.parse_run_arguments(["baseline", "--seed", "5"], "d", ["baseline"], [2021, 1])
+    assert "--seed 5 is not in params.yaml's seeds [2021, 1]; add it there first" in capsys.readouterr().err

@@ -293,3 +293,22 @@ def test_numbers_are_numbers_and_layers_have_a_size(raw, path, value, key, got):
 def test_yaml_exponent_without_a_dot_is_a_number(raw):
     raw["train"]["baseline"]["learning_rate"] = "1e-4"   # what PyYAML makes of `learning_rate: 1e-4`
     assert registry.family("baseline", parse_params(raw)).params.learning_rate == 1e-4
+
+
+def test_seeds_are_a_list_of_distinct_seeds_each_model_trains_with(raw):
+    params = parse_params(raw)
+    assert params.seeds == [2021] and registry.family("baseline", params).params.seed == 2021
+    raw["seeds"] = [7, 2021]
+    params = parse_params(raw)
+    assert registry.family("baseline", params, 2021).params.seed == 2021
+    assert registry.family("improved", params).params.seed == 7            # without a seed: the first
+    raw["seeds"] = [1, 1]
+    assert "seeds lists a seed twice" in problem(raw)
+    raw["seeds"] = []
+    assert "seeds:" in problem(raw)
+
+
+def test_a_seed_in_a_model_section_says_where_seeds_are_now(raw):
+    raw["train"]["baseline"]["seed"] = 2021          # where params.yaml had it before seeds were a list
+    with pytest.raises(UserError, match=r"train.baseline.seed: the training seeds are the top-level list `seeds`"):
+        registry.family("baseline", parse_params(raw))

@@ -136,7 +136,8 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
     family = registry.table(tiny_model)["tiny"]
     assert isinstance(family, TinyFamily) and family.params.pool == 10
     data = DataRoots(records, tmp_path / "no-features")
-    model_dir, curves = ModelDir.of("tiny", tmp_path / "models"), LearningCurves.of("tiny", tmp_path / "curves")
+    model_dir = ModelDir.of("tiny", 2021, tmp_path / "models")
+    curves = LearningCurves.of("tiny", 2021, tmp_path / "curves")
     model_dir.root.mkdir(parents=True)
     curves.root.mkdir(parents=True)
     info, train_metrics = train.fit(family, data, model_dir.root, curves.root)
@@ -147,7 +148,7 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
     history = curves.read()
     assert list(history["epoch"]) == [0, 1]
     assert train_metrics.val_loss == history["val_loss"].min()
-    out = evaluate.Outputs(*(kind.of("tiny", tmp_path / kind.__name__) for kind in
+    out = evaluate.Outputs(*(kind.of("tiny", 2021, tmp_path / kind.__name__) for kind in
                              (EvaluationDir, RocCurves, ConfusionCounts, ReliabilityCurves)))
     for folder in (out.evaluation, out.roc, out.confusion, out.reliability):
         folder.root.mkdir(parents=True)
@@ -159,7 +160,7 @@ def test_a_new_model_trains_and_evaluates_through_the_interface(tiny_model, reco
     counts = out.confusion.read("test")
     assert counts["count"].sum() == 6 and len(counts) == 4
     assert list(out.roc.read("val").columns) == ["fpr", "tpr", "threshold"]
-    table = compare({"tiny": metrics, "other": metrics}, reference="other")
+    table = compare({"tiny": [metrics], "other": [metrics]}, reference="other")
     assert table.val["roc_auc"]["tiny_minus_other"] == 0.0
     assert metrics.bootstrap is None and metrics.val.interval == {}     # no evaluate.bootstrap given: none
 
@@ -230,11 +231,11 @@ def test_the_train_stage_writes_curves_as_it_goes_only_under_dvc(tiny_model, rec
     project = tmp_path / "project"
     shutil.copytree(records.parent.parent, project)
     shutil.copy(tmp_path / "params.yaml", project / "params.yaml")              # with train.tiny
-    curves = project / "plots" / "learning_curves" / "tiny"
+    curves = project / "plots" / "learning_curves" / "tiny" / "2021"
     curves.mkdir(parents=True)
     (curves / "loss.csv").write_text("an earlier run's curve\n")
     if under_dvc:
-        monkeypatch.setenv("DVC_STAGE", "train@tiny")
+        monkeypatch.setenv("DVC_STAGE", "train@tiny-2021")
         shutil.rmtree(curves)                                                       # as DVC does
     else:
         monkeypatch.delenv("DVC_STAGE", raising=False)
@@ -246,7 +247,7 @@ def test_the_train_stage_writes_curves_as_it_goes_only_under_dvc(tiny_model, rec
     else:
         assert all(files == {"loss.csv": "an earlier run's curve\n"} for files in snapshots)
     assert len((curves / "loss.csv").read_text().splitlines()) == 3               # the new curves in the end
-    trained_on = TrainMetrics.read(TrainMetrics.path("tiny", project / "metrics" / "train")).trained_on
+    trained_on = TrainMetrics.read(TrainMetrics.path("tiny", 2021, project / "metrics" / "train")).trained_on
     import tensorflow as tf
 
     assert (trained_on.cpu, trained_on.flags) == cpu_info() and trained_on.tensorflow == tf.__version__   # for the docs
@@ -258,7 +259,8 @@ def evaluate_tiny(tiny_model, records, tmp_path):
     new output folders each call; returns the outputs."""
     family = registry.table(tiny_model)["tiny"]
     data = DataRoots(records, tmp_path / "no-features")
-    model_dir, curves = ModelDir.of("tiny", tmp_path / "models"), LearningCurves.of("tiny", tmp_path / "curves")
+    model_dir = ModelDir.of("tiny", 2021, tmp_path / "models")
+    curves = LearningCurves.of("tiny", 2021, tmp_path / "curves")
     model_dir.root.mkdir(parents=True)
     curves.root.mkdir(parents=True)
     train.fit(family, data, model_dir.root, curves.root)
@@ -266,7 +268,7 @@ def evaluate_tiny(tiny_model, records, tmp_path):
 
     def run(explain: ExplainParams, threshold: float = 0.5) -> evaluate.Outputs:
         root = tmp_path / f"out{next(calls)}"
-        out = evaluate.Outputs(*(kind.of("tiny", root / kind.__name__) for kind in
+        out = evaluate.Outputs(*(kind.of("tiny", 2021, root / kind.__name__) for kind in
                                  (EvaluationDir, RocCurves, ConfusionCounts, ReliabilityCurves)))
         for folder in (out.evaluation, out.roc, out.confusion, out.reliability):
             folder.root.mkdir(parents=True)
@@ -347,7 +349,7 @@ def test_paired_tests_every_pair_reference_second_on_the_same_images():
     scores = {"baseline": labels * 0.3 + rng.random(200) * 0.7, "improved": labels * 0.5 + rng.random(200) * 0.5,
               "transfer": labels * 0.4 + rng.random(200) * 0.6}
     shuffled = rng.permutation(200)     # one model's rows in another order: matched by file, not by row
-    predictions = {model: {split: frame(p, shuffled if model == "transfer" else np.arange(200))
+    predictions = {model: {split: [frame(p, shuffled if model == "transfer" else np.arange(200))]
                            for split in ("val", "test")} for model, p in scores.items()}
     tests = paired_tests(predictions, "baseline", "Male")
     assert sorted(tests["val"]) == ["improved_vs_baseline", "transfer_vs_baseline", "transfer_vs_improved"]
@@ -359,7 +361,7 @@ def test_paired_tests_every_pair_reference_second_on_the_same_images():
     assert (found.only_first_right, found.only_second_right) == (right["only_first_right"], right["only_second_right"])
     assert found.images == 200
 
-    predictions["transfer"]["val"] = predictions["transfer"]["val"].iloc[:150]
+    predictions["transfer"]["val"] = [predictions["transfer"]["val"][0].iloc[:150]]
     with pytest.raises(UserError, match="not scored on the same images"):
         paired_tests(predictions, "baseline", "Male")
 
@@ -379,7 +381,7 @@ def test_a_class_of_one_image_gives_an_undefined_delong_test_and_no_nan_in_compa
                              "probability": probabilities})
 
     scores = {"baseline": np.linspace(0.9, 0.2, 8), "improved": np.linspace(0.2, 0.9, 8)}
-    predictions = {model: {split: frame(p) for split in ("val", "test")} for model, p in scores.items()}
+    predictions = {model: {split: [frame(p)] for split in ("val", "test")} for model, p in scores.items()}
     tests = paired_tests(predictions, "baseline", "Male")
     found = tests["test"]["improved_vs_baseline"]
     assert found.roc_auc_p_value is None and found.roc_auc_standard_error is None
@@ -387,7 +389,7 @@ def test_a_class_of_one_image_gives_an_undefined_delong_test_and_no_nan_in_compa
     assert found.roc_auc_difference == -1.0 and found.accuracy_p_value is not None
     values = {"accuracy": 0.5, "sensitivity": None, "specificity": 1.0, "precision": None, "f1": 0.0,
               "roc_auc": 0.75, "n": 8}
-    metrics = {model: ModelMetrics(description=model, val=values, test=values) for model in scores}
+    metrics = {model: [ModelMetrics(description=model, val=values, test=values)] for model in scores}
     compare(metrics, "baseline", tests).write(tmp_path / "comparison.json")
     text = (tmp_path / "comparison.json").read_text()
     assert "NaN" not in text and "Infinity" not in text

@@ -11,6 +11,7 @@ from stages import verdict
 from stages.analysis.discussion import discussion
 from stages.analysis.statistics import holm_adjusted
 from stages.compare import adjust_for_multiplicity, compare, paired_tests
+from stages.contracts.comparison import Comparison
 from stages.contracts.evaluation import ModelMetrics
 
 
@@ -58,10 +59,10 @@ def predictions(seed: int = 0) -> dict:
     classes = ["Female", "Male"]
     scores = {"baseline": labels * 0.2 + rng.random(120) * 0.8, "improved": labels * 0.6 + rng.random(120) * 0.4,
               "transfer": labels * 0.25 + rng.random(120) * 0.75}
-    return {model: {split: pd.DataFrame({"file": [f"{i}.png" for i in range(120)],
+    return {model: {split: [pd.DataFrame({"file": [f"{i}.png" for i in range(120)],
                                          "actual": [classes[i] for i in labels],
                                          "predicted": [classes[int(p >= 0.5)] for p in probabilities],
-                                         "probability": probabilities}) for split in ("val", "test")}
+                                         "probability": probabilities})] for split in ("val", "test")}
             for model, probabilities in scores.items()}
 
 
@@ -73,7 +74,7 @@ def metrics_of(auc: float) -> ModelMetrics:
 
 def test_compare_adjusts_every_paired_test_as_one_family():
     tests = paired_tests(predictions(), "baseline", "Male")
-    comparison = compare({"baseline": metrics_of(0.6), "improved": metrics_of(0.9), "transfer": metrics_of(0.65)},
+    comparison = compare({"baseline": [metrics_of(0.6)], "improved": [metrics_of(0.9)], "transfer": [metrics_of(0.65)]},
                          "baseline", tests)
     assert comparison.adjustment.method == "holm" and comparison.adjustment.tests == 12
     raw, adjusted = [], []
@@ -90,7 +91,7 @@ def test_compare_adjusts_every_paired_test_as_one_family():
 
 def test_the_words_decide_from_the_adjusted_p_value():
     tests = paired_tests(predictions(), "baseline", "Male")
-    comparison = compare({"baseline": metrics_of(0.6), "improved": metrics_of(0.9), "transfer": metrics_of(0.65)},
+    comparison = compare({"baseline": [metrics_of(0.6)], "improved": [metrics_of(0.9)], "transfer": [metrics_of(0.65)]},
                          "baseline", tests)
     # One test whose raw p-value is under 5% but whose adjusted one is not: it must read "not significant".
     test = comparison.tests["val"]["transfer_vs_baseline"].model_copy(
@@ -104,3 +105,44 @@ def test_the_words_decide_from_the_adjusted_p_value():
     lines = verdict.verdict_lines(results, comparison)
     assert "p (DeLong, Holm)" in lines[0]
     assert any(line.split()[:2] == ["transfer", "val"] and line.rstrip().endswith("0.2") for line in lines)
+
+
+def test_several_seeds_give_means_spreads_and_tests_over_the_seeds():
+    """Three runs per model: each table value is the mean over the runs, the spread lists every run,
+    and each paired test is over the seeds (seed_aware_delong and seed_aware_accuracy), Holm-adjusted."""
+    from stages.analysis.statistics import seed_aware_accuracy, seed_aware_delong
+
+    runs = [predictions(seed) for seed in (0, 0, 0)]
+    for index, run in enumerate(runs):          # same images and labels, each run its own scores
+        rng = np.random.default_rng(100 + index)
+        for model, by_split in run.items():
+            for split, [table] in by_split.items():
+                noisy = np.clip(table["probability"] + rng.normal(0, 0.1, len(table)), 0, 1)
+                by_split[split] = [table.assign(probability=noisy,
+                                                predicted=np.where(noisy >= 0.5, "Male", "Female"))]
+    merged = {model: {split: [run[model][split][0] for run in runs] for split in ("val", "test")}
+              for model in runs[0]}
+    tests = paired_tests(merged, "baseline", "Male")
+    found = tests["test"]["improved_vs_baseline"]
+    labels = (merged["baseline"]["test"][0]["actual"] == "Male").to_numpy().astype(int)
+    expected = seed_aware_delong(labels, [t["probability"].to_numpy() for t in merged["improved"]["test"]],
+                                 [t["probability"].to_numpy() for t in merged["baseline"]["test"]])
+    assert (found.seeds, found.roc_auc_test) == (3, "DeLong over seeds")
+    assert found.accuracy_test == "paired accuracy over seeds"
+    assert found.roc_auc_p_value == pytest.approx(expected["p_value"])
+    assert found.roc_auc_seed_standard_deviation == pytest.approx(expected["seed_standard_deviation"], abs=1e-6)
+    accuracy = seed_aware_accuracy(labels, [(t["predicted"] == "Male").to_numpy() for t in merged["improved"]["test"]],
+                                   [(t["predicted"] == "Male").to_numpy() for t in merged["baseline"]["test"]])
+    assert found.accuracy_p_value == pytest.approx(accuracy["p_value"])
+    comparison = compare({"baseline": [metrics_of(0.6), metrics_of(0.64), metrics_of(0.62)],
+                          "improved": [metrics_of(0.9), metrics_of(0.8), metrics_of(0.85)],
+                          "transfer": [metrics_of(0.65)] * 3}, "baseline", tests, seeds=[2021, 1, 2])
+    assert comparison.seeds == [2021, 1, 2] and comparison.adjustment.tests == 12
+    assert comparison.val["roc_auc"]["improved"] == pytest.approx(0.85)
+    assert comparison.val["roc_auc"]["improved_minus_baseline"] == pytest.approx(0.23)
+    spread = comparison.spread["val"]["roc_auc"]["improved"]
+    assert spread.values == [0.9, 0.8, 0.85] and spread.standard_deviation == pytest.approx(0.05)
+    assert (spread.low, spread.high) == (0.8, 0.9)
+    assert comparison.spread["val"]["roc_auc"]["transfer"].standard_deviation == 0
+    text = comparison.text()
+    assert "NaN" not in text and Comparison.model_validate_json(text) == comparison

@@ -251,8 +251,8 @@ def test_missing_model_name_from_the_command_line(messy, tmp_path):
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == ("error: models/baseline/model.keras: not found; train it first "
-                             "(dvc repro train@baseline) or give the path of a .keras file\n")
+    assert result.stderr == ("error: models/baseline/2021/model.keras: not found; train it first "
+                             "(dvc repro train@baseline-2021) or give the path of a .keras file\n")
 
 
 # --- the core: batching and parity with evaluate ----------------------------------------------

@@ -51,7 +51,7 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
             files.append(f"test/{CLASSES[label]}/{name}")
     results = {}
     for name, margins in quality.items():
-        evaluation, roc = EvaluationDir.of(name, root / "evaluate"), RocCurves.of(name, root / "roc")
+        evaluation, roc = EvaluationDir.of(name, 2021, root / "evaluate"), RocCurves.of(name, 2021, root / "roc")
         evaluation.root.mkdir(parents=True)
         roc.root.mkdir(parents=True)
         metrics = {"description": f"{name} model"}
@@ -81,7 +81,7 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
             layers=[{"name": "dense", "type": "Dense", "output_shape": "(None, 1)", "parameters": 10}],
             more_compute=[f"An idea of {name}'s."])
         # Calibration as evaluate measures it, and its figure as evaluate draws it.
-        reliability = ReliabilityCurves.of(name, root / "calibration")
+        reliability = ReliabilityCurves.of(name, 2021, root / "calibration")
         reliability.root.mkdir(parents=True)
         out = evaluate.Outputs(evaluation, roc, None, reliability)
         metrics["calibration"] = evaluate.calibrate(by_split, CalibrationParams(bins=5, temperature=True, youden=True),
@@ -113,7 +113,7 @@ def built(tmp_path_factory, repo_params):
     quality = dict(zip(names, [(0.2, 0.1), (0.35, 0.15), (0.3, 0.3), (0.25, 0.2), (0.3, 0.1)]))
     results = make_results(root, quality)
     prepare_summary = PrepareSummary(**PREPARE_COUNTS)
-    comparison = compare({name: result.metrics for name, result in results.items()}, params.compare.reference)
+    comparison = compare({name: [result.metrics] for name, result in results.items()}, params.compare.reference)
     figures_dir = root / "out" / "figures"
     figures_dir.mkdir(parents=True)
     provenance = Provenance(source="sample", sample=params.download.sample.model_dump(), datasets={

@@ -399,3 +399,24 @@ def test_seed_aware_test_needs_two_seeds_and_both_classes():
     assert single_class["p_value"] is None and "one class" in single_class["undefined"]
     with pytest.raises(ValueError, match="a run for every seed"):
         statistics.seed_aware_delong(labels, scores * 2, scores)
+
+
+def test_seed_aware_accuracy_adds_the_seeds_spread_to_the_paired_image_variance():
+    """Per seed the paired difference in accuracy and its variance over the images (x_i = right first
+    minus right second); over seeds, the same two-part variance as seed_aware_delong."""
+    rng = np.random.default_rng(13)
+    labels = (rng.random(400) < 0.5).astype(int)
+    firsts = [np.where(rng.random(400) < 0.8, labels, 1 - labels) for _ in range(4)]
+    seconds = [np.where(rng.random(400) < 0.7, labels, 1 - labels) for _ in range(4)]
+    found = statistics.seed_aware_accuracy(labels, firsts, seconds)
+    gains = [(a == labels).astype(float) - (b == labels).astype(float) for a, b in zip(firsts, seconds)]
+    differences = [gain.mean() for gain in gains]
+    image_variance = np.mean([gain.var(ddof=1) / gain.size for gain in gains])
+    assert found["seeds"] == 4 and np.mean(differences) > 0.05
+    assert found["difference"] == pytest.approx(np.mean(differences))
+    assert found["standard_error"] ** 2 == pytest.approx(np.var(differences, ddof=1) / 4 + image_variance)
+    assert found["p_value"] < 0.001
+    same = statistics.seed_aware_accuracy(labels, firsts[:2], firsts[:2])
+    assert same["difference"] == 0.0 and same["p_value"] == 1.0             # identical runs: nothing to find
+    with pytest.raises(ValueError, match="two seeds or more"):
+        statistics.seed_aware_accuracy(labels, firsts[:1], seconds[:1])

@@ -87,7 +87,8 @@ def test_one_line_says_why_the_numbers_differ_from_the_committed_ones(tmp_path, 
 
 
 def exp_show(name: str, learning_rate: float, auc: float | None) -> dict:
-    metrics = {} if auc is None else {"metrics/baseline.json": {"data": {"val": {"auc": auc}, "test": {"auc": auc - 0.1}}}}
+    scores = {"data": {"val": {"auc": auc}, "test": {"auc": auc - 0.1}}}
+    metrics = {} if auc is None else {"metrics/baseline/2021.json": scores}
     return {"rev": "a" * 40, "name": name, "data": {
         "params": {"params.yaml": {"data": {"train": {"baseline": {"learning_rate": learning_rate, "epochs": 10}}}}},
         "metrics": metrics}}

@@ -65,10 +65,12 @@ def deciding_p(test: PairedTest, kind: str = "roc_auc") -> float | None:
 
 
 def auc_verdict(test: PairedTest) -> str:
-    """verdict() of DeLong's p-value, or "DeLong's test undefined (why)" where it has none."""
+    """verdict() of the AUC test's p-value (DeLong's, over seeds where there are several), or "DeLong's
+    test undefined (why)" where it has none."""
     if test.roc_auc_p_value is None:
-        return f"DeLong's test undefined ({test.roc_auc_test_undefined})"
-    return verdict(test.roc_auc_p_value, "DeLong", test.roc_auc_p_adjusted)
+        name = test.roc_auc_test.replace("DeLong", "DeLong's test", 1)      # "DeLong's test (over seeds)"
+        return f"{name} undefined ({test.roc_auc_test_undefined})"
+    return verdict(test.roc_auc_p_value, test.roc_auc_test, test.roc_auc_p_adjusted)
 
 
 def paired_findings(comparison: Comparison) -> list:
@@ -84,16 +86,23 @@ def paired_findings(comparison: Comparison) -> list:
             sign = 1 if test.first == model else -1
             items.append(f"{model}: ROC AUC {signed(sign * test.roc_auc_difference)}, "
                          f"{auc_verdict(test)}; accuracy {signed(sign * test.accuracy_difference)}, "
-                         f"{verdict(test.accuracy_p_value, 'McNemar', test.accuracy_p_adjusted)}.")
+                         f"{verdict(test.accuracy_p_value, test.accuracy_test, test.accuracy_p_adjusted)}.")
         if items:
             blocks += [Paragraph(f"Against the {reference} on the same {SPLIT_TITLES[split]} images (paired tests):"),
                        Bullets(items)]
+    seeds = len(comparison.seeds)
+    if seeds > 1:
+        sources = (f"Each test is over the {seeds} training runs per model: the mean difference, its variance the "
+                   "spread between the runs plus that of the images drawn (Bouthillier et al., MLSys 2021), so a "
+                   "difference called significant should hold with other seeds and on another CPU.")
+    else:
+        sources = ("The tests see which images were drawn, not which training run: another seed or CPU can move a "
+                   "model's scores (more seeds: params.yaml's seeds).")
     if blocks and comparison.adjustment is not None:
         blocks.append(Paragraph(
             f"Each verdict rests on a p-value adjusted by Holm's method over all {comparison.adjustment.tests} "
             f"paired tests of this run ({comparison.adjustment.family.split(': ', 1)[-1]}), so that the chance of "
-            f"calling any difference significant when none is stays under {SIGNIFICANCE:.0%}. The tests see "
-            "which images were drawn, not which training run: another seed or CPU can move a model's scores."))
+            f"calling any difference significant when none is stays under {SIGNIFICANCE:.0%}. {sources}"))
     return blocks
 
 
@@ -246,6 +255,8 @@ def compute_section(params: Params, model_ideas: list[str]) -> Section:
     items += model_ideas
     items.append(f"A larger input than {params.prepare.image_size}x{params.prepare.image_size} "
                  "(prepare.image_size; VGG16 was trained at 224x224).")
-    items.append("Several seeds per model (train.<model>.seed): the intervals and paired tests here measure the "
-                 "uncertainty from the images, not from training (each model is a single run).")
+    if len(params.seeds) < 2:
+        items.append("Several seeds per model (params.yaml's seeds; five: dvc exp run -S 'seeds=[2021,1,2,3,4]'): "
+                     "the intervals and paired tests here measure the uncertainty from the images, not from "
+                     "training (each model is a single run).")
     return Section("compute", "What more compute would allow", [Bullets(items)])

@@ -183,6 +183,18 @@ def delong_test(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> di
             "p_value": p_value, "undefined": None}
 
 
+def _over_seeds(differences: np.ndarray, image_variances: np.ndarray) -> dict:
+    """The mean of per-seed paired differences, its standard error from both sources of variance, and
+    a two-sided normal p-value (seed_aware_delong's docstring says why the two parts add so)."""
+    from scipy.stats import norm
+
+    seed_variance = float(differences.var(ddof=1))
+    error = float(np.sqrt(seed_variance / len(differences) + float(np.mean(image_variances))))
+    mean = float(differences.mean())
+    return {"difference": mean, "seed_standard_deviation": float(np.sqrt(seed_variance)), "standard_error": error,
+            "p_value": 1.0 if error == 0 else float(2 * norm.sf(abs(mean) / error))}
+
+
 def seed_aware_delong(labels: np.ndarray, first_runs: Sequence[np.ndarray], second_runs: Sequence[np.ndarray]) -> dict:
     """Two models each trained once per seed (the same seeds), all runs scored on the same images: is
     their mean ROC AUC different, allowing for both the training runs and the images drawn?
@@ -194,8 +206,6 @@ def seed_aware_delong(labels: np.ndarray, first_runs: Sequence[np.ndarray], seco
     the same images: the mean of the v_s. z = mean / sqrt(both), a two-sided normal p-value. With one
     seed the training part cannot be estimated: `undefined` says so (DeLong's test alone is
     delong_test's)."""
-    from scipy.stats import norm
-
     if len(first_runs) != len(second_runs) or not first_runs:
         raise ValueError("both models need a run for every seed")
     per_seed = [delong_test(labels, first, second) for first, second in zip(first_runs, second_runs)]
@@ -207,12 +217,26 @@ def seed_aware_delong(labels: np.ndarray, first_runs: Sequence[np.ndarray], seco
         result["undefined"] = "one seed: the spread between training runs is unknown"
     if result["undefined"] is not None:
         return result
-    seed_variance = float(differences.var(ddof=1))
-    image_variance = float(np.mean([found["standard_error"] ** 2 for found in per_seed]))
-    error = float(np.sqrt(seed_variance / len(per_seed) + image_variance))
-    result.update(seed_standard_deviation=float(np.sqrt(seed_variance)), standard_error=error,
-                  p_value=1.0 if error == 0 else float(2 * norm.sf(abs(result["difference"]) / error)))
+    result.update(_over_seeds(differences, np.array([found["standard_error"] ** 2 for found in per_seed])))
     return result
+
+
+def seed_aware_accuracy(labels: np.ndarray, first_runs: Sequence[np.ndarray],
+                        second_runs: Sequence[np.ndarray]) -> dict:
+    """seed_aware_delong's test for accuracy: per seed, the paired difference in accuracy d_s (first's
+    predicted classes against second's, the same images) and its variance over the images, the
+    variance of the mean of x_i = right_first_i - right_second_i (the paired-proportions Wald variance);
+    then the same two-part variance and normal p-value. Needs two seeds or more (one seed: McNemar)."""
+    if len(first_runs) != len(second_runs) or len(first_runs) < 2:
+        raise ValueError("both models need a run for every seed, two seeds or more")
+    labels = np.asarray(labels).astype(int).ravel()
+    differences, variances = [], []
+    for first, second in zip(first_runs, second_runs):
+        gained = ((np.asarray(first).astype(int).ravel() == labels).astype(float)
+                  - (np.asarray(second).astype(int).ravel() == labels).astype(float))
+        differences.append(gained.mean())
+        variances.append(gained.var(ddof=1) / gained.size if gained.size > 1 else 0.0)
+    return {"seeds": len(differences), **_over_seeds(np.array(differences), np.array(variances))}
 
 
 def mcnemar_test(labels: np.ndarray, first_predicted: np.ndarray, second_predicted: np.ndarray) -> dict[str, float]:

@@ -84,8 +84,15 @@ def quiet_tensorflow() -> None:
         os.close(saved)
 
 
-def parse_model_argument(argv: Sequence[str] | None, description: str, model_names: list[str]) -> str:
-    """The `model` argument of the per-model stages (train@<model>, evaluate@<model>), with --help."""
+def parse_run_arguments(argv: Sequence[str] | None, description: str, model_names: list[str],
+                        seeds: list[int]) -> tuple[str, int]:
+    """The `model` and `--seed` arguments of the per-run stages (train@<model>-<seed>,
+    evaluate@<model>-<seed>), with --help. Without --seed: params.yaml's first seed."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("model", choices=model_names, help="a model named in params.yaml's train section")
-    return parser.parse_args(argv).model
+    parser.add_argument("--seed", type=int, default=seeds[0],
+                        help=f"the training seed, one of params.yaml's seeds (default: the first, {seeds[0]})")
+    arguments = parser.parse_args(argv)
+    if arguments.seed not in seeds:
+        parser.error(f"--seed {arguments.seed} is not in params.yaml's seeds {seeds}; add it there first")
+    return arguments.model, arguments.seed

@@ -18,6 +18,7 @@ RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
 TFRECORDS_DIR = Path("data/tfrecords")
 FEATURES_DIR = Path("data/features")
+INPUTS_DIR = Path("data/inputs")       # per model: which folder it learns from, and its digest
 MODELS_DIR = Path("models")
 EVALUATE_DIR = Path("data/evaluate")   # per model: predictions per image and figures (DVC cache)
 METRICS_DIR = Path("metrics")          # small JSON, in git: `dvc metrics show/diff` on any clone
@@ -136,7 +137,7 @@ class FitParams(ParamsSection):
     batch_size: int = Field(ge=1)
     learning_rate: float = Field(gt=0)
     optimizer: Literal["adam", "sgd", "rmsprop"]
-    seed: int
+    seed: int                                               # from params.yaml's seeds, one per training run
     shuffle_buffer: int = Field(ge=1)                       # training examples mixed per draw, every epoch
     early_stopping_patience: int = Field(ge=0)              # epochs without a lower val_loss; 0: off
     reduce_learning_rate: Optional[ReduceLearningRate]      # null: off
@@ -207,6 +208,9 @@ class Params(ParamsSection):
     # One section per model, checked against its module's Params when a stage asks for the model
     # (stages.modelkit.family): the loader stays free of Keras.
     train: dict[Annotated[str, StringConstraints(pattern=MODEL_NAME)], dict[str, Any]] = Field(min_length=1)
+    # The training seeds: every model trains and is evaluated once per seed (train@<model>-<seed>), and
+    # compare judges the models over all of them. The first is the one predict and the figures use.
+    seeds: list[int] = Field(min_length=1)
     distribute: DistributeParams
     evaluate: EvaluateParams
     compare: CompareParams
@@ -221,6 +225,8 @@ class Params(ParamsSection):
                     f"prepare.splits.{name}.dataset is '{split.dataset}', "
                     f"not one of download.datasets {sorted(self.download.datasets)}"
                 )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds lists a seed twice: {self.seeds}; each seed trains every model once")
         if self.compare.reference not in self.train:
             raise ValueError(f"compare.reference is '{self.compare.reference}', not one of the models in "
                              f"train {sorted(self.train)}")

@@ -15,18 +15,26 @@ from stages.contracts.tables import write_csv
 
 
 class PairedTest(BaseModel):
-    """Two models on the same images: DeLong's test of their ROC AUCs, McNemar's of their accuracies
-    (stages/analysis/statistics.py). Differences are first minus second."""
+    """Two models on the same images (stages/analysis/statistics.py). Differences are first minus
+    second. With one seed: DeLong's test of their ROC AUCs, McNemar's exact test of their accuracies.
+    With several (every model trained once per seed): the mean difference over seeds, each test's
+    variance the seeds' spread plus the images' (seed_aware_delong, seed_aware_accuracy)."""
 
     first: str
     second: str
     images: int
+    seeds: int = 1                                          # training runs per model the test saw
+    roc_auc_test: str = "DeLong"                           # "DeLong" | "DeLong over seeds"
+    accuracy_test: str = "McNemar"                         # "McNemar" | "paired accuracy over seeds"
     roc_auc_difference: Optional[float]
     roc_auc_standard_error: Optional[float]
     roc_auc_p_value: Optional[float]                       # None: DeLong's test undefined here
     roc_auc_test_undefined: Optional[str] = None            # why (one class only; a class of one image)
+    roc_auc_seed_standard_deviation: Optional[float] = None  # the AUC difference's spread over seeds
     accuracy_difference: float
-    only_first_right: int
+    accuracy_standard_error: Optional[float] = None        # over seeds and images (None: McNemar)
+    accuracy_seed_standard_deviation: Optional[float] = None
+    only_first_right: int                                   # images only first got right, summed over seeds
     only_second_right: int
     accuracy_p_value: float
     # Holm-adjusted over every paired test in the file (Comparison.adjustment); None in files written
@@ -50,16 +58,27 @@ class Adjustment(BaseModel):
     tests: int             # how many p-values the family held
 
 
+class SeedSpread(BaseModel):
+    """One model's metric over its training runs, one value per seed (in Comparison.seeds' order)."""
+
+    values: list[Optional[float]]
+    standard_deviation: Optional[float]                     # None: one seed, or a value undefined
+    low: Optional[float]
+    high: Optional[float]
+
+
 class Comparison(JsonFile):
-    """metrics/comparison.json (git): per split and metric, every model's value and, for each other
-    model, "<model>_minus_<reference>"; per split, a paired test for every pair of models,
-    "<first>_vs_<second>" (the reference second)."""
+    """metrics/comparison.json (git): per split and metric, every model's value (its mean over the
+    seeds) and, for each other model, "<model>_minus_<reference>"; the spread over seeds; per split, a
+    paired test for every pair of models, "<first>_vs_<second>" (the reference second)."""
 
     written_by: ClassVar[str] = "compare"
     path: ClassVar[Path] = METRICS_DIR / "comparison.json"
 
     reference: str
     models: dict[str, str]                                  # name -> description
+    seeds: list[int] = []                                   # params.yaml's seeds: one run per model each
+    spread: dict[str, dict[str, dict[str, SeedSpread]]] = {}  # split -> metric -> model -> over seeds
     val: dict[str, dict[str, Optional[float]]]
     test: dict[str, dict[str, Optional[float]]]
     tests: dict[str, dict[str, PairedTest]] = {}            # split -> "<first>_vs_<second>" -> test

@@ -1,6 +1,6 @@
-"""What evaluate hands over: metrics/<name>.json (the headline scores, DVC's declared metrics),
-metrics/evaluate/<name>.json (every metric with its interval, and the calibration), plots/roc/<name>/,
-plots/confusion/<name>/, plots/calibration/<name>/ (git) and data/evaluate/<name>/ (predictions per
+"""What evaluate hands over: metrics/<name>/<seed>.json (the headline scores, DVC's declared metrics),
+metrics/evaluate/<name>/<seed>.json (every metric with its interval, and the calibration), plots/roc/<name>/<seed>/,
+plots/confusion/<name>/<seed>/, plots/calibration/<name>/<seed>/ (git) and data/evaluate/<name>/<seed>/ (predictions per
 image, figures, heat maps)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from stages.common.config import EVALUATE_DIR, METRICS_DIR, PLOTS_DIR
 from stages.contracts.jsonfile import JsonFile
-from stages.contracts.tables import ModelOutputs, read_csv, write_csv
+from stages.contracts.tables import ModelOutputs, read_csv, run_file, write_csv
 
 
 class Bounds(BaseModel):
@@ -81,7 +81,7 @@ class Calibration(BaseModel):
 
 
 class ModelMetrics(JsonFile):
-    """metrics/evaluate/<name>.json (git): the model's description and its metrics per evaluated split."""
+    """metrics/evaluate/<name>/<seed>.json (git): the model's description and its metrics per evaluated split."""
 
     written_by: ClassVar[str] = "evaluate"
 
@@ -92,8 +92,8 @@ class ModelMetrics(JsonFile):
     calibration: Optional[Calibration] = None     # None in files written before evaluate measured it
 
     @staticmethod
-    def path(name: str, root: Path = METRICS_DIR / "evaluate") -> Path:
-        return Path(root) / f"{name}.json"
+    def path(name: str, seed: int, root: Path = METRICS_DIR / "evaluate") -> Path:
+        return run_file(root, name, seed)
 
     def split(self, name: str) -> SplitMetrics:
         return getattr(self, name)
@@ -114,9 +114,9 @@ SCORE_DECIMALS = 4
 
 
 class Scores(JsonFile):
-    """metrics/<name>.json (git): what people compare, and all that dvc.yaml declares as metrics:
+    """metrics/<name>/<seed>.json (git): what people compare, and all that dvc.yaml declares as metrics:
     `dvc metrics show`, `dvc metrics diff` and `dvc exp show` show these. Intervals, counts and
-    settings are in metrics/evaluate/<name>.json, undeclared."""
+    settings are in metrics/evaluate/<name>/<seed>.json, undeclared."""
 
     written_by: ClassVar[str] = "evaluate"
 
@@ -125,8 +125,8 @@ class Scores(JsonFile):
     epochs: int                 # epochs the model trained
 
     @staticmethod
-    def path(name: str, root: Path = METRICS_DIR) -> Path:
-        return Path(root) / f"{name}.json"
+    def path(name: str, seed: int, root: Path = METRICS_DIR) -> Path:
+        return run_file(root, name, seed)
 
     @classmethod
     def of(cls, metrics: ModelMetrics, epochs: int) -> "Scores":
@@ -166,14 +166,14 @@ class SplitCsvs(ModelOutputs):
 
 
 class RocCurves(SplitCsvs):
-    """plots/roc/<name>/<split>.csv (git): ROC points, thinned to the corners that shape the curve."""
+    """plots/roc/<name>/<seed>/<split>.csv (git): ROC points, thinned to the corners that shape the curve."""
 
     parent: ClassVar[Path] = PLOTS_DIR / "roc"
     columns: ClassVar[tuple[str, ...]] = ROC_COLUMNS
 
 
 class ConfusionCounts(SplitCsvs):
-    """plots/confusion/<name>/<split>.csv (git): images per (actual, predicted) class pair: four rows,
+    """plots/confusion/<name>/<seed>/<split>.csv (git): images per (actual, predicted) class pair: four rows,
     whatever the number of images (DVC template confusion_counts)."""
 
     parent: ClassVar[Path] = PLOTS_DIR / "confusion"
@@ -181,14 +181,14 @@ class ConfusionCounts(SplitCsvs):
 
 
 class ReliabilityCurves(SplitCsvs):
-    """plots/calibration/<name>/<split>.csv (git): the reliability diagram's points, a row per bin."""
+    """plots/calibration/<name>/<seed>/<split>.csv (git): the reliability diagram's points, a row per bin."""
 
     parent: ClassVar[Path] = PLOTS_DIR / "calibration"
     columns: ClassVar[tuple[str, ...]] = RELIABILITY_COLUMNS
 
 
 class EvaluationDir(ModelOutputs):
-    """data/evaluate/<name>/ (DVC cache): per-image predictions per split (as many rows as images, too
+    """data/evaluate/<name>/<seed>/ (DVC cache): per-image predictions per split (as many rows as images, too
     many for git at real scale) and the PNG figures the report shows."""
 
     parent: ClassVar[Path] = EVALUATE_DIR

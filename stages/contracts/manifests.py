@@ -1,4 +1,5 @@
-"""What tfrecords and features hand over besides their shards: each folder's manifest.json.
+"""What tfrecords and features hand over besides their shards (each folder's manifest.json), and what
+model learns from which folder (data/inputs/<model>.json, the inputs stage).
 
 The shards' record schemas, writer and readers are in stages/contracts/tfrecord_io.py (TensorFlow);
 this module stays free of TensorFlow, so a stage can check its input before TensorFlow starts.
@@ -11,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from stages.common.config import FEATURES_DIR, TFRECORDS_DIR
+from stages.common.config import FEATURES_DIR, INPUTS_DIR, TFRECORDS_DIR
 from stages.contracts.jsonfile import JsonFile
 
 # --- tfrecords: data/tfrecords/*.tfrecord and manifest.json (records: tfrecord_io.py) --
@@ -66,3 +67,22 @@ class FeaturesManifest(JsonFile):
     @classmethod
     def read_from(cls, root: Path | str = FEATURES_DIR) -> "FeaturesManifest":
         return cls.read(Path(root) / cls.name)
+
+
+# --- inputs: data/inputs/<model>.json, what one model learns from ----------------------------------
+
+class ModelInputs(JsonFile):
+    """data/inputs/<model>.json: the folder a model learns from (dvc.yaml's models table), its files and
+    bytes, and a digest of their names and contents: it changes exactly when the folder's content does."""
+
+    written_by: ClassVar[str] = "inputs"
+
+    model: str
+    data: str                 # the folder, relative to the repository root
+    files: int
+    bytes: int
+    sha256: str
+
+    @staticmethod
+    def path(model: str, root: Path = INPUTS_DIR) -> Path:
+        return Path(root) / f"{model}.json"

@@ -1,4 +1,5 @@
-"""What the contracts share: CSV tables with promised columns, and one model's folder of a per-model output."""
+"""What the contracts share: CSV tables with promised columns, and one training run's folder of a per-run
+output: <parent>/<model>/<seed>/ (train@<model>-<seed>, evaluate@<model>-<seed>)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,17 @@ def write_csv(path: Path, table: pd.DataFrame, columns: tuple[str, ...]) -> None
 
 @dataclass(frozen=True)
 class ModelOutputs:
-    """One model's folder of a per-model stage's output, <parent>/<name>/."""
+    """One training run's folder of a per-run stage's output, <parent>/<model>/<seed>/: a model trained
+    with one of params.yaml's seeds."""
 
     root: Path
     parent: ClassVar[Path]
 
     @classmethod
-    def of(cls, name: str, parent: Path | None = None):
-        return cls(Path(parent or cls.parent) / name)
+    def of(cls, name: str, seed: int, parent: Path | None = None):
+        return cls(Path(parent or cls.parent) / name / str(seed))
+
+
+def run_file(root: Path, name: str, seed: int) -> Path:
+    """<root>/<model>/<seed>.json: a per-run JSON file (metrics/evaluate, metrics/train, metrics)."""
+    return Path(root) / name / f"{seed}.json"

@@ -1,24 +1,26 @@
-"""What train hands over: models/<name>/ (model, training record, summary), plots/learning_curves/<name>/
-and metrics/train/<name>.json."""
+"""What train hands over: models/<name>/<seed>/ (model, training record, summary), plots/learning_curves/<name>/<seed>/
+and metrics/train/<name>/<seed>.json."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, ClassVar, Optional, Union
+from typing import Annotated, ClassVar, Optional, Sequence, Union
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.common.atomic_files import atomic_file
-from stages.common.config import METRICS_DIR, MODELS_DIR, PLOTS_DIR
+from stages.common.config import METRICS_DIR, MODEL_NAME, MODELS_DIR, PLOTS_DIR
+from stages.common.errors import UserError
 from stages.contracts.jsonfile import JsonFile
-from stages.contracts.tables import ModelOutputs, read_csv
+from stages.contracts.tables import ModelOutputs, read_csv, run_file
 
 MODEL_FILE = "model.keras"
 
 
 class ModelDir(ModelOutputs):
-    """models/<name>/ (DVC cache): model.keras, training.json, summary.txt."""
+    """models/<name>/<seed>/ (DVC cache): model.keras, training.json, summary.txt."""
 
     parent: ClassVar[Path] = MODELS_DIR
 
@@ -42,7 +44,7 @@ CURVE_COLUMNS = ("epoch", "training", "validation")
 
 
 class LearningCurves(ModelOutputs):
-    """plots/learning_curves/<name>/ (git): loss.csv and accuracy.csv, per epoch on training and validation."""
+    """plots/learning_curves/<name>/<seed>/ (git): loss.csv and accuracy.csv, per epoch on training and validation."""
 
     parent: ClassVar[Path] = PLOTS_DIR / "learning_curves"
     metrics: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
@@ -80,7 +82,7 @@ class TrainedOn(BaseModel):
 
 
 class TrainMetrics(JsonFile):
-    """metrics/train/<name>.json (git): epochs run, loss and accuracy at the epoch with the lowest
+    """metrics/train/<name>/<seed>.json (git): epochs run, loss and accuracy at the epoch with the lowest
     validation loss (the weights early stopping keeps), and the machine it trained on."""
 
     written_by: ClassVar[str] = "train"
@@ -94,8 +96,8 @@ class TrainMetrics(JsonFile):
     trained_on: Optional[TrainedOn] = None
 
     @staticmethod
-    def path(name: str, root: Path = METRICS_DIR / "train") -> Path:
-        return Path(root) / f"{name}.json"
+    def path(name: str, seed: int, root: Path = METRICS_DIR / "train") -> Path:
+        return run_file(root, name, seed)
 
 
 class LayerRow(BaseModel):
@@ -112,7 +114,7 @@ class ParameterCounts(BaseModel):
 
 
 class TrainingInfo(JsonFile):
-    """models/<name>/training.json: what was trained, how long, its layer table (the assignment's Figure 1
+    """models/<name>/<seed>/training.json: what was trained, how long, its layer table (the assignment's Figure 1
     columns) and the classes; `details` holds what the model's family records about itself."""
 
     written_by: ClassVar[str] = "train"
@@ -139,3 +141,27 @@ class TrainedClasses(JsonFile):
 
     classes: Optional[list[Annotated[str, Field(min_length=1)]]] = Field(default=None, min_length=2, max_length=2)
 
+
+
+def find_model(spec: str, names: Sequence[str] = (), seed: int | None = None) -> Path:
+    """The model file for a name (models/<name>/<seed>/model.keras: params.yaml's first seed, or without
+    params.yaml the one run there is), a .keras file, or a folder holding one; `names` are params.yaml's
+    models."""
+    # A name from params.yaml, or (params.yaml aside) a bare name that is no file or folder here.
+    if spec in names or (re.fullmatch(MODEL_NAME, spec) and not Path(spec).exists()):
+        runs = ([ModelDir.of(spec, seed).model] if seed is not None
+                else sorted(MODELS_DIR.glob(f"{spec}/*/{MODEL_FILE}")))
+        if len(runs) > 1:
+            raise UserError(f"{MODELS_DIR / spec}: {len(runs)} training runs (one per seed) and no params.yaml to say "
+                            f"which; give the folder of one, e.g. {runs[0].parent}")
+        if not runs or not runs[0].is_file():
+            raise UserError(f"{runs[0] if runs else MODELS_DIR / spec}: not found; train it first (dvc repro "
+                            f"train@{spec}-{'<seed>' if seed is None else seed}) or give the path of a .keras file")
+        return runs[0]
+    path = Path(spec)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        given = f"a model name ({', '.join(names)}), " if names else "a model name from params.yaml's train section, "
+        raise UserError(f"{path}: not found; give {given}a .keras file or a folder holding {MODEL_FILE}")
+    return path

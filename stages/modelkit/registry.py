@@ -40,12 +40,17 @@ def family_class(name: str) -> type[ModelFamily]:
     return module_of(name).Family
 
 
-def family(name: str, params: Params) -> ModelFamily:
-    """Model `name`, its train.<name> section checked against its Params (one line naming a bad key)."""
+def family(name: str, params: Params, seed: int | None = None) -> ModelFamily:
+    """Model `name` trained with `seed` (params.yaml's first seed if not given), its train.<name> section
+    checked against its Params (one line naming a bad key)."""
     if name not in params.train:
         raise UserError(f"train.{name}: no such section in {params.source}; models: {', '.join(params.train)}")
+    if "seed" in params.train[name]:
+        raise UserError(f"{params.source}: train.{name}.seed: the training seeds are the top-level list `seeds` "
+                        f"(every model trains once per seed); remove train.{name}.seed")
     cls = family_class(name)
-    return cls(name, validate_section(cls.Params, params.train[name], f"train.{name}", params.source))
+    section = {**params.train[name], "seed": params.seeds[0] if seed is None else seed}
+    return cls(name, validate_section(cls.Params, section, f"train.{name}", params.source))
 
 
 def table(params: Params) -> dict[str, ModelFamily]:

@@ -98,7 +98,7 @@ def test_two_workers_train_the_baseline_like_one(tfrecords_project, tmp_path):
     assert "2 replicas" in outputs[0] and "as a worker" in outputs[1]
 
     # Only the chief wrote: the worker's copy has no model, no curves, no metrics.
-    assert (chief / "models" / "baseline" / "model.keras").is_file()
+    assert (chief / "models" / "baseline" / "2021" / "model.keras").is_file()
     assert not (worker / "models" / "baseline").exists()
     assert not (worker / "metrics" / "train" / "baseline.json").exists()
     assert not (worker / "plots" / "learning_curves" / "baseline").exists()

@@ -22,6 +22,12 @@ from tests.helpers import (GIT, files_under_split_folders, hostile_tree, make_ti
                            raw_repo_params, run, run_cli, set_params, stages_run, unzip_prepared)
 
 MODELS = list(raw_repo_params()["train"])
+SEED = raw_repo_params()["seeds"][0]        # one training run per model by default
+
+
+def run_of(model: str, seed: int = SEED) -> str:
+    """A training run's part of an output path: <model>/<seed>."""
+    return f"{model}/{seed}"
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +45,7 @@ def first_repro(project: Path) -> str:
 
 def test_repro_runs_every_stage(first_repro):
     expected = ["download", "prepare", "tfrecords", "features", "compare", "report"] + [
-        f"{kind}@{m}" for kind in ("train", "evaluate") for m in MODELS]
+        f"inputs@{m}" for m in MODELS] + [f"{kind}@{m}-{SEED}" for kind in ("train", "evaluate") for m in MODELS]
     assert sorted(stages_run(first_repro)) == sorted(expected)
 
 
@@ -54,14 +60,15 @@ def test_every_declared_output_exists(project, first_repro):
                 assert prepared.files(label), f"{split}/{label}"
     for model in MODELS:
         for name in ("model.keras", "summary.txt", "training.json"):
-            assert (project / "models" / model / name).stat().st_size > 0, f"{model}/{name}"
+            assert (project / "models" / run_of(model) / name).stat().st_size > 0, f"{model}/{name}"
         for name in ("predictions_val.csv", "predictions_test.csv", "learning_curves.png", "roc.png",
                      "confusion_val.png", "confusion_test.png"):
-            assert (project / "data/evaluate" / model / name).stat().st_size > 0, f"{model}/{name}"
+            assert (project / "data/evaluate" / run_of(model) / name).stat().st_size > 0, f"{model}/{name}"
         for name in ("learning_curves/{}/loss.csv", "learning_curves/{}/accuracy.csv", "roc/{}/val.csv",
                      "roc/{}/test.csv", "confusion/{}/val.csv", "confusion/{}/test.csv"):
-            assert (project / "plots" / name.format(model)).stat().st_size > 0, name.format(model)
-        assert (project / "metrics/train" / f"{model}.json").is_file()
+            assert (project / "plots" / name.format(run_of(model))).stat().st_size > 0, name.format(model)
+        assert (project / "metrics/train" / f"{run_of(model)}.json").is_file()
+        assert json.loads((project / "data/inputs" / f"{model}.json").read_text())["files"] > 0
     for split in ("val", "test"):
         assert set(pd.read_csv(project / f"plots/compare/roc_{split}.csv")["model"]) == set(MODELS)
 
@@ -80,7 +87,7 @@ def test_counts_and_skips_are_recorded(project, first_repro):
 
 def test_metrics_are_probabilities(project, first_repro):
     for model in MODELS:
-        metrics = json.loads((project / "metrics" / "evaluate" / f"{model}.json").read_text())
+        metrics = json.loads((project / "metrics" / "evaluate" / f"{run_of(model)}.json").read_text())
         assert set(metrics) == {"description", "bootstrap", "val", "test", "calibration"}
         assert metrics["bootstrap"] == raw_repo_params()["evaluate"]["bootstrap"]
         calibration = metrics["calibration"]
@@ -153,27 +160,27 @@ def test_comparison_has_every_model_and_difference(project, first_repro):
 
 
 def test_learning_curves_have_one_row_per_epoch(project, first_repro):
-    loss = pd.read_csv(project / "plots/learning_curves/baseline/loss.csv")
+    loss = pd.read_csv(project / f"plots/learning_curves/{run_of('baseline')}/loss.csv")
     assert list(loss.columns) == ["epoch", "training", "validation"] and list(loss["epoch"]) == [1]
-    trained = json.loads((project / "metrics/train/baseline.json").read_text())
+    trained = json.loads((project / f"metrics/train/{run_of('baseline')}.json").read_text())
     assert trained["epochs_run"] == 1 and trained["val_loss"] == pytest.approx(loss["validation"].min())
 
 
 def test_dvc_metrics_and_plots_render(project, first_repro, tmp_path):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project))
     files = next(iter(shown.values()))["data"]
-    assert set(files) == {f"metrics/{model}.json" for model in MODELS}     # the headline scores, nothing else
+    assert set(files) == {f"metrics/{run_of(model)}.json" for model in MODELS}   # the headline scores, nothing else
     for model in MODELS:
-        scores = files[f"metrics/{model}.json"]["data"]
+        scores = files[f"metrics/{run_of(model)}.json"]["data"]
         assert set(scores) == {"val", "test", "epochs"} and set(scores["val"]) == {"acc", "auc", "f1", "sens", "spec"}
-        details = json.loads((project / "metrics/evaluate" / f"{model}.json").read_text())
+        details = json.loads((project / "metrics/evaluate" / f"{run_of(model)}.json").read_text())
         assert scores["test"]["auc"] == round(details["test"]["roc_auc"], 4)
     table = run(["dvc", "metrics", "show"], project)
     assert max(map(len, table.splitlines())) <= 160, table
     run(["dvc", "plots", "show", "-o", str(tmp_path / "html")], project)
     page = (tmp_path / "html" / "index.html").read_text()
     plots = ["plots/compare/roc_val.csv", "plots/compare/roc_test.csv"] + [
-        f"plots/{kind}/{model}/{name}.csv" for model in MODELS
+        f"plots/{kind}/{run_of(model)}/{name}.csv" for model in MODELS
         for kind, names in (("roc", ("val", "test")), ("confusion", ("val", "test")),
                             ("learning_curves", ("loss", "accuracy"))) for name in names]
     for plot in plots:
@@ -187,14 +194,14 @@ def test_report_has_every_section_and_the_metrics(project, first_repro):
                    "discussion", "mistakes", "correct", "ethics", "compute"):
         assert f'<section id="{anchor}">' in page, anchor
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
-    explained = {model: pd.read_csv(project / "data/evaluate" / model / "explanations.csv") for model in MODELS}
+    explained = {model: pd.read_csv(project / "data/evaluate" / run_of(model) / "explanations.csv") for model in MODELS}
     # learning curves, 2 confusion and a reliability diagram each, 2 overlaid ROC, every heat map
     assert len(images) == 4 * len(MODELS) + 2 + sum(len(table) for table in explained.values())
     for model, table in explained.items():
         assert set(table["method"]) == {"gradcam"}, model        # every model here is a chain with conv layers
         assert (table["group"] == "correct").sum() >= 2, model
         for figure in table["figure"]:
-            with Image.open(project / "data/evaluate" / model / figure) as pair:
+            with Image.open(project / "data/evaluate" / run_of(model) / figure) as pair:
                 heat = np.asarray(pair.convert("RGB"))[:, 102:].astype(float)
                 assert pair.size == (202, 100) and heat.std() > 1, (model, figure)
     data = page[page.index('<section id="data">'):page.index('<section id="models">')]
@@ -204,7 +211,7 @@ def test_report_has_every_section_and_the_metrics(project, first_repro):
         assert pixels.std() > 1  # not blank
     markdown = (project / "reports/report.md").read_text()
     for model in MODELS:
-        metrics = json.loads((project / "metrics" / "evaluate" / f"{model}.json").read_text())
+        metrics = json.loads((project / "metrics" / "evaluate" / f"{run_of(model)}.json").read_text())
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {model} |"))
         shown = row.split(" | ")[1]  # the validation table comes first: accuracy, then its interval
         bounds = metrics["val"]["interval"]["accuracy"]
@@ -219,7 +226,7 @@ def test_predict_gives_evaluate_probabilities(project, first_repro, tmp_path, mo
     monkeypatch.chdir(project)
     tree = unzip_prepared(project / "data/prepared", tmp_path / "prepared")
     for model in MODELS:
-        scored = pd.read_csv(project / "data/evaluate" / model / "predictions_test.csv").head(6)
+        scored = pd.read_csv(project / "data/evaluate" / run_of(model) / "predictions_test.csv").head(6)
         out = tmp_path / f"{model}.csv"
         assert run_cli(predict.main, [model, *(str(tree / file) for file in scored["file"]), "--csv", str(out)]) == 0
         predicted = pd.read_csv(out)
@@ -251,7 +258,7 @@ def test_a_comment_reruns_only_that_stage(project, first_repro):
 
 def test_a_shared_module_reruns_exactly_the_stages_that_import_it(project, first_repro):
     importers = sorted(name for name, (modules, _) in pipeline_code(project).items() if "stages.contracts.tfrecord_io" in modules)
-    assert {"tfrecords", "features", "train@baseline", "evaluate@transfer"} <= set(importers)
+    assert {"tfrecords", "features", f"train@baseline-{SEED}", f"evaluate@transfer-{SEED}"} <= set(importers)
     edit_comment(project, "stages/contracts/tfrecord_io.py")
     output = run(["dvc", "repro"], project)
     assert sorted(stages_run(output)) == importers   # retrained models are byte-identical: compare, report stay
@@ -260,15 +267,15 @@ def test_a_shared_module_reruns_exactly_the_stages_that_import_it(project, first
 def test_changing_epochs_reruns_only_that_model(project, first_repro):
     set_params(project, {"train.baseline.epochs": 2})
     output = run(["dvc", "repro"], project)
-    assert sorted(stages_run(output)) == ["compare", "evaluate@baseline", "report", "train@baseline"]
-    loss = pd.read_csv(project / "plots/learning_curves/baseline/loss.csv")
+    assert sorted(stages_run(output)) == ["compare", f"evaluate@baseline-{SEED}", "report", f"train@baseline-{SEED}"]
+    loss = pd.read_csv(project / f"plots/learning_curves/{run_of('baseline')}/loss.csv")
     assert list(loss["epoch"]) == [1, 2]
 
 
 def test_changing_the_transfer_head_keeps_the_features(project, first_repro):
     set_params(project, {"train.transfer.head_units": [8], "train.transfer.dropout": 0.2})
     output = run(["dvc", "repro"], project)
-    assert sorted(stages_run(output)) == ["compare", "evaluate@transfer", "report", "train@transfer"]
+    assert sorted(stages_run(output)) == ["compare", f"evaluate@transfer-{SEED}", "report", f"train@transfer-{SEED}"]
 
 
 def test_changing_the_reference_reruns_only_the_comparison(project, first_repro):
@@ -288,7 +295,7 @@ def test_metrics_diff_against_the_last_commit(project, first_repro):
     run(["dvc", "repro"], project)
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project))
     for model in MODELS:
-        auc = diff[f"metrics/{model}.json"]["val.auc"]
+        auc = diff[f"metrics/{run_of(model)}.json"]["val.auc"]
         assert auc["old"] is not None and auc["new"] == auc["old"]   # the committed values, and the workspace's
     changed = run(["dvc", "metrics", "diff"], project).splitlines()      # the threshold moves accuracy, not AUC
     assert 1 < len(changed) <= 1 + 8 * len(MODELS) and not any(".auc" in line for line in changed), changed
@@ -311,8 +318,8 @@ def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
     table = pd.read_csv(io.StringIO(run(["dvc", "exp", "show", "--csv"], project)))
     experiments = table[table["Experiment"].isin(["lr-0.01", "lr-0.0001"])]
     assert sorted(experiments["train.baseline.learning_rate"].astype(float)) == [0.0001, 0.01]
-    assert experiments["metrics/baseline.json:val.auc"].between(0, 1).all()
-    assert experiments["metrics/baseline.json:epochs"].notna().all()
+    assert experiments[f"metrics/{run_of('baseline')}.json:val.auc"].between(0, 1).all()
+    assert experiments[f"metrics/{run_of('baseline')}.json:epochs"].notna().all()
     metric_columns = [column for column in table.columns if column.startswith("metrics/") and ":" in column]
     assert len(metric_columns) == 11 * len(MODELS)                     # 5 scores x 2 splits + epochs, per model
     side_by_side = run([sys.executable, "-m", "stages.experiments"], project).splitlines()   # make compare
@@ -322,12 +329,12 @@ def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
     run([*git, "add", "-A"], project)
     run([*git, "commit", "-qm", "learning rate 0.01"], project)
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD~1", "--json"], project))
-    assert set(diff) == {"metrics/baseline.json"}                         # only the baseline's scores moved
-    assert any(values["diff"] for values in diff["metrics/baseline.json"].values())
+    assert set(diff) == {f"metrics/{run_of('baseline')}.json"}           # only the baseline's scores moved
+    assert any(values["diff"] for values in diff[f"metrics/{run_of('baseline')}.json"].values())
     assert len(run(["dvc", "metrics", "diff", "HEAD~1"], project).splitlines()) <= 1 + 11
     run(["dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(tmp_path / "diff")], project)
     page = (tmp_path / "diff" / "index.html").read_text()
-    assert "plots/roc/baseline/val.csv" in page and not re.search(r"<script[^>]+src=\"https?://", page)
+    assert f"plots/roc/{run_of('baseline')}/val.csv" in page and not re.search(r"<script[^>]+src=\"https?://", page)
 
 
 def test_a_second_clone_pulls_everything_from_a_shared_remote(project, first_repro, tmp_path):
@@ -348,7 +355,7 @@ def test_a_second_clone_pulls_everything_from_a_shared_remote(project, first_rep
     run(["dvc", "pull"], clone)
     assert "up to date" in run(["dvc", "status"], clone)
     assert not stages_run(run(["dvc", "repro"], clone))
-    for output in ("models/transfer/model.keras", "data/features/manifest.json", "reports/report.html"):
+    for output in (f"models/{run_of('transfer')}/model.keras", "data/features/manifest.json", "reports/report.html"):
         assert (clone / output).read_bytes() == (project / output).read_bytes(), output
 
     run(["dvc", "exp", "run", "-n", "two-epochs", "-S", "train.baseline.epochs=2"], project)
@@ -356,10 +363,34 @@ def test_a_second_clone_pulls_everything_from_a_shared_remote(project, first_rep
     run(["dvc", "exp", "pull", "origin", "two-epochs"], clone)
     table = pd.read_csv(io.StringIO(run(["dvc", "exp", "show", "--csv"], clone)))
     shared = table[table["Experiment"] == "two-epochs"]
-    assert len(shared) == 1 and int(shared["metrics/baseline.json:epochs"].iloc[0]) == 2
+    assert len(shared) == 1 and int(shared[f"metrics/{run_of('baseline')}.json:epochs"].iloc[0]) == 2
     run(["dvc", "exp", "apply", "two-epochs"], clone)
     assert "up to date" in run(["dvc", "status"], clone)           # its outputs came from the remote
-    assert json.loads((clone / "metrics/train/baseline.json").read_text())["epochs_run"] == 2
+    assert json.loads((clone / f"metrics/train/{run_of('baseline')}.json").read_text())["epochs_run"] == 2
+
+
+def test_a_second_seed_adds_only_its_runs_and_compare_judges_over_both(project, first_repro):
+    """seeds [2021, 7]: the new seed's train and evaluate stages run, each model's first-seed runs stay
+    cached; compare gives every model's mean and spread over the two runs and tests over the seeds;
+    the report says which run its figures show."""
+    set_params(project, {"seeds": [SEED, 7]})
+    output = run(["dvc", "repro"], project)
+    assert sorted(stages_run(output)) == sorted(["compare", "report"] + [
+        f"{kind}@{model}-7" for kind in ("train", "evaluate") for model in MODELS])
+    comparison = json.loads((project / "metrics/comparison.json").read_text())
+    assert comparison["seeds"] == [SEED, 7] and comparison["adjustment"]["tests"] == 12
+    for split in ("val", "test"):
+        for model in MODELS:
+            runs = [json.loads((project / f"metrics/evaluate/{run_of(model, seed)}.json").read_text())[split]
+                    for seed in (SEED, 7)]
+            spread = comparison["spread"][split]["roc_auc"][model]
+            assert spread["values"] == [found["roc_auc"] for found in runs]
+            assert comparison[split]["roc_auc"][model] == pytest.approx(np.mean(spread["values"]))
+        for test in comparison["tests"][split].values():
+            assert (test["seeds"], test["roc_auc_test"]) == (2, "DeLong over seeds")
+            assert test["accuracy_p_adjusted"] >= test["accuracy_p_value"]
+    page = (project / "reports/report.html").read_text()
+    assert '<section id="seeds">' in page and f"the first seed, {SEED}" in page
 
 
 def test_hostile_files_through_dvc_repro_prepare(project, first_repro, tmp_path):
