@@ -216,11 +216,11 @@ def block_seed_cost(sources: Sources) -> list[str]:
     per_seed = sum(stage["wall_s"] for stage in run["stages"] if stage["stage"].startswith(("train@", "evaluate@")))
     total = sum(stage["wall_s"] for stage in run["stages"])
     return [f"- On the offline sample: {found['experiments_wall_s'] / 60:.0f} min for the experiment with "
-            f"{len(found['seeds'])} seeds ({extra} new seeds' train and evaluate stages, and compare), on "
-            f"{with_article(cpu(found))}, {found['machine']['cores']} cores.",
+            f"{len(found['seeds'])} seeds ({extra} new seeds' train and evaluate stages, then compare and report), "
+            f"on {with_article(cpu(found))}.",
             f"- At the real data's scale (estimated): the scale-1 benchmark's train and evaluate stages take "
-            f"{per_seed / 60:.0f} min of its {total / 60:.0f} min `dvc repro`, on {with_article(cpu(run))}, "
-            f"{run['machine']['cores']} cores; {extra} more seeds add about {extra * per_seed / 60:.0f} min there "
+            f"{per_seed / 60:.0f} min of its {total / 60:.0f} min `dvc repro`, on {with_article(cpu(run))}; "
+            f"{extra} more seeds add about {extra * per_seed / 60:.0f} min there "
             "(`make real-plan` scales the estimate to this machine and counts params.yaml's seeds)."]
 
 

@@ -70,6 +70,19 @@ def test_stage_times_scale_with_images_and_cores(benchmark):
     assert double["features"] == pytest.approx(same["features"])
 
 
+def test_train_and_evaluate_times_count_every_seed(benchmark):
+    """The benchmark trained one run per model; five seeds train and evaluate five times, and say so."""
+    images, cores = sum(benchmark["images"].values()), benchmark["machine"]["cores"]
+    one = plan.stage_times(benchmark, images, cores)
+    five = plan.stage_times(benchmark, images, cores, seeds=5)
+    for (name, seconds), (named, five_seconds) in zip(one, five):
+        if name.startswith(("train@", "evaluate@")):
+            assert named == f"{name}, x5 seeds" and five_seconds == pytest.approx(5 * seconds)
+        else:
+            assert (named, five_seconds) == (name, seconds)
+    assert any(name.startswith("train@") for name, _ in one)
+
+
 def test_features_time_follows_the_vgg16_work_up_to_the_cut(benchmark):
     # Summed by hand from VGG16's layer table at 100x100: 2.71 G multiply-adds up to block4_pool; block5
     # adds three 3x3 convs of 512 channels at 6x6, 9.4% more.

@@ -63,6 +63,23 @@ def test_an_undefined_delong_test_shows_as_undefined_with_its_reason(results):
     assert lines[-1] == f"improved test: no DeLong p-value: {reason}"
 
 
+def test_with_several_seeds_the_verdict_shows_means_and_their_spread(results):
+    """Three seeds: each ROC AUC and accuracy is compare's mean over the runs, the interval column their
+    standard deviation, and the header says the tests are over the seeds."""
+    from stages.contracts.comparison import SeedSpread
+
+    metrics, comparison = results
+    means = {split: {"roc_auc": {name: 0.7 + 0.01 * i for i, name in enumerate(MODELS)},
+                     "accuracy": {name: 0.6 for name in MODELS}} for split in ("val", "test")}
+    spread = {split: {"roc_auc": {name: SeedSpread(values=[0.69, 0.7, 0.71], standard_deviation=0.01, low=0.69,
+                                                   high=0.71) for name in MODELS}} for split in ("val", "test")}
+    lines = verdict.verdict_lines(metrics, comparison.model_copy(update={
+        "seeds": [2021, 1, 2], "spread": spread, **means}))
+    assert "ROC AUC, mean of 3 seeds" in lines[0] and "p (DeLong over seeds)" in lines[0]
+    assert lines[1].split() == ["baseline", "val", "0.700", "±", "0.010", "0.600", "reference"]
+    assert lines[3].split()[:5] == ["improved", "val", "0.710", "±", "0.010"]
+
+
 def git(folder: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=folder, check=True,
                    capture_output=True)
@@ -86,9 +103,10 @@ def test_one_line_says_why_the_numbers_differ_from_the_committed_ones(tmp_path, 
     assert "params.yaml or the code changed" in verdict.committed_difference()
 
 
-def exp_show(name: str, learning_rate: float, auc: float | None) -> dict:
-    scores = {"data": {"val": {"auc": auc}, "test": {"auc": auc - 0.1}}}
-    metrics = {} if auc is None else {"metrics/baseline/2021.json": scores}
+def exp_show(name: str, learning_rate: float, auc: float | None, seeds: tuple[int, ...] = (2021,)) -> dict:
+    """One row of `dvc exp show --json`: the baseline's runs (one per seed) have val AUC auc + index / 100."""
+    metrics = {} if auc is None else {f"metrics/baseline/{seed}.json": {"data": {
+        "val": {"auc": auc + index / 100}, "test": {"auc": auc - 0.1}}} for index, seed in enumerate(seeds)}
     return {"rev": "a" * 40, "name": name, "data": {
         "params": {"params.yaml": {"data": {"train": {"baseline": {"learning_rate": learning_rate, "epochs": 10}}}}},
         "metrics": metrics}}
@@ -96,7 +114,8 @@ def exp_show(name: str, learning_rate: float, auc: float | None) -> dict:
 
 def test_experiments_side_by_side_in_120_columns():
     head = exp_show("main", 0.001, 0.80) | {"experiments": [
-        {"revs": [exp_show("lr-0.01", 0.01, 0.75)]}, {"revs": [exp_show("lr-" + "9" * 200, 0.0001, None)]}]}
+        {"revs": [exp_show("lr-0.01", 0.01, 0.75)]}, {"revs": [exp_show("lr-" + "9" * 200, 0.0001, None)]},
+        {"revs": [exp_show("three-seeds", 0.001, 0.80, (2021, 1, 2))]}]}
     workspace = exp_show("", 0.001, 0.80) | {"rev": "workspace", "name": None}    # as dvc exp show --json has it
     shown = [workspace, head]
     lines = experiments.comparison_lines(shown, ["baseline", "improved"])
@@ -105,3 +124,4 @@ def test_experiments_side_by_side_in_120_columns():
     assert lines[1].split()[1:] == ["-", "0.800/0.700", "-/-"]
     assert "train.baseline.learning_rate=0.01" in lines[3] and "0.750/0.650" in lines[3]
     assert lines[4].split()[0].endswith("…") and lines[4].split()[-2:] == ["-/-", "-/-"]   # a long name cut
+    assert "0.810/0.700 (3 seeds)" in lines[5]                             # the mean over the seeds' runs

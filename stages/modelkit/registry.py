@@ -70,7 +70,7 @@ def load_model(path: Path | str, name: str | None = None):
     if not zipfile.is_zipfile(path):
         # Keras would say "File not found" for a file that is there but damaged.
         raise UserError(f"{path}: not a .keras model (not a zip archive: damaged or another kind of file); "
-                        "retrain it (dvc repro -f train@<model>) or give another file")
+                        "retrain it (dvc repro -f train@<model>-<seed>) or give another file")
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a bad file; all mean "cannot load".

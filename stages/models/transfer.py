@@ -8,8 +8,8 @@ output must carry.
 The frozen base's outputs are computed once by the features stage (`feature_extractor`), so the head
 trains and is scored on those cached features; augmentation or fine-tuning bring the images back.
 
-The weight files are fetched and checked here, not in stages/modelkit: dvc.yaml gives train@<model>
-and evaluate@<model> one deps list for every model, so a module only this model imported would be
+The weight files are fetched and checked here, not in stages/modelkit: dvc.yaml gives train@<model>-<seed>
+and evaluate@<model>-<seed> one deps list for every model, so a module only this model imported would be
 declared for the other models too, and a change to it would retrain them for nothing.
 """
 
