@@ -100,7 +100,7 @@ def paired_tests(predictions: dict[str, dict[str, list[pd.DataFrame]]], referenc
     return tests
 
 
-FAMILY = "every paired test in this file: DeLong and McNemar, every pair of models, both splits"
+FAMILY = "every paired test in this file: ROC AUC and accuracy, every pair of models, both splits"
 
 
 def adjust_for_multiplicity(tests: dict[str, dict[str, PairedTest]]) -> tuple[dict[str, dict[str, PairedTest]],

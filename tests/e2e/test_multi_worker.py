@@ -47,7 +47,7 @@ def copy_project(source: Path, target: Path) -> Path:
 
 
 def train_metrics(project: Path) -> dict:
-    return json.loads((project / "metrics" / "train" / "baseline.json").read_text())
+    return json.loads((project / "metrics" / "train" / "baseline" / "2021.json").read_text())
 
 
 def train_workers(projects: list[Path]) -> list[str]:
@@ -100,7 +100,7 @@ def test_two_workers_train_the_baseline_like_one(tfrecords_project, tmp_path):
     # Only the chief wrote: the worker's copy has no model, no curves, no metrics.
     assert (chief / "models" / "baseline" / "2021" / "model.keras").is_file()
     assert not (worker / "models" / "baseline").exists()
-    assert not (worker / "metrics" / "train" / "baseline.json").exists()
+    assert not (worker / "metrics" / "train" / "baseline").exists()
     assert not (worker / "plots" / "learning_curves" / "baseline").exists()
 
     results = {name: train_metrics(project) for name, project in (("plain", plain), ("one worker", one),

@@ -95,7 +95,7 @@ def test_metrics_are_probabilities(project, first_repro):
             found = calibration[split]
             assert 0 <= found["ece"] <= 1 and 0 <= found["brier"] <= 1
             assert found["interval"]["brier"]["low"] <= found["brier"] <= found["interval"]["brier"]["high"]
-            points = pd.read_csv(project / "plots/calibration" / model / f"{split}.csv")
+            points = pd.read_csv(project / "plots/calibration" / run_of(model) / f"{split}.csv")
             assert points["count"].sum() == metrics[split]["n"]
         for split in ("val", "test"):
             values = metrics[split]
@@ -108,8 +108,8 @@ def test_metrics_are_probabilities(project, first_repro):
                     # Bounds are stored to 6 decimals, the values in full.
                     assert 0.0 <= bounds["low"] <= values[name] + 1e-6 and values[name] - 1e-6 <= bounds["high"] <= 1.0, \
                         (model, split, name, bounds)
-            predictions = pd.read_csv(project / "data/evaluate" / model / f"predictions_{split}.csv")
-            counts = pd.read_csv(project / "plots/confusion" / model / f"{split}.csv")
+            predictions = pd.read_csv(project / "data/evaluate" / run_of(model) / f"predictions_{split}.csv")
+            counts = pd.read_csv(project / "plots/confusion" / run_of(model) / f"{split}.csv")
             assert counts["count"].sum() == values["n"]
             assert counts.set_index(["actual", "predicted"])["count"].to_dict() == \
                 predictions.groupby(["actual", "predicted"]).size().reindex(
@@ -124,16 +124,16 @@ def test_metrics_are_probabilities(project, first_repro):
                     assert (name, predicted_male) == ("precision", 0), (model, split, name)
                 else:
                     assert 0.0 <= value <= 1.0, (model, split, name, value)
-        predictions = pd.read_csv(project / "data/evaluate" / model / "predictions_val.csv")
+        predictions = pd.read_csv(project / "data/evaluate" / run_of(model) / "predictions_val.csv")
         assert len(predictions) == metrics["val"]["n"] == 40
         accuracy = (predictions["actual"] == predictions["predicted"]).mean()
         assert accuracy == pytest.approx(metrics["val"]["accuracy"])
 
 
 def test_transfer_outputs_name_their_weights(project, first_repro):
-    metrics = json.loads((project / "metrics/evaluate/transfer.json").read_text())
+    metrics = json.loads((project / f"metrics/evaluate/{run_of('transfer')}.json").read_text())
     assert metrics["description"] == "VGG16 up to block4_pool, random weights (no pretraining), bfloat16 compute"
-    training = json.loads((project / "models/transfer/training.json").read_text())
+    training = json.loads((project / "models" / run_of("transfer") / "training.json").read_text())
     assert training["description"] == metrics["description"]
     assert training["details"] == {"weights": "none", "feature_layer": "block4_pool", "precision": "bfloat16",
                                    "fine_tuned": False}
@@ -144,8 +144,8 @@ def test_transfer_outputs_name_their_weights(project, first_repro):
 
 def test_comparison_has_every_model_and_difference(project, first_repro):
     comparison = json.loads((project / "metrics/comparison.json").read_text())
-    baseline = json.loads((project / "metrics/evaluate/baseline.json").read_text())
-    improved = json.loads((project / "metrics/evaluate/improved.json").read_text())
+    baseline = json.loads((project / f"metrics/evaluate/{run_of('baseline')}.json").read_text())
+    improved = json.loads((project / f"metrics/evaluate/{run_of('improved')}.json").read_text())
     for split in ("val", "test"):
         row = comparison[split]["roc_auc"]
         assert set(row) == {*MODELS, "improved_minus_baseline", "transfer_minus_baseline"}
