@@ -245,14 +245,15 @@ def test_classes_nowhere_exit_1(messy, model_dir, tmp_path, monkeypatch, capsys)
 
 @pytest.mark.e2e
 def test_missing_model_name_from_the_command_line(messy, tmp_path):
-    """The real entry point: exit 1, one line naming the file and the command that makes it."""
+    """The real entry point, outside a project (no params.yaml, so no first seed to pick): exit 1, one
+    line naming the folder and the command that makes a run there."""
     result = subprocess.run([sys.executable, "-m", "stages.predict", "baseline", messy[1][0]],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == ("error: models/baseline/2021/model.keras: not found; train it first "
-                             "(dvc repro train@baseline-2021) or give the path of a .keras file\n")
+    assert result.stderr == ("error: models/baseline: not found; train it first "
+                             "(dvc repro train@baseline-<seed>) or give the path of a .keras file\n")
 
 
 # --- the core: batching and parity with evaluate ----------------------------------------------
@@ -342,3 +343,22 @@ def test_parity_test_has_teeth(model, evaluated):
     assert np.ptp(wanted) > 1e-3  # the model's output depends on the image
     for wrong in (scaled, resized_otherwise):
         assert not np.allclose(wrong, wanted, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_name_means_one_seeds_run(tmp_path, monkeypatch):
+    """With params.yaml, a name is its first seed's run; without, the one run there is, and two runs
+    need the user to say which (one line naming the folder)."""
+    from stages.common.errors import UserError
+    from stages.contracts.training import find_model
+
+    monkeypatch.chdir(tmp_path)
+    for seed in (2021, 7):
+        (tmp_path / "models" / "baseline" / str(seed)).mkdir(parents=True)
+        (tmp_path / "models" / "baseline" / str(seed) / "model.keras").write_bytes(b"")
+    assert find_model("baseline", ["baseline"], 7) == Path("models/baseline/7/model.keras")
+    with pytest.raises(UserError, match=r"models/baseline: 2 training runs \(one per seed\) and no params.yaml"):
+        find_model("baseline")
+    (tmp_path / "models" / "baseline" / "7" / "model.keras").unlink()
+    assert find_model("baseline") == Path("models/baseline/2021/model.keras")
+    with pytest.raises(UserError, match=r"models/baseline/5/model.keras: not found; .*train@baseline-5"):
+        find_model("baseline", ["baseline"], 5)
