@@ -138,10 +138,12 @@ def calibrate(predictions: dict[str, pd.DataFrame], params: CalibrationParams,
     return Calibration(bins=params.bins, temperature=temperature, threshold=threshold, **found)
 
 
-def confident_examples(rows: pd.DataFrame, count: int, classes: Sequence[str]) -> pd.DataFrame:
-    """The `count` wrong predictions furthest from P = 0.5 (group "mistake"), then for each class the
-    `count` right ones furthest from it (group "correct"): most confident first, ties by file."""
-    confidence = (rows["probability"] - 0.5).abs()
+def confident_examples(rows: pd.DataFrame, count: int, classes: Sequence[str],
+                       threshold: float = 0.5) -> pd.DataFrame:
+    """The `count` wrong predictions furthest from the decision threshold (evaluate.threshold: where
+    the rows' predicted class changes; group "mistake"), then for each class the `count` right ones
+    furthest from it (group "correct"): most confident first, ties by file."""
+    confidence = (rows["probability"] - threshold).abs()
     ranked = rows.assign(confidence=confidence).sort_values(["confidence", "file"], ascending=[False, True])
     right = ranked["actual"] == ranked["predicted"]
     groups = [ranked[~right].head(count).assign(group="mistake")]
@@ -161,7 +163,7 @@ def write_explanations(model, rows: pd.DataFrame, prepared_root: Path, evaluatio
 
     from stages.analysis import heatmaps
 
-    chosen = confident_examples(rows, settings.images, classes)
+    chosen = confident_examples(rows, settings.images, classes, threshold)
     if chosen.empty:
         evaluation.write_explanations(chosen.assign(method="", figure=""))
         return chosen

@@ -322,6 +322,16 @@ def test_confident_examples_most_confident_first():
     assert list(chosen["file"]) == ["b", "c", "f", "d", "e", "g"]
 
 
+def test_confident_means_far_from_the_threshold_the_predictions_were_made_at():
+    """At evaluate.threshold 0.3 a Female image at P(Male) 0.75 is 0.45 past the threshold, a Male one
+    at 0.05 only 0.25 short of it: the first is the more confident mistake (from 0.5 it would be the
+    other way round)."""
+    predictions = pd.DataFrame({"file": ["a", "b"], "actual": ["Male", "Female"], "predicted": ["Female", "Male"],
+                                "probability": [0.05, 0.75]})
+    assert list(evaluate.confident_examples(predictions, 1, ["Female", "Male"], threshold=0.3)["file"]) == ["b"]
+    assert list(evaluate.confident_examples(predictions, 1, ["Female", "Male"])["file"]) == ["a"]
+
+
 def test_metrics_file_round_trip(tmp_path):
     values = {"accuracy": 0.5, "sensitivity": None, "specificity": 1.0, "precision": None, "f1": 0.0,
               "roc_auc": 0.75, "n": 4}
