@@ -158,7 +158,8 @@ def precision_runs(runner: Runner, precisions: list[str]) -> dict:
         print(f"bench: the transfer model at train.transfer.precision={precision} (dvc exp run)", flush=True)
         runner.run("dvc", "exp", "run", "-S", f"train.transfer.precision={precision}")
         features = next(row for row in runner.measured() if row["label"] == "features")
-        metrics = json.loads((runner.project / "metrics" / "evaluate" / "transfer.json").read_text())
+        seed = yaml.safe_load((runner.project / "params.yaml").read_text())["seeds"][0]
+        metrics = json.loads((runner.project / "metrics" / "evaluate" / "transfer" / f"{seed}.json").read_text())
         results[precision] = {"features_wall_s": features["wall_s"], "features_cpu_s": features["cpu_s"],
                               "features_peak_rss_tree_mb": features["peak_rss_tree_mb"],
                               "auc": {split: metrics[split]["roc_auc"] for split in ("val", "test")}}
@@ -193,8 +194,10 @@ def bench(scale: float, workdir: Path, keep: bool = False, precisions: Sequence[
         "epoch": reference(runner, "epoch", "epoch"),
     }
     shutil.rmtree(workdir / "naive", ignore_errors=True)
-    metrics = {name.stem: json.loads(name.read_text()) for name in sorted((project / "metrics" / "evaluate").glob("*.json"))}
-    transfer_params = yaml.safe_load((project / "params.yaml").read_text())["train"]["transfer"]
+    project_params = yaml.safe_load((project / "params.yaml").read_text())
+    metrics = {path.parent.name: json.loads(path.read_text())      # each model's run with the first seed
+               for path in sorted((project / "metrics" / "evaluate").glob(f"*/{project_params['seeds'][0]}.json"))}
+    transfer_params = project_params["train"]["transfer"]
     default_precision = transfer_params["precision"]
     features = next(row for row in stages if row["stage"] == "features")
     precision = {default_precision: {"features_wall_s": features["wall_s"], "features_cpu_s": features["cpu_s"],

@@ -227,7 +227,9 @@ def block_seed_cost(sources: Sources) -> list[str]:
 def block_push_sizes(sources: Sources) -> list[str]:
     """What a push holds at the real data's scale (measured.yaml) and what it costs to rebuild (bench1)."""
     sizes, run = sources["measured"]["push_sizes"], sources["bench1"]
-    walls = {stage["stage"]: stage["wall_s"] for stage in run["stages"]}
+    # train@<model> in runs before seeds were a dimension, train@<model>-<seed> (one seed) since
+    walls = {stage["stage"].rsplit("-", 1)[0] if "@" in stage["stage"] else stage["stage"]: stage["wall_s"]
+             for stage in run["stages"]}
 
     def minutes(*names: str) -> str:
         return ", ".join(f"{walls[name] / 60:.1f}" for name in names) + " min"
