@@ -18,9 +18,8 @@ from typing import Any, Iterator, Sequence
 
 from stages.analysis.terminal import text_table
 from stages.common import cli
-from stages.common.config import PARAMS_FILE, load_params
+from stages.common.config import METRICS_DIR, PARAMS_FILE, load_params
 from stages.common.errors import UserError
-from stages.contracts.evaluation import Scores
 
 WIDTH = 120
 NAME_WIDTH = 24     # longer experiment names are cut, with an ellipsis
@@ -58,7 +57,7 @@ def params_of(data: dict) -> dict[str, Any]:
 def auc_pair(data: dict, model: str) -> str:
     """'0.872/0.764': the model's validation and test ROC AUC, the mean over its runs (one per seed,
     ' (5 seeds)' after it when more than one), '-' where missing."""
-    folder = Scores.path(model, 0).parent.as_posix() + "/"
+    folder = f"{(METRICS_DIR / model).as_posix()}/"      # metrics/<model>/<seed>.json: Scores, one per seed
     runs = [(found or {}).get("data") or {} for path, found in sorted((data.get("metrics") or {}).items())
             if path.startswith(folder) and path.endswith(".json") and "/" not in path[len(folder):]]
 

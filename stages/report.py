@@ -61,16 +61,6 @@ def read_results(name: str, seed: int) -> ModelResults:
                         RocCurves.of(name, seed))
 
 
-def over_seeds(name: str, metrics: ModelMetrics, comparison: Comparison) -> ModelMetrics:
-    """A model's metrics as the discussion and calibration read them: with several seeds, each value
-    its mean over the seeds (compare's), without the one run's intervals; with one, the run's own."""
-    if len(comparison.seeds) < 2:
-        return metrics
-    return metrics.model_copy(update={split: metrics.split(split).model_copy(update={
-        "interval": {}, **{metric: comparison.split(split)[metric][name] for metric in METRIC_NAMES}})
-        for split in EVALUATED_SPLITS})
-
-
 # --- the sections -------------------------------------------------------------------------------
 
 def data_section(params: Params, prepare_summary: PrepareSummary, provenance: Provenance) -> Section:
@@ -261,7 +251,7 @@ def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[
                    for name, result in results.items() if result.metrics.calibration}
     sections.append(calibration_section({name: r.metrics for name, r in results.items()}, reliability,
                                         params.evaluate.threshold))
-    metrics = {name: over_seeds(name, result.metrics, comparison) for name, result in results.items()}
+    metrics = {name: comparison.over_seeds(name, result.metrics) for name, result in results.items()}
     sections.append(Section("discussion", "Discussion", discussion(metrics, classes, test_share, comparison)))
     sections += explanation_sections(results, figures_dir, classes)
     sections.append(ethics_section(params, test_share))

@@ -51,13 +51,10 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
     seeds = len(comparison.seeds)
     for name in order:
         for split in EVALUATED_SPLITS:
-            values = metrics[name].split(split)
+            values = comparison.over_seeds(name, metrics[name]).split(split)
             bounds = values.interval.get("roc_auc")
             interval = f"{fmt(bounds.low)}-{fmt(bounds.high)}" if bounds else "-"
-            auc, accuracy = values.roc_auc, values.accuracy
             if seeds > 1:
-                table = comparison.split(split)
-                auc, accuracy = table["roc_auc"][name], table["accuracy"][name]
                 deviation = comparison.spread[split]["roc_auc"][name].standard_deviation
                 interval = "-" if deviation is None else f"± {fmt(deviation)}"
             if name == reference:
@@ -69,8 +66,8 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
                 against, p = signed(difference), shown_p_value(test)
                 if test is not None and test.roc_auc_test_undefined:
                     reasons.append(f"{name} {split}: no DeLong p-value: {test.roc_auc_test_undefined}")
-            rows.append([name if split == EVALUATED_SPLITS[0] else "", split, fmt(auc), interval,
-                         fmt(accuracy), against, p])
+            rows.append([name if split == EVALUATED_SPLITS[0] else "", split, fmt(values.roc_auc), interval,
+                         fmt(values.accuracy), against, p])
     header = [title.format(reference=reference) for title in HEADER]
     if comparison.adjustment is None:          # written before compare adjusted for multiplicity
         header[-1] = "p (DeLong)"

@@ -10,6 +10,7 @@ import pandas as pd
 from pydantic import BaseModel, model_validator
 
 from stages.common.config import METRICS_DIR, PLOTS_DIR
+from stages.contracts.evaluation import ModelMetrics
 from stages.contracts.jsonfile import JsonFile
 from stages.contracts.tables import write_csv
 
@@ -91,6 +92,15 @@ class Comparison(JsonFile):
 
     def split(self, name: str) -> dict[str, dict[str, Optional[float]]]:
         return getattr(self, name)
+
+    def over_seeds(self, model: str, run: ModelMetrics) -> ModelMetrics:
+        """One run's metrics as a model's summary: with several seeds, each metric its mean over the seeds
+        (this file's tables), without the one run's intervals; with one seed, the run's own."""
+        if len(self.seeds) < 2:
+            return run
+        return run.model_copy(update={split: run.split(split).model_copy(update={
+            "interval": {}, **{metric: values[model] for metric, values in self.split(split).items()}})
+            for split in ("val", "test")})
 
 
 # All models' ROC points on one chart per split (DVC template roc_by_model).
