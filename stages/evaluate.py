@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import pandas as pd
 
 from stages.analysis.statistics import METRIC_NAMES, bootstrap_intervals, classification_metrics, roc_points
-from stages.common import cli
+from stages.common import cli, machine
 from stages.common.atomic_files import atomic_file, staged_dir
 from stages.common.config import (EVALUATED_SPLITS, PREPARED_DIR, BootstrapParams, CalibrationParams, ExplainParams,
                                   load_params)
@@ -226,7 +226,8 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
     if calibrated is not None:
         write_reliability_figure(out, title, calibrated)
     info = BootstrapInfo(**bootstrap.model_dump()) if bootstrap and bootstrap.resamples else None
-    return ModelMetrics(description=description, bootstrap=info, calibration=calibrated, **summary)
+    return ModelMetrics(description=description, bootstrap=info, calibration=calibrated,
+                        evaluated_on=machine.describe_cpu(), **summary)
 
 
 def write_reliability_figure(out: Outputs, title: str, calibrated: Calibration) -> None:

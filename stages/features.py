@@ -5,17 +5,20 @@ data/features/<split>-NNNNN-of-NNNNN.tfrecord, with manifest.json: memory holds 
 split. Changing the transfer head's params then retrains and re-evaluates only the head, in seconds.
 The outputs are stored in the dtype the base computes in (train.transfer.precision), unrounded: the
 head sees exactly what the full model computes, so evaluate's probabilities equal predict's.
-Reads train.transfer.weights, .feature_layer and .precision, features.batch_size and .shard_size, and
-distribute.strategy (this machine's GPUs share the batches; a multi-worker cluster's chief runs it alone).
+train.transfer.precision and .engine may be auto: this machine decides (stages/models/transfer.py
+resolve_base: bfloat16 in Keras where the CPU has it natively, float16 on a GPU, else float32 on
+LiteRT), and the manifest records what ran, on which CPU; train, evaluate and predict follow it.
+Reads train.transfer.weights, .feature_layer, .precision and .engine, features.batch_size and .shard_size,
+and distribute.strategy (this machine's GPUs share the batches; a multi-worker cluster's chief runs it alone).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
-from stages.common import cli, distribute
+from stages.common import cli, distribute, machine
 from stages.common.atomic_files import staged_dir
 from stages.common.config import FEATURES_DIR, SPLITS, TFRECORDS_DIR, load_params
 from stages.contracts.manifests import FeatureShards, FeaturesManifest, TfrecordsManifest
@@ -24,19 +27,17 @@ from stages.contracts.manifests import FeatureShards, FeaturesManifest, Tfrecord
 MODEL = "transfer"
 
 
-def extract_split(feature_model, tfrecords_root: Path, split: str, out_root: Path, batch_size: int,
-                  shard_size: int) -> FeatureShards:
-    """Run the frozen base over a split's images, in record order, writing its outputs to shards. Under a
-    strategy of several replicas (GPUs) each batch is split between them, every image computed once."""
+def extract_split(run_base: Callable, shape: list[int], tfrecords_root: Path, split: str, out_root: Path,
+                  batch_size: int, shard_size: int) -> FeatureShards:
+    """Run the frozen base (run_base: a batch of images -> its outputs) over a split's images, in record
+    order, writing its outputs (each of `shape`) to shards."""
     from stages.contracts.tfrecord_io import encode_features_example, load_split, map_batches, write_shards
 
     count = TfrecordsManifest.read_from(tfrecords_root).splits[split].count
-    shape: list[int] = list(feature_model.output.shape[1:])
 
     def examples() -> Iterator[bytes]:
         batches = load_split(tfrecords_root, split, batch_size, with_filenames=True)
-        for outputs, labels, files in map_batches(distribute.predict_each_row_once(feature_model), batches, count,
-                                                  progress=f"features {split}"):
+        for outputs, labels, files in map_batches(run_base, batches, count, progress=f"features {split}"):
             for row, label, name in zip(outputs, labels, files):
                 yield encode_features_example(row, label, name)
 
@@ -53,17 +54,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     from stages.modelkit import registry
     from stages.models import transfer
 
+    from stages.modelkit.engines import batch_runner
+
     family = registry.family(MODEL, params)
     base = family.params
-    distribute.limit_threads()
+    threads = distribute.limit_threads()
+    precision, engine = family.resolved()
     with distribute.make_strategy(params.distribute.strategy, local=True).scope():
-        extractor = transfer.feature_extractor(records.input_shape, base.weights, base.feature_layer, base.precision)
+        extractor = transfer.feature_extractor(records.input_shape, base.weights, base.feature_layer, precision)
+    # Under a strategy of several replicas (GPUs) Keras splits each batch between them, every image once.
+    run_base = batch_runner(extractor, engine, threads, distribute.predict_each_row_once(extractor))
+    shape = list(extractor.output.shape[1:])
     with staged_dir(FEATURES_DIR) as staging:
-        splits = {split: extract_split(extractor, TFRECORDS_DIR, split, staging, params.features.batch_size,
+        splits = {split: extract_split(run_base, shape, TFRECORDS_DIR, split, staging, params.features.batch_size,
                                        params.features.shard_size)
                   for split in SPLITS}
-        manifest = FeaturesManifest(weights=base.weights, feature_layer=base.feature_layer, precision=base.precision,
-                                    weights_label=family.describe(), dtype=extractor.output.dtype, splits=splits)
+        dtype = "float32" if engine == "litert" else extractor.output.dtype
+        manifest = FeaturesManifest(weights=base.weights, feature_layer=base.feature_layer, precision=precision,
+                                    weights_label=family.describe(), dtype=dtype, engine=engine,
+                                    machine=machine.describe_cpu(), splits=splits)
         manifest.write(staging / FeaturesManifest.name)
     print(f"features ({manifest.weights_label}): " + ", ".join(f"{split} {splits[split].count}" for split in SPLITS))
 

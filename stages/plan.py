@@ -86,14 +86,14 @@ class Need:
 
 def feature_bytes_per_image(params: Params) -> int | None:
     """The features stage's bytes per image (values x precision, 3% record overhead), or None for a
-    layer this table does not know."""
+    layer this table does not know. Precision auto counts float32's 4 bytes: the most it can take."""
     transfer = params.train.get("transfer")
     if not transfer or transfer.get("feature_layer") not in VGG16_SHAPES:
         return None
     height, width, channels = VGG16_SHAPES[transfer["feature_layer"]]
     scale = params.prepare.image_size / 100
     values = round(height * scale) * round(width * scale) * channels
-    return int(values * PRECISION_BYTES[transfer.get("precision", "float32")] * 1.03)
+    return int(values * PRECISION_BYTES.get(transfer.get("precision", "float32"), 4) * 1.03)
 
 
 def cache_shares_files(root: Path = Path(".")) -> bool:

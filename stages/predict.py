@@ -77,6 +77,13 @@ def read_settings(path: Path = PARAMS_FILE) -> Settings:
                     detect_faces=section.detect_faces, explain_method=params.evaluate.explain.method)
 
 
+def read_engine(model_path: Path) -> str:
+    """What ran the model's frozen base when its features were cached (training.json beside it): keras
+    or litert. predict runs it the same way, so that its probabilities are the ones evaluate scored."""
+    training = ModelDir(model_path.parent).training
+    return TrainedClasses.read(training).engine if training.is_file() else "keras"
+
+
 def read_classes(model_path: Path, settings: Settings) -> list[str]:
     """The class names the model was trained on: training.json beside it (its contract,
     contracts.training.TrainedClasses), else params.yaml's prepare.classes."""
@@ -202,8 +209,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.quiet_tensorflow()
     from stages.modelkit.registry import load_model
 
+    from stages.common.distribute import cpu_share
+    from stages.modelkit.engines import on_engine
+
     model = load_model(model_path)
     model_image_size(model)
+    runner = on_engine(model, read_engine(model_path), cpu_share())
     explain_to = None
     if args.explain is not None:
         explain_to = ExplanationWriter(model, args.explain, settings.explain_method, threshold,
@@ -236,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         # The table goes to the terminal unless the rows go to a CSV (--table brings it back there).
         show_table = args.table if args.table is not None else args.csv is None
-        for rows in predict_files(model, files(), classes, threshold, args.batch_size, warn, faces, explain_to,
+        for rows in predict_files(runner, files(), classes, threshold, args.batch_size, warn, faces, explain_to,
                                   settings.max_pixels):
             if show_table:
                 try:

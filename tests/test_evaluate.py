@@ -55,7 +55,9 @@ def test_head_on_cached_features_equals_full_model(records, tmp_path, precision)
     extractor = transfer.feature_extractor((100, 100, 3), "none", params.feature_layer, precision)
     cached = tmp_path / "features"
     cached.mkdir()
-    splits = {split: features.extract_split(extractor, records, split, cached, batch_size=4, shard_size=2)
+    shape = list(extractor.output.shape[1:])
+    splits = {split: features.extract_split(extractor.predict_on_batch, shape, records, split, cached, batch_size=4,
+                                            shard_size=2)
               for split in ("val", "test")}
     assert len(splits["test"].shards) == 3
     FeaturesManifest(weights="none", feature_layer=params.feature_layer, precision=precision, weights_label="random",

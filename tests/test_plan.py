@@ -30,10 +30,11 @@ def test_real_params_are_the_assignments_setup():
     assert load_params(ROOT / "params.yaml").download.source == "sample"       # params.yaml itself unchanged
 
 
-def test_feature_bytes_are_the_cut_layers_values():
-    params = plan.real_params(ROOT / "params.yaml")
-    precision = params.train["transfer"]["precision"]
-    assert plan.feature_bytes_per_image(params) == int(3 * 3 * 512 * plan.PRECISION_BYTES[precision] * 1.03)
+@pytest.mark.parametrize("precision, bytes_per_value", [("float32", 4), ("bfloat16", 2), ("float16", 2),
+                                                     ("auto", 4)])   # auto: the most it can take
+def test_feature_bytes_are_the_cut_layers_values(precision, bytes_per_value):
+    params = plan.real_params(ROOT / "params.yaml", plan.REAL_RUN | {"train.transfer.precision": precision})
+    assert plan.feature_bytes_per_image(params) == int(3 * 3 * 512 * bytes_per_value * 1.03)
 
 
 def test_disk_needs_count_the_cache_only_when_it_copies():

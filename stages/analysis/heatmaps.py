@@ -119,13 +119,49 @@ def probabilities(model, images: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict_on_batch(images), dtype=np.float64).reshape(-1)
 
 
+def _float32_policies(node):
+    """A model config with every layer's dtype policy float32 (mixed_bfloat16 -> float32, ...)."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
+            return {**node, "config": {**node["config"], "name": "float32"}}
+        return {key: _float32_policies(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_float32_policies(value) for value in node]
+    return node
+
+
+def float32_copy(model):
+    """The model with every layer computing in float32, same weights; the model itself when it already
+    does (or is not a functional model). The maps' gradients and occlusion's many passes then need no
+    16-bit arithmetic, which a CPU without native bfloat16 emulates slowly; the predicted class still
+    comes from the model itself."""
+    import keras
+
+    def layers_of(each):
+        for layer in each.layers:
+            yield layer
+            if isinstance(layer, keras.Model):
+                yield from layers_of(layer)
+
+    if not isinstance(model, keras.Model) or all(layer.dtype_policy.name == "float32" for layer in layers_of(model)):
+        return model
+    try:
+        copy = type(model).from_config(_float32_policies(model.get_config()))
+        copy.set_weights(model.get_weights())
+    except Exception:   # a model Keras cannot rebuild from its config: explain it as it is
+        return model
+    return copy
+
+
 class Explainer:
     """Heat maps for one model: the method decided, and Grad-CAM's chain checked, once. The map shows the
-    evidence for each image's predicted class, P(class 1) >= threshold (evaluate.threshold)."""
+    evidence for each image's predicted class, P(class 1) >= threshold (evaluate.threshold), computed in
+    float32 (float32_copy)."""
 
     def __init__(self, model, image_size: int, method: Method = "auto", *, threshold: float):
         self.model, self.threshold = model, threshold
-        self.plan = None if method == "occlusion" else gradcam_plan(model, image_size)
+        self.mapped = float32_copy(model)
+        self.plan = None if method == "occlusion" else gradcam_plan(self.mapped, image_size)
         if self.plan is None and method == "gradcam":
             raise ValueError("Grad-CAM does not apply to this model (it needs a chain of layers ending in a sigmoid, "
                              "with a conv layer whose maps are 2x2 or larger); use occlusion")
@@ -138,7 +174,9 @@ class Explainer:
         predicted = probability >= self.threshold
         if self.plan is not None:
             return gradcam(self.plan, images, predicted)
-        return occlusion(self.model, images, probability, predicted)
+        if self.mapped is not self.model:
+            probability = probabilities(self.mapped, images)
+        return occlusion(self.mapped, images, probability, predicted)
 
 
 def choose_method(model, image_size: int, method: Method = "auto") -> str:

@@ -3,6 +3,7 @@ depend on. Standard library only (benchmarks/timings.py uses it before anything 
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -25,6 +26,35 @@ def cpu_info(cpuinfo: str | None = None) -> tuple[str, list[str]]:
 
 
 def describe_cpu() -> str:
-    """'Intel(R) Xeon(R) Processor (avx2, avx512f, avx512_bf16, amx_bf16)'."""
+    """'Intel(R) Xeon(R) Processor (avx2, avx512f, avx512_bf16, amx_bf16)', and the oneDNN cap if set."""
     model, flags = cpu_info()
-    return f"{model} ({', '.join(flags) or 'none of ' + ', '.join(FLAGS_OF_INTEREST)})"
+    return f"{model} ({', '.join(flags) or 'none of ' + ', '.join(FLAGS_OF_INTEREST)}){describe_isa_cap()}"
+
+
+# oneDNN's ISA levels (ONEDNN_MAX_CPU_ISA), lowest first, up to the first with native bfloat16 kernels.
+# A cap below AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA=AVX2 emulates an older CPU) leaves oneDNN no
+# bfloat16 convolution at all: TensorFlow still sends bfloat16 to oneDNN on a CPU that has the flags,
+# and the first convolution fails ("could not create a primitive descriptor").
+ONEDNN_ISA_ORDER = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+                    "AVX512_CORE_BF16")
+ONEDNN_CAP_VARIABLE = "ONEDNN_MAX_CPU_ISA"
+
+
+def onednn_allows_bfloat16(environ: dict[str, str] | None = None) -> bool:
+    """False when ONEDNN_MAX_CPU_ISA caps oneDNN below its bfloat16 kernels (AVX512_CORE_BF16)."""
+    cap = (environ if environ is not None else os.environ).get(ONEDNN_CAP_VARIABLE, "").strip().upper()
+    if not cap or cap in ("ALL", "DEFAULT") or cap not in ONEDNN_ISA_ORDER:
+        return True
+    return cap == ONEDNN_ISA_ORDER[-1]
+
+
+def native_bfloat16(cpuinfo: str | None = None, environ: dict[str, str] | None = None) -> bool:
+    """Whether this CPU computes bfloat16 in hardware (avx512_bf16 or amx_bf16) and oneDNN may use it."""
+    _, flags = cpu_info(cpuinfo)
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags)) and onednn_allows_bfloat16(environ)
+
+
+def describe_isa_cap(environ: dict[str, str] | None = None) -> str:
+    """'; oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA)' when the variable is set, else ''."""
+    cap = (environ if environ is not None else os.environ).get(ONEDNN_CAP_VARIABLE, "").strip()
+    return f"; oneDNN capped at {cap} ({ONEDNN_CAP_VARIABLE})" if cap else ""

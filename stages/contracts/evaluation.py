@@ -90,6 +90,7 @@ class ModelMetrics(JsonFile):
     val: SplitMetrics
     test: SplitMetrics
     calibration: Optional[Calibration] = None     # None in files written before evaluate measured it
+    evaluated_on: str = ""                        # the CPU (stages/common/machine.py describe_cpu); "" before
 
     @staticmethod
     def path(name: str, seed: int, root: Path = METRICS_DIR / "evaluate") -> Path:

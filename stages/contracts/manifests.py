@@ -59,9 +59,11 @@ class FeaturesManifest(JsonFile):
 
     weights: str
     feature_layer: str
-    precision: str
+    precision: str            # as resolved on the machine that ran the stage (params may say auto)
     weights_label: str
     dtype: str                # float32 | bfloat16 | float16
+    engine: str = "keras"     # keras | litert: what ran the base (stages/modelkit/engines.py)
+    machine: str = ""         # the CPU it ran on (stages/common/machine.py describe_cpu)
     splits: dict[str, FeatureShards]
 
     @classmethod

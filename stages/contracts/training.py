@@ -131,7 +131,8 @@ class TrainingInfo(JsonFile):
 
 
 class TrainedClasses(JsonFile):
-    """What predict reads of a model's training.json: its class names (label index = position).
+    """What predict reads of a model's training.json: its class names (label index = position), and
+    what ran its frozen base (details.engine: keras, or litert; stages/modelkit/engines.py).
 
     A view of TrainingInfo's file, lenient on purpose: a model copied from elsewhere may come with a
     training.json of an older run, or one written by hand, holding only some fields."""
@@ -140,6 +141,11 @@ class TrainedClasses(JsonFile):
     written_by: ClassVar[str] = "train"
 
     classes: Optional[list[Annotated[str, Field(min_length=1)]]] = Field(default=None, min_length=2, max_length=2)
+    details: dict[str, str | bool | int | float] = {}
+
+    @property
+    def engine(self) -> str:
+        return str(self.details.get("engine", "keras"))
 
 
 

@@ -49,6 +49,9 @@ FULL_BASE_OUTPUT = "block5_pool"
 # under. Its weights stay float32 either way; "mixed" policies compute in 16 bits.
 PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 PRECISIONS = tuple(PRECISION_POLICIES)
+# Where the frozen base runs (train.transfer.engine): Keras, or LiteRT (stages/modelkit/engines.py), float32 only.
+ENGINES = ("keras", "litert")
+LITERT_PACKAGE = "ai_edge_litert"
 # `none` must give the same random base in every stage: features are extracted by one process and
 # the head is trained, saved and evaluated by others.
 RANDOM_BASE_SEED = 2021
@@ -65,7 +68,8 @@ class Params(FitParams):
 
     weights: str = Field(min_length=1)                     # hed | imagenet | none | a file path
     feature_layer: str = Field(min_length=1)               # the VGG16 layer whose output is the feature
-    precision: Literal["float32", "bfloat16", "float16"]   # the frozen base's compute precision
+    precision: Literal["auto", "float32", "bfloat16", "float16"]   # the frozen base's compute precision
+    engine: Literal["auto", "keras", "litert"] = "auto"           # what runs the frozen base (features, predict)
     head_units: list[LayerSize]                            # empty: the feature maps straight to the sigmoid
     dropout: float = Field(ge=0, lt=1)
     augmentation: AugmentationParams
@@ -81,9 +85,44 @@ class VGGPreprocess(layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=inputs.dtype)
 
 
-def describe_weights(weights: str, feature_layer: str = FULL_BASE_OUTPUT, precision: str = "float32") -> str:
+def resolve_base(precision: str, engine: str, gpus: int | None = None, litert: bool | None = None) -> tuple[str, str]:
+    """The frozen base's (precision, engine) on this machine for train.transfer's precision and engine,
+    either of which may be auto: precision float16 on a GPU, bfloat16 where the CPU computes it natively
+    (stages/common/machine.py: avx512_bf16 or amx_bf16, oneDNN not capped below them), else float32;
+    engine litert for float32 on a CPU when ai-edge-litert is installed (XNNPACK: faster than Keras
+    without native bfloat16), else keras. An explicit choice is kept; one this machine cannot run is refused.
+    gpus and litert (installed) are found out when not given."""
+    from stages.common import machine
+
+    if gpus is None:
+        gpus = 0 if precision != "auto" and engine != "auto" else len(_gpus())
+    if precision == "auto":
+        precision = ("float32" if engine == "litert" else "float16" if gpus
+                     else "bfloat16" if machine.native_bfloat16() else "float32")
+    if engine == "auto":
+        if litert is None:
+            litert = importlib.util.find_spec(LITERT_PACKAGE) is not None
+        engine = "litert" if precision == "float32" and not gpus and litert else "keras"
+    if engine == "litert" and precision != "float32":
+        raise UserError(f"train.transfer.engine: litert runs the base in float32 only, not {precision}; "
+                        "set train.transfer.precision: float32 (or auto), or engine: keras")
+    if precision == "bfloat16" and engine == "keras" and not gpus and not machine.onednn_allows_bfloat16():
+        raise UserError(f"train.transfer.precision: bfloat16 cannot run with {machine.ONEDNN_CAP_VARIABLE}="
+                        f"{os.environ.get(machine.ONEDNN_CAP_VARIABLE)} (oneDNN has no bfloat16 kernels below "
+                        "AVX512_CORE_BF16); set precision: auto or float32, or unset the variable")
+    return precision, engine
+
+
+def _gpus() -> list:
+    import tensorflow as tf
+
+    return tf.config.list_physical_devices("GPU")
+
+
+def describe_weights(weights: str, feature_layer: str = FULL_BASE_OUTPUT, precision: str = "float32",
+                     engine: str = "keras") -> str:
     """The label for results of this model: say what the base was trained on (and where it was cut,
-    and in what precision it runs when not float32), never more."""
+    and in what precision and engine it runs when not Keras float32), never more."""
     vgg = "VGG16" if feature_layer == FULL_BASE_OUTPUT else f"VGG16 up to {feature_layer}"
     if weights == "hed":
         label = f"{vgg}, HED/BSDS500 weights"
@@ -93,6 +132,8 @@ def describe_weights(weights: str, feature_layer: str = FULL_BASE_OUTPUT, precis
         label = f"{vgg}, random weights (no pretraining)"
     else:
         label = f"{vgg}, weights from {Path(weights).name}"
+    if engine == "litert":
+        return f"{label}, float32 on LiteRT"
     return label if precision == "float32" else f"{label}, {precision} compute"
 
 
@@ -249,10 +290,10 @@ def make_head(feature_shape: tuple[int, ...], params: Params, scale: tuple[float
     return keras.Model(inputs, outputs, name="head")
 
 
-def make_model(input_shape: tuple[int, int, int], params: Params,
-               base: keras.Model | None = None, head: keras.Model | None = None) -> keras.Model:
-    """Raw 0-255 RGB -> VGG preprocessing -> frozen VGG16 -> head."""
-    base = base or make_base(input_shape, params.weights, params.feature_layer, params.precision)
+def make_model(input_shape: tuple[int, int, int], params: Params, base: keras.Model | None = None,
+               head: keras.Model | None = None, precision: str = "float32") -> keras.Model:
+    """Raw 0-255 RGB -> VGG preprocessing -> frozen VGG16 (computing in `precision` unless given) -> head."""
+    base = base or make_base(input_shape, params.weights, params.feature_layer, precision)
     head = head or make_head(tuple(base.output.shape[1:]), params)
     inputs = keras.Input(shape=input_shape)
     x = VGGPreprocess(name="vgg16_preprocess")(inputs)
@@ -282,23 +323,39 @@ def unfreeze_last_block(base: keras.Model) -> None:
 class Family(ModelFamily):
     Params = Params
 
+    # The base's (precision, engine) once fit knows them: the cached features' when the head learns from them.
+    base_run: tuple[str, str] | None = None
+
+    def resolved(self) -> tuple[str, str]:
+        """The frozen base's (precision, engine): as fit ran it, or as this machine resolves params' choices."""
+        return self.base_run or resolve_base(self.params.precision, self.params.engine)
+
     def build(self, input_shape):
-        return make_model(input_shape, self.params)
+        return make_model(input_shape, self.params, precision=self.resolved()[0])
 
     def describe(self) -> str:
-        return describe_weights(self.params.weights, self.params.feature_layer, self.params.precision)
+        return describe_weights(self.params.weights, self.params.feature_layer, *self.resolved())
 
     def details(self) -> dict[str, str | bool | int | float]:
-        # evaluate reads these to decide whether the cached features are this model's base outputs.
+        # evaluate reads these to decide whether the cached features are this model's base outputs, and
+        # predict which engine runs the base (the one the features stage ran).
+        precision, engine = self.resolved()
         return {"weights": self.params.weights, "feature_layer": self.params.feature_layer,
-                "precision": self.params.precision, "fine_tuned": self.params.fine_tune.enabled}
+                "precision": precision, "engine": engine, "fine_tuned": self.params.fine_tune.enabled}
 
     def fit(self, data: DataRoots, input_shape, history):
         """The head on the cached features (or end to end on images when augmenting: augmented images
         change every epoch, so their features cannot be cached); then optionally fine-tune the base's
         last block with a low learning rate, the learning curve continuing in `history`."""
         params = self.params
-        base = make_base(input_shape, params.weights, params.feature_layer, params.precision)
+        if params.augmentation.enabled:
+            # Trained through Keras on every image: LiteRT has no gradients.
+            self.base_run = (resolve_base(params.precision, "keras")[0], "keras")
+        else:
+            features = FeaturesManifest.read_from(data.features)
+            self.base_run = (features.precision, features.engine)
+        # The saved model's base computes in that precision in Keras (LiteRT's float32 equals Keras float32).
+        base = make_base(input_shape, params.weights, params.feature_layer, self.base_run[0])
         if params.augmentation.enabled:
             # The head's scale from the base's outputs on a few batches of unaugmented training images.
             images = load_split(data.tfrecords, "train", params.batch_size).take(8)

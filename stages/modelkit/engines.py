@@ -1,0 +1,98 @@
+"""Where a frozen Keras network runs: Keras itself (oneDNN on CPUs, CUDA on GPUs), or LiteRT.
+
+    run = batch_runner(extractor, "litert", threads=2)   # numpy batch in, numpy batch out
+
+LiteRT is the maintained successor of TensorFlow Lite's interpreter (the `ai-edge-litert` package;
+`tf.lite.Interpreter` is deprecated). The model is exported with Keras's own LiteRT exporter
+(`keras.Model.export(format="litert")`) and run by the interpreter with its XNNPACK delegate, which on
+CPUs without native bfloat16 computes VGG16 in float32 faster than Keras does (docs/benchmark.md).
+Its outputs match Keras float32 within float32 rounding (max relative difference ~1e-6).
+
+Used by the features stage (the frozen base over every split) and predict (the same base on new
+photos, so that the two agree on the engine), never by train or evaluate: those read cached features.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from stages.common.errors import UserError
+
+ENGINES = ("keras", "litert")
+LITERT_PACKAGE = "ai_edge_litert"
+
+
+def litert_installed() -> bool:
+    return importlib.util.find_spec(LITERT_PACKAGE) is not None
+
+
+class LiteRTRunner:
+    """A Keras model exported to LiteRT and run batch by batch on `threads` cores (XNNPACK)."""
+
+    def __init__(self, model, threads: int):
+        if not litert_installed():
+            raise UserError("engine litert: the ai-edge-litert package is not installed; install requirements.txt "
+                            "(pip install ai-edge-litert==2.3.0) or use the keras engine")
+        from ai_edge_litert.interpreter import Interpreter
+
+        with tempfile.TemporaryDirectory(prefix="facegender-litert-") as folder:
+            path = Path(folder) / "model.tflite"
+            model.export(str(path), format="litert", verbose=False)
+            content = path.read_bytes()
+        self.size_bytes = len(content)
+        self.interpreter = Interpreter(model_content=content, num_threads=max(1, threads))
+        self._input = self.interpreter.get_input_details()[0]["index"]
+        self._output = self.interpreter.get_output_details()[0]["index"]
+        self._batch: tuple[int, ...] | None = None
+
+    def __call__(self, batch) -> np.ndarray:
+        batch = np.ascontiguousarray(np.asarray(batch, dtype=np.float32))
+        if self._batch != batch.shape:
+            self.interpreter.resize_tensor_input(self._input, list(batch.shape))
+            self.interpreter.allocate_tensors()
+            self._batch = batch.shape
+        self.interpreter.set_tensor(self._input, batch)
+        self.interpreter.invoke()
+        # A copy: the interpreter reuses its output buffer on the next call.
+        return np.array(self.interpreter.get_tensor(self._output))
+
+
+def batch_runner(model, engine: str, threads: int, keras_runner: Callable | None = None) -> Callable:
+    """A function from a batch of inputs to the model's outputs on `engine`: for keras, `keras_runner`
+    (default model.predict_on_batch), for litert a LiteRTRunner."""
+    if engine == "litert":
+        return LiteRTRunner(model, threads)
+    if engine != "keras":
+        raise UserError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
+    return keras_runner or model.predict_on_batch
+
+
+class FrontOnEngine:
+    """A saved model with everything before its last layer (the transfer model's frozen base) on LiteRT,
+    the last layer (its head) in Keras: what predict runs when the features stage ran the base on
+    LiteRT, so that predict's probabilities are the ones evaluate scored (`predict_on_batch`, as Keras)."""
+
+    def __init__(self, model, threads: int):
+        import keras
+
+        # The model is a chain (input, preprocessing, base, head): the front is the same layers, called anew
+        # (a nested model's own .output may belong to another model that shares it).
+        inputs = keras.Input(shape=model.input_shape[1:])
+        front = inputs
+        for layer in model.layers[1:-1]:
+            front = layer(front, training=False)
+        self.front = LiteRTRunner(keras.Model(inputs, front), threads)
+        self.last = model.layers[-1]
+
+    def predict_on_batch(self, batch) -> np.ndarray:
+        return np.asarray(self.last(self.front(batch), training=False))
+
+
+def on_engine(model, engine: str, threads: int):
+    """The model as `engine` runs it (training.json's details say which ran the base): itself for keras."""
+    return FrontOnEngine(model, threads) if engine == "litert" else model
