@@ -14,5 +14,8 @@ def machine() -> dict:
     """This machine, as the results files record it."""
     model, flags = cpu_info()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"cpu": model, "flags": flags, "cores": os.cpu_count(), "memory_gib": round(memory / 2**30, 1),
-            "python": platform.python_version()}
+    found = {"cpu": model, "flags": flags, "cores": os.cpu_count(), "memory_gib": round(memory / 2**30, 1),
+             "python": platform.python_version()}
+    # Set to emulate an older CPU (oneDNN's kernels only): the figures are then not this CPU's own.
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return found | ({"onednn_max_cpu_isa": cap} if cap else {})

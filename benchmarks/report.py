@@ -20,7 +20,11 @@ def run_section(run: dict, limits: dict) -> list[str]:
         f"test {images['test']:,})",
         "",
         f"{run['date']}; {m['cpu']} ({', '.join(m.get('flags') or []) or 'flags not recorded'}), {m['cores']} cores, "
-        f"{m['memory_gib']} GiB; Python {m['python']}. "
+        f"{m['memory_gib']} GiB; Python {m['python']}"
+        + (f"; oneDNN capped at {m['onednn_max_cpu_isa']} (ONEDNN_MAX_CPU_ISA, emulating an older CPU)"
+           if m.get("onednn_max_cpu_isa") else "")
+        + (f"; the transfer model's base: {run['engine']['precision']} on {run['engine']['engine']} "
+           f"({run['engine']['asked']})" if run.get("engine") else "") + ". "
         f"Corpus written by `dvc repro download` (the sample generator) in {run['download']['wall_s']:.0f} s, "
         "not counted below.",
         "",
@@ -83,9 +87,7 @@ def limits_table(run: dict, limits: dict) -> list[str]:
          summary["pipeline_minutes"] <= limits["pipeline_minutes"]),
         (f"prepare >= {limits['prepare_speedup']:g}x the naive loop", f"{summary['prepare_speedup']:.2f}x",
          summary["prepare_speedup"] >= limits["prepare_speedup"]),
-        (f"DVC <= {limits['dvc_overhead_pct']}% of every stage",
-         f"worst {summary['worst_dvc_overhead_pct']:.1f}% ({summary['worst_dvc_overhead_stage']})",
-         summary["worst_dvc_overhead_pct"] <= limits["dvc_overhead_pct"]),
+        *dvc_rows(summary, limits),
         (f"every stage <= {_gib(limits['peak_rss_mb'])} peak RSS",
          f"{_gib(summary['peak_rss_mb'])} ({summary['peak_rss_stage']})", summary["peak_rss_mb"] <= limits["peak_rss_mb"]),
     ]
@@ -124,3 +126,17 @@ def markdown(results: dict, limits: dict) -> str:
         lines += run_section(run, limits)
     lines += rss_by_scale(sorted(runs, key=lambda run: run["scale"]))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def dvc_rows(summary: dict, limits: dict) -> list[tuple[str, str, bool]]:
+    """DVC's share by the rule in force: after each stage at most max(15% of it, 2 s), and 5% of the
+    whole run. A run recorded before the rule has only the per-stage percentage: judged by 15% alone."""
+    if "worst_dvc_allowance_ratio" not in summary:
+        return [(f"DVC <= {limits['dvc_overhead_pct']}% of every stage",
+                 f"worst {summary['worst_dvc_overhead_pct']:.1f}% ({summary['worst_dvc_overhead_stage']})",
+                 summary["worst_dvc_overhead_pct"] <= limits["dvc_overhead_pct"])]
+    return [(f"DVC after each stage <= max({limits['dvc_overhead_pct']}% of it, {limits['dvc_overhead_floor_s']:g} s)",
+             f"worst {summary['worst_dvc_allowance_ratio']:.2f}x its allowance ({summary['worst_dvc_allowance_stage']})",
+             summary["worst_dvc_allowance_ratio"] <= 1),
+            (f"DVC <= {limits['dvc_whole_pct']}% of the whole run", f"{summary['dvc_whole_pct']:.1f}%",
+             summary["dvc_whole_pct"] <= limits["dvc_whole_pct"])]

@@ -93,6 +93,22 @@ def test_results_page_shows_limits_and_memory_against_scale():
     assert "| every stage <= 2.00 GiB peak RSS | 2.93 GiB (features) | **no** |" in report.markdown({"runs": [slow]}, bench.LIMITS)
 
 
+def test_dvcs_share_is_judged_by_max_of_15_percent_and_2_s_per_stage_and_5_percent_of_the_run():
+    run = run_result(1.0, 900.0)
+    # prepare: 30 s, DVC 1.5 s after it: 5% of the stage, but against its allowance max(4.5 s, 2 s) 0.33x.
+    assert bench.dvc_allowance_ratio(run["stages"][0]) == pytest.approx(1.5 / 4.5)
+    short = {"wall_s": 4.0, "dvc_s": 1.9}          # 48% of a 4 s stage: within the 2 s floor
+    assert bench.dvc_allowance_ratio(short) < 1 and 100 * short["dvc_s"] / short["wall_s"] > bench.LIMITS["dvc_overhead_pct"]
+    assert run["summary"]["dvc_whole_pct"] == pytest.approx(100 * (1.2 + 1.5 + 20.0) / 600, abs=0.05)
+    page = report.markdown({"runs": [run]}, bench.LIMITS)
+    assert "| DVC after each stage <= max(15% of it, 2 s) | worst 0.33x its allowance (prepare) | yes |" in page
+    assert "| DVC <= 5% of the whole run | 3.8% | yes |" in page
+    run["stages"].append({"stage": "compare", "wall_s": 1.0, "cpu_s": 1.0, "peak_rss_tree_mb": 1.0,
+                          "peak_rss_process_mb": 1.0, "dvc_s": 2.5, "dvc_pct": 250.0})
+    run["summary"] = bench.summarize(run)
+    assert "| worst 1.25x its allowance (compare) | **no** |" in report.markdown({"runs": [run]}, bench.LIMITS)
+
+
 @pytest.mark.e2e
 def test_gpu_check_says_what_to_do_without_a_gpu():
     """benchmarks/gpu_check.py is for GPU machines; on this CPU-only one it must say so, not fail oddly."""
