@@ -197,6 +197,9 @@ def bench(scale: float, workdir: Path, keep: bool = False, precisions: Sequence[
         "epoch": reference(runner, "epoch", "epoch"),
     }
     shutil.rmtree(workdir / "naive", ignore_errors=True)
+    print("bench: this machine's probe (python -m stages.plan --probe)", flush=True)
+    probed = subprocess.run([sys.executable, "-m", "stages.plan", "--probe"], cwd=project, capture_output=True,
+                            text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     project_params = yaml.safe_load((project / "params.yaml").read_text())
     metrics = {path.parent.name: json.loads(path.read_text())      # each model's run with the first seed
                for path in sorted((project / "metrics" / "evaluate").glob(f"*/{project_params['seeds'][0]}.json"))}
@@ -220,6 +223,7 @@ def bench(scale: float, workdir: Path, keep: bool = False, precisions: Sequence[
         "stages": stages,
         "feature_layer": transfer_params["feature_layer"],     # what the features stage computed (stages/plan.py)
         "references": references,
+        "probe": json.loads(probed.stdout.strip().splitlines()[-1]),   # make real-plan scales by it
         "auc": {model: {split: values[split]["roc_auc"] for split in ("val", "test")} for model, values in metrics.items()},
         "precision": precision,
         "engine": {"precision": manifest["precision"], "engine": manifest.get("engine", "keras"),
@@ -262,11 +266,19 @@ def summarize(run: dict) -> dict:
     return summary
 
 
+def machine_kind(run: dict) -> tuple:
+    """What a run's figures depend on besides the scale: the CPU, its flags and any oneDNN cap."""
+    found = run["machine"]
+    return found["cpu"], tuple(found.get("flags") or ()), found.get("onednn_max_cpu_isa")
+
+
 def merged(run: dict) -> dict:
-    """results.json with this run in place of any earlier run at the same scale."""
+    """results.json with this run in place of any earlier run at the same scale on the same kind of
+    machine (machine_kind); runs on other CPUs stay beside it."""
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {"runs": []}
-    results["runs"] = sorted([old for old in results["runs"] if old["scale"] != run["scale"]] + [run],
-                             key=lambda old: old["scale"])
+    results["runs"] = sorted([old for old in results["runs"]
+                              if (old["scale"], machine_kind(old)) != (run["scale"], machine_kind(run))] + [run],
+                             key=lambda old: (old["scale"], old["date"]))
     return results
 
 

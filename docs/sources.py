@@ -65,6 +65,8 @@ SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "comparison": ("metrics/comparison.json", lambda root: _load_json(root / "metrics/comparison.json")),
     "prepare": ("metrics/prepare.json", lambda root: _load_json(root / "metrics/prepare.json")),
     "params": ("params.yaml", lambda root: yaml.safe_load((root / "params.yaml").read_text())),
+    "engines": ("benchmarks/engines.json (python -m benchmarks.engines)",
+                lambda root: _load_json(root / "benchmarks/engines.json")),
     "seeds": ("benchmarks/seeds.json (python -m benchmarks.seeds)",
               lambda root: _load_json(root / "benchmarks/seeds.json")),
 }

@@ -3,6 +3,7 @@
     facegender plan              # make real-plan: datasets, disk, time; downloads nothing
     facegender plan --run        # make real: the plan, refused when the disk is short, then
                                  # dvc exp run -n real-<time> -S <REAL_RUN settings>
+    facegender plan --probe      # only this machine's speed (JSON), as make bench records it
 
 The real run is params.yaml with REAL_RUN's settings on top: the Kaggle datasets, ImageNet VGG16
 weights and the assignment's transfer model (its whole frozen conv base, block5_pool, with the head
@@ -18,8 +19,11 @@ What the plan states, and where each number comes from:
   the features exactly (the cut layer's values times the precision's bytes), models and figures,
   and the DVC cache's copies (none where it hard-links on the same disk, as .dvc/config asks);
 - the time per stage on this machine: the benchmark's scale-1 run (benchmarks/results.json: a corpus
-  the size of the real data, on its machine) scaled by this machine's cores, and the features stage
-  by VGG16's multiply-adds up to the cut layer against the benchmark's: an estimate.
+  the size of the real data, on its machine) scaled by the images and by how much slower or faster this
+  machine is at each stage's work, measured here in seconds (stages/modelkit/probe.py: the frozen base
+  on the engine auto picks here, prepare's work, a training step) against the same measurement the
+  benchmark recorded. A benchmark from before it recorded one is scaled by cores, and the features
+  stage by VGG16's multiply-adds up to the cut layer against the benchmark's: an estimate.
 """
 
 from __future__ import annotations
@@ -162,18 +166,40 @@ def vgg16_work(feature_layer: str) -> int | None:
 PER_SEED_STAGES = ("train@", "evaluate@")
 
 
+def speed_ratio(stage: str, here: dict, there: dict, cores: int, their_cores: int) -> float:
+    """How much longer `stage` takes here than on the benchmark's machine, from the two machines'
+    probes (stages/modelkit/probe.py): the features stage by the base, prepare and tfrecords by
+    prepare's work (one process each, so also by the cores), train and evaluate by a training step;
+    the rest (download, inputs, compare, report: seconds of Python and DVC) by the cores."""
+    if stage == "features":
+        return here["base_ms"] / there["base_ms"]
+    if stage in ("prepare", "tfrecords"):
+        return here["prepare_ms"] / there["prepare_ms"] * their_cores / max(cores, 1)
+    if stage.startswith(PER_SEED_STAGES):
+        return here["step_ms"] / there["step_ms"]
+    return 1.0
+
+
 def stage_times(run: dict, images: int, cores: int, feature_layer: str | None = None,
-                seeds: int = 1) -> list[tuple[str, float]]:
-    """Seconds per stage here: the benchmark's, times the image ratio, times its cores over ours; the
-    features stage also times the VGG16 work of feature_layer over that of the benchmark's layer; a
-    per-seed stage (train, evaluate) times the number of seeds, and says so."""
+                seeds: int = 1, probe: dict | None = None) -> list[tuple[str, float]]:
+    """Seconds per stage here: the benchmark's, times the image ratio, times how much slower this machine
+    is at the stage's work (speed_ratio, when both this machine's probe and the benchmark's are known:
+    each probe ran the base at its own run's cut); else its cores over ours, and the features stage
+    times the VGG16 work of feature_layer over that of the benchmark's layer. A per-seed stage (train,
+    evaluate) times the number of seeds, and says so."""
     measured = sum(run["images"].values())
-    factor = images / measured * run["machine"]["cores"] / max(cores, 1)
+    their_cores = run["machine"]["cores"]
     ours, theirs = vgg16_work(feature_layer or ""), vgg16_work(run.get("feature_layer", BENCHMARK_DEFAULT_LAYER))
     layer = ours / theirs if ours and theirs else 1.0
     times = []
+    probed = bool(probe and run.get("probe"))
     for stage in run["stages"]:
-        name, seconds = stage["stage"], stage["wall_s"] * factor * (layer if stage["stage"] == "features" else 1.0)
+        name = stage["stage"]
+        if probed:
+            speed = speed_ratio(name, probe, run["probe"], cores, their_cores)
+        else:
+            speed = their_cores / max(cores, 1) * (layer if name == "features" else 1.0)
+        seconds = stage["wall_s"] * images / measured * speed
         if seeds > 1 and name.startswith(PER_SEED_STAGES):
             name, seconds = f"{name}, x{seeds} seeds", seconds * seeds
         times.append((name, seconds))
@@ -191,7 +217,8 @@ def gigabytes(count: int) -> str:
 
 
 def plan_lines(infos: dict, params: Params, free: int, run: dict | None, cores: int,
-               shared_cache: bool, settings: dict[str, str] | None = None) -> tuple[list[str], int]:
+               shared_cache: bool, settings: dict[str, str] | None = None,
+               probe: dict | None = None) -> tuple[list[str], int]:
     """The plan as lines of text, and the bytes the run needs."""
     lines = ["The real run: " + ", ".join(f"{key}={value}" for key, value in (settings or REAL_RUN).items()), "",
              "Datasets (Kaggle):"]
@@ -212,12 +239,27 @@ def plan_lines(infos: dict, params: Params, free: int, run: dict | None, cores: 
         lines.append("  no benchmark run at scale 1 (make bench): no estimate")
     else:
         layer = params.train.get("transfer", {}).get("feature_layer")
-        times = stage_times(run, images, cores, layer, len(params.seeds))
-        lines.append(f"  from the benchmark of {run['date']} ({run['machine']['cores']} cores; {cores} here), "
-                     f"scaled by images, cores and the VGG16 work up to {layer}; the download depends on the connection")
+        times = stage_times(run, images, cores, layer, len(params.seeds), probe)
+        lines += speed_lines(run, cores, layer, probe)
         lines += [f"  {seconds / 60:>6.1f} min  {stage}" for stage, seconds in times]
         lines.append(f"  {sum(seconds for _, seconds in times) / 60:>6.1f} min  in all, after the download")
     return lines, total
+
+
+def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) -> list[str]:
+    """Where the time estimate comes from, in words."""
+    there = run.get("probe")
+    if not (probe and there):
+        why = "" if there else " (the benchmark did not measure its machine: make bench again for a measured estimate)"
+        return [f"  from the benchmark of {run['date']} ({run['machine']['cores']} cores; {cores} here), scaled by "
+                f"images, cores and the VGG16 work up to {layer}{why}; the download depends on the connection"]
+    return [f"  from the benchmark of {run['date']} on {there.get('cpu', 'its machine')}, scaled by images and by "
+            "this machine's speed, measured just now (ms an image, here / there):",
+            f"    frozen base up to {layer}: {probe['base_ms']:.1f} ({probe['precision']} on {probe['engine']}) / "
+            f"{there['base_ms']:.1f} ({there['precision']} on {there['engine']}, up to {run.get('feature_layer')})",
+            f"    training step: {probe['step_ms']:.2f} / {there['step_ms']:.2f}; prepare, one process: "
+            f"{probe['prepare_ms']:.2f} / {there['prepare_ms']:.2f} ({cores} / {run['machine']['cores']} cores)",
+            "  the download depends on the connection"]
 
 
 def free_bytes(path: Path = Path(".")) -> int:
@@ -233,7 +275,14 @@ def make_plan(settings: dict[str, str], params_path: Path = PARAMS_FILE) -> tupl
     api = kaggle_client.kaggle_login()
     infos = {name: kaggle_datasets.dataset_info(api, name, source) for name, source in params.download.datasets.items()}
     free = free_bytes()
-    lines, needed = plan_lines(infos, params, free, benchmark_run(), os.cpu_count() or 1, cache_shares_files(), settings)
+    run = benchmark_run()
+    probe = None
+    if run is not None and run.get("probe"):
+        from stages.modelkit.probe import probe as measure_machine
+
+        print("Measuring this machine (the frozen base, prepare, a training step: seconds)...", file=sys.stderr, flush=True)
+        probe = measure_machine(params)
+    lines, needed = plan_lines(infos, params, free, run, os.cpu_count() or 1, cache_shares_files(), settings, probe)
     return lines, needed, free
 
 
@@ -248,9 +297,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--run", action="store_true",
                         help="after the plan, start the real run as a DVC experiment (refused when the disk is short)")
     parser.add_argument("--name", help="the experiment's name (default real-<UTC date and time>)")
+    parser.add_argument("--probe", action="store_true",
+                        help="only measure this machine with params.yaml as it is (stages/modelkit/probe.py) and print "
+                             "the result as JSON: what make bench records beside its stage times")
     parser.add_argument("--weights", metavar="FILE",
                         help="a VGG16 notop weights file to use instead of Keras's ImageNet file (make real WEIGHTS=FILE)")
     args = parser.parse_args(argv)
+    if args.probe:
+        from stages.modelkit.probe import probe
+
+        print(json.dumps(probe(load_params())))
+        return
     if args.weights and not Path(args.weights).is_file():
         raise UserError(f"--weights {args.weights}: no such file; give a VGG16 notop weights file (.h5)")
     settings = real_settings(str(Path(args.weights).resolve()) if args.weights else None)

@@ -161,3 +161,54 @@ def test_run_starts_the_experiment_with_the_real_settings(fake, creds, benchmark
     assert run_cli(plan.main, ["--run", "--name", "real-1"]) == 0
     assert started == [["dvc", "exp", "run", "-n", "real-1", "-S", "download.source=kaggle",
                         "-S", "train.transfer.weights=imagenet", "-S", "train.transfer.feature_layer=block5_pool"]]
+
+
+PROBE_THERE = {"base_ms": 10.0, "precision": "bfloat16", "engine": "keras", "prepare_ms": 4.0, "step_ms": 1.5,
+               "cores": 2, "cpu": "there"}
+
+
+def test_stage_times_follow_this_machines_measured_speed_at_each_kind_of_work(benchmark):
+    """With both machines' probes: the features stage by the base, prepare and tfrecords by prepare's work
+    and the cores, train and evaluate by a training step, the rest unchanged; the layer is in the probes."""
+    run = benchmark | {"probe": PROBE_THERE}
+    images, cores = sum(run["images"].values()), run["machine"]["cores"]
+    here = PROBE_THERE | {"base_ms": 40.0, "prepare_ms": 6.0, "step_ms": 3.0}
+    measured = {stage["stage"]: stage["wall_s"] for stage in run["stages"]}
+    estimated = dict(plan.stage_times(run, images, cores, "block5_pool", probe=here))
+    assert estimated["features"] == pytest.approx(4 * measured["features"])
+    assert estimated["prepare"] == pytest.approx(1.5 * measured["prepare"])
+    assert estimated["tfrecords"] == pytest.approx(1.5 * measured["tfrecords"])
+    trained = [name for name in measured if name.startswith(("train@", "evaluate@"))]
+    assert trained and all(estimated[name] == pytest.approx(2 * measured[name]) for name in trained)
+    assert estimated["compare"] == pytest.approx(measured["compare"])
+    on_four = dict(plan.stage_times(run, images, 2 * cores, "block5_pool", probe=here))
+    assert on_four["prepare"] == pytest.approx(estimated["prepare"] / 2) and on_four["features"] == estimated["features"]
+    # A benchmark without a probe: cores and VGG16 work, as before, and the plan says how to measure.
+    assert dict(plan.stage_times(benchmark, images, cores, probe=here))["features"] == pytest.approx(measured["features"])
+    lines = plan.speed_lines(benchmark, cores, "block5_pool", here)
+    assert "make bench again for a measured estimate" in lines[0]
+    lines = plan.speed_lines(run, cores, "block5_pool", here)
+    assert "measured just now" in lines[0] and "40.0 (bfloat16 on keras) / 10.0 (bfloat16 on keras" in lines[1]
+
+
+def test_the_probe_times_prepares_work_on_sample_like_photos():
+    from stages.modelkit import probe
+
+    assert 0 < probe.time_prepare(100, count=4) < 1000
+
+
+@pytest.mark.e2e
+def test_plan_probe_measures_this_machine_in_seconds():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "stages.plan", "--probe"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(found[key] > 0 for key in ("base_ms", "prepare_ms", "step_ms"))
+    assert (found["precision"], found["engine"]) in {("bfloat16", "keras"), ("float32", "litert"), ("float32", "keras")}
+    assert found["cores"] == os.cpu_count() and found["cpu"]

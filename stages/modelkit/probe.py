@@ -1,0 +1,108 @@
+"""This machine's speed at the pipeline's three kinds of work, measured in seconds on a few dozen images.
+
+    speeds = probe(params)   # {"base_ms": ..., "prepare_ms": ..., "step_ms": ..., ...}, per image
+
+- base_ms: the transfer model's frozen base (the cut of train.transfer.feature_layer), on the precision
+  and engine `auto` (or params.yaml) resolves to here, wall milliseconds an image in batches of
+  features.batch_size: the features stage's work. Random weights: the same arithmetic as any weights,
+  and nothing to download.
+- prepare_ms: decoding a JPEG face as the offline sample draws its test photos (64-260 px sides),
+  converting it to RGB, resizing it to prepare.image_size and writing a PNG, in one process:
+  prepare's work per image and core.
+- step_ms: a training step of the baseline CNN on a batch of train.baseline.batch_size images: the
+  work of train and evaluate, per image.
+
+`make real-plan` compares these with the same measurement on the benchmark's machine (recorded in
+benchmarks/results.json) to scale each of the benchmark's stage times to this machine.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stages.common.config import Params
+
+PREPARE_IMAGES = 32
+BASE_BATCHES = 2
+TRAIN_STEPS = 5
+
+
+def _per_image_ms(seconds: float, images: int) -> float:
+    return round(1000 * seconds / images, 2)
+
+
+def time_prepare(image_size: int, count: int = PREPARE_IMAGES) -> float:
+    """Milliseconds an image for prepare's work on `count` JPEG faces like the offline sample's test photos."""
+    from PIL import Image
+
+    from stages.images.offline_sample import TEST_STUDIO, draw_face, jpeg_bytes
+    from stages.images.reading import load_rgb
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="facegender-probe-") as folder:
+        paths = []
+        for index in range(count):
+            face = draw_face(rng, ("Male", "Female")[index % 2], TEST_STUDIO)   # its own size, 64-260 px
+            path = Path(folder) / f"{index}.jpg"
+            path.write_bytes(jpeg_bytes(face, 80))
+            paths.append(path)
+        started = time.perf_counter()
+        for path in paths:
+            png = io.BytesIO()
+            Image.fromarray(load_rgb(path, image_size)).save(png, format="PNG", compress_level=1)
+        return _per_image_ms(time.perf_counter() - started, count)
+
+
+def time_base(params: Params, threads: int) -> tuple[float, str, str]:
+    """Milliseconds an image for the frozen base on this machine's engine, and (precision, engine)."""
+    from stages.modelkit.engines import batch_runner
+    from stages.models import transfer
+
+    section = params.train["transfer"]
+    precision, engine = transfer.resolve_base(section.get("precision", "auto"), section.get("engine", "auto"))
+    size, batch = params.prepare.image_size, params.features.batch_size
+    extractor = transfer.feature_extractor((size, size, 3), "none", section["feature_layer"], precision)
+    run = batch_runner(extractor, engine, threads)
+    images = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    run(images)                                            # warm-up: tracing, allocation
+    started = time.perf_counter()
+    for _ in range(BASE_BATCHES):
+        run(images)
+    return _per_image_ms(time.perf_counter() - started, BASE_BATCHES * batch), precision, engine
+
+
+def time_step(params: Params) -> float:
+    """Milliseconds an image for a training step of the baseline CNN."""
+    from stages.modelkit import registry
+    from stages.modelkit.fitting import compile_model
+
+    family = registry.family("baseline", params)
+    size, batch = params.prepare.image_size, family.params.batch_size
+    model = family.build((size, size, 3))
+    compile_model(model, family.params.optimizer, family.params.learning_rate)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, (batch, 1)).astype(np.float32)
+    for _ in range(2):                                     # warm-up: tracing
+        model.train_on_batch(images, labels)
+    started = time.perf_counter()
+    for _ in range(TRAIN_STEPS):
+        model.train_on_batch(images, labels)
+    return _per_image_ms(time.perf_counter() - started, TRAIN_STEPS * batch)
+
+
+def probe(params: Params) -> dict:
+    """This machine's milliseconds an image at the base, prepare and a training step (module docstring)."""
+    from stages.common import distribute, machine
+
+    threads = distribute.limit_threads()
+    base_ms, precision, engine = time_base(params, threads)
+    return {"base_ms": base_ms, "precision": precision, "engine": engine,
+            "prepare_ms": time_prepare(params.prepare.image_size), "step_ms": time_step(params),
+            "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
