@@ -68,29 +68,51 @@ def load_prepared(split: str, count: int):
         return np.stack([np.asarray(Image.open(io.BytesIO(prepared.read(file))).convert("RGB")) for file in files])
 
 
+# What bare_predict runs, by its key in results.json: each Keras precision, and LiteRT in float32.
+BARE_KINDS = {"float32": ("float32", "keras"), "bfloat16": ("bfloat16", "keras"), "float16": ("float16", "keras"),
+              "litert": ("float32", "litert")}
+
+
+def bare_key(precision: str, engine: str) -> str:
+    """bare_predict's key for the base as the features stage ran it."""
+    return "litert" if engine == "litert" else precision
+
+
 def bare_predict(count: int) -> dict:
-    """The features stage's frozen base run by plain `model.predict` on images already in memory
-    (loading excluded from the time), for each compute precision: seconds and CPU seconds per image."""
-    from stages.common import cli
+    """The features stage's frozen base run on images already in memory (loading excluded from the
+    time), batch by batch as the features stage calls it, for each compute precision in Keras and for
+    LiteRT: seconds and CPU seconds per image. A kind this machine cannot run (bfloat16 with oneDNN
+    capped below its bfloat16 kernels) records why."""
+    from stages.common import cli, distribute
+    from stages.common.errors import UserError
 
     cli.quiet_tensorflow()
     from stages.modelkit import registry
+    from stages.modelkit.engines import batch_runner
     from stages.models import transfer
 
     params = load_params()
     family = registry.family("transfer", params)
     images = load_prepared("test", count).astype("float32")
     batch = params.features.batch_size
+    threads = distribute.limit_threads()
     results = {}
-    for precision in transfer.PRECISIONS:
+    for key, (precision, engine) in BARE_KINDS.items():
+        try:
+            transfer.resolve_base(precision, engine)
+        except UserError as error:
+            results[key] = {"failed": str(error)}
+            continue
         extractor = transfer.feature_extractor(images.shape[1:], family.params.weights,
                                                family.params.feature_layer, precision)
-        extractor.predict(images[:batch], batch_size=batch, verbose=0)      # build and trace once
+        run = batch_runner(extractor, engine, threads)
+        run(images[:batch])                                   # build and trace once
         wall, cpu = time.perf_counter(), cpu_seconds()
-        extractor.predict(images, batch_size=batch, verbose=0)
+        for start in range(0, len(images), batch):
+            run(images[start:start + batch])
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-        results[precision] = {"images": len(images), "wall_ms_per_image": round(1000 * wall / len(images), 2),
-                              "cpu_ms_per_image": round(1000 * cpu / len(images), 2)}
+        results[key] = {"images": len(images), "wall_ms_per_image": round(1000 * wall / len(images), 2),
+                        "cpu_ms_per_image": round(1000 * cpu / len(images), 2)}
     return results
 
 

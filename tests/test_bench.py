@@ -154,3 +154,16 @@ def test_disk_counts_hard_linked_files_once(tmp_path, monkeypatch):
     os.link(tmp_path / "a" / "f", tmp_path / "a" / "g")
     assert timings.disk_entry([str(tmp_path / "a")], "two links")["bytes"] == 1000
 
+
+
+def test_the_features_stage_is_judged_against_its_own_engine_on_images_in_memory():
+    run = run_result(1.0, 900.0)       # features: 400 s over 310 images, 1290 ms an image
+    run["references"]["bare_predict"] = {"float32": {"wall_ms_per_image": 2000.0, "cpu_ms_per_image": 1.0},
+                                         "bfloat16": {"failed": "cannot run here"},
+                                         "litert": {"wall_ms_per_image": 1200.0, "cpu_ms_per_image": 1.0}}
+    run["engine"] = {"precision": "float32", "engine": "litert", "asked": "precision auto, engine auto"}
+    summary = bench.summarize(run)
+    assert summary["features_over_bare"] == pytest.approx(1290.32 / 1200, abs=0.01)
+    page = report.markdown({"runs": [run | {"summary": summary}]}, bench.LIMITS)
+    assert "| features <= 1.25x its engine on images in memory | 1.08x | yes |" in page
+    assert "the transfer model's base: float32 on litert (precision auto, engine auto)" in page
