@@ -272,6 +272,73 @@ def block_real_plan(sources: Sources) -> list[str]:
     return ["```console", "$ make real-plan", *lines, "```"]
 
 
+def block_bench_kinds(sources: Sources, before: str = "") -> list[str]:
+    """The scale-0.1 runs side by side, one per kind of CPU (stage wall time and cores used), and the
+    measured.yaml entry `before` (an earlier run's stage times) first when given."""
+    runs = sorted(sources["bench01"], key=lambda run: run["date"])
+    if not runs:
+        raise RenderError("benchmarks/results.json has no run at scale 0.1 (make bench SCALE=0.1)")
+    columns = []
+    if before:
+        entry = sources["measured"][before]
+        columns.append((f"before: {entry.entry['label']}", {name: (wall, None) for name, wall in entry["stages"].items()},
+                        entry["repro_s"]))
+    for run in runs:
+        base = run.get("engine") or {}
+        label = f"{cpu(run)}; base {base.get('precision', '?')} on {base.get('engine', '?')}"
+        columns.append((label, {stage["stage"]: (stage["wall_s"], stage["cpu_s"] / stage["wall_s"] if stage["wall_s"] else None)
+                                for stage in run["stages"]}, run["repro"]["wall_s"]))
+    names = list(dict.fromkeys(name for _, stages, _ in columns for name in stages))
+    rows = []
+    for name in names:
+        row = [name]
+        for _, stages, _ in columns:
+            wall, cores = stages.get(name, (None, None))
+            row.append("" if wall is None else _secs(wall) + (f" ({cores:.2f})" if cores is not None else ""))
+        rows.append(row)
+    rows.append(["**whole `dvc repro`**", *(f"**{_secs(total)}**" for _, _, total in columns)])
+    images = sum(runs[-1]["images"].values())
+    return [f"Scale 0.1 ({images:,} images); each stage's wall time, and in brackets the cores it kept busy "
+            "(CPU time over wall time).", "", *_table(["stage", *(label for label, _, _ in columns)], rows,
+                                                     "l" + "r" * len(columns))]
+
+
+def _kind(run: dict) -> str:
+    """A run's CPU in a few words: its model, and the oneDNN cap if it had one."""
+    cap = run["machine"].get("onednn_max_cpu_isa")
+    return run["machine"]["cpu"] + (f", oneDNN capped at {cap}" if cap else "")
+
+
+def block_plan_check(sources: Sources) -> list[str]:
+    """make real-plan's estimate of each scale-0.1 run's stages from every other kind of CPU's run and
+    the first run's own probe (stages/plan.py stage_times), against what the run measured."""
+    from stages import plan
+
+    runs = sorted((run for run in sources["bench01"] if run.get("probe")), key=lambda run: run["date"])
+    if len(runs) < 2:
+        raise RenderError("plan-check needs two scale-0.1 runs with a probe, on two kinds of CPU (make bench SCALE=0.1)")
+    rows, worst = [], {}
+    for target in runs:
+        for origin in runs:
+            if origin is target:
+                continue
+            images = sum(target["images"].values())
+            estimated = dict(plan.stage_times(origin, images, target["machine"]["cores"], target.get("feature_layer"),
+                                              probe=target["probe"]))
+            pair = f"{_kind(origin)} → {_kind(target)}"
+            for stage in target["stages"]:
+                if stage["wall_s"] < 5 or stage["stage"] not in estimated:
+                    continue
+                error = estimated[stage["stage"]] / stage["wall_s"] - 1
+                worst[pair] = max(worst.get(pair, 0.0), abs(error))
+                rows.append([pair, stage["stage"], _secs(estimated[stage["stage"]]), _secs(stage["wall_s"]),
+                             f"{100 * error:+.0f}%"])
+    return ["Each row: the stage time estimated from the other run and this run's probe, against this run's "
+            "measured time (stages of 5 s or more). Worst error: "
+            + "; ".join(f"{pair} {100 * error:.0f}%" for pair, error in worst.items()) + ".", "",
+            *_table(["from → to", "stage", "estimated", "measured", "error"], rows, "llrrr")]
+
+
 ENGINE_NAMES = {"float32/keras": "Keras, float32", "bfloat16/keras": "Keras, bfloat16",
                 "float32/litert": "LiteRT (XNNPACK), float32"}
 
@@ -303,6 +370,8 @@ def block_engines(sources: Sources) -> list[str]:
 
 BLOCKS: dict[str, Callable[..., list[str]]] = {
     "engines": block_engines,
+    "bench-kinds": block_bench_kinds,
+    "plan-check": block_plan_check,
     "measured": block_measured,
     "bench-stages": block_bench_stages,
     "bench-precision": block_bench_precision,

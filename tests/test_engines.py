@@ -32,6 +32,7 @@ EPYC = "model name\t: AMD EPYC 7B12\nflags\t\t: fpu avx2\n"
     (XEON, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, False),
     (XEON, {"ONEDNN_MAX_CPU_ISA": "ALL"}, True),
     (XEON, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True),   # above the bfloat16 kernels
+    (XEON, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_FP16"}, True),
     (EPYC, {}, False),
 ])
 def test_native_bfloat16_needs_the_flags_and_onednn_allowed_to_use_them(cpuinfo, environ, native):
@@ -68,6 +69,14 @@ def test_what_this_machine_cannot_run_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     with pytest.raises(UserError, match=r"bfloat16 cannot run with ONEDNN_MAX_CPU_ISA=AVX2 .*set precision: auto"):
         transfer.resolve_base("bfloat16", "keras", gpus=0, litert=True)
+    with pytest.raises(UserError, match=r"float16 cannot run with ONEDNN_MAX_CPU_ISA=AVX2 \(oneDNN has no float16 "
+                                        r"kernels below AVX512_CORE_FP16\)"):
+        transfer.resolve_base("float16", "keras", gpus=0, litert=True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")   # bfloat16 runs, float16 does not
+    assert transfer.resolve_base("bfloat16", "keras", gpus=0, litert=True) == ("bfloat16", "keras")
+    assert transfer.resolve_base("float32", "keras", gpus=0, litert=True) == ("float32", "keras")
+    with pytest.raises(UserError, match=r"float16 cannot run"):
+        transfer.resolve_base("float16", "keras", gpus=0, litert=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ depend on. Standard library only (benchmarks/timings.py uses it before anything 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from pathlib import Path
@@ -31,27 +32,34 @@ def describe_cpu() -> str:
     return f"{model} ({', '.join(flags) or 'none of ' + ', '.join(FLAGS_OF_INTEREST)}){describe_isa_cap()}"
 
 
-# oneDNN's ISA levels (ONEDNN_MAX_CPU_ISA), lowest first, up to the first with native bfloat16 kernels.
-# A cap below AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA=AVX2 emulates an older CPU) leaves oneDNN no
-# bfloat16 convolution at all: TensorFlow still sends bfloat16 to oneDNN on a CPU that has the flags,
-# and the first convolution fails ("could not create a primitive descriptor").
+# oneDNN's ISA levels (ONEDNN_MAX_CPU_ISA), lowest first, up to those with native 16-bit kernels.
+# A cap below a precision's level (ONEDNN_MAX_CPU_ISA=AVX2 emulates an older CPU) leaves oneDNN no
+# convolution in it at all: TensorFlow still sends bfloat16 (float16) to oneDNN on a CPU that has the
+# flags, and the first convolution fails ("could not create a primitive descriptor").
 ONEDNN_ISA_ORDER = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
-                    "AVX512_CORE_BF16")
+                    "AVX512_CORE_BF16", "AVX512_CORE_FP16")
+ONEDNN_LEVEL_OF = {"bfloat16": "AVX512_CORE_BF16", "float16": "AVX512_CORE_FP16"}
 ONEDNN_CAP_VARIABLE = "ONEDNN_MAX_CPU_ISA"
 
 
-def onednn_allows_bfloat16(environ: dict[str, str] | None = None) -> bool:
-    """False when ONEDNN_MAX_CPU_ISA caps oneDNN below its bfloat16 kernels (AVX512_CORE_BF16)."""
+def onednn_allows(precision: str, environ: dict[str, str] | None = None) -> bool:
+    """False when ONEDNN_MAX_CPU_ISA caps oneDNN below its kernels for a 16-bit precision (bfloat16:
+    AVX512_CORE_BF16, float16: AVX512_CORE_FP16); float32 always runs."""
     cap = (environ if environ is not None else os.environ).get(ONEDNN_CAP_VARIABLE, "").strip().upper()
-    if not cap or cap in ("ALL", "DEFAULT") or cap not in ONEDNN_ISA_ORDER:
-        return True
-    return cap == ONEDNN_ISA_ORDER[-1]
+    if precision not in ONEDNN_LEVEL_OF or not cap or cap not in ONEDNN_ISA_ORDER:
+        return True       # unset, ALL, DEFAULT, or a level above those listed (the AMX ones)
+    return ONEDNN_ISA_ORDER.index(cap) >= ONEDNN_ISA_ORDER.index(ONEDNN_LEVEL_OF[precision])
 
 
 def native_bfloat16(cpuinfo: str | None = None, environ: dict[str, str] | None = None) -> bool:
     """Whether this CPU computes bfloat16 in hardware (avx512_bf16 or amx_bf16) and oneDNN may use it."""
     _, flags = cpu_info(cpuinfo)
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags)) and onednn_allows_bfloat16(environ)
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags)) and onednn_allows("bfloat16", environ)
+
+
+def litert_installed() -> bool:
+    """Whether LiteRT (the ai-edge-litert package) can run here: the transfer model's float32 engine."""
+    return importlib.util.find_spec("ai_edge_litert") is not None
 
 
 def describe_isa_cap(environ: dict[str, str] | None = None) -> str:

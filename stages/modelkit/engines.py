@@ -14,7 +14,6 @@ photos, so that the two agree on the engine), never by train or evaluate: those 
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -22,13 +21,9 @@ from typing import Callable
 import numpy as np
 
 from stages.common.errors import UserError
+from stages.common.machine import litert_installed
 
 ENGINES = ("keras", "litert")
-LITERT_PACKAGE = "ai_edge_litert"
-
-
-def litert_installed() -> bool:
-    return importlib.util.find_spec(LITERT_PACKAGE) is not None
 
 
 class LiteRTRunner:

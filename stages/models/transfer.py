@@ -49,9 +49,6 @@ FULL_BASE_OUTPUT = "block5_pool"
 # under. Its weights stay float32 either way; "mixed" policies compute in 16 bits.
 PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 PRECISIONS = tuple(PRECISION_POLICIES)
-# Where the frozen base runs (train.transfer.engine): Keras, or LiteRT (stages/modelkit/engines.py), float32 only.
-ENGINES = ("keras", "litert")
-LITERT_PACKAGE = "ai_edge_litert"
 # `none` must give the same random base in every stage: features are extracted by one process and
 # the head is trained, saved and evaluated by others.
 RANDOM_BASE_SEED = 2021
@@ -89,27 +86,27 @@ def resolve_base(precision: str, engine: str, gpus: int | None = None, litert: b
     """The frozen base's (precision, engine) on this machine for train.transfer's precision and engine,
     either of which may be auto: precision float16 on a GPU, bfloat16 where the CPU computes it natively
     (stages/common/machine.py: avx512_bf16 or amx_bf16, oneDNN not capped below them), else float32;
-    engine litert for float32 on a CPU when ai-edge-litert is installed (XNNPACK: faster than Keras
-    without native bfloat16), else keras. An explicit choice is kept; one this machine cannot run is refused.
-    gpus and litert (installed) are found out when not given."""
+    engine litert (stages/modelkit/engines.py) for float32 on a CPU when ai-edge-litert is installed
+    (XNNPACK: faster than Keras without native bfloat16), else keras. An explicit choice is kept; one this
+    machine cannot run is refused. gpus (how many) and litert (installed) are found out when not given."""
     from stages.common import machine
 
-    if gpus is None:
-        gpus = 0 if precision != "auto" and engine != "auto" else len(_gpus())
+    def gpu_count() -> int:
+        return gpus if gpus is not None else len(_gpus())
+
     if precision == "auto":
-        precision = ("float32" if engine == "litert" else "float16" if gpus
+        precision = ("float32" if engine == "litert" else "float16" if gpu_count()
                      else "bfloat16" if machine.native_bfloat16() else "float32")
     if engine == "auto":
-        if litert is None:
-            litert = importlib.util.find_spec(LITERT_PACKAGE) is not None
-        engine = "litert" if precision == "float32" and not gpus and litert else "keras"
+        installed = machine.litert_installed() if litert is None else litert
+        engine = "litert" if precision == "float32" and installed and not gpu_count() else "keras"
     if engine == "litert" and precision != "float32":
         raise UserError(f"train.transfer.engine: litert runs the base in float32 only, not {precision}; "
                         "set train.transfer.precision: float32 (or auto), or engine: keras")
-    if precision == "bfloat16" and engine == "keras" and not gpus and not machine.onednn_allows_bfloat16():
-        raise UserError(f"train.transfer.precision: bfloat16 cannot run with {machine.ONEDNN_CAP_VARIABLE}="
-                        f"{os.environ.get(machine.ONEDNN_CAP_VARIABLE)} (oneDNN has no bfloat16 kernels below "
-                        "AVX512_CORE_BF16); set precision: auto or float32, or unset the variable")
+    if engine == "keras" and not machine.onednn_allows(precision) and not gpu_count():
+        raise UserError(f"train.transfer.precision: {precision} cannot run with {machine.ONEDNN_CAP_VARIABLE}="
+                        f"{os.environ.get(machine.ONEDNN_CAP_VARIABLE)} (oneDNN has no {precision} kernels below "
+                        f"{machine.ONEDNN_LEVEL_OF[precision]}); set precision: auto or float32, or unset the variable")
     return precision, engine
 
 
