@@ -281,11 +281,12 @@ def block_bench_kinds(sources: Sources, before: str = "") -> list[str]:
     columns = []
     if before:
         entry = sources["measured"][before]
-        columns.append((f"before: {entry.entry['label']}", {name: (wall, None) for name, wall in entry["stages"].items()},
-                        entry["repro_s"]))
+        cap = entry.entry["machine"].get("onednn_max_cpu_isa")
+        columns.append((f"before, {'oneDNN capped at ' + cap if cap else 'as it is'}: {entry.entry['label']}",
+                        {name: (wall, None) for name, wall in entry["stages"].items()}, entry["repro_s"]))
     for run in runs:
         base = run.get("engine") or {}
-        label = f"{cpu(run)}; base {base.get('precision', '?')} on {base.get('engine', '?')}"
+        label = f"{_kind(run, short=True)}: base {base.get('precision', '?')} on {base.get('engine', '?')}"
         columns.append((label, {stage["stage"]: (stage["wall_s"], stage["cpu_s"] / stage["wall_s"] if stage["wall_s"] else None)
                                 for stage in run["stages"]}, run["repro"]["wall_s"]))
     names = list(dict.fromkeys(name for _, stages, _ in columns for name in stages))
@@ -298,14 +299,18 @@ def block_bench_kinds(sources: Sources, before: str = "") -> list[str]:
         rows.append(row)
     rows.append(["**whole `dvc repro`**", *(f"**{_secs(total)}**" for _, _, total in columns)])
     images = sum(runs[-1]["images"].values())
-    return [f"Scale 0.1 ({images:,} images); each stage's wall time, and in brackets the cores it kept busy "
-            "(CPU time over wall time).", "", *_table(["stage", *(label for label, _, _ in columns)], rows,
+    machines = sorted({cpu({"machine": {key: value for key, value in run["machine"].items() if key != "onednn_max_cpu_isa"}})
+                       for run in runs})
+    return [f"Scale 0.1 ({images:,} images) on {' and '.join(with_article(found) for found in machines)}; each "
+            "stage's wall time, and in brackets the cores it kept busy (CPU time over wall time).", "", *_table(["stage", *(label for label, _, _ in columns)], rows,
                                                      "l" + "r" * len(columns))]
 
 
-def _kind(run: dict) -> str:
-    """A run's CPU in a few words: its model, and the oneDNN cap if it had one."""
+def _kind(run: dict, short: bool = False) -> str:
+    """A run's CPU in a few words: its model (unless short), and whether oneDNN was capped."""
     cap = run["machine"].get("onednn_max_cpu_isa")
+    if short:
+        return f"oneDNN capped at {cap}" if cap else "as it is"
     return run["machine"]["cpu"] + (f", oneDNN capped at {cap}" if cap else "")
 
 
@@ -325,7 +330,7 @@ def block_plan_check(sources: Sources) -> list[str]:
             images = sum(target["images"].values())
             estimated = dict(plan.stage_times(origin, images, target["machine"]["cores"], target.get("feature_layer"),
                                               probe=target["probe"]))
-            pair = f"{_kind(origin)} → {_kind(target)}"
+            pair = f"{_kind(origin, short=True)} → {_kind(target, short=True)}"
             for stage in target["stages"]:
                 if stage["wall_s"] < 5 or stage["stage"] not in estimated:
                     continue
@@ -333,8 +338,9 @@ def block_plan_check(sources: Sources) -> list[str]:
                 worst[pair] = max(worst.get(pair, 0.0), abs(error))
                 rows.append([pair, stage["stage"], _secs(estimated[stage["stage"]]), _secs(stage["wall_s"]),
                              f"{100 * error:+.0f}%"])
-    return ["Each row: the stage time estimated from the other run and this run's probe, against this run's "
-            "measured time (stages of 5 s or more). Worst error: "
+    machines = sorted({_kind(run).split(",")[0] for run in runs})
+    return [f"On {' and '.join(with_article(found) for found in machines)}. Each row: the stage time estimated from the other run and this run's probe, "
+            "against this run's measured time (stages of 5 s or more). Worst error: "
             + "; ".join(f"{pair} {100 * error:.0f}%" for pair, error in worst.items()) + ".", "",
             *_table(["from → to", "stage", "estimated", "measured", "error"], rows, "llrrr")]
 

@@ -57,6 +57,10 @@ def _limits(root: Path) -> dict:
 SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "bench1": ("benchmarks/results.json (the latest scale-1 run)", lambda root: _latest_run(root, 1.0)),
     "bench025": ("benchmarks/results.json (the latest scale-0.25 run)", lambda root: _latest_run(root, 0.25)),
+    "bench01cap": ("benchmarks/results.json (the latest scale-0.1 run with oneDNN capped)",
+                   lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
+                                     if run["scale"] == 0.1 and run["machine"].get("onednn_max_cpu_isa")),
+                                    key=lambda run: run["date"])),
     "bench01": ("benchmarks/results.json (every scale-0.1 run, one per kind of CPU)",
                 lambda root: [run for run in _load_json(root / "benchmarks/results.json")["runs"] if run["scale"] == 0.1]),
     "limits": ("benchmarks/bench.py LIMITS", _limits),

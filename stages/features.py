@@ -52,9 +52,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params()
     records = TfrecordsManifest.read_from(TFRECORDS_DIR)
     from stages.modelkit import registry
-    from stages.models import transfer
-
     from stages.modelkit.engines import batch_runner
+    from stages.models import transfer
 
     family = registry.family(MODEL, params)
     base = family.params

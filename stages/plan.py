@@ -44,6 +44,7 @@ import yaml
 from stages.common import cli
 from stages.common.config import PARAMS_FILE, Params, load_params, parse_params
 from stages.common.errors import UserError
+from stages.modelkit.probe import PER_SEED_STAGES, speed_lines, speed_ratio
 
 # The settings that make params.yaml's run the real one (dvc exp run -S key=value for each).
 REAL_RUN = {
@@ -162,28 +163,12 @@ def vgg16_work(feature_layer: str) -> int | None:
     return sum(side * side * cin * cout * 9 for block, cin, cout, side in VGG16_CONVS if block <= last)
 
 
-# The stages that run once per seed (params.yaml's seeds): the benchmark ran them with one.
-PER_SEED_STAGES = ("train@", "evaluate@")
-
-
-def speed_ratio(stage: str, here: dict, there: dict, cores: int, their_cores: int) -> float:
-    """How much longer `stage` takes here than on the benchmark's machine, from the two machines'
-    probes (stages/modelkit/probe.py): the features stage by the base, prepare and tfrecords by
-    prepare's work (one process each, so also by the cores), train and evaluate by a training step;
-    the rest (download, inputs, compare, report: seconds of Python and DVC) by the cores."""
-    if stage == "features":
-        return here["base_ms"] / there["base_ms"]
-    if stage in ("prepare", "tfrecords"):
-        return here["prepare_ms"] / there["prepare_ms"] * their_cores / max(cores, 1)
-    if stage.startswith(PER_SEED_STAGES):
-        return here["step_ms"] / there["step_ms"]
-    return 1.0
 
 
 def stage_times(run: dict, images: int, cores: int, feature_layer: str | None = None,
                 seeds: int = 1, probe: dict | None = None) -> list[tuple[str, float]]:
     """Seconds per stage here: the benchmark's, times the image ratio, times how much slower this machine
-    is at the stage's work (speed_ratio, when both this machine's probe and the benchmark's are known:
+    is at the stage's work (probe.speed_ratio, when both this machine's probe and the benchmark's are known:
     each probe ran the base at its own run's cut); else its cores over ours, and the features stage
     times the VGG16 work of feature_layer over that of the benchmark's layer. A per-seed stage (train,
     evaluate) times the number of seeds, and says so."""
@@ -244,22 +229,6 @@ def plan_lines(infos: dict, params: Params, free: int, run: dict | None, cores: 
         lines += [f"  {seconds / 60:>6.1f} min  {stage}" for stage, seconds in times]
         lines.append(f"  {sum(seconds for _, seconds in times) / 60:>6.1f} min  in all, after the download")
     return lines, total
-
-
-def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) -> list[str]:
-    """Where the time estimate comes from, in words."""
-    there = run.get("probe")
-    if not (probe and there):
-        why = "" if there else " (the benchmark did not measure its machine: make bench again for a measured estimate)"
-        return [f"  from the benchmark of {run['date']} ({run['machine']['cores']} cores; {cores} here), scaled by "
-                f"images, cores and the VGG16 work up to {layer}{why}; the download depends on the connection"]
-    return [f"  from the benchmark of {run['date']} on {there.get('cpu', 'its machine')}, scaled by images and by "
-            "this machine's speed, measured just now (ms an image, here / there):",
-            f"    frozen base up to {layer}: {probe['base_ms']:.1f} ({probe['precision']} on {probe['engine']}) / "
-            f"{there['base_ms']:.1f} ({there['precision']} on {there['engine']}, up to {run.get('feature_layer')})",
-            f"    training step: {probe['step_ms']:.2f} / {there['step_ms']:.2f}; prepare, one process: "
-            f"{probe['prepare_ms']:.2f} / {there['prepare_ms']:.2f} ({cores} / {run['machine']['cores']} cores)",
-            "  the download depends on the connection"]
 
 
 def free_bytes(path: Path = Path(".")) -> int:

@@ -31,13 +31,21 @@ from tqdm import tqdm
 
 from stages.common import cli
 from stages.common.atomic_files import atomic_file
-from stages.common.progress import progress_bar
 from stages.common.config import MODELS_DIR, PARAMS_FILE, PredictParams, load_params
 from stages.common.errors import UserError
+from stages.common.progress import progress_bar
 from stages.contracts.training import MODEL_FILE, ModelDir, TrainedClasses, find_model
 from stages.images.reading import DEFAULT_MAX_PIXELS, is_image_file
-from stages.modelkit.prediction import (NO_FACE, ExplanationWriter, FaceOptions, count_inputs, iter_inputs,
-                                        model_image_size, predict_files, prediction_row)
+from stages.modelkit.prediction import (
+    NO_FACE,
+    ExplanationWriter,
+    FaceOptions,
+    count_inputs,
+    iter_inputs,
+    model_image_size,
+    predict_files,
+    prediction_row,
+)
 
 # What predict uses where params.yaml cannot be read (a model file used outside the project); the
 # threshold and the class names have no such default: a guess would mislabel images.
@@ -207,10 +215,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     faces = settings.faces if detect else None
 
     cli.quiet_tensorflow()
-    from stages.modelkit.registry import load_model
-
     from stages.common.distribute import cpu_share
     from stages.modelkit.engines import on_engine
+    from stages.modelkit.registry import load_model
 
     model = load_model(model_path)
     model_image_size(model)

@@ -206,7 +206,7 @@ def test_plan_probe_measures_this_machine_in_seconds():
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, "-m", "stages.plan", "--probe"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert all(found[key] > 0 for key in ("base_ms", "prepare_ms", "step_ms"))

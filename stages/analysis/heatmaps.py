@@ -148,7 +148,7 @@ def float32_copy(model):
     try:
         copy = type(model).from_config(_float32_policies(model.get_config()))
         copy.set_weights(model.get_weights())
-    except Exception:   # a model Keras cannot rebuild from its config: explain it as it is
+    except Exception:  # noqa: BLE001 - a model Keras cannot rebuild from its config: explain it as it is
         return model
     return copy
 

@@ -28,6 +28,8 @@ import numpy as np
 
 from stages.common.config import Params
 
+# The stages that run once per seed (params.yaml's seeds): train and evaluate, a training step's work.
+PER_SEED_STAGES = ("train@", "evaluate@")
 PREPARE_IMAGES = 32
 BASE_BATCHES = 2
 TRAIN_STEPS = 5
@@ -106,3 +108,35 @@ def probe(params: Params) -> dict:
     return {"base_ms": base_ms, "precision": precision, "engine": engine,
             "prepare_ms": time_prepare(params.prepare.image_size), "step_ms": time_step(params),
             "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
+
+
+# --- this machine against the benchmark's ---------------------------------------------------------
+
+def speed_ratio(stage: str, here: dict, there: dict, cores: int, their_cores: int) -> float:
+    """How much longer `stage` takes here than on the benchmark's machine, from the two machines'
+    probes (stages/modelkit/probe.py): the features stage by the base, prepare and tfrecords by
+    prepare's work (one process each, so also by the cores), train and evaluate by a training step;
+    the rest (download, inputs, compare, report: seconds of Python and DVC) by the cores."""
+    if stage == "features":
+        return here["base_ms"] / there["base_ms"]
+    if stage in ("prepare", "tfrecords"):
+        return here["prepare_ms"] / there["prepare_ms"] * their_cores / max(cores, 1)
+    if stage.startswith(PER_SEED_STAGES):
+        return here["step_ms"] / there["step_ms"]
+    return 1.0
+
+
+def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) -> list[str]:
+    """Where the time estimate comes from, in words."""
+    there = run.get("probe")
+    if not (probe and there):
+        why = "" if there else " (the benchmark did not measure its machine: make bench again for a measured estimate)"
+        return [f"  from the benchmark of {run['date']} ({run['machine']['cores']} cores; {cores} here), scaled by "
+                f"images, cores and the VGG16 work up to {layer}{why}; the download depends on the connection"]
+    return [f"  from the benchmark of {run['date']} on {there.get('cpu', 'its machine')}, scaled by images and by "
+            "this machine's speed, measured just now (ms an image, here / there):",
+            f"    frozen base up to {layer}: {probe['base_ms']:.1f} ({probe['precision']} on {probe['engine']}) / "
+            f"{there['base_ms']:.1f} ({there['precision']} on {there['engine']}, up to {run.get('feature_layer')})",
+            f"    training step: {probe['step_ms']:.2f} / {there['step_ms']:.2f}; prepare, one process: "
+            f"{probe['prepare_ms']:.2f} / {there['prepare_ms']:.2f} ({cores} / {run['machine']['cores']} cores)",
+            "  the download depends on the connection"]
