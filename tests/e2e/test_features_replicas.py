@@ -26,6 +26,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras
 import numpy as np
 from stages import features
+from stages.common import distribute
+from stages.modelkit.engines import batch_runner
 from stages.contracts.manifests import FeaturesManifest
 from stages.contracts.tfrecord_io import load_features
 
@@ -57,7 +59,10 @@ def extractor(rows):
 
 def extract(model, folder):
     folder.mkdir()
-    shards = features.extract_split(model, records, "test", folder, batch_size=5, shard_size=4)
+    # As the stage runs the base on the keras engine: each batch split between the strategy's replicas.
+    run_base = batch_runner(model, "keras", 2, distribute.predict_each_row_once(model))
+    shards = features.extract_split(run_base, list(model.output.shape[1:]), records, "test", folder, batch_size=5,
+                                    shard_size=4)
     FeaturesManifest(weights="none", feature_layer="x", precision="float32", weights_label="test", dtype="float32",
                      splits={"test": shards}).write(folder / FeaturesManifest.name)
     rows = [(name.decode(), values) for batch, _, names in load_features(folder, "test", 64, with_filenames=True)
