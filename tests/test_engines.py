@@ -164,3 +164,12 @@ def test_the_features_stage_on_a_cpu_capped_at_avx2_runs_litert_and_records_it(t
     native = json.loads((project / "data" / "features" / FeaturesManifest.name).read_text())
     expected = ("bfloat16", "keras") if machine.native_bfloat16() else ("float32", "litert")
     assert (native["precision"], native["engine"]) == expected
+
+
+def test_predict_without_litert_installed_runs_keras_and_says_so(random_transfer_model, monkeypatch, capsys):
+    model, _ = random_transfer_model
+    monkeypatch.setattr(engines, "litert_installed", lambda: False)
+    assert engines.on_engine(model, "litert", 2) is model
+    assert "LiteRT, which is not installed here" in capsys.readouterr().err
+    with pytest.raises(UserError, match="the ai-edge-litert package is not installed"):
+        engines.LiteRTRunner(model, 2)

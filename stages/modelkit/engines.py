@@ -14,6 +14,7 @@ photos, so that the two agree on the engine), never by train or evaluate: those 
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -39,7 +40,6 @@ class LiteRTRunner:
             path = Path(folder) / "model.tflite"
             model.export(str(path), format="litert", verbose=False)
             content = path.read_bytes()
-        self.size_bytes = len(content)
         self.interpreter = Interpreter(model_content=content, num_threads=max(1, threads))
         self._input = self.interpreter.get_input_details()[0]["index"]
         self._output = self.interpreter.get_output_details()[0]["index"]
@@ -89,5 +89,13 @@ class FrontOnEngine:
 
 
 def on_engine(model, engine: str, threads: int):
-    """The model as `engine` runs it (training.json's details say which ran the base): itself for keras."""
-    return FrontOnEngine(model, threads) if engine == "litert" else model
+    """The model as `engine` runs it (training.json's details say which ran the base): itself for keras,
+    and also for litert where ai-edge-litert is not installed (Keras float32 computes the same within
+    float32 rounding), with a note on stderr."""
+    if engine != "litert":
+        return model
+    if not litert_installed():
+        print("note: the features ran this model's base on LiteRT, which is not installed here (pip install "
+              "ai-edge-litert==2.3.0); running it in Keras float32, equal within float32 rounding", file=sys.stderr)
+        return model
+    return FrontOnEngine(model, threads)
