@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from stages import predict
+from stages.common import machine
 from stages.contracts.prepared import PreparedSplit
 from tests.helpers import (GIT, files_under_split_folders, hostile_tree, make_tiny_project, pipeline_code,
                            raw_repo_params, run, run_cli, set_params, stages_run, unzip_prepared)
@@ -88,7 +89,8 @@ def test_counts_and_skips_are_recorded(project, first_repro):
 def test_metrics_are_probabilities(project, first_repro):
     for model in MODELS:
         metrics = json.loads((project / "metrics" / "evaluate" / f"{run_of(model)}.json").read_text())
-        assert set(metrics) == {"description", "bootstrap", "val", "test", "calibration"}
+        assert set(metrics) == {"description", "bootstrap", "val", "test", "calibration", "evaluated_on"}
+        assert metrics["evaluated_on"] == machine.describe_cpu()
         assert metrics["bootstrap"] == raw_repo_params()["evaluate"]["bootstrap"]
         calibration = metrics["calibration"]
         for split in ("val", "test"):
@@ -132,13 +134,17 @@ def test_metrics_are_probabilities(project, first_repro):
 
 def test_transfer_outputs_name_their_weights(project, first_repro):
     metrics = json.loads((project / f"metrics/evaluate/{run_of('transfer')}.json").read_text())
-    assert metrics["description"] == "VGG16 up to block4_pool, random weights (no pretraining), bfloat16 compute"
+    # params.yaml's precision and engine are auto: this CPU decides (tests/test_engines.py has both kinds).
+    precision, engine = ("bfloat16", "keras") if machine.native_bfloat16() else ("float32", "litert")
+    ran = "bfloat16 compute" if engine == "keras" else "float32 on LiteRT"
+    assert metrics["description"] == f"VGG16 up to block4_pool, random weights (no pretraining), {ran}"
     training = json.loads((project / "models" / run_of("transfer") / "training.json").read_text())
     assert training["description"] == metrics["description"]
-    assert training["details"] == {"weights": "none", "feature_layer": "block4_pool", "precision": "bfloat16",
-                                   "fine_tuned": False}
+    assert training["details"] == {"weights": "none", "feature_layer": "block4_pool", "precision": precision,
+                                   "engine": engine, "fine_tuned": False}
     features = json.loads((project / "data/features/manifest.json").read_text())
-    assert (features["precision"], features["dtype"]) == ("bfloat16", "bfloat16")
+    assert (features["precision"], features["dtype"], features["engine"]) == (precision, precision, engine)
+    assert features["machine"] == machine.describe_cpu()
     assert training["parameters"]["non_trainable"] == 7_635_264  # VGG16 blocks 1-4, frozen
 
 
