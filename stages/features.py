@@ -6,8 +6,8 @@ split. Changing the transfer head's params then retrains and re-evaluates only t
 The outputs are stored in the dtype the base computes in (train.transfer.precision), unrounded: the
 head sees exactly what the full model computes, so evaluate's probabilities equal predict's.
 train.transfer.precision and .engine may be auto: this machine decides (stages/models/transfer.py
-resolve_base: bfloat16 in Keras where the CPU has it natively, float16 on a GPU, else float32 on
-LiteRT), and the manifest records what ran, on which CPU; train, evaluate and predict follow it.
+resolve_base: bfloat16 in Keras where the CPU has it natively, float16 on a GPU, float32 in Keras
+with AVX-512, else float32 on LiteRT), and the manifest records what ran, on which CPU; train, evaluate and predict follow it.
 Reads train.transfer.weights, .feature_layer, .precision and .engine, features.batch_size and .shard_size,
 and distribute.strategy (this machine's GPUs share the batches; a multi-worker cluster's chief runs it alone).
 """

@@ -39,6 +39,14 @@ def test_native_bfloat16_needs_the_flags_and_onednn_allowed_to_use_them(cpuinfo,
     assert machine.native_bfloat16(cpuinfo, environ) is native
 
 
+@pytest.mark.parametrize("cpuinfo, environ, avx512", [
+    (XEON, {}, True), (XEON, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False), (XEON, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, True),
+    (EPYC, {}, False),
+])
+def test_float32_in_avx512_is_what_keeps_keras_ahead_of_litert(cpuinfo, environ, avx512):
+    assert machine.avx512_float32(cpuinfo, environ) is avx512
+
+
 def test_the_cpu_description_names_a_onednn_cap(monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert machine.describe_cpu().endswith("; oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA)")
@@ -46,20 +54,23 @@ def test_the_cpu_description_names_a_onednn_cap(monkeypatch):
     assert "oneDNN" not in machine.describe_cpu()
 
 
-@pytest.mark.parametrize("precision, engine, native, gpus, litert, expected", [
-    ("auto", "auto", True, 0, True, ("bfloat16", "keras")),     # a CPU with native bfloat16
-    ("auto", "auto", False, 0, True, ("float32", "litert")),    # an AVX2-only CPU
-    ("auto", "auto", False, 0, False, ("float32", "keras")),    # without ai-edge-litert: the fallback
-    ("auto", "auto", True, 1, True, ("float16", "keras")),      # a GPU
-    ("auto", "litert", True, 0, True, ("float32", "litert")),   # an explicit engine decides the precision
-    ("auto", "keras", False, 0, True, ("float32", "keras")),
-    ("float32", "auto", True, 0, True, ("float32", "litert")),
-    ("bfloat16", "auto", False, 0, True, ("bfloat16", "keras")),  # explicit, emulated: kept
-    ("float16", "keras", False, 0, True, ("float16", "keras")),
+@pytest.mark.parametrize("precision, engine, native, avx512, gpus, litert, expected", [
+    ("auto", "auto", True, True, 0, True, ("bfloat16", "keras")),     # a CPU with native bfloat16
+    ("auto", "auto", False, False, 0, True, ("float32", "litert")),   # an AVX2-only CPU
+    ("auto", "auto", False, True, 0, True, ("float32", "keras")),     # AVX-512 without bfloat16: Keras is faster
+    ("auto", "auto", False, False, 0, False, ("float32", "keras")),   # without ai-edge-litert: the fallback
+    ("auto", "auto", True, True, 1, True, ("float16", "keras")),      # a GPU
+    ("auto", "litert", True, True, 0, True, ("float32", "litert")),   # an explicit engine decides the precision
+    ("auto", "keras", False, False, 0, True, ("float32", "keras")),
+    ("float32", "auto", True, False, 0, True, ("float32", "litert")),
+    ("float32", "auto", True, True, 0, True, ("float32", "keras")),
+    ("bfloat16", "auto", False, False, 0, True, ("bfloat16", "keras")),  # explicit, emulated: kept
+    ("float16", "keras", False, False, 0, True, ("float16", "keras")),
 ])
-def test_auto_resolves_by_the_machine_and_explicit_choices_are_kept(monkeypatch, precision, engine, native, gpus,
-                                                                     litert, expected):
+def test_auto_resolves_by_the_machine_and_explicit_choices_are_kept(monkeypatch, precision, engine, native, avx512,
+                                                                     gpus, litert, expected):
     monkeypatch.setattr(machine, "native_bfloat16", lambda *args: native)
+    monkeypatch.setattr(machine, "avx512_float32", lambda *args: avx512)
     assert transfer.resolve_base(precision, engine, gpus=gpus, litert=litert) == expected
 
 

@@ -86,8 +86,8 @@ def resolve_base(precision: str, engine: str, gpus: int | None = None, litert: b
     """The frozen base's (precision, engine) on this machine for train.transfer's precision and engine,
     either of which may be auto: precision float16 on a GPU, bfloat16 where the CPU computes it natively
     (stages/common/machine.py: avx512_bf16 or amx_bf16, oneDNN not capped below them), else float32;
-    engine litert (stages/modelkit/engines.py) for float32 on a CPU when ai-edge-litert is installed
-    (XNNPACK: faster than Keras without native bfloat16), else keras. An explicit choice is kept; one this
+    engine litert (stages/modelkit/engines.py) for float32 on a CPU without AVX-512 when ai-edge-litert is
+    installed (XNNPACK: faster than Keras's AVX2 kernels; with AVX-512 Keras is faster), else keras. An explicit choice is kept; one this
     machine cannot run is refused. gpus (how many) and litert (installed) are found out when not given."""
     from stages.common import machine
 
@@ -99,7 +99,8 @@ def resolve_base(precision: str, engine: str, gpus: int | None = None, litert: b
                      else "bfloat16" if machine.native_bfloat16() else "float32")
     if engine == "auto":
         installed = machine.litert_installed() if litert is None else litert
-        engine = "litert" if precision == "float32" and installed and not gpu_count() else "keras"
+        engine = ("litert" if precision == "float32" and installed and not machine.avx512_float32() and not gpu_count()
+                  else "keras")
     if engine == "litert" and precision != "float32":
         raise UserError(f"train.transfer.engine: litert runs the base in float32 only, not {precision}; "
                         "set train.transfer.precision: float32 (or auto), or engine: keras")
