@@ -23,7 +23,6 @@ import contextlib
 import csv
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,82 +30,20 @@ from tqdm import tqdm
 
 from stages.common import cli
 from stages.common.atomic_files import atomic_file
-from stages.common.config import MODELS_DIR, PARAMS_FILE, PredictParams, load_params
+from stages.common.config import MODELS_DIR, PARAMS_FILE
 from stages.common.errors import UserError
 from stages.common.progress import progress_bar
-from stages.contracts.training import MODEL_FILE, ModelDir, TrainedClasses, find_model
-from stages.images.reading import DEFAULT_MAX_PIXELS, is_image_file
+from stages.contracts.training import MODEL_FILE, find_model
+from stages.images.reading import is_image_file
 from stages.modelkit.prediction import (
     NO_FACE,
     ExplanationWriter,
-    FaceOptions,
     count_inputs,
     iter_inputs,
-    model_image_size,
     predict_files,
     prediction_row,
 )
-
-# What predict uses where params.yaml cannot be read (a model file used outside the project); the
-# threshold and the class names have no such default: a guess would mislabel images.
-WITHOUT_PARAMS = PredictParams(detect_faces=False, min_face_confidence=0.9, face_crop=1.8)
-EXPLAIN_WITHOUT_PARAMS = "auto"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What predict takes from params.yaml, read once. Without a usable params.yaml: the defaults
-    above, no model names, classes or threshold, and `problem` saying why (for the errors that need one)."""
-
-    model_names: tuple[str, ...]          # train.<name>: names predict resolves to models/<name>/<seed>/
-    classes: tuple[str, ...] | None       # prepare.classes, for a model without a training.json
-    threshold: float | None               # evaluate.threshold: label images as evaluate scored them
-    max_pixels: int                       # prepare.max_pixels: refuse what prepare skips
-    faces: FaceOptions                    # predict.min_face_confidence, predict.face_crop
-    detect_faces: bool                    # predict.detect_faces
-    explain_method: str                   # evaluate.explain.method
-    problem: str | None = None
-    seed: int | None = None               # seeds[0]: the run a model name means
-
-
-def read_settings(path: Path = PARAMS_FILE) -> Settings:
-    """predict's settings from params.yaml at `path`, or the defaults when it cannot be read."""
-    try:
-        params = load_params(path)
-    except UserError as error:
-        return Settings(model_names=(), classes=None, threshold=None, max_pixels=DEFAULT_MAX_PIXELS,
-                        faces=FaceOptions(WITHOUT_PARAMS.min_face_confidence, WITHOUT_PARAMS.face_crop),
-                        detect_faces=WITHOUT_PARAMS.detect_faces, explain_method=EXPLAIN_WITHOUT_PARAMS,
-                        problem=str(error))
-    section = params.predict
-    return Settings(model_names=tuple(params.model_names), classes=tuple(params.prepare.classes), seed=params.seeds[0],
-                    threshold=params.evaluate.threshold, max_pixels=params.prepare.max_pixels,
-                    faces=FaceOptions(section.min_face_confidence, section.face_crop),
-                    detect_faces=section.detect_faces, explain_method=params.evaluate.explain.method)
-
-
-def read_engine(model_path: Path) -> str:
-    """What ran the model's frozen base when its features were cached (training.json beside it): keras
-    or litert. predict runs it the same way, so that its probabilities are the ones evaluate scored."""
-    training = ModelDir(model_path.parent).training
-    return TrainedClasses.read(training).engine if training.is_file() else "keras"
-
-
-def read_classes(model_path: Path, settings: Settings) -> list[str]:
-    """The class names the model was trained on: training.json beside it (its contract,
-    contracts.training.TrainedClasses), else params.yaml's prepare.classes."""
-    training = ModelDir(model_path.parent).training
-    if training.is_file():
-        classes = TrainedClasses.read(training).classes
-        if classes is not None:
-            return list(classes)
-        missing = f"{training} has no \"classes\""
-    else:
-        missing = f"{training} is missing"
-    # Guessing the names would silently swap labels for a model trained with other classes.
-    if settings.classes is None:
-        raise UserError(f"cannot tell the class names: {missing}, and {PARAMS_FILE} gave none ({settings.problem})")
-    return list(settings.classes)
+from stages.modelkit.trained import load_trained, read_classes, read_settings
 
 
 def table_lines(rows: list[dict], classes: Sequence[str], header: bool = False) -> list[str]:
@@ -207,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_explain_target(args.explain, args.paths)
     settings = read_settings()
     model_path = find_model(args.model, settings.model_names, settings.seed)
-    classes = read_classes(model_path, settings)
+    read_classes(model_path, settings)   # before TensorFlow starts: a model without class names fails at once
     threshold = args.threshold if args.threshold is not None else settings.threshold
     if threshold is None:
         raise UserError(f"{settings.problem}; or give --threshold")
@@ -216,15 +153,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     cli.quiet_tensorflow()
     from stages.common.distribute import cpu_share
-    from stages.modelkit.engines import on_engine
-    from stages.modelkit.registry import load_model
 
-    model = load_model(model_path)
-    model_image_size(model)
-    runner = on_engine(model, read_engine(model_path), cpu_share())
+    trained = load_trained(model_path, settings, cpu_share())
+    classes, runner = trained.classes, trained.runner
     explain_to = None
     if args.explain is not None:
-        explain_to = ExplanationWriter(model, args.explain, settings.explain_method, threshold,
+        explain_to = ExplanationWriter(trained.model, args.explain, settings.explain_method, threshold,
                                        f"evaluate.explain.method in {PARAMS_FILE}")
 
     unreadable = 0
