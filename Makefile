@@ -23,17 +23,21 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # resolution, runs on those versions in .github/workflows/ci.yml.
 OTHER_PYTHONS ?= 3.12 3.13
 
-.PHONY: run compare test test-fast wheels-check docs real-plan real bench queue gpu-check env clean
+.PHONY: run serve browser compare test test-fast wheels-check docs real-plan real bench queue gpu-check env clean
 
 # `facegender run`: dvc repro, then the verdict (stages/__main__.py).
 run: env
 	facegender run
 
+# The page to try every trained model on your own photos: http://127.0.0.1:8000 (params.yaml serve).
+serve: env
+	facegender serve
+
 # Experiments side by side: what each changed, each model's ROC AUC (dvc exp show --json, in 120 columns).
 compare: env
 	facegender compare
 
-test: env
+test: env browser
 	python -m pytest
 	$(MAKE) --no-print-directory wheels-check
 
@@ -44,6 +48,15 @@ wheels-check: env
 		|| { echo "error: a pin of requirements-dev.txt has no wheel for Python $$version: change the pin, or drop $$version from pyproject.toml's requires-python"; exit 1; }; \
 		echo "Python $$version: every pin of requirements-dev.txt has a wheel"; \
 	done
+
+# The page's browser test (tests/e2e/test_page_in_browser.py) drives Debian's chromium with Playwright, never a
+# browser of Playwright's own: installed here from Debian's packages when missing (sudo when not root).
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium for the page's browser test (apt-get)"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			--no-install-recommends chromium >/dev/null; }
 
 test-fast: env
 	python -m pytest -m "not e2e"

@@ -3,6 +3,7 @@
     facegender run                  the whole pipeline (dvc repro), then its verdict: what `make run` does
     facegender compare              every experiment side by side (dvc exp show): `make compare`
     facegender predict MODEL PATHS  P(class) for your own images
+    facegender serve                a page to try every trained model on your photos: `make serve`
     facegender plan [--run]         the real run's plan (downloads, disk, time); --run starts it
     facegender verdict              the last run's outcome in one small table
     facegender plots-page           the offline page `dvc plots show` fills
@@ -33,6 +34,7 @@ SUBCOMMANDS = {
     "run": (None, "the whole pipeline, dvc repro, then its verdict (what `make run` does)"),
     "compare": ("experiments", "every experiment side by side: what it changed, each model's AUC (`make compare`)"),
     "predict": ("predict", "a trained model's P(class) for your own images or folders"),
+    "serve": ("serve", "a page to try every trained model on your own photos, in the browser (`make serve`)"),
     "plan": ("plan", "the real run's plan: downloads, disk, time per stage here; --run starts it"),
     "verdict": ("verdict", "the last run's outcome: AUC, accuracy, difference to the reference, p-value"),
     "plots-page": ("plots_template", "write the offline page `dvc plots show` fills (no network needed)"),

@@ -26,9 +26,7 @@ PLOTS_DIR = Path("plots")              # small plot data, in git: `dvc plots sho
 REPORTS_DIR = Path("reports")
 
 SPLITS = ("train", "val", "test")
-# The splits a trained model is scored on: validation and the cross-dataset test.
-EVALUATED_SPLITS = ("val", "test")
-
+EVALUATED_SPLITS = ("val", "test")     # the splits a trained model is scored on: validation and the cross-dataset test
 
 YAML_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 # A layer's size: a count of filters or units.
@@ -200,6 +198,13 @@ class PredictParams(ParamsSection):
     face_crop: float = Field(ge=1, le=4)                    # crop side / detector box's longer side
 
 
+class ServeParams(ParamsSection):     # python -m stages.serve's defaults (the page; not a DVC stage)
+    host: str = Field(min_length=1)                         # the address it listens on; 127.0.0.1: this computer only
+    port: int = Field(ge=0, le=65535)                       # 0: any free port (the page's address is printed)
+    max_upload_mb: float = Field(gt=0, le=1024)             # a bigger upload is refused before it is decoded
+    max_requests: int = Field(ge=1, le=64)                  # photos in the server at once; more are told to retry
+
+
 class Params(ParamsSection):
     download: DownloadParams
     prepare: PrepareParams
@@ -215,6 +220,7 @@ class Params(ParamsSection):
     evaluate: EvaluateParams
     compare: CompareParams
     predict: PredictParams
+    serve: ServeParams
     _source: str = PrivateAttr(default=str(PARAMS_FILE))    # the file it came from, for error messages
 
     @model_validator(mode="after")

@@ -63,6 +63,8 @@ def test_the_wheel_holds_the_package_and_the_licences_only(installed):
     tops = {name.split("/", 1)[0] for name in names}
     assert {top for top in tops if not top.endswith(".dist-info")} == {"stages"}
     assert "stages/__main__.py" in names and "stages/models/transfer.py" in names
+    # The page `facegender serve` serves is package data: an installed serve without it would answer 404.
+    assert {"stages/serving/page/index.html", "stages/serving/page/page.js", "stages/serving/page/page.css"} <= set(names)
     licences = {Path(name).name for name in names if "/licenses/" in name}
     assert licences == {"LICENSE", "THIRD_PARTY.md"}
 
