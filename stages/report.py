@@ -18,8 +18,10 @@ import pandas as pd
 import yaml
 
 from stages.analysis import figures
-from stages.analysis.discussion import calibration_section, compute_section, discussion, ethics_section, fmt, signed
-from stages.analysis.document import Banner, Code, Figure, Gallery, Paragraph, Section, Table, to_html, to_markdown
+from stages.analysis.cards import CardInputs, card_sections, card_title, read_card_inputs
+from stages.analysis.discussion import calibration_section, compute_section, discussion, ethics_section
+from stages.analysis.document import (Banner, Code, Figure, Gallery, Paragraph, Section, Table, fmt, signed, to_html,
+                                     to_markdown)
 from stages.analysis.figures import SPLIT_TITLES
 from stages.analysis.heatmaps import METHOD_TITLES
 from stages.analysis.statistics import METRIC_NAMES
@@ -227,8 +229,9 @@ def explanation_sections(results: dict[str, ModelResults], figures_dir: Path, cl
 
 
 def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[str, ModelResults],
-                 comparison: Comparison, figures_dir: Path, provenance: Provenance) -> list[Section]:
-    """All sections, in reading order; figures are written into figures_dir."""
+                 comparison: Comparison, figures_dir: Path, provenance: Provenance,
+                 cards: Sequence[CardInputs] = ()) -> list[Section]:
+    """All sections, in reading order, each model's card last; figures are written into figures_dir."""
     classes = params.prepare.classes
     test_counts = prepare_summary.counts["test"]
     test_share = {label: test_counts[label] / max(test_counts["total"], 1) for label in classes}
@@ -257,6 +260,13 @@ def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[
     sections.append(ethics_section(params, test_share))
     model_ideas = [idea for result in results.values() for idea in result.training.more_compute]
     sections.append(compute_section(params, model_ideas))
+    if cards:
+        sections.append(Section("cards", "Model cards", [Paragraph(
+            "Each model's card, also in models/<model>/MODEL_CARD.md (the cards stage): what it is, its data, its "
+            "metrics on both splits, what it is for and what it must not be used for.")]))
+        for card in cards:
+            sections.append(Section(f"card-{card.name}", card_title(card.name, card.metrics[0].description), [], 3))
+            sections += card_sections(card, level=4)
     return sections
 
 
@@ -271,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     with staged_dir(REPORTS_DIR) as staging:
         figures_dir = staging / "figures"
         figures_dir.mkdir()
-        sections = build_report(params, prepare_summary, results, comparison, figures_dir, provenance)
+        cards = [read_card_inputs(name, params) for name in params.model_names]
+        sections = build_report(params, prepare_summary, results, comparison, figures_dir, provenance, cards)
         (staging / "report.md").write_text(to_markdown(TITLE, sections, staging), encoding="utf-8")
         (staging / "report.html").write_text(to_html(TITLE, sections), encoding="utf-8")
     print(f"wrote {REPORTS_DIR / 'report.html'} and {REPORTS_DIR / 'report.md'}")

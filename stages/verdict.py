@@ -17,7 +17,7 @@ import subprocess
 from importlib import metadata
 from typing import Sequence
 
-from stages.analysis.discussion import fmt, signed
+from stages.analysis.document import fmt, signed
 from stages.analysis.terminal import text_table
 from stages.common import cli
 from stages.common.config import EVALUATED_SPLITS, PARAMS_FILE, REPORTS_DIR, load_params

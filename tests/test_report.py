@@ -14,22 +14,23 @@ from PIL import Image
 
 from stages import evaluate, report
 from stages.analysis import figures
+from stages.analysis.cards import CardInputs
 from stages.analysis.discussion import compute_section, discussion, ethics_section
 from stages.analysis.document import Figure, Section, Table, to_html, to_markdown
 from stages.analysis.statistics import METRIC_NAMES, classification_metrics, roc_points
+from stages.common.config import CalibrationParams
 from stages.compare import compare
 from stages.contracts.comparison import Comparison, PairedTest
-from stages.common.config import CalibrationParams
 from stages.contracts.evaluation import EvaluationDir, ModelMetrics, ReliabilityCurves, RocCurves
 from stages.contracts.prepared import PreparedWriter, PrepareSummary
 from stages.contracts.provenance import DatasetProvenance, Provenance
-from stages.contracts.training import TrainingInfo
+from stages.contracts.training import TrainingInfo, TrainMetrics
 from stages.evaluate import confident_examples, save_explanations
 from tests.helpers import png_bytes
 
 CLASSES = ["Female", "Male"]
 SECTION_IDS = ["banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "calibration", "discussion",
-               "mistakes", "correct", "ethics", "compute"]
+               "mistakes", "correct", "ethics", "compute", "cards"]
 
 
 def split_metrics(labels, probabilities) -> dict:
@@ -118,7 +119,10 @@ def built(tmp_path_factory, repo_params):
     figures_dir.mkdir(parents=True)
     provenance = Provenance(source="sample", sample=params.download.sample.model_dump(), datasets={
         name: DatasetProvenance(slug=source.slug, images=20) for name, source in params.download.datasets.items()})
-    sections = report.build_report(params, prepare_summary, results, comparison, figures_dir, provenance)
+    cards = [CardInputs(name, [result.metrics], [TrainMetrics(epochs_run=3, best_epoch=2, loss=0.5, accuracy=0.8,
+                                                              val_loss=0.6, val_accuracy=0.7)],
+                        prepare_summary, provenance, params) for name, result in results.items()]
+    sections = report.build_report(params, prepare_summary, results, comparison, figures_dir, provenance, cards)
     return params, results, sections, to_html(report.TITLE, sections), to_markdown(report.TITLE, sections, root / "out"), root / "out"
 
 
@@ -236,6 +240,18 @@ def test_sample_banner_only_for_the_sample(built):
     kaggle = params.model_copy(update={"download": params.download.model_copy(update={"source": "kaggle"})})
     sections = [ethics_section(kaggle, {"Female": 0.5, "Male": 0.5}), compute_section(kaggle, [])]
     assert "synthetic" not in to_html("t", sections)
+
+
+def test_every_models_card_closes_the_report(built):
+    """The cards stage's sections, for every model, after the rest (models/<model>/MODEL_CARD.md has the same)."""
+    params, results, sections, page, markdown, _ = built
+    names = [section.anchor for section in sections]
+    assert names.index("cards") > names.index("compute")
+    for name, result in results.items():
+        assert f'<section id="card-{name}"><h3>Model card: {name} ({result.description})</h3>' in page
+        assert f'<section id="card-{name}-misuse"><h4>Uses it must not serve</h4>' in page
+        auc = result.metrics.test.roc_auc
+        assert "| ROC AUC |" in markdown and f"{auc:.3f}" in markdown
 
 
 def test_html_escapes_text(tmp_path):

@@ -7,26 +7,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stages.analysis.document import Bullets, Figure, Paragraph, Section, Table
+from stages.analysis.document import Bullets, Figure, Paragraph, Section, Table, fmt, percent, signed
 from stages.analysis.figures import SPLIT_TITLES
 from stages.common.config import EVALUATED_SPLITS, Params
 from stages.contracts.comparison import Comparison, PairedTest
 from stages.contracts.evaluation import ModelMetrics, SplitMetrics
 
 SIGNIFICANCE = 0.05   # the level at which the discussion calls a paired test's difference significant
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A metric for a table: 3 decimals, or n/a where it is undefined."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def signed(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.3f}"
-
-
-def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def class_error_rates(split_metrics: SplitMetrics, classes: Sequence[str]) -> dict[str, float | None]:

@@ -62,6 +62,21 @@ class Section:
     level: int = 2
 
 
+# --- numbers as text ----------------------------------------------------------------------------
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A metric for a table: 3 decimals, or n/a where it is undefined."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
 # --- Markdown -----------------------------------------------------------------------------------
 
 def _md_cell(text: str) -> str:
