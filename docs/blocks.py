@@ -374,8 +374,29 @@ def block_engines(sources: Sources) -> list[str]:
                      "max difference to Keras float32 (relative)"], rows, "lrrr")]
 
 
+def block_exports(sources: Sources) -> list[str]:
+    """metrics/export/<model>.json: every exported format's size, time per image, difference and AUC."""
+    titles = {"keras": "`.keras` (as predict runs it)", "saved_model": "SavedModel", "tflite": "LiteRT float32",
+              "tflite_quantized": "LiteRT int8 weights"}
+    rows, machines, notes = [], set(), []
+    for model, info in sources["exports"].items():
+        machines.add(info["machine"])
+        notes.append(f"{model}: quantized {info['quantized']}")
+        for kind, found in info["formats"].items():
+            auc = "n/a" if found["val_auc"] is None else f"{found['val_auc']:.4f}"
+            rows.append([model, titles[kind], f"{found['bytes'] / 1e6:.1f} MB", f"{found['ms_per_image']:.2f}",
+                         f"{found['max_difference']:.1e}", auc])
+    images = {info["validation_images"] for info in sources["exports"].values()}
+    return [f"Measured by the export stage on the {' and '.join(map(str, sorted(images)))} validation images, on "
+            f"{' and '.join(with_article(machine) for machine in sorted(machines))}; time per image at batch 1, the "
+            "median; difference: the largest in P(Male) to the `.keras` model computed in float32.", "",
+            *_table(["model", "format", "size", "ms per image", "max difference", "val AUC"], rows, "llrrrr"), "",
+            *(f"- {note}" for note in notes)]
+
+
 BLOCKS: dict[str, Callable[..., list[str]]] = {
     "engines": block_engines,
+    "exports": block_exports,
     "bench-kinds": block_bench_kinds,
     "plan-check": block_plan_check,
     "measured": block_measured,

@@ -73,6 +73,8 @@ SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "params": ("params.yaml", lambda root: yaml.safe_load((root / "params.yaml").read_text())),
     "engines": ("benchmarks/engines.json (python -m benchmarks.engines)",
                 lambda root: _load_json(root / "benchmarks/engines.json")),
+    "exports": ("metrics/export/<model>.json", lambda root: {path.stem: _load_json(path) for path in
+                                                            sorted((root / "metrics/export").glob("*.json"))}),
     "seeds": ("benchmarks/seeds.json (python -m benchmarks.seeds)",
               lambda root: _load_json(root / "benchmarks/seeds.json")),
 }

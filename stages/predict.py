@@ -33,7 +33,7 @@ from stages.common.atomic_files import atomic_file
 from stages.common.config import MODELS_DIR, PARAMS_FILE
 from stages.common.errors import UserError
 from stages.common.progress import progress_bar
-from stages.contracts.training import MODEL_FILE, find_model
+from stages.contracts.training import MODEL_FILE
 from stages.images.reading import is_image_file
 from stages.modelkit.prediction import (
     NO_FACE,
@@ -43,7 +43,7 @@ from stages.modelkit.prediction import (
     predict_files,
     prediction_row,
 )
-from stages.modelkit.trained import load_trained, read_classes, read_settings
+from stages.modelkit.trained import find_trained, load_trained, read_classes, read_settings
 
 
 def table_lines(rows: list[dict], classes: Sequence[str], header: bool = False) -> list[str]:
@@ -100,7 +100,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, with --help."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help=f"a model name from params.yaml's train section ({MODELS_DIR}/<name>/"
-                                      f"<seed>/{MODEL_FILE}), a .keras file, or a folder holding {MODEL_FILE}")
+                                      f"<seed>/{MODEL_FILE}), a .keras file, a folder holding {MODEL_FILE}, or an "
+                                      f"export (exports/<name>/: a .tflite file or the saved_model folder)")
     parser.add_argument("paths", nargs="+", type=Path, metavar="path",
                         help="image files, or folders searched recursively for image files")
     parser.add_argument("--csv", type=Path, help="write the predictions to this CSV file (then the terminal gets the "
@@ -143,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_csv_target(args.csv, args.paths)
     check_explain_target(args.explain, args.paths)
     settings = read_settings()
-    model_path = find_model(args.model, settings.model_names, settings.seed)
+    model_path = find_trained(args.model, settings.model_names, settings.seed)
     read_classes(model_path, settings)   # before TensorFlow starts: a model without class names fails at once
     threshold = args.threshold if args.threshold is not None else settings.threshold
     if threshold is None:
@@ -157,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     trained = load_trained(model_path, settings, cpu_share())
     classes, runner = trained.classes, trained.runner
     explain_to = None
+    if args.explain is not None and trained.model is None:
+        raise UserError(f"--explain: {model_path} is an export, which has no gradients to explain; give the .keras "
+                        "model for heat maps")
     if args.explain is not None:
         explain_to = ExplanationWriter(trained.model, args.explain, settings.explain_method, threshold,
                                        f"evaluate.explain.method in {PARAMS_FILE}")

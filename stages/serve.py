@@ -27,8 +27,7 @@ from typing import Sequence
 from stages.common import cli
 from stages.common.config import PARAMS_FILE, load_params
 from stages.common.errors import UserError
-from stages.contracts.training import find_model
-from stages.modelkit.trained import read_settings
+from stages.modelkit.trained import find_trained, read_settings
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -61,12 +60,12 @@ def model_paths(asked: Sequence[str] | None, names: Sequence[str], seed: int) ->
     """([(name, model file)], names not trained yet): the models asked for (each must exist), or every model
     of params.yaml's train section that has been trained."""
     if asked:
-        return [(Path(spec).stem if spec.endswith(".keras") else Path(spec).name, find_model(spec, names, seed))
-                for spec in asked], []
+        return [(Path(spec).stem if spec.endswith((".keras", ".tflite")) else Path(spec).name,
+                 find_trained(spec, names, seed)) for spec in asked], []
     found, missing = [], []
     for name in names:
         try:
-            found.append((name, find_model(name, names, seed)))
+            found.append((name, find_trained(name, names, seed)))
         except UserError:
             missing.append(name)
     if not found:
@@ -132,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     threshold = params.evaluate.threshold
     models = [load_trained(path, settings, cpu_share(), name) for name, path in found]
     explainers = [Explainer(trained.model, trained.size, settings.explain_method, threshold=threshold)
-                  for trained in models]
+                  if trained.model is not None else None for trained in models]     # an export has no heat maps
     detector()    # the face detector loads now, not at the first photo
     options = PhotoOptions(settings.max_pixels, settings.faces, threshold)
     about = {"models": [{"name": trained.name, "file": str(trained.path)} for trained in models],

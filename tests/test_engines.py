@@ -183,4 +183,4 @@ def test_predict_without_litert_installed_runs_keras_and_says_so(random_transfer
     assert engines.on_engine(model, "litert", 2) is model
     assert "LiteRT, which is not installed here" in capsys.readouterr().err
     with pytest.raises(UserError, match="the ai-edge-litert package is not installed"):
-        engines.LiteRTRunner(model, 2)
+        engines.LiteRTRunner.of_model(model, 2)

@@ -108,10 +108,8 @@ class PrepareParams(ParamsSection):
         for name, split in self.splits.items():
             unknown = set(split.classes.values()) - set(self.classes)
             if unknown:
-                raise ValueError(
-                    f"splits.{name}.classes maps to {sorted(unknown)}, "
-                    f"which are not in prepare.classes {self.classes}"
-                )
+                raise ValueError(f"splits.{name}.classes maps to {sorted(unknown)}, which are not in prepare.classes "
+                                 f"{self.classes}")
         return self
 
 
@@ -120,17 +118,13 @@ class TfrecordsParams(ParamsSection):
     seed: int
 
 
-class ReduceLearningRate(ParamsSection):
-    """Keras's ReduceLROnPlateau on val_loss."""
-
+class ReduceLearningRate(ParamsSection):                  # Keras's ReduceLROnPlateau on val_loss
     patience: int = Field(ge=1)
     factor: float = Field(gt=0, lt=1)
     min_learning_rate: float = Field(ge=0)
 
 
-class FitParams(ParamsSection):
-    """What every model's train.<name> section holds; a model module's Params adds its own keys."""
-
+class FitParams(ParamsSection):    # what every model's train.<name> section holds; a model's Params adds its own
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     learning_rate: float = Field(gt=0)
@@ -205,6 +199,11 @@ class ServeParams(ParamsSection):     # python -m stages.serve's defaults (the p
     max_requests: int = Field(ge=1, le=64)                  # photos in the server at once; more are told to retry
 
 
+class ExportParams(ParamsSection):    # the export stage (exports/<model>/)
+    quantized_auc_tolerance: float = Field(ge=0, le=1)      # keep the int8 LiteRT file while its val AUC is this close
+    latency_images: int = Field(ge=1)                       # images timed one at a time, per format
+
+
 class Params(ParamsSection):
     download: DownloadParams
     prepare: PrepareParams
@@ -221,6 +220,7 @@ class Params(ParamsSection):
     compare: CompareParams
     predict: PredictParams
     serve: ServeParams
+    export: ExportParams
     _source: str = PrivateAttr(default=str(PARAMS_FILE))    # the file it came from, for error messages
 
     @model_validator(mode="after")

@@ -8,8 +8,9 @@ LiteRT is the maintained successor of TensorFlow Lite's interpreter (the `ai-edg
 CPUs without native bfloat16 computes VGG16 in float32 faster than Keras does (docs/benchmark.md).
 Its outputs match Keras float32 within float32 rounding (max relative difference ~1e-6).
 
-Used by the features stage (the frozen base over every split) and predict (the same base on new
-photos, so that the two agree on the engine), never by train or evaluate: those read cached features.
+Used by the features stage (the frozen base over every split), predict (the same base on new
+photos, so that the two agree on the engine) and exported .tflite files (stages/modelkit/exported.py),
+never by train or evaluate: those read cached features.
 """
 
 from __future__ import annotations
@@ -28,22 +29,36 @@ ENGINES = ("keras", "litert")
 
 
 class LiteRTRunner:
-    """A Keras model exported to LiteRT and run batch by batch on `threads` cores (XNNPACK)."""
+    """A LiteRT model run batch by batch on `threads` cores (XNNPACK): from a Keras model (of_model, exported
+    on the way) or a .tflite file (from_file, the export stage's)."""
 
-    def __init__(self, model, threads: int):
+    def __init__(self, content: bytes, threads: int):
         if not litert_installed():
             raise UserError("engine litert: the ai-edge-litert package is not installed; install requirements.txt "
                             "(pip install ai-edge-litert==2.3.0) or use the keras engine")
         from ai_edge_litert.interpreter import Interpreter
 
-        with tempfile.TemporaryDirectory(prefix="facegender-litert-") as folder:
-            path = Path(folder) / "model.tflite"
-            model.export(str(path), format="litert", verbose=False)
-            content = path.read_bytes()
         self.interpreter = Interpreter(model_content=content, num_threads=max(1, threads))
         self._input = self.interpreter.get_input_details()[0]["index"]
         self._output = self.interpreter.get_output_details()[0]["index"]
         self._batch: tuple[int, ...] | None = None
+
+    @classmethod
+    def of_model(cls, model, threads: int) -> "LiteRTRunner":
+        with tempfile.TemporaryDirectory(prefix="facegender-litert-") as folder:
+            path = Path(folder) / "model.tflite"
+            model.export(str(path), format="litert", verbose=False)
+            return cls(path.read_bytes(), threads)
+
+    @classmethod
+    def from_file(cls, path: Path, threads: int) -> "LiteRTRunner":
+        return cls(Path(path).read_bytes(), threads)
+
+    def shapes(self) -> tuple[tuple, tuple]:
+        """(input shape, output shape) with None for the batch, as Keras's input_shape and output_shape."""
+        signature = self.interpreter.get_input_details()[0]
+        output = self.interpreter.get_output_details()[0]
+        return ((None, *map(int, signature["shape"][1:])), (None, *map(int, output["shape"][1:])))
 
     def __call__(self, batch) -> np.ndarray:
         batch = np.ascontiguousarray(np.asarray(batch, dtype=np.float32))
@@ -61,7 +76,7 @@ def batch_runner(model, engine: str, threads: int, keras_runner: Callable | None
     """A function from a batch of inputs to the model's outputs on `engine`: for keras, `keras_runner`
     (default model.predict_on_batch), for litert a LiteRTRunner."""
     if engine == "litert":
-        return LiteRTRunner(model, threads)
+        return LiteRTRunner.of_model(model, threads)
     if engine != "keras":
         raise UserError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
     return keras_runner or model.predict_on_batch
@@ -81,7 +96,7 @@ class FrontOnEngine:
         front = inputs
         for layer in model.layers[1:-1]:
             front = layer(front, training=False)
-        self.front = LiteRTRunner(keras.Model(inputs, front), threads)
+        self.front = LiteRTRunner.of_model(keras.Model(inputs, front), threads)
         self.last = model.layers[-1]
 
     def predict_on_batch(self, batch) -> np.ndarray:

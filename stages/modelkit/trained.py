@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from stages.common.config import PARAMS_FILE, PredictParams, load_params
 from stages.common.errors import UserError
-from stages.contracts.training import ModelDir, TrainedClasses
+from stages.contracts.exports import ExportInfo
+from stages.contracts.training import ModelDir, TrainedClasses, find_model
 from stages.images.reading import DEFAULT_MAX_PIXELS
+from stages.modelkit.exported import is_exported
 from stages.modelkit.prediction import FaceOptions, model_image_size
 
 # What predict uses where params.yaml cannot be read (a model file used outside the project); the
@@ -59,9 +62,19 @@ def read_engine(model_path: Path) -> str:
     return TrainedClasses.read(training).engine if training.is_file() else "keras"
 
 
+def find_trained(spec: str, names: Sequence[str], seed: int | None) -> Path:
+    """The model a command line names: an exported file or SavedModel folder as given (the export stage's),
+    else a model name, .keras file or folder holding one (contracts.training.find_model)."""
+    if is_exported(Path(spec)):
+        return Path(spec)
+    return find_model(spec, names, seed)
+
+
 def read_classes(model_path: Path, settings: Settings) -> list[str]:
     """The class names the model was trained on: training.json beside it (its contract,
-    contracts.training.TrainedClasses), else params.yaml's prepare.classes."""
+    contracts.training.TrainedClasses), else params.yaml's prepare.classes; for an export, its export.json."""
+    if is_exported(model_path):
+        return list(ExportInfo.read(ExportInfo.beside(model_path)).classes)
     training = ModelDir(model_path.parent).training
     if training.is_file():
         classes = TrainedClasses.read(training).classes
@@ -90,11 +103,17 @@ class TrainedModel:
 
 
 def load_trained(path: Path, settings: Settings, threads: int, name: str | None = None) -> TrainedModel:
-    """The model at `path` with its classes (read_classes) on its engine (read_engine), `threads` for it."""
+    """The model at `path` with its classes (read_classes) on its engine (read_engine), `threads` for it. An
+    export (model None: no heat maps) runs as exported."""
     from stages.modelkit.engines import on_engine
     from stages.modelkit.registry import load_model
 
     classes = read_classes(path, settings)
+    if is_exported(path):
+        from stages.modelkit.exported import ExportedModel
+
+        exported = ExportedModel(path, threads)
+        return TrainedModel(name or path.name, path, classes, None, exported, model_image_size(exported))
     model = load_model(path)
     size = model_image_size(model)
     return TrainedModel(name or path.parent.parent.name, path, classes, model,

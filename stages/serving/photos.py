@@ -63,12 +63,12 @@ def analyse_photo(path: Path, models: Sequence[TrainedModel], explainers: Sequen
         for trained, explainer in zip(models, explainers):
             pixels = np.stack([square_pixels(crop, trained.size) for crop in crops]).astype(np.float32)
             probabilities = np.asarray(trained.runner.predict_on_batch(pixels), np.float64).reshape(-1)
-            maps = explainer(pixels)
+            maps = explainer(pixels) if explainer is not None else [None] * len(pixels)
             for face, image, probability, heat in zip(faces, pixels, probabilities, maps):
                 face["models"].append({
                     "model": trained.name,
                     "probability": round(float(probability), 4),
                     "verdict": verdict(float(probability), trained.classes, options.threshold),
-                    "heatmap": png_data_uri(overlay(image, heat)),
+                    "heatmap": png_data_uri(overlay(image, heat)) if heat is not None else None,
                 })
     return {"width": photo.width, "height": photo.height, "faces": faces}

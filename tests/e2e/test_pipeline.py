@@ -46,14 +46,15 @@ def first_repro(project: Path) -> str:
 
 def test_repro_runs_every_stage(first_repro):
     expected = ["download", "prepare", "tfrecords", "features", "compare", "report"] + [
-        f"inputs@{m}" for m in MODELS] + [f"cards@{m}" for m in MODELS] + [f"{kind}@{m}-{SEED}" for kind in ("train", "evaluate") for m in MODELS]
+        f"inputs@{m}" for m in MODELS] + [f"{kind}@{m}" for kind in ("cards", "export") for m in MODELS] + [f"{kind}@{m}-{SEED}" for kind in ("train", "evaluate") for m in MODELS]
     assert sorted(stages_run(first_repro)) == sorted(expected)
 
 
 def test_every_declared_output_exists(project, first_repro):
     for path in ["data/raw/trainval/Train/Female", "data/raw/test/faces/man", "data/tfrecords/manifest.json",
                  "metrics/prepare.json", "metrics/comparison.json", "data/features/train-00000-of-00001.tfrecord",
-                 "data/features/manifest.json", "models/baseline/MODEL_CARD.md"]:
+                 "data/features/manifest.json", "models/baseline/MODEL_CARD.md",
+                 "exports/baseline/model.tflite", "exports/transfer/saved_model/saved_model.pb"]:
         assert (project / path).exists(), path
     for split in ("train", "val", "test"):
         with PreparedSplit(project / "data/prepared", split) as prepared:
@@ -273,8 +274,8 @@ def test_a_shared_module_reruns_exactly_the_stages_that_import_it(project, first
 def test_changing_epochs_reruns_only_that_model(project, first_repro):
     set_params(project, {"train.baseline.epochs": 2})
     output = run(["dvc", "repro"], project)
-    assert sorted(stages_run(output)) == ["cards@baseline", "compare", f"evaluate@baseline-{SEED}", "report",
-                                          f"train@baseline-{SEED}"]
+    assert sorted(stages_run(output)) == ["cards@baseline", "compare", f"evaluate@baseline-{SEED}", "export@baseline",
+                                          "report", f"train@baseline-{SEED}"]
     loss = pd.read_csv(project / f"plots/learning_curves/{run_of('baseline')}/loss.csv")
     assert list(loss["epoch"]) == [1, 2]
 
@@ -282,8 +283,8 @@ def test_changing_epochs_reruns_only_that_model(project, first_repro):
 def test_changing_the_transfer_head_keeps_the_features(project, first_repro):
     set_params(project, {"train.transfer.head_units": [8], "train.transfer.dropout": 0.2})
     output = run(["dvc", "repro"], project)
-    assert sorted(stages_run(output)) == ["cards@transfer", "compare", f"evaluate@transfer-{SEED}", "report",
-                                          f"train@transfer-{SEED}"]
+    assert sorted(stages_run(output)) == ["cards@transfer", "compare", f"evaluate@transfer-{SEED}", "export@transfer",
+                                          "report", f"train@transfer-{SEED}"]
 
 
 def test_changing_the_reference_reruns_only_the_comparison(project, first_repro):
@@ -383,7 +384,9 @@ def test_a_second_seed_adds_only_its_runs_and_compare_judges_over_both(project, 
     the report says which run its figures show."""
     set_params(project, {"seeds": [SEED, 7]})
     output = run(["dvc", "repro"], project)
-    assert sorted(stages_run(output)) == sorted(["compare", "report"] + [f"cards@{model}" for model in MODELS] + [
+    # seeds is a param of export@<model> (it exports the first seed's run): each reruns, the same run
+    assert sorted(stages_run(output)) == sorted(["compare", "report"] + [f"{kind}@{model}" for kind in ("cards", "export")
+                                                                         for model in MODELS] + [
         f"{kind}@{model}-7" for kind in ("train", "evaluate") for model in MODELS])
     comparison = json.loads((project / "metrics/comparison.json").read_text())
     assert comparison["seeds"] == [SEED, 7] and comparison["adjustment"]["tests"] == 12

@@ -92,11 +92,15 @@ function show(root, answer) {
         number.rowSpan = face.models.length;
         line.append(number);
       }
-      const map = element("img", "heatmap");
-      map.alt = `where ${result.model} looked in face ${index + 1}`;
-      map.src = result.heatmap;
       const mapCell = element("td");
-      mapCell.append(map);
+      if (result.heatmap) {
+        const map = element("img", "heatmap");
+        map.alt = `where ${result.model} looked in face ${index + 1}`;
+        map.src = result.heatmap;
+        mapCell.append(map);
+      } else {
+        mapCell.textContent = "none (an exported model)";
+      }
       line.append(element("td", "model", result.model), probabilityCell(result.probability),
                   element("td", "verdict", result.verdict), mapCell);
       table.append(line);
