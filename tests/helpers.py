@@ -338,6 +338,7 @@ TINY_PARAMS = {
     "train.transfer.weights": "none",   # random VGG16: the same code path, no weights file
     "train.transfer.head_units": [16],
     "tfrecords.shard_size": 50,
+    "export.latency_images": 4,
 }
 
 
