@@ -92,8 +92,8 @@ def block_bench_precision(sources: Sources) -> list[str]:
 
 
 def block_bench_history(sources: Sources) -> list[str]:
-    """The three scale-1 runs of 2026-11-29 side by side: the two replaced ones (measured.yaml), the latest."""
-    now = sources["bench1"]
+    """The three scale-1 runs of 2026-11-29 side by side: the two replaced ones (measured.yaml), the third."""
+    now = sources["bench1epyc"]
     stages = {stage["stage"]: stage for stage in now["stages"]}
     refs = now["references"]
     latest = {

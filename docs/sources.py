@@ -56,6 +56,10 @@ def _limits(root: Path) -> dict:
 # alias -> (the file it reads, for messages; its loader)
 SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "bench1": ("benchmarks/results.json (the latest scale-1 run)", lambda root: _latest_run(root, 1.0)),
+    # The scale-1 run the speed-ups of 2026-11-29 were judged by (docs/benchmark.md "What each change bought").
+    "bench1epyc": ("benchmarks/results.json (the scale-1 run of 2026-11-29 19:46, AMD EPYC)",
+                   lambda root: next(run for run in _load_json(root / "benchmarks/results.json")["runs"]
+                                     if run["scale"] == 1.0 and run["date"].startswith("2026-11-29 19:46"))),
     "bench025": ("benchmarks/results.json (the latest scale-0.25 run)", lambda root: _latest_run(root, 0.25)),
     "bench01cap": ("benchmarks/results.json (the latest scale-0.1 run with oneDNN capped)",
                    lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
