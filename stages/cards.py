@@ -10,7 +10,6 @@ renamed into place.
 
 from __future__ import annotations
 
-import argparse
 from typing import Sequence
 
 from stages.analysis.cards import card_sections, card_title, read_card_inputs
@@ -18,21 +17,16 @@ from stages.analysis.document import to_markdown
 from stages.common import cli
 from stages.common.atomic_files import atomic_file
 from stages.common.config import MODELS_DIR, load_params
-from stages.common.errors import UserError
 
 CARD_FILE = "MODEL_CARD.md"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a model name from params.yaml's train section")
-    args = parser.parse_args(argv)
     params = load_params()
-    if args.model not in params.model_names:
-        raise UserError(f"{args.model}: not a model of params.yaml's train section ({', '.join(params.model_names)})")
-    inputs = read_card_inputs(args.model, params)
-    target = MODELS_DIR / args.model / CARD_FILE
-    text = to_markdown(card_title(args.model, inputs.metrics[0].description), card_sections(inputs), target.parent)
+    model = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
+    inputs = read_card_inputs(model, params)
+    target = MODELS_DIR / model / CARD_FILE
+    text = to_markdown(card_title(model, inputs.metrics[0].description), card_sections(inputs), target.parent)
     with atomic_file(target, "w") as handle:
         handle.write(text)
     print(f"cards: wrote {target}")

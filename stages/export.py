@@ -14,7 +14,6 @@ The whole folder is written beside the old one, then renamed into place.
 
 from __future__ import annotations
 
-import argparse
 import io
 import time
 from pathlib import Path
@@ -132,19 +131,15 @@ def export_model(name: str, params: Params, threads: int) -> ExportInfo:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a model name from params.yaml's train section")
-    args = parser.parse_args(argv)
     params = load_params()
-    if args.model not in params.model_names:
-        raise UserError(f"{args.model}: not a model of params.yaml's train section ({', '.join(params.model_names)})")
+    model = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
     cli.quiet_tensorflow()
     from stages.common.distribute import cpu_share
 
-    info = export_model(args.model, params, cpu_share())
+    info = export_model(model, params, cpu_share())
     sizes = ", ".join(f"{kind} {result.bytes / 1e6:.1f} MB, {result.ms_per_image:.2f} ms" for kind, result in
                       info.formats.items())
-    print(f"export: {ExportInfo.folder(args.model)} ({sizes}); quantized {info.quantized.split(':')[0]}")
+    print(f"export: {ExportInfo.folder(model)} ({sizes}); quantized {info.quantized.split(':')[0]}")
 
 
 if __name__ == "__main__":

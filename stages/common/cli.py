@@ -96,3 +96,14 @@ def parse_run_arguments(argv: Sequence[str] | None, description: str, model_name
     if arguments.seed not in seeds:
         parser.error(f"--seed {arguments.seed} is not in params.yaml's seeds {seeds}; add it there first")
     return arguments.model, arguments.seed
+
+
+def parse_model_argument(argv: Sequence[str] | None, description: str, model_names: list[str]) -> str:
+    """The `model` argument of the per-model stages (cards@<model>, export@<model>), with --help; a name
+    outside params.yaml's train section is one line naming the known ones."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("model", help="a model name from params.yaml's train section")
+    model = parser.parse_args(argv).model
+    if model not in model_names:
+        raise UserError(f"{model}: not a model of params.yaml's train section ({', '.join(model_names)})")
+    return model
