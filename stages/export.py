@@ -1,13 +1,15 @@
 """export: a trained model for serving elsewhere, checked against itself.
 
-    python -m stages.export baseline
+    python -m stages.export baseline [--seed 2021]
 
-Writes exports/<model>/ from the model's first-seed run (the one predict uses): a TensorFlow
+Writes exports/<model>/ from a run of the model (dvc.yaml passes the first seed's: the run predict
+uses, so a seed added to params.yaml's seeds reruns no export): a TensorFlow
 SavedModel (saved_model/, signature "serve"), a LiteRT file in float32 (model.tflite) and, when its
 validation AUC stays within export.quantized_auc_tolerance of the .keras model's, one with int8
 weights (model_quantized.tflite). Each takes float32 RGB 0-255 pixels [batch, size, size, 3], the
-preprocessing inside, and gives P(class 1). Every format is run on the validation images here: its
-largest difference to the .keras model computed in float32, its AUC, its size and its time per image
+preprocessing inside, and gives P(class 1). Every format is run on the validation images here (at most
+export.checked_images of them, a seeded sample): its largest difference to the .keras model computed in
+float32, its AUC, its size and its time per image
 (export.json, and metrics/export/<model>.json in git). `facegender predict` takes any of the files.
 The whole folder is written beside the old one, then renamed into place.
 """
@@ -33,12 +35,19 @@ from stages.contracts.training import ModelDir, TrainingInfo
 INPUT = "float32 [batch, {size}, {size}, 3]: RGB pixels 0-255 (the preprocessing is inside); output P({positive})"
 
 
-def validation_images(root: Path, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels [n, size, size, 3] float32 0-255, labels [n]: the class index) of data/prepared's val split."""
+SAMPLE_SEED = 0   # which validation images are checked when the split holds more than export.checked_images
+
+
+def validation_images(root: Path, classes: Sequence[str], limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels [n, size, size, 3] float32 0-255, labels [n]: the class index) of data/prepared's val split:
+    every image, or a seeded sample of `limit` (in the split's order) where it holds more."""
     with PreparedSplit(root, "val") as split:
         files = split.files()
         if not files:
             raise UserError(f"{split.path} holds no image: the exports cannot be checked; rerun prepare")
+        if limit is not None and len(files) > limit:
+            chosen = np.random.default_rng(SAMPLE_SEED).choice(len(files), size=limit, replace=False)
+            files = [files[index] for index in sorted(chosen)]
         pixels = np.stack([np.asarray(Image.open(io.BytesIO(split.read(file))).convert("RGB")) for file in files])
     labels = np.array([classes.index(file.split("/")[1]) for file in files])
     return pixels.astype(np.float32), labels
@@ -65,13 +74,19 @@ def size_of(path: Path) -> int:
 
 
 def write_formats(float32_model, folder: Path) -> None:
-    """The SavedModel and both LiteRT files of a Keras model computing in float32, into `folder`."""
+    """The SavedModel and both LiteRT files of a Keras model computing in float32, into `folder`. Both
+    LiteRT files are converted from the one SavedModel, with the converter settings of Keras's own
+    `export(format="litert")` (which writes a SavedModel of its own for each file: twice the work)."""
     import tensorflow as tf
 
-    float32_model.export(str(folder / FORMAT_FILES["saved_model"]), format="tf_saved_model", verbose=False)
-    float32_model.export(str(folder / FORMAT_FILES["tflite"]), format="litert", verbose=False)
-    float32_model.export(str(folder / FORMAT_FILES["tflite_quantized"]), format="litert", verbose=False,
-                         optimizations=[tf.lite.Optimize.DEFAULT])
+    saved_model = str(folder / FORMAT_FILES["saved_model"])
+    float32_model.export(saved_model, format="tf_saved_model", verbose=False)
+    for kind, optimizations in (("tflite", []), ("tflite_quantized", [tf.lite.Optimize.DEFAULT])):
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        converter.experimental_enable_resource_variables = True
+        converter.optimizations = optimizations
+        (folder / FORMAT_FILES[kind]).write_bytes(converter.convert())
 
 
 def measure(run: Callable, file: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray,
@@ -95,17 +110,17 @@ def keep_quantized(keras_auc: float | None, quantized_auc: float | None, toleran
                   f"export.quantized_auc_tolerance ({tolerance})")
 
 
-def export_model(name: str, params: Params, threads: int) -> ExportInfo:
-    """Export the model's first-seed run into exports/<name>/ and measure every format."""
+def export_model(name: str, seed: int, params: Params, threads: int) -> ExportInfo:
+    """Export the model's run with `seed` into exports/<name>/ and measure every format."""
     from stages.analysis.heatmaps import float32_copy
     from stages.common.machine import describe_cpu
     from stages.modelkit.exported import ExportedModel
     from stages.modelkit.trained import load_trained, read_settings
 
-    seed, classes, settings = params.seeds[0], list(params.prepare.classes), read_settings()
+    classes, settings = list(params.prepare.classes), read_settings()
     model_path = ModelDir.of(name, seed).model
     trained = load_trained(model_path, settings, threads, name)
-    images, labels = validation_images(PREPARED_DIR, classes)
+    images, labels = validation_images(PREPARED_DIR, classes, params.export.checked_images)
     timed, threshold = min(params.export.latency_images, len(images)), params.evaluate.threshold
     float32_model = float32_copy(trained.model)
     reference = probabilities(float32_model.predict_on_batch, images)
@@ -132,11 +147,11 @@ def export_model(name: str, params: Params, threads: int) -> ExportInfo:
 
 def main(argv: Sequence[str] | None = None) -> None:
     params = load_params()
-    model = cli.parse_model_argument(argv, __doc__.splitlines()[0], params.model_names)
+    model, seed = cli.parse_run_arguments(argv, __doc__.splitlines()[0], params.model_names, params.seeds)
     cli.quiet_tensorflow()
     from stages.common.distribute import cpu_share
 
-    info = export_model(model, params, cpu_share())
+    info = export_model(model, seed, params, cpu_share())
     sizes = ", ".join(f"{kind} {result.bytes / 1e6:.1f} MB, {result.ms_per_image:.2f} ms" for kind, result in
                       info.formats.items())
     print(f"export: {ExportInfo.folder(model)} ({sizes}); quantized {info.quantized.split(':')[0]}")

@@ -56,7 +56,7 @@ def project(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        info = export.export_model("baseline", load_params(root / "params.yaml"), threads=2)
+        info = export.export_model("baseline", SEED, load_params(root / "params.yaml"), threads=2)
     finally:
         os.chdir(cwd)
     return root, info, model
@@ -131,5 +131,5 @@ def test_a_failed_export_keeps_the_earlier_one(project, monkeypatch):
             out.add(split, "Male", "0.png", png_bytes(offline_sample.draw_face(np.random.default_rng(1), "Male",
                                                                                offline_sample.TRAINVAL_STUDIO)))
     with pytest.raises(UserError, match=r"val.zip holds no image"):
-        export.export_model("baseline", load_params(root / "params.yaml"), threads=2)
+        export.export_model("baseline", SEED, load_params(root / "params.yaml"), threads=2)
     assert sorted(path.name for path in folder.iterdir()) == before

@@ -87,7 +87,8 @@ def quiet_tensorflow() -> None:
 def parse_run_arguments(argv: Sequence[str] | None, description: str, model_names: list[str],
                         seeds: list[int]) -> tuple[str, int]:
     """The `model` and `--seed` arguments of the per-run stages (train@<model>-<seed>,
-    evaluate@<model>-<seed>), with --help. Without --seed: params.yaml's first seed."""
+    evaluate@<model>-<seed>, and export@<model>, given the first seed), with --help. Without --seed:
+    params.yaml's first seed."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("model", choices=model_names, help="a model named in params.yaml's train section")
     parser.add_argument("--seed", type=int, default=seeds[0],
@@ -99,7 +100,7 @@ def parse_run_arguments(argv: Sequence[str] | None, description: str, model_name
 
 
 def parse_model_argument(argv: Sequence[str] | None, description: str, model_names: list[str]) -> str:
-    """The `model` argument of the per-model stages (cards@<model>, export@<model>), with --help; a name
+    """The `model` argument of the per-model stages (cards@<model>), with --help; a name
     outside params.yaml's train section is one line naming the known ones."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("model", help="a model name from params.yaml's train section")

@@ -29,8 +29,7 @@ SPLITS = ("train", "val", "test")
 EVALUATED_SPLITS = ("val", "test")     # the splits a trained model is scored on: validation and the cross-dataset test
 
 YAML_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-# A layer's size: a count of filters or units.
-LayerSize = Annotated[int, Field(gt=0)]
+LayerSize = Annotated[int, Field(gt=0)]   # a layer's size: a count of filters or units
 
 
 class ParamsSection(BaseModel):
@@ -202,6 +201,7 @@ class ServeParams(ParamsSection):     # python -m stages.serve's defaults (the p
 class ExportParams(ParamsSection):    # the export stage (exports/<model>/)
     quantized_auc_tolerance: float = Field(ge=0, le=1)      # keep the int8 LiteRT file while its val AUC is this close
     latency_images: int = Field(ge=1)                       # images timed one at a time, per format
+    checked_images: int = Field(ge=1)                       # validation images each format is checked on
 
 
 class Params(ParamsSection):
