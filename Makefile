@@ -37,8 +37,14 @@ serve: env
 compare: env
 	facegender compare
 
+# The tests run on every core (pytest-xdist): one process per core, at most 4 (each may hold a TensorFlow
+# model in memory; past 4 the end-to-end pipeline file, which runs in one process, is the whole wait).
+# A file's tests stay in one process, in order: they share a project. TEST_WORKERS=0 runs them in this one.
+TEST_WORKERS ?= auto
+PYTEST_WORKERS = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
+
 test: env browser
-	python -m pytest
+	python -m pytest $(PYTEST_WORKERS)
 	$(MAKE) --no-print-directory wheels-check
 
 wheels-check: env
@@ -59,7 +65,7 @@ browser:
 			--no-install-recommends chromium >/dev/null; }
 
 test-fast: env
-	python -m pytest -m "not e2e"
+	python -m pytest $(PYTEST_WORKERS) -m "not e2e"
 
 docs: env
 	python -m docs.render

@@ -1,7 +1,7 @@
 """Fixtures shared by the test modules (plain helper functions are in tests/helpers.py), and the line
 between the two tiers.
 
-`make test-fast` runs every test not marked e2e, in this process only; `make test` runs them all. A
+`make test-fast` runs every test not marked e2e, in pytest's own processes only; `make test` runs them all. A
 test is e2e when it runs `dvc` or the project's code (a stage, predict, a benchmark) in a process of
 its own: everything under tests/e2e/ is marked so here, and a test elsewhere carries the marker. The
 guard below holds the line: a test without the marker that starts such a process fails, saying so.
