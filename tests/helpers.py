@@ -22,9 +22,15 @@ import yaml
 from PIL import Image
 
 from stages import plots_template
-from stages.common import cli
+from stages.common import cli, machine
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: params.yaml, dvc.yaml, stages/
+
+# With ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16 (an older CPU emulated) oneDNN has no bfloat16 kernel and
+# Keras stops at the first bfloat16 convolution; a real AVX2-only CPU runs bfloat16 (emulated, slowly).
+needs_onednn_bfloat16 = pytest.mark.skipif(
+    not machine.onednn_allows("bfloat16"),
+    reason="ONEDNN_MAX_CPU_ISA caps oneDNN below its bfloat16 kernels: Keras cannot compute in bfloat16 here")
 
 
 def raw_repo_params() -> dict:

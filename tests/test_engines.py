@@ -12,12 +12,13 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from stages.analysis import heatmaps
 from stages.common import machine
 from stages.common.errors import UserError
 from stages.contracts.manifests import FeaturesManifest
-from stages.modelkit import engines
+from stages.modelkit import engines, prediction
 from stages.models import transfer
 from tests.helpers import ROOT, make_tfrecords_project, run_tfrecords
 
@@ -69,6 +70,7 @@ def test_the_cpu_description_names_a_onednn_cap(monkeypatch):
 ])
 def test_auto_resolves_by_the_machine_and_explicit_choices_are_kept(monkeypatch, precision, engine, native, avx512,
                                                                      gpus, litert, expected):
+    monkeypatch.delenv(machine.ONEDNN_CAP_VARIABLE, raising=False)   # the machine is the one the parameters describe
     monkeypatch.setattr(machine, "native_bfloat16", lambda *args: native)
     monkeypatch.setattr(machine, "avx512_float32", lambda *args: avx512)
     assert transfer.resolve_base(precision, engine, gpus=gpus, litert=litert) == expected
@@ -118,12 +120,19 @@ def test_litert_computes_the_base_as_keras_float32_does(random_transfer_model):
     assert engines.batch_runner(extractor, "keras", 2) == extractor.predict_on_batch
 
 
-def test_predict_on_litert_gives_the_keras_models_probabilities(random_transfer_model):
+def test_predict_on_litert_gives_the_keras_models_probabilities(random_transfer_model, tmp_path):
+    """Through predict_files, what predict and the page run on image files (it reads the runner's input size)."""
     model, _ = random_transfer_model
-    expected = np.asarray(model.predict_on_batch(images())).reshape(-1)
+    pixels = images().astype(np.uint8)
+    expected = np.asarray(model.predict_on_batch(pixels.astype(np.float32))).reshape(-1)
     assert np.ptp(expected) > 1e-4, "the check needs probabilities that differ per image"
-    found = engines.on_engine(model, "litert", threads=2).predict_on_batch(images()).reshape(-1)
-    np.testing.assert_allclose(found, expected, atol=1e-5)
+    files = [tmp_path / f"{index}.png" for index in range(len(pixels))]
+    for file, image in zip(files, pixels):
+        Image.fromarray(image).save(file)
+    runner = engines.on_engine(model, "litert", threads=2)
+    rows = [row for batch in prediction.predict_files(runner, files, ["Female", "Male"], 0.5, batch_size=2)
+            for row in batch]
+    np.testing.assert_allclose([row["probability_Male"] for row in rows], expected, atol=1e-5)
     assert engines.on_engine(model, "keras", 2) is model
 
 

@@ -28,7 +28,8 @@ from stages.modelkit import fitting, registry
 from stages.modelkit.family import DataRoots, ModelFamily
 from stages.modelkit.fitting import predict_records
 from stages.models import transfer
-from tests.helpers import make_tfrecords_project, raw_repo_params, record_explainer_thresholds, run_tfrecords
+from tests.helpers import (make_tfrecords_project, needs_onednn_bfloat16, raw_repo_params, record_explainer_thresholds,
+                           run_tfrecords)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -45,7 +46,7 @@ def training_info(**details) -> TrainingInfo:
                         layers=[], details=details)
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.parametrize("precision", ["float32", pytest.param("bfloat16", marks=needs_onednn_bfloat16)])
 def test_head_on_cached_features_equals_full_model(records, tmp_path, precision):
     """Same files, labels and probabilities (features stored unrounded in the base's dtype, streamed
     from shards: only summation order differs)."""

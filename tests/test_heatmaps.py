@@ -9,6 +9,7 @@ from keras import layers
 
 from stages.analysis import heatmaps
 from stages.models import baseline, transfer
+from tests.helpers import needs_onednn_bfloat16
 
 SIZE = 32
 SQUARE = 8
@@ -144,7 +145,8 @@ def detector_ending_in(*ending: layers.Layer, dtype: str = "float32") -> keras.M
     return model
 
 
-@pytest.mark.parametrize("ending", ["separate float32 sigmoid, mixed bfloat16", "Dense sigmoid without bias"])
+@pytest.mark.parametrize("ending", [pytest.param("separate float32 sigmoid, mixed bfloat16", marks=needs_onednn_bfloat16),
+                                    "Dense sigmoid without bias"])
 @pytest.mark.parametrize("method", ["auto", "gradcam"])
 def test_gradcam_goes_through_the_logit_before_any_final_sigmoid(ending, method):
     """Keras's mixed-precision recipe ends in Dense(1) then a float32 Activation("sigmoid"); a Dense may

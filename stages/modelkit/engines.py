@@ -98,6 +98,7 @@ class FrontOnEngine:
             front = layer(front, training=False)
         self.front = LiteRTRunner.of_model(keras.Model(inputs, front), threads)
         self.last = model.layers[-1]
+        self.input_shape, self.output_shape = model.input_shape, model.output_shape   # what predict checks
 
     def predict_on_batch(self, batch) -> np.ndarray:
         return np.asarray(self.last(self.front(batch), training=False))
