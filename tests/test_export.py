@@ -79,6 +79,17 @@ def test_every_format_gives_the_keras_models_probabilities(project):
     assert info.formats["saved_model"].max_difference <= 1e-5 and info.formats["tflite"].max_difference <= 1e-5
 
 
+def test_at_most_checked_images_a_seeded_sample_of_both_classes(project):
+    root, _, _ = project
+    every, every_labels = export.validation_images(root / "data" / "prepared", CLASSES)
+    sample, labels = export.validation_images(root / "data" / "prepared", CLASSES, limit=8)
+    again, _ = export.validation_images(root / "data" / "prepared", CLASSES, limit=8)
+    assert len(sample) == 8 and set(labels) == {0, 1} and np.array_equal(sample, again)   # the same 8 each time
+    rows = [next(i for i in range(len(every)) if np.array_equal(every[i], image)) for image in sample]
+    assert rows == sorted(rows) and list(every_labels[rows]) == list(labels)              # in the split's order
+    assert len(export.validation_images(root / "data" / "prepared", CLASSES, limit=100)[0]) == len(every)
+
+
 def test_the_record_names_every_format_with_its_size_and_time(project):
     root, info, _ = project
     folder = root / ExportInfo.folder("baseline")
