@@ -36,6 +36,9 @@ INPUT = "float32 [batch, {size}, {size}, 3]: RGB pixels 0-255 (the preprocessing
 
 
 SAMPLE_SEED = 0   # which validation images are checked when the split holds more than export.checked_images
+# Images per call when the formats are checked: their activations, not the models, set the stage's peak
+# memory (at 64 a call export@transfer went over the benchmark's 2 GiB per-stage limit; 16 takes as long).
+CHECK_BATCH = 16
 
 
 def validation_images(root: Path, classes: Sequence[str], limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +56,7 @@ def validation_images(root: Path, classes: Sequence[str], limit: int | None = No
     return pixels.astype(np.float32), labels
 
 
-def probabilities(run: Callable, images: np.ndarray, batch: int = 64) -> np.ndarray:
+def probabilities(run: Callable, images: np.ndarray, batch: int = CHECK_BATCH) -> np.ndarray:
     return np.concatenate([np.asarray(run(images[start:start + batch])).reshape(-1)
                            for start in range(0, len(images), batch)])
 

@@ -437,6 +437,28 @@ def test_saved_model_reloads_and_predicts_the_same(tmp_path, transfer_defaults):
                 np.testing.assert_array_equal(a, b)
 
 
+def test_a_bfloat16_model_under_the_onednn_cap_is_refused_in_one_line(tmp_path, monkeypatch):
+    # A model trained in bfloat16 where the CPU has it, then loaded with ONEDNN_MAX_CPU_ISA=AVX2 (the
+    # emulated AVX2 kind): oneDNN would stop on the first batch with "could not create a primitive descriptor".
+    inputs = keras.Input(shape=(4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, dtype="mixed_bfloat16", name="half")(inputs))
+    path = tmp_path / "half.keras"
+    saving.save_model(model, path)
+    float32_path = tmp_path / "float32.keras"
+    saving.save_model(seeded_baseline(), float32_path)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(UserError) as refused:
+        registry.load_model(path)
+    message = str(refused.value)
+    assert "\n" not in message and str(path) in message and "bfloat16" in message
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in message and "unset ONEDNN_MAX_CPU_ISA" in message
+    registry.load_model(float32_path)                 # float32 runs under any cap
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    registry.load_model(path)                         # a cap that leaves bfloat16 alone
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert registry.load_model(path).get_layer("half").compute_dtype == "bfloat16"
+
+
 def test_save_model_wants_a_keras_file_and_replaces_atomically(tmp_path):
     with pytest.raises(ValueError, match=r"\.keras"):
         saving.save_model(seeded_baseline(), tmp_path / "model.h5")

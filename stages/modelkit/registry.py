@@ -8,6 +8,7 @@ model (stages/modelkit/family.py).
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import zipfile
 from pathlib import Path
@@ -72,7 +73,25 @@ def load_model(path: Path | str, name: str | None = None):
         raise UserError(f"{path}: not a .keras model (not a zip archive: damaged or another kind of file); "
                         "retrain it (dvc repro -f train@<model>-<seed>) or give another file")
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a bad file; all mean "cannot load".
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"{path}: cannot load the model ({reason})") from None
+    refuse_if_capped(model, path)
+    return model
+
+
+def refuse_if_capped(model, path: Path | str) -> None:
+    """A one-line error, not oneDNN's "could not create a primitive descriptor" on the first batch, for a
+    model with layers in a 16-bit precision that ONEDNN_MAX_CPU_ISA keeps oneDNN from running (a model
+    trained in bfloat16 on a CPU that has it, then used with the cap that emulates an AVX2-only CPU)."""
+    import tensorflow as tf
+
+    from stages.common.machine import ONEDNN_CAP_VARIABLE, onednn_allows
+
+    precisions = {layer.dtype_policy.compute_dtype for layer in model._flatten_layers(include_self=True)}
+    blocked = sorted(precision for precision in precisions if not onednn_allows(precision))
+    if blocked and not tf.config.list_physical_devices("GPU"):
+        raise UserError(f"{path}: its layers compute in {blocked[0]}, which oneDNN cannot run under "
+                        f"{ONEDNN_CAP_VARIABLE}={os.environ[ONEDNN_CAP_VARIABLE]}; unset {ONEDNN_CAP_VARIABLE}, "
+                        "or retrain the model with it set (train.transfer.precision auto then resolves to float32)")
