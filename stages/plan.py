@@ -44,7 +44,7 @@ import yaml
 from stages.common import cli
 from stages.common.config import PARAMS_FILE, Params, load_params, parse_params
 from stages.common.errors import UserError
-from stages.modelkit.probe import PER_SEED_STAGES, speed_lines, speed_ratio
+from stages.modelkit.probe import PER_SEED_STAGES, estimate_seconds, speed_lines
 
 # The settings that make params.yaml's run the real one (dvc exp run -S key=value for each).
 REAL_RUN = {
@@ -168,8 +168,9 @@ def vgg16_work(feature_layer: str) -> int | None:
 def stage_times(run: dict, images: int, cores: int, feature_layer: str | None = None,
                 seeds: int = 1, probe: dict | None = None) -> list[tuple[str, float]]:
     """Seconds per stage here: the benchmark's, times the image ratio, times how much slower this machine
-    is at the stage's work (probe.speed_ratio, when both this machine's probe and the benchmark's are known:
-    each probe ran the base at its own run's cut); else its cores over ours, and the features stage
+    is at the stage's work (probe.estimate_seconds, when both this machine's probe and the benchmark's are
+    known: each probe ran the base at its own run's cut; train and evaluate have a fixed start apart);
+    else its cores over ours, and the features stage
     times the VGG16 work of feature_layer over that of the benchmark's layer. A per-seed stage (train,
     evaluate) times the number of seeds, and says so."""
     measured = sum(run["images"].values())
@@ -181,10 +182,9 @@ def stage_times(run: dict, images: int, cores: int, feature_layer: str | None = 
     for stage in run["stages"]:
         name = stage["stage"]
         if probed:
-            speed = speed_ratio(name, probe, run["probe"], cores, their_cores)
+            seconds = estimate_seconds(name, stage["wall_s"], images / measured, probe, run["probe"], cores, their_cores)
         else:
-            speed = their_cores / max(cores, 1) * (layer if name == "features" else 1.0)
-        seconds = stage["wall_s"] * images / measured * speed
+            seconds = stage["wall_s"] * images / measured * their_cores / max(cores, 1) * (layer if name == "features" else 1.0)
         if seeds > 1 and name.startswith(PER_SEED_STAGES):
             name, seconds = f"{name}, x{seeds} seeds", seconds * seeds
         times.append((name, seconds))

@@ -191,6 +191,33 @@ def test_stage_times_follow_this_machines_measured_speed_at_each_kind_of_work(be
     assert "measured just now" in lines[0] and "40.0 (bfloat16 on keras) / 10.0 (bfloat16 on keras" in lines[1]
 
 
+def test_train_and_evaluate_scale_their_start_apart_from_their_work(benchmark):
+    """With start_s in both probes, a train or evaluate stage's first start_s seconds scale by the two
+    starts and only the rest by the images and the training step: at scale 0.1 the start is most of it."""
+    there = PROBE_THERE | {"start_s": 8.0}
+    run = benchmark | {"probe": there}
+    images, cores = sum(run["images"].values()), run["machine"]["cores"]
+    measured = {stage["stage"]: stage["wall_s"] for stage in run["stages"]}
+    here = there | {"step_ms": 3.0, "start_s": 12.0}
+    trained = [name for name in measured if name.startswith(("train@", "evaluate@")) and measured[name] > 8.0]
+    assert trained
+    for count, start_ratio in ((images, 1.5), (10 * images, 1.5)):
+        estimated = dict(plan.stage_times(run, count, cores, probe=here))
+        for name in trained:
+            work = (measured[name] - 8.0) * count / images * 2       # the step is twice as slow here
+            assert estimated[name] == pytest.approx(8.0 * start_ratio + work)
+    # Same machine, same images: the benchmark's own times.
+    same = dict(plan.stage_times(run, images, cores, probe=there))
+    assert all(same[name] == pytest.approx(measured[name]) for name in trained)
+    # A stage shorter than the start is all start; a probe without start_s scales it all by the step.
+    short = benchmark | {"probe": there, "stages": [{"stage": "evaluate@baseline", "wall_s": 4.0}]}
+    assert dict(plan.stage_times(short, images, cores, probe=here))["evaluate@baseline"] == pytest.approx(6.0)
+    older = dict(plan.stage_times(run, images, cores, probe={key: value for key, value in here.items()
+                                                             if key != "start_s"}))
+    assert all(older[name] == pytest.approx(2 * measured[name]) for name in trained)
+    assert "a TensorFlow stage's start, seconds: 12.0 / 8.0" in "\n".join(plan.speed_lines(run, cores, None, here))
+
+
 def test_the_probe_times_prepares_work_on_sample_like_photos():
     from stages.modelkit import probe
 
@@ -209,6 +236,6 @@ def test_plan_probe_measures_this_machine_in_seconds():
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert all(found[key] > 0 for key in ("base_ms", "prepare_ms", "step_ms"))
+    assert all(found[key] > 0 for key in ("base_ms", "prepare_ms", "step_ms", "start_s"))
     assert (found["precision"], found["engine"]) in {("bfloat16", "keras"), ("float32", "litert"), ("float32", "keras")}
     assert found["cores"] == os.cpu_count() and found["cpu"]

@@ -10,7 +10,11 @@
   converting it to RGB, resizing it to prepare.image_size and writing a PNG, in one process:
   prepare's work per image and core.
 - step_ms: a training step of the baseline CNN on a batch of train.baseline.batch_size images: the
-  work of train and evaluate, per image.
+  work of train and evaluate, per image (the median of several timed runs of a few steps).
+- start_s: what a TensorFlow stage spends whatever its images, in seconds: a fresh Python importing
+  TensorFlow and Keras as the stages do, building the baseline CNN, tracing its first training step and
+  saving it. At scale 0.1 train and evaluate are mostly this (their fixed cost, fitted from the Xeon's
+  scale-0.1 and scale-1 runs in benchmarks/results.json, is 10-17 s of a 14-55 s stage).
 
 `make real-plan` compares these with the same measurement on the benchmark's machine (recorded in
 benchmarks/results.json) to scale each of the benchmark's stage times to this machine.
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +38,7 @@ from stages.common.config import Params
 PER_SEED_STAGES = ("train@", "evaluate@")
 PREPARE_IMAGES = 32
 BASE_BATCHES = 2
-TRAIN_STEPS = 5
+TRAIN_STEPS, TRAIN_REPEATS = 3, 7     # step_ms: the median of 7 timings of 3 steps (one is too short to trust)
 
 
 def _per_image_ms(seconds: float, images: int) -> float:
@@ -93,10 +99,39 @@ def time_step(params: Params) -> float:
     labels = rng.integers(0, 2, (batch, 1)).astype(np.float32)
     for _ in range(2):                                     # warm-up: tracing
         model.train_on_batch(images, labels)
+    timings = []
+    for _ in range(TRAIN_REPEATS):
+        started = time.perf_counter()
+        for _ in range(TRAIN_STEPS):
+            model.train_on_batch(images, labels)
+        timings.append(time.perf_counter() - started)
+    return _per_image_ms(float(np.median(timings)), TRAIN_STEPS * batch)
+
+
+def stage_start() -> None:
+    """A TensorFlow stage's fixed work, which time_start times in a fresh process."""
+    from stages.common import cli
+
+    cli.quiet_tensorflow()
+    from stages.common.config import load_params
+    from stages.modelkit import registry, saving
+    from stages.modelkit.fitting import compile_model
+
+    family = registry.family("baseline", load_params())
+    size, batch = load_params().prepare.image_size, family.params.batch_size
+    model = family.build((size, size, 3))
+    compile_model(model, family.params.optimizer, family.params.learning_rate)
+    model.train_on_batch(np.zeros((batch, size, size, 3), np.float32), np.zeros((batch, 1), np.float32))
+    with tempfile.TemporaryDirectory(prefix="facegender-probe-") as folder:
+        saving.save_model(model, Path(folder) / "model.keras")
+
+
+def time_start() -> float:
+    """Seconds of stage_start in a fresh Python, as DVC starts every stage."""
     started = time.perf_counter()
-    for _ in range(TRAIN_STEPS):
-        model.train_on_batch(images, labels)
-    return _per_image_ms(time.perf_counter() - started, TRAIN_STEPS * batch)
+    subprocess.run([sys.executable, "-c", "from stages.modelkit.probe import stage_start; stage_start()"],
+                   check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return round(time.perf_counter() - started, 2)
 
 
 def probe(params: Params) -> dict:
@@ -107,10 +142,23 @@ def probe(params: Params) -> dict:
     base_ms, precision, engine = time_base(params, threads)
     return {"base_ms": base_ms, "precision": precision, "engine": engine,
             "prepare_ms": time_prepare(params.prepare.image_size), "step_ms": time_step(params),
-            "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
+            "start_s": time_start(), "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
 
 
 # --- this machine against the benchmark's ---------------------------------------------------------
+
+def estimate_seconds(stage: str, seconds: float, images_ratio: float, here: dict, there: dict, cores: int,
+                     their_cores: int) -> float:
+    """The seconds `stage` would take here, from its `seconds` on the benchmark's machine for images_ratio
+    times fewer images. Train and evaluate, where both probes timed a stage's start (start_s): that fixed
+    part scaled by the two starts, and only the rest by the images and the training step; otherwise all
+    of it by the images and speed_ratio."""
+    if stage.startswith(PER_SEED_STAGES) and here.get("start_s") and there.get("start_s"):
+        fixed = min(there["start_s"], seconds)
+        return (fixed * here["start_s"] / there["start_s"]
+                + (seconds - fixed) * images_ratio * here["step_ms"] / there["step_ms"])
+    return seconds * images_ratio * speed_ratio(stage, here, there, cores, their_cores)
+
 
 def speed_ratio(stage: str, here: dict, there: dict, cores: int, their_cores: int) -> float:
     """How much longer `stage` takes here than on the benchmark's machine, from the two machines'
@@ -139,4 +187,6 @@ def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) ->
             f"{there['base_ms']:.1f} ({there['precision']} on {there['engine']}, up to {run.get('feature_layer')})",
             f"    training step: {probe['step_ms']:.2f} / {there['step_ms']:.2f}; prepare, one process: "
             f"{probe['prepare_ms']:.2f} / {there['prepare_ms']:.2f} ({cores} / {run['machine']['cores']} cores)",
+            *([f"    a TensorFlow stage's start, seconds: {probe['start_s']:.1f} / {there['start_s']:.1f} (train and evaluate: "
+                "this once, a training step per image)"] if probe.get("start_s") and there.get("start_s") else []),
             "  the download depends on the connection"]
