@@ -65,6 +65,10 @@ SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
                    lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
                                      if run["scale"] == 0.1 and run["machine"].get("onednn_max_cpu_isa")),
                                     key=lambda run: run["date"])),
+    "bench01native": ("benchmarks/results.json (the latest scale-0.1 run without the oneDNN cap)",
+                      lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
+                                        if run["scale"] == 0.1 and not run["machine"].get("onednn_max_cpu_isa")),
+                                       key=lambda run: run["date"])),
     "bench01": ("benchmarks/results.json (every scale-0.1 run, one per kind of CPU)",
                 lambda root: [run for run in _load_json(root / "benchmarks/results.json")["runs"] if run["scale"] == 0.1]),
     "limits": ("benchmarks/bench.py LIMITS", _limits),
