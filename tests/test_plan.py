@@ -10,6 +10,7 @@ import pytest
 
 from stages import plan
 from stages.common.config import load_params
+from stages.common.errors import UserError
 from tests.fake_kaggle import ISSUED_TOKEN, REFRESH_TOKEN, USERNAME
 from tests.helpers import ROOT, run_cli
 
@@ -216,6 +217,18 @@ def test_train_and_evaluate_scale_their_start_apart_from_their_work(benchmark):
                                                              if key != "start_s"}))
     assert all(older[name] == pytest.approx(2 * measured[name]) for name in trained)
     assert "a TensorFlow stage's start, seconds: 12.0 / 8.0" in "\n".join(plan.speed_lines(run, cores, None, here))
+
+
+def test_a_failed_stage_start_in_the_probe_is_one_line(monkeypatch):
+    import subprocess
+
+    from stages.modelkit import probe
+
+    failed = subprocess.CompletedProcess([], 1, stdout="", stderr="Traceback (most recent call last):\n  ...\n"
+                                                                   "ValueError: train.baseline: broken")
+    monkeypatch.setattr(probe.subprocess, "run", lambda *args, **kwargs: failed)
+    with pytest.raises(UserError, match=r"^the probe's stage start .* failed: ValueError: train.baseline: broken$"):
+        probe.time_start()
 
 
 def test_the_probe_times_prepares_work_on_sample_like_photos():

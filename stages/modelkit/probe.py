@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.common.config import Params
+from stages.common.errors import UserError
 
 # The stages that run once per seed (params.yaml's seeds): train and evaluate, a training step's work.
 PER_SEED_STAGES = ("train@", "evaluate@")
@@ -117,8 +118,9 @@ def stage_start() -> None:
     from stages.modelkit import registry, saving
     from stages.modelkit.fitting import compile_model
 
-    family = registry.family("baseline", load_params())
-    size, batch = load_params().prepare.image_size, family.params.batch_size
+    params = load_params()
+    family = registry.family("baseline", params)
+    size, batch = params.prepare.image_size, family.params.batch_size
     model = family.build((size, size, 3))
     compile_model(model, family.params.optimizer, family.params.learning_rate)
     model.train_on_batch(np.zeros((batch, size, size, 3), np.float32), np.zeros((batch, 1), np.float32))
@@ -129,8 +131,11 @@ def stage_start() -> None:
 def time_start() -> float:
     """Seconds of stage_start in a fresh Python, as DVC starts every stage."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "from stages.modelkit.probe import stage_start; stage_start()"],
-                   check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    done = subprocess.run([sys.executable, "-c", "from stages.modelkit.probe import stage_start; stage_start()"],
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"the probe's stage start (a fresh Python building the baseline CNN) failed: {last}")
     return round(time.perf_counter() - started, 2)
 
 
@@ -149,8 +154,8 @@ def probe(params: Params) -> dict:
 
 def estimate_seconds(stage: str, seconds: float, images_ratio: float, here: dict, there: dict, cores: int,
                      their_cores: int) -> float:
-    """The seconds `stage` would take here, from its `seconds` on the benchmark's machine for images_ratio
-    times fewer images. Train and evaluate, where both probes timed a stage's start (start_s): that fixed
+    """The seconds `stage` would take here, from its `seconds` on the benchmark's machine, for images_ratio
+    times the benchmark's images. Train and evaluate, where both probes timed a stage's start (start_s): that fixed
     part scaled by the two starts, and only the rest by the images and the training step; otherwise all
     of it by the images and speed_ratio."""
     if stage.startswith(PER_SEED_STAGES) and here.get("start_s") and there.get("start_s"):
