@@ -11,6 +11,10 @@
   prepare's work per image and core.
 - step_ms: a training step of the baseline CNN on a batch of train.baseline.batch_size images: the
   work of train and evaluate, per image (the median of several timed runs of a few steps).
+- steps_ms: the same for each model that trains on the images ({"baseline": ..., "improved": ...}),
+  each with its own layers, batch size and augmentation (augmenting a batch is part of its step: on a
+  CPU tf.data takes it from the same cores). train@<model> scales by its own model's step: the
+  improved CNN's is mostly augmentation, which oneDNN does not run, so the baseline's step misjudges it.
 - start_s: what a TensorFlow stage spends whatever its images, in seconds: a fresh Python importing
   TensorFlow and Keras as the stages do, building the baseline CNN, tracing its first training step and
   saving it. At scale 0.1 train and evaluate are mostly this (their fixed cost, fitted from the Xeon's
@@ -86,27 +90,50 @@ def time_base(params: Params, threads: int) -> tuple[float, str, str]:
     return _per_image_ms(time.perf_counter() - started, BASE_BATCHES * batch), precision, engine
 
 
-def time_step(params: Params) -> float:
-    """Milliseconds an image for a training step of the baseline CNN."""
+def time_step(params: Params, model: str = "baseline") -> float:
+    """Milliseconds an image for a training step of `model` (its batch augmented first, where its params
+    augment: the work tf.data adds to every step)."""
+    import tensorflow as tf
+
     from stages.modelkit import registry
+    from stages.modelkit.augmentation import augment_images
     from stages.modelkit.fitting import compile_model
 
-    family = registry.family("baseline", params)
+    family = registry.family(model, params)
     size, batch = params.prepare.image_size, family.params.batch_size
-    model = family.build((size, size, 3))
-    compile_model(model, family.params.optimizer, family.params.learning_rate)
+    network = family.build((size, size, 3))
+    compile_model(network, family.params.optimizer, family.params.learning_rate)
     rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    images = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
     labels = rng.integers(0, 2, (batch, 1)).astype(np.float32)
+    augmentation = getattr(family.params, "augmentation", None)
+    if augmentation is not None and augmentation.enabled:
+        seed = tf.constant([0, 0], tf.int64)
+        augment = tf.function(lambda batch: augment_images(batch, seed, augmentation))
+    else:
+        augment = tf.identity
+
+    def step():
+        network.train_on_batch(augment(images), labels)
+
     for _ in range(2):                                     # warm-up: tracing
-        model.train_on_batch(images, labels)
+        step()
     timings = []
     for _ in range(TRAIN_REPEATS):
         started = time.perf_counter()
         for _ in range(TRAIN_STEPS):
-            model.train_on_batch(images, labels)
+            step()
         timings.append(time.perf_counter() - started)
     return _per_image_ms(float(np.median(timings)), TRAIN_STEPS * batch)
+
+
+def image_models(params: Params) -> list[str]:
+    """The models of params.yaml that train on the images (ModelFamily's own fit): not the transfer
+    model, whose head trains on the cached features."""
+    from stages.modelkit import registry
+    from stages.modelkit.family import ModelFamily
+
+    return [name for name in params.train if type(registry.family(name, params)).fit is ModelFamily.fit]
 
 
 def stage_start() -> None:
@@ -145,9 +172,10 @@ def probe(params: Params) -> dict:
 
     threads = distribute.limit_threads()
     base_ms, precision, engine = time_base(params, threads)
+    steps = {model: time_step(params, model) for model in image_models(params)}
     return {"base_ms": base_ms, "precision": precision, "engine": engine,
-            "prepare_ms": time_prepare(params.prepare.image_size), "step_ms": time_step(params),
-            "start_s": time_start(), "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
+            "prepare_ms": time_prepare(params.prepare.image_size), "step_ms": steps.get("baseline") or time_step(params),
+            "steps_ms": steps, "start_s": time_start(), "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
 
 
 # --- this machine against the benchmark's ---------------------------------------------------------
@@ -161,22 +189,36 @@ def estimate_seconds(stage: str, seconds: float, images_ratio: float, here: dict
     if stage.startswith(PER_SEED_STAGES) and here.get("start_s") and there.get("start_s"):
         fixed = min(there["start_s"], seconds)
         return (fixed * here["start_s"] / there["start_s"]
-                + (seconds - fixed) * images_ratio * here["step_ms"] / there["step_ms"])
+                + (seconds - fixed) * images_ratio * speed_ratio(stage, here, there, cores, their_cores))
     return seconds * images_ratio * speed_ratio(stage, here, there, cores, their_cores)
 
 
 def speed_ratio(stage: str, here: dict, there: dict, cores: int, their_cores: int) -> float:
     """How much longer `stage` takes here than on the benchmark's machine, from the two machines'
     probes (stages/modelkit/probe.py): the features stage by the base, prepare and tfrecords by
-    prepare's work (one process each, so also by the cores), train and evaluate by a training step;
+    prepare's work (one process each, so also by the cores), train@<model> by that model's training
+    step where both probes timed it (steps_ms), other train and evaluate stages by the baseline's step;
     the rest (download, inputs, compare, report: seconds of Python and DVC) by the cores."""
     if stage == "features":
         return here["base_ms"] / there["base_ms"]
     if stage in ("prepare", "tfrecords"):
         return here["prepare_ms"] / there["prepare_ms"] * their_cores / max(cores, 1)
+    if stage.startswith("train@"):
+        model = stage.removeprefix("train@").rsplit("-", 1)[0]
+        ours, theirs = here.get("steps_ms", {}).get(model), there.get("steps_ms", {}).get(model)
+        if ours and theirs:
+            return ours / theirs
     if stage.startswith(PER_SEED_STAGES):
         return here["step_ms"] / there["step_ms"]
     return 1.0
+
+
+def steps_text(here: dict, there: dict) -> str:
+    """The training steps of both probes, per model where both timed each model's ("baseline 0.90 / 0.84, ...")."""
+    models = [model for model in here.get("steps_ms", {}) if model in there.get("steps_ms", {})]
+    if not models:
+        return f"{here['step_ms']:.2f} / {there['step_ms']:.2f}"
+    return ", ".join(f"{model} {here['steps_ms'][model]:.2f} / {there['steps_ms'][model]:.2f}" for model in models)
 
 
 def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) -> list[str]:
@@ -190,7 +232,7 @@ def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) ->
             "this machine's speed, measured just now (ms an image, here / there):",
             f"    frozen base up to {layer}: {probe['base_ms']:.1f} ({probe['precision']} on {probe['engine']}) / "
             f"{there['base_ms']:.1f} ({there['precision']} on {there['engine']}, up to {run.get('feature_layer')})",
-            f"    training step: {probe['step_ms']:.2f} / {there['step_ms']:.2f}; prepare, one process: "
+            f"    training step: {steps_text(probe, there)}; prepare, one process: "
             f"{probe['prepare_ms']:.2f} / {there['prepare_ms']:.2f} ({cores} / {run['machine']['cores']} cores)",
             *([f"    a TensorFlow stage's start, seconds: {probe['start_s']:.1f} / {there['start_s']:.1f} (train and evaluate: "
                 "this once, a training step per image)"] if probe.get("start_s") and there.get("start_s") else []),
