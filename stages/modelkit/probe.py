@@ -10,7 +10,7 @@
   converting it to RGB, resizing it to prepare.image_size and writing a PNG, in one process:
   prepare's work per image and core.
 - step_ms: a training step of the baseline CNN on a batch of train.baseline.batch_size images: the
-  work of train and evaluate, per image (the median of several timed runs of a few steps).
+  work of train and evaluate, per image (3 steps a round).
 - steps_ms: the same for each model that trains on the images ({"baseline": ..., "improved": ...}),
   each with its own layers, batch size and augmentation (augmenting a batch is part of its step: on a
   CPU tf.data takes it from the same cores). train@<model> scales by its own model's step: the
@@ -19,6 +19,10 @@
   TensorFlow and Keras as the stages do, building the baseline CNN, tracing its first training step and
   saving it. At scale 0.1 train and evaluate are mostly this (their fixed cost, fitted from the Xeon's
   scale-0.1 and scale-1 runs in benchmarks/results.json, is 10-17 s of a 14-55 s stage).
+
+Each per-image figure is the median of ROUNDS rounds that take turns over the kinds of work, and
+start_s the mean of STARTS starts, one before the rounds and one after: a slow spell of the machine
+then moves one round of each, not the whole of one figure.
 
 `make real-plan` compares these with the same measurement on the benchmark's machine (recorded in
 benchmarks/results.json) to scale each of the benchmark's stage times to this machine.
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -42,38 +47,57 @@ from stages.common.errors import UserError
 # The stages that run once per seed (params.yaml's seeds): train and evaluate, a training step's work.
 PER_SEED_STAGES = ("train@", "evaluate@")
 PREPARE_IMAGES = 32
-BASE_BATCHES = 2
-TRAIN_STEPS, TRAIN_REPEATS = 3, 7     # step_ms: the median of 7 timings of 3 steps (one is too short to trust)
+# Every figure is the median of ROUNDS timings, and the rounds take turns (base, each model's steps,
+# prepare, then again): this VM-like machine has slow spells of several seconds (one core, or both
+# slower), which then land in one round of every kind of work rather than in all timings of one.
+ROUNDS = 5
+TRAIN_STEPS = 3                       # a round of step_ms: 3 steps (one is too short to trust)
+STARTS = 2                            # start_s: the mean of 2 fresh starts, one before the rounds, one after
 
 
 def _per_image_ms(seconds: float, images: int) -> float:
     return round(1000 * seconds / images, 2)
 
 
-def time_prepare(image_size: int, count: int = PREPARE_IMAGES) -> float:
-    """Milliseconds an image for prepare's work on `count` JPEG faces like the offline sample's test photos."""
+def _median_ms(timings: list[float], images: int) -> float:
+    return _per_image_ms(float(np.median(timings)), images)
+
+
+def prepare_timer(folder: Path, image_size: int, count: int = PREPARE_IMAGES) -> Callable[[], float]:
+    """A function timing prepare's work on `count` JPEG faces like the offline sample's test photos
+    (written to `folder` now), in seconds for all of them."""
     from PIL import Image
 
     from stages.images.offline_sample import TEST_STUDIO, draw_face, jpeg_bytes
     from stages.images.reading import load_rgb
 
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory(prefix="facegender-probe-") as folder:
-        paths = []
-        for index in range(count):
-            face = draw_face(rng, ("Male", "Female")[index % 2], TEST_STUDIO)   # its own size, 64-260 px
-            path = Path(folder) / f"{index}.jpg"
-            path.write_bytes(jpeg_bytes(face, 80))
-            paths.append(path)
+    paths = []
+    for index in range(count):
+        face = draw_face(rng, ("Male", "Female")[index % 2], TEST_STUDIO)   # its own size, 64-260 px
+        path = Path(folder) / f"{index}.jpg"
+        path.write_bytes(jpeg_bytes(face, 80))
+        paths.append(path)
+
+    def timed() -> float:
         started = time.perf_counter()
         for path in paths:
             png = io.BytesIO()
             Image.fromarray(load_rgb(path, image_size)).save(png, format="PNG", compress_level=1)
-        return _per_image_ms(time.perf_counter() - started, count)
+        return time.perf_counter() - started
+
+    return timed
 
 
-def time_base(params: Params, threads: int) -> tuple[float, str, str]:
-    """Milliseconds an image for the frozen base on this machine's engine, and (precision, engine)."""
+def time_prepare(image_size: int, count: int = PREPARE_IMAGES) -> float:
+    """Milliseconds an image for prepare's work on `count` JPEG faces, timed once."""
+    with tempfile.TemporaryDirectory(prefix="facegender-probe-") as folder:
+        return _per_image_ms(prepare_timer(Path(folder), image_size, count)(), count)
+
+
+def base_timer(params: Params, threads: int) -> tuple[Callable[[], float], int, str, str]:
+    """A function timing the frozen base on this machine's engine over one batch of features.batch_size
+    images (seconds), the batch's images, and (precision, engine)."""
     from stages.modelkit.engines import batch_runner
     from stages.models import transfer
 
@@ -84,15 +108,18 @@ def time_base(params: Params, threads: int) -> tuple[float, str, str]:
     run = batch_runner(extractor, engine, threads)
     images = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
     run(images)                                            # warm-up: tracing, allocation
-    started = time.perf_counter()
-    for _ in range(BASE_BATCHES):
+
+    def timed() -> float:
+        started = time.perf_counter()
         run(images)
-    return _per_image_ms(time.perf_counter() - started, BASE_BATCHES * batch), precision, engine
+        return time.perf_counter() - started
+
+    return timed, batch, precision, engine
 
 
-def time_step(params: Params, model: str = "baseline") -> float:
-    """Milliseconds an image for a training step of `model` (its batch augmented first, where its params
-    augment: the work tf.data adds to every step)."""
+def step_timer(params: Params, model: str = "baseline") -> tuple[Callable[[], float], int]:
+    """A function timing TRAIN_STEPS training steps of `model` (its batch augmented first, where its
+    params augment: the work tf.data adds to every step), in seconds, and the images they take."""
     import tensorflow as tf
 
     from stages.modelkit import registry
@@ -112,19 +139,16 @@ def time_step(params: Params, model: str = "baseline") -> float:
         augment = tf.function(lambda batch: augment_images(batch, seed, augmentation))
     else:
         augment = tf.identity
-
-    def step():
+    for _ in range(2):                                     # warm-up: tracing
         network.train_on_batch(augment(images), labels)
 
-    for _ in range(2):                                     # warm-up: tracing
-        step()
-    timings = []
-    for _ in range(TRAIN_REPEATS):
+    def timed() -> float:
         started = time.perf_counter()
         for _ in range(TRAIN_STEPS):
-            step()
-        timings.append(time.perf_counter() - started)
-    return _per_image_ms(float(np.median(timings)), TRAIN_STEPS * batch)
+            network.train_on_batch(augment(images), labels)
+        return time.perf_counter() - started
+
+    return timed, TRAIN_STEPS * batch
 
 
 def image_models(params: Params) -> list[str]:
@@ -167,15 +191,29 @@ def time_start() -> float:
 
 
 def probe(params: Params) -> dict:
-    """This machine's milliseconds an image at the base, prepare and a training step (module docstring)."""
+    """This machine's milliseconds an image at the base, prepare and each model's training step, and a
+    stage's start in seconds (module docstring): medians of interleaved rounds (ROUNDS)."""
     from stages.common import distribute, machine
 
     threads = distribute.limit_threads()
-    base_ms, precision, engine = time_base(params, threads)
-    steps = {model: time_step(params, model) for model in image_models(params)}
-    return {"base_ms": base_ms, "precision": precision, "engine": engine,
-            "prepare_ms": time_prepare(params.prepare.image_size), "step_ms": steps.get("baseline") or time_step(params),
-            "steps_ms": steps, "start_s": time_start(), "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
+    starts = [time_start()]
+    base, base_images, precision, engine = base_timer(params, threads)
+    steps = {model: step_timer(params, model) for model in image_models(params)}
+    timings: dict[str, list[float]] = {name: [] for name in ("base", "prepare", *steps)}
+    with tempfile.TemporaryDirectory(prefix="facegender-probe-") as folder:
+        prepare = prepare_timer(Path(folder), params.prepare.image_size)
+        for _ in range(ROUNDS):
+            timings["base"].append(base())
+            for model, (timed, _) in steps.items():
+                timings[model].append(timed())
+            timings["prepare"].append(prepare())
+    starts += [time_start() for _ in range(STARTS - 1)]
+    steps_ms = {model: _median_ms(timings[model], images) for model, (_, images) in steps.items()}
+    return {"base_ms": _median_ms(timings["base"], base_images), "precision": precision, "engine": engine,
+            "prepare_ms": _median_ms(timings["prepare"], PREPARE_IMAGES),
+            "step_ms": steps_ms.get("baseline", next(iter(steps_ms.values()), None)),
+            "steps_ms": steps_ms, "start_s": round(float(np.mean(starts)), 2), "rounds": ROUNDS,
+            "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
 
 
 # --- this machine against the benchmark's ---------------------------------------------------------
