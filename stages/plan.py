@@ -139,12 +139,13 @@ def disk_needs(download_bytes: dict[str, int], images: int, params: Params, shar
 
 
 def benchmark_run(path: Path | None = None) -> dict | None:
-    """The benchmark's scale-1 run (BENCHMARK_RESULTS), or None when there is none."""
+    """The benchmark's scale-1 run (BENCHMARK_RESULTS) that the plan scales: the newest that measured its
+    machine (a probe), else the newest; None when there is none."""
     path = Path(path or BENCHMARK_RESULTS)
     if not path.is_file():
         return None
-    runs = json.loads(path.read_text()).get("runs", [])
-    return next((run for run in runs if run.get("scale") == 1.0), None)
+    runs = [run for run in json.loads(path.read_text()).get("runs", []) if run.get("scale") == 1.0]
+    return max(runs, key=lambda run: (bool(run.get("probe")), run.get("date", "")), default=None)
 
 
 # VGG16's conv layers: (block, input channels, output channels, side at 100x100 input).

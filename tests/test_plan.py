@@ -19,7 +19,11 @@ GB = 1e9
 
 @pytest.fixture
 def benchmark(monkeypatch):
+    from stages.modelkit import probe
+
     monkeypatch.setattr(plan, "BENCHMARK_RESULTS", ROOT / "benchmarks" / "results.json")
+    # The plan measures this machine against the benchmark's probe; the e2e test below runs the real probe.
+    monkeypatch.setattr(probe, "probe", lambda params: PROBE_THERE | {"base_ms": 20.0, "cpu": "here"})
     return plan.benchmark_run(ROOT / "benchmarks" / "results.json")
 
 
@@ -116,6 +120,8 @@ def test_plan_asks_anonymously_without_credentials(fake, benchmark, capsys):
     assert out.startswith("no Kaggle credentials found") and "going on anonymously" in out.splitlines()[0]
     assert f"trainval: {fake.slugs['trainval']} version 4, updated 2021-04-15" in out
     assert {r["auth"] for r in fake.requests} == {None}
+    assert "scaled by images and by this machine's speed, measured just now" in out     # the shipped run's probe
+    assert "frozen base up to block5_pool: 20.0 (bfloat16 on keras) / " in out
 
 
 @pytest.mark.parametrize("anonymous_rpcs", [set(), {"DownloadDataset"}], ids=["refused", "download-only"])
@@ -168,6 +174,28 @@ PROBE_THERE = {"base_ms": 10.0, "precision": "bfloat16", "engine": "keras", "pre
                "cores": 2, "cpu": "there"}
 
 
+def test_the_plan_scales_the_newest_scale_1_run_that_measured_its_machine(tmp_path):
+    """results.json keeps one run per scale and kind of CPU, in no useful order: the plan takes the newest
+    scale-1 run with a probe (before, the first scale-1 run, an older one without, so no plan ever used
+    a probe), else the newest scale-1 run."""
+    import json
+
+    def run(date, scale=1.0, probe=None):
+        return {"date": date, "scale": scale, **({"probe": probe} if probe else {})}
+
+    results = tmp_path / "results.json"
+    runs = [run("2026-11-29 19:46 UTC"), run("2026-12-02 11:39 UTC", probe=PROBE_THERE),
+            run("2026-12-01 09:00 UTC", probe=PROBE_THERE), run("2026-12-03 10:00 UTC", scale=0.1, probe=PROBE_THERE),
+            run("2026-12-02 12:00 UTC")]
+    results.write_text(json.dumps({"runs": runs}))
+    assert plan.benchmark_run(results)["date"] == "2026-12-02 11:39 UTC"
+    results.write_text(json.dumps({"runs": [run("2026-11-29 19:46 UTC"), run("2026-11-30 10:00 UTC")]}))
+    assert plan.benchmark_run(results)["date"] == "2026-11-30 10:00 UTC"
+    results.write_text(json.dumps({"runs": [run("2026-11-29 19:46 UTC", scale=0.1)]}))
+    assert plan.benchmark_run(results) is None
+    assert plan.benchmark_run(ROOT / "benchmarks" / "results.json").get("probe")      # the shipped results
+
+
 def test_stage_times_follow_this_machines_measured_speed_at_each_kind_of_work(benchmark):
     """With both machines' probes: the features stage by the base, prepare and tfrecords by prepare's work
     and the cores, train and evaluate by a training step, the rest unchanged; the layer is in the probes."""
@@ -185,8 +213,9 @@ def test_stage_times_follow_this_machines_measured_speed_at_each_kind_of_work(be
     on_four = dict(plan.stage_times(run, images, 2 * cores, "block5_pool", probe=here))
     assert on_four["prepare"] == pytest.approx(estimated["prepare"] / 2) and on_four["features"] == estimated["features"]
     # A benchmark without a probe: cores and VGG16 work, as before, and the plan says how to measure.
-    assert dict(plan.stage_times(benchmark, images, cores, probe=here))["features"] == pytest.approx(measured["features"])
-    lines = plan.speed_lines(benchmark, cores, "block5_pool", here)
+    unprobed = {key: value for key, value in benchmark.items() if key != "probe"}
+    assert dict(plan.stage_times(unprobed, images, cores, probe=here))["features"] == pytest.approx(measured["features"])
+    lines = plan.speed_lines(unprobed, cores, "block5_pool", here)
     assert "make bench again for a measured estimate" in lines[0]
     lines = plan.speed_lines(run, cores, "block5_pool", here)
     assert "measured just now" in lines[0] and "40.0 (bfloat16 on keras) / 10.0 (bfloat16 on keras" in lines[1]
@@ -238,6 +267,17 @@ def test_each_models_training_scales_by_its_own_step_where_both_probes_timed_it(
         plan.speed_lines(run, cores, None, here))
 
 
+def test_the_plan_says_when_this_machines_speed_moved_during_the_probe(benchmark):
+    run = benchmark | {"probe": PROBE_THERE}
+    steady = PROBE_THERE | {"rounds": 5, "spread": {"base": 1.1, "baseline": 1.2, "prepare": 1.05}}
+    assert not any("note:" in line for line in plan.speed_lines(run, 2, None, steady))
+    moving = steady | {"spread": {"base": 2.3, "baseline": 1.4, "prepare": 1.05}}
+    lines = plan.speed_lines(run, 2, None, moving)
+    assert any(line.startswith("  note: this machine's speed moved between the probe's 5 rounds (the slowest round "
+                               "of base took 2.3x the fastest)") for line in lines), lines
+    assert not any("note:" in line for line in plan.speed_lines(run, 2, None, PROBE_THERE))   # an older probe
+
+
 def test_a_failed_stage_start_in_the_probe_is_one_line(monkeypatch):
     import subprocess
 
@@ -271,5 +311,7 @@ def test_plan_probe_measures_this_machine_in_seconds():
     assert all(found[key] > 0 for key in ("base_ms", "prepare_ms", "step_ms", "start_s"))
     assert set(found["steps_ms"]) == {"baseline", "improved"} and all(found["steps_ms"].values())
     assert found["step_ms"] == found["steps_ms"]["baseline"]
+    assert found["rounds"] == 5 and set(found["spread"]) == {"base", "prepare", "baseline", "improved"}
+    assert all(spread >= 1 for spread in found["spread"].values())
     assert (found["precision"], found["engine"]) in {("bfloat16", "keras"), ("float32", "litert"), ("float32", "keras")}
     assert found["cores"] == os.cpu_count() and found["cpu"]

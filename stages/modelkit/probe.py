@@ -15,6 +15,7 @@
   each with its own layers, batch size and augmentation (augmenting a batch is part of its step: on a
   CPU tf.data takes it from the same cores). train@<model> scales by its own model's step: the
   improved CNN's is mostly augmentation, which oneDNN does not run, so the baseline's step misjudges it.
+- spread: per figure, its slowest round over its fastest: how steady this machine was meanwhile.
 - start_s: what a TensorFlow stage spends whatever its images, in seconds: a fresh Python importing
   TensorFlow and Keras as the stages do, building the baseline CNN, tracing its first training step and
   saving it. At scale 0.1 train and evaluate are mostly this (their fixed cost, fitted from the Xeon's
@@ -209,10 +210,12 @@ def probe(params: Params) -> dict:
             timings["prepare"].append(prepare())
     starts += [time_start() for _ in range(STARTS - 1)]
     steps_ms = {model: _median_ms(timings[model], images) for model, (_, images) in steps.items()}
+    # How much the machine's speed moved during the probe: the plan says how far to trust it.
+    spread = {name: round(max(found) / min(found), 2) for name, found in timings.items() if min(found) > 0}
     return {"base_ms": _median_ms(timings["base"], base_images), "precision": precision, "engine": engine,
             "prepare_ms": _median_ms(timings["prepare"], PREPARE_IMAGES),
             "step_ms": steps_ms.get("baseline", next(iter(steps_ms.values()), None)),
-            "steps_ms": steps_ms, "start_s": round(float(np.mean(starts)), 2), "rounds": ROUNDS,
+            "steps_ms": steps_ms, "start_s": round(float(np.mean(starts)), 2), "rounds": ROUNDS, "spread": spread,
             "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
 
 
@@ -274,4 +277,17 @@ def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) ->
             f"{probe['prepare_ms']:.2f} / {there['prepare_ms']:.2f} ({cores} / {run['machine']['cores']} cores)",
             *([f"    a TensorFlow stage's start, seconds: {probe['start_s']:.1f} / {there['start_s']:.1f} (train and evaluate: "
                 "this once, a training step per image)"] if probe.get("start_s") and there.get("start_s") else []),
+            *spread_lines(probe),
             "  the download depends on the connection"]
+
+
+def spread_lines(probe: dict) -> list[str]:
+    """A warning when this machine's speed moved by more than a quarter between the probe's rounds
+    (a shared or throttled machine): the estimate is no steadier than the machine."""
+    spread = probe.get("spread") or {}
+    if not spread or max(spread.values()) <= 1.25:
+        return []
+    worst = max(spread, key=spread.get)
+    return [f"  note: this machine's speed moved between the probe's {probe.get('rounds', ROUNDS)} rounds (the slowest "
+            f"round of {worst} took {spread[worst]:.1f}x the fastest): a shared or throttled machine, whose stage "
+            "times vary as much; read the estimate as that rough"]
