@@ -290,10 +290,12 @@ def test_a_failed_stage_start_in_the_probe_is_one_line(monkeypatch):
         probe.time_start()
 
 
-def test_the_probe_times_prepares_work_on_sample_like_photos():
+def test_the_probe_times_prepares_work_on_sample_like_photos(tmp_path):
     from stages.modelkit import probe
 
-    assert 0 < probe.time_prepare(100, count=4) < 1000
+    seconds = probe.prepare_timer(tmp_path, 100, count=4)()
+    assert len(list(tmp_path.glob("*.jpg"))) == 4
+    assert 0 < 1000 * seconds / 4 < 1000
 
 
 @pytest.mark.e2e

@@ -90,12 +90,6 @@ def prepare_timer(folder: Path, image_size: int, count: int = PREPARE_IMAGES) ->
     return timed
 
 
-def time_prepare(image_size: int, count: int = PREPARE_IMAGES) -> float:
-    """Milliseconds an image for prepare's work on `count` JPEG faces, timed once."""
-    with tempfile.TemporaryDirectory(prefix="facegender-probe-") as folder:
-        return _per_image_ms(prepare_timer(Path(folder), image_size, count)(), count)
-
-
 def base_timer(params: Params, threads: int) -> tuple[Callable[[], float], int, str, str]:
     """A function timing the frozen base on this machine's engine over one batch of features.batch_size
     images (seconds), the batch's images, and (precision, engine)."""
