@@ -1,6 +1,7 @@
 """The transfer model's frozen base per image on each engine, on this CPU and with oneDNN capped at AVX2.
 
-    python -m benchmarks.engines            # writes benchmarks/engines.json (docs block `engines`)
+    python -m benchmarks.engines            # benchmarks/engines.json (docs block `engines`): this CPU's result
+                                            # replaces an earlier one on the same CPU, others stay
 
 For each way the features stage can run the base (train.transfer.precision x .engine: Keras float32,
 Keras bfloat16, LiteRT float32), the wall and CPU milliseconds an image over `--images` images in
@@ -44,14 +45,15 @@ def measure(precision: str, engine: str, count: int, reference: str | None) -> d
 
     from stages.common import distribute
     from stages.common.config import load_params
+    from stages.modelkit import engine_choice
     from stages.modelkit.engines import batch_runner
     from stages.models import transfer
 
     params = load_params()
     section, batch = params.train["transfer"], params.features.batch_size
     threads = distribute.limit_threads()
-    auto = transfer.resolve_base("auto", "auto")
-    transfer.resolve_base(precision, engine)            # refuses what this machine cannot run
+    auto = engine_choice.resolve_base("auto", "auto", section["feature_layer"])
+    engine_choice.resolve_base(precision, engine, section["feature_layer"])   # refuses what this machine cannot run
     extractor = transfer.feature_extractor((100, 100, 3), section["weights"], section["feature_layer"], precision)
     run = batch_runner(extractor, engine, threads)
     images = np.random.default_rng(0).uniform(0, 255, (count, 100, 100, 3)).astype(np.float32)
@@ -102,8 +104,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     reference.unlink(missing_ok=True)
     result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
               "images": args.images, "runs": runs}
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({"machines": with_result(read_results(), result)}, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def read_results() -> list[dict]:
+    """The results kept so far, one per CPU (model and flags)."""
+    return json.loads(RESULTS.read_text())["machines"] if RESULTS.is_file() else []
+
+
+def with_result(kept: list[dict], result: dict) -> list[dict]:
+    """`kept` with `result` in place of the earlier result on the same CPU (model and flags), or added."""
+    def cpu(entry: dict) -> tuple:
+        return entry["machine"]["cpu"], tuple(entry["machine"]["flags"])
+
+    return [entry for entry in kept if cpu(entry) != cpu(result)] + [result]
 
 
 if __name__ == "__main__":

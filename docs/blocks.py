@@ -350,28 +350,29 @@ ENGINE_NAMES = {"float32/keras": "Keras, float32", "bfloat16/keras": "Keras, bfl
 
 
 def block_engines(sources: Sources) -> list[str]:
-    """The frozen base per image on each engine, on the CPU as it is and with oneDNN capped at AVX2."""
-    result = sources["engines"]
-
+    """The frozen base per image on each engine, per CPU measured, as it is and with oneDNN capped at AVX2."""
     def cell(found: dict) -> str:
         if "failed" in found:
             return "cannot run"
         return (f"{found['wall_ms_per_image']:.1f} ms ({found['cpu_ms_per_image']:.1f} ms CPU, "
                 f"{found['cpu_per_wall']:.2f} cores)")
 
-    native, capped = result["runs"]["native"], result["runs"]["onednn_avx2"]
-    rows = []
-    for kind, name in ENGINE_NAMES.items():
-        difference = native[kind].get("max_relative_difference")
-        rows.append([name, cell(native[kind]), cell(capped[kind]),
-                     "reference" if kind == "float32/keras" else f"{difference:.1e}" if difference is not None else ""])
-    resolved = {label: "{} on {}".format(*next(found["auto"] for found in runs.values() if "auto" in found))
-                for label, runs in result["runs"].items()}
-    return [f"Measured {result['date']} on {with_article(cpu(result))}; the base as params.yaml cuts it, "
-            f"{result['images']} images in batches of features.batch_size. `auto` chose {resolved['native']} "
-            f"as the CPU is, {resolved['onednn_avx2']} with oneDNN capped at AVX2.", "",
-            *_table(["engine", "this CPU, an image", "oneDNN capped at AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`)",
-                     "max difference to Keras float32 (relative)"], rows, "lrrr")]
+    lines: list[str] = []
+    for result in sources["engines"]["machines"]:
+        native, capped = result["runs"]["native"], result["runs"]["onednn_avx2"]
+        rows = []
+        for kind, name in ENGINE_NAMES.items():
+            difference = native[kind].get("max_relative_difference")
+            rows.append([name, cell(native[kind]), cell(capped[kind]),
+                         "reference" if kind == "float32/keras" else f"{difference:.1e}" if difference is not None else ""])
+        resolved = {label: "{} on {}".format(*next(found["auto"] for found in runs.values() if "auto" in found))
+                    for label, runs in result["runs"].items()}
+        lines += [f"Measured {result['date']} on {with_article(cpu(result))}; the base as params.yaml cuts it, "
+                  f"{result['images']} images in batches of features.batch_size. `auto` chose {resolved['native']} "
+                  f"as the CPU is, {resolved['onednn_avx2']} with oneDNN capped at AVX2.", "",
+                  *_table(["engine", "this CPU, an image", "oneDNN capped at AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`)",
+                           "max difference to Keras float32 (relative)"], rows, "lrrr"), ""]
+    return lines[:-1]
 
 
 def block_exports(sources: Sources) -> list[str]:

@@ -128,8 +128,10 @@ def cpu(record: Any) -> str:
     flags = found.get("flags")
     if flags is None:
         kind = "flags not recorded"
-    elif {"avx512_bf16", "amx_bf16"} & set(flags):
-        kind = "AVX-512 with native bfloat16: " + ", ".join(flags)
+    elif "amx_bf16" in flags:
+        kind = "AVX-512 with native bfloat16 and AMX: " + ", ".join(flags)
+    elif "avx512_bf16" in flags:
+        kind = "AVX-512 with native bfloat16, no AMX: " + ", ".join(flags)
     elif any(flag.startswith("avx512") for flag in flags):
         kind = "AVX-512, no native bfloat16: " + ", ".join(flags)
     elif "avx2" in flags:

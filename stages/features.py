@@ -6,8 +6,9 @@ split. Changing the transfer head's params then retrains and re-evaluates only t
 The outputs are stored in the dtype the base computes in (train.transfer.precision), unrounded: the
 head sees exactly what the full model computes, so evaluate's probabilities equal predict's.
 train.transfer.precision and .engine may be auto: this machine decides (stages/models/transfer.py
-resolve_base: bfloat16 in Keras where the CPU has it natively, float16 on a GPU, float32 in Keras
-with AVX-512, else float32 on LiteRT), and the manifest records what ran, on which CPU; train, evaluate and predict follow it.
+stages/modelkit/engine_choice.py: float16 on a GPU; on a CPU the fastest of Keras float32, LiteRT
+float32 and, where the CPU has it natively, Keras bfloat16, timed once per machine and kept),
+and the manifest records what ran, on which CPU; train, evaluate and predict follow it.
 Reads train.transfer.weights, .feature_layer, .precision and .engine, features.batch_size and .shard_size,
 and distribute.strategy (this machine's GPUs share the batches; a multi-worker cluster's chief runs it alone).
 """
@@ -51,14 +52,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.quiet_tensorflow()
     params = load_params()
     records = TfrecordsManifest.read_from(TFRECORDS_DIR)
-    from stages.modelkit import registry
+    from stages.modelkit import engine_choice, registry
     from stages.modelkit.engines import batch_runner
     from stages.models import transfer
 
     family = registry.family(MODEL, params)
     base = family.params
     threads = distribute.limit_threads()
-    precision, engine = family.resolved()
+    precision, engine = engine_choice.resolve_base(base.precision, base.engine, base.feature_layer)
+    family.base_run = (precision, engine)            # what family.describe() labels
     with distribute.make_strategy(params.distribute.strategy, local=True).scope():
         extractor = transfer.feature_extractor(records.input_shape, base.weights, base.feature_layer, precision)
     # Under a strategy of several replicas (GPUs) Keras splits each batch between them, every image once.

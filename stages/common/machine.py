@@ -57,16 +57,6 @@ def native_bfloat16(cpuinfo: str | None = None, environ: dict[str, str] | None =
     return bool({"avx512_bf16", "amx_bf16"} & set(flags)) and onednn_allows("bfloat16", environ)
 
 
-def avx512_float32(cpuinfo: str | None = None, environ: dict[str, str] | None = None) -> bool:
-    """Whether oneDNN computes float32 with AVX-512 here (avx512f, not capped below AVX512_CORE): Keras
-    float32 then beats LiteRT's XNNPACK (25 against 38 ms an image for the base on the Xeon of
-    benchmarks/engines.json), while capped at AVX2 LiteRT wins (35 against 48)."""
-    _, flags = cpu_info(cpuinfo)
-    cap = (environ if environ is not None else os.environ).get(ONEDNN_CAP_VARIABLE, "").strip().upper()
-    capped_below = cap in ONEDNN_ISA_ORDER and ONEDNN_ISA_ORDER.index(cap) < ONEDNN_ISA_ORDER.index("AVX512_CORE")
-    return "avx512f" in flags and not capped_below
-
-
 def litert_installed() -> bool:
     """Whether LiteRT (the ai-edge-litert package) can run here: the transfer model's float32 engine."""
     return importlib.util.find_spec("ai_edge_litert") is not None

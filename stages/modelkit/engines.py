@@ -5,7 +5,8 @@
 LiteRT is the maintained successor of TensorFlow Lite's interpreter (the `ai-edge-litert` package;
 `tf.lite.Interpreter` is deprecated). The model is exported with Keras's own LiteRT exporter
 (`keras.Model.export(format="litert")`) and run by the interpreter with its XNNPACK delegate, which on
-CPUs without native bfloat16 computes VGG16 in float32 faster than Keras does (docs/benchmark.md).
+AVX2-only CPUs computes VGG16 in float32 faster than Keras does (docs/benchmark.md; which engine runs
+on a machine is timed there: stages/modelkit/engine_choice.py).
 Its outputs match Keras float32 within float32 rounding (max relative difference ~1e-6).
 
 Used by the features stage (the frozen base over every split), predict (the same base on new

@@ -93,11 +93,13 @@ def prepare_timer(folder: Path, image_size: int, count: int = PREPARE_IMAGES) ->
 def base_timer(params: Params, threads: int) -> tuple[Callable[[], float], int, str, str]:
     """A function timing the frozen base on this machine's engine over one batch of features.batch_size
     images (seconds), the batch's images, and (precision, engine)."""
+    from stages.modelkit import engine_choice
     from stages.modelkit.engines import batch_runner
     from stages.models import transfer
 
     section = params.train["transfer"]
-    precision, engine = transfer.resolve_base(section.get("precision", "auto"), section.get("engine", "auto"))
+    precision, engine = engine_choice.resolve_base(section.get("precision", "auto"), section.get("engine", "auto"),
+                                                   section["feature_layer"])
     size, batch = params.prepare.image_size, params.features.batch_size
     extractor = transfer.feature_extractor((size, size, 3), "none", section["feature_layer"], precision)
     run = batch_runner(extractor, engine, threads)

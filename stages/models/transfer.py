@@ -82,33 +82,30 @@ class VGGPreprocess(layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=inputs.dtype)
 
 
-def resolve_base(precision: str, engine: str, gpus: int | None = None, litert: bool | None = None) -> tuple[str, str]:
-    """The frozen base's (precision, engine) on this machine for train.transfer's precision and engine,
-    either of which may be auto: precision float16 on a GPU, bfloat16 where the CPU computes it natively
-    (stages/common/machine.py: avx512_bf16 or amx_bf16, oneDNN not capped below them), else float32;
-    engine litert (stages/modelkit/engines.py) for float32 on a CPU without AVX-512 when ai-edge-litert is
-    installed (XNNPACK: faster than Keras's AVX2 kernels; with AVX-512 Keras is faster), else keras. An explicit choice is kept; one this
-    machine cannot run is refused. gpus (how many) and litert (installed) are found out when not given."""
+def refuse_unrunnable(precision: str, engine: str, gpus: int) -> tuple[str, str]:
+    """(precision, engine) as given, unless this machine cannot run it: then a one-line UserError."""
     from stages.common import machine
 
-    def gpu_count() -> int:
-        return gpus if gpus is not None else len(_gpus())
-
-    if precision == "auto":
-        precision = ("float32" if engine == "litert" else "float16" if gpu_count()
-                     else "bfloat16" if machine.native_bfloat16() else "float32")
-    if engine == "auto":
-        installed = machine.litert_installed() if litert is None else litert
-        engine = ("litert" if precision == "float32" and installed and not machine.avx512_float32() and not gpu_count()
-                  else "keras")
     if engine == "litert" and precision != "float32":
         raise UserError(f"train.transfer.engine: litert runs the base in float32 only, not {precision}; "
                         "set train.transfer.precision: float32 (or auto), or engine: keras")
-    if engine == "keras" and not machine.onednn_allows(precision) and not gpu_count():
+    if engine == "keras" and not machine.onednn_allows(precision) and not gpus:
         raise UserError(f"train.transfer.precision: {precision} cannot run with {machine.ONEDNN_CAP_VARIABLE}="
                         f"{os.environ.get(machine.ONEDNN_CAP_VARIABLE)} (oneDNN has no {precision} kernels below "
                         f"{machine.ONEDNN_LEVEL_OF[precision]}); set precision: auto or float32, or unset the variable")
     return precision, engine
+
+
+def keras_precision(precision: str, gpus: int | None = None) -> str:
+    """The precision the base trains in when the head learns through it in Keras (augmentation): an
+    explicit one, else float16 on a GPU, bfloat16 where the CPU computes it natively, else float32.
+    (The frozen base of the features stage is timed instead: stages/modelkit/engine_choice.py.)"""
+    from stages.common import machine
+
+    gpus = gpus if gpus is not None else len(_gpus())
+    if precision == "auto":
+        precision = "float16" if gpus else "bfloat16" if machine.native_bfloat16() else "float32"
+    return refuse_unrunnable(precision, "keras", gpus)[0]
 
 
 def _gpus() -> list:
@@ -325,8 +322,9 @@ class Family(ModelFamily):
     base_run: tuple[str, str] | None = None
 
     def resolved(self) -> tuple[str, str]:
-        """The frozen base's (precision, engine): as fit ran it, or as this machine resolves params' choices."""
-        return self.base_run or resolve_base(self.params.precision, self.params.engine)
+        """The frozen base's (precision, engine): as the features stage or fit ran it (base_run), else
+        how the head would learn through it in Keras."""
+        return self.base_run or (keras_precision(self.params.precision), "keras")
 
     def build(self, input_shape):
         return make_model(input_shape, self.params, precision=self.resolved()[0])
@@ -348,7 +346,7 @@ class Family(ModelFamily):
         params = self.params
         if params.augmentation.enabled:
             # Trained through Keras on every image: LiteRT has no gradients.
-            self.base_run = (resolve_base(params.precision, "keras")[0], "keras")
+            self.base_run = (keras_precision(params.precision), "keras")
         else:
             features = FeaturesManifest.read_from(data.features)
             self.base_run = (features.precision, features.engine)
