@@ -87,7 +87,7 @@ def bare_predict(count: int) -> dict:
     from stages.common.errors import UserError
 
     cli.quiet_tensorflow()
-    from stages.modelkit import registry
+    from stages.modelkit import engine_choice, registry
     from stages.modelkit.engines import batch_runner
     from stages.models import transfer
 
@@ -99,7 +99,7 @@ def bare_predict(count: int) -> dict:
     results = {}
     for key, (precision, engine) in BARE_KINDS.items():
         try:
-            transfer.resolve_base(precision, engine)
+            engine_choice.resolve_base(precision, engine, family.params.feature_layer)
         except UserError as error:
             results[key] = {"failed": str(error)}
             continue
