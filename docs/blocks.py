@@ -307,10 +307,14 @@ def block_bench_kinds(sources: Sources, before: str = "") -> list[str]:
 
 
 def _kind(run: dict, short: bool = False) -> str:
-    """A run's CPU in a few words: its model (unless short), and whether oneDNN was capped."""
+    """A run's CPU in a few words: its model (unless short) or its kind of vector unit (short), and
+    whether oneDNN was capped."""
     cap = run["machine"].get("onednn_max_cpu_isa")
     if short:
-        return f"oneDNN capped at {cap}" if cap else "as it is"
+        flags = set(run["machine"].get("flags") or ())
+        unit = ("AMX" if "amx_bf16" in flags else "avx512_bf16 without AMX" if "avx512_bf16" in flags
+                else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "flags not recorded")
+        return f"{unit}, " + (f"oneDNN capped at {cap}" if cap else "as it is")
     return run["machine"]["cpu"] + (f", oneDNN capped at {cap}" if cap else "")
 
 

@@ -36,6 +36,17 @@ def _latest_run(root: Path, scale: float) -> dict:
     return max(runs, key=lambda run: run["date"])
 
 
+def _native_beside_capped(root: Path) -> dict:
+    runs = [run for run in _load_json(root / "benchmarks/results.json")["runs"] if run["scale"] == 0.1]
+    capped = max((run for run in runs if run["machine"].get("onednn_max_cpu_isa")), key=lambda run: run["date"])
+
+    def cpu_of(run: dict) -> tuple:
+        return run["machine"]["cpu"], tuple(run["machine"].get("flags") or ())
+
+    return max((run for run in runs if not run["machine"].get("onednn_max_cpu_isa") and cpu_of(run) == cpu_of(capped)),
+               key=lambda run: run["date"])
+
+
 def _per_model(folder: Path) -> dict:
     """Each model's run with params.yaml's first seed: <folder>/<model>/<seed>.json, by model."""
     seed = yaml.safe_load((folder.parent.parent / "params.yaml").read_text())["seeds"][0]
@@ -65,10 +76,8 @@ SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
                    lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
                                      if run["scale"] == 0.1 and run["machine"].get("onednn_max_cpu_isa")),
                                     key=lambda run: run["date"])),
-    "bench01native": ("benchmarks/results.json (the latest scale-0.1 run without the oneDNN cap)",
-                      lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
-                                        if run["scale"] == 0.1 and not run["machine"].get("onednn_max_cpu_isa")),
-                                       key=lambda run: run["date"])),
+    "bench01native": ("benchmarks/results.json (the latest scale-0.1 run without the oneDNN cap, on the CPU of "
+                      "bench01cap: the pair the prose compares)", _native_beside_capped),
     "bench01": ("benchmarks/results.json (every scale-0.1 run, one per kind of CPU)",
                 lambda root: [run for run in _load_json(root / "benchmarks/results.json")["runs"] if run["scale"] == 0.1]),
     "limits": ("benchmarks/bench.py LIMITS", _limits),
