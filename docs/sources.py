@@ -76,6 +76,10 @@ SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
                    lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
                                      if run["scale"] == 0.1 and run["machine"].get("onednn_max_cpu_isa")),
                                     key=lambda run: run["date"])),
+    "bench1amx": ("benchmarks/results.json (the latest scale-1 run on a CPU with amx_bf16, no oneDNN cap)",
+                  lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
+                                    if run["scale"] == 1.0 and "amx_bf16" in (run["machine"].get("flags") or ())
+                                    and not run["machine"].get("onednn_max_cpu_isa")), key=lambda run: run["date"])),
     "bench01native": ("benchmarks/results.json (the latest scale-0.1 run without the oneDNN cap, on the CPU of "
                       "bench01cap: the pair the prose compares)", _native_beside_capped),
     "bench01": ("benchmarks/results.json (every scale-0.1 run, one per kind of CPU)",
