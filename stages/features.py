@@ -5,8 +5,8 @@ data/features/<split>-NNNNN-of-NNNNN.tfrecord, with manifest.json: memory holds 
 split. Changing the transfer head's params then retrains and re-evaluates only the head, in seconds.
 The outputs are stored in the dtype the base computes in (train.transfer.precision), unrounded: the
 head sees exactly what the full model computes, so evaluate's probabilities equal predict's.
-train.transfer.precision and .engine may be auto: this machine decides (stages/models/transfer.py
-stages/modelkit/engine_choice.py: float16 on a GPU; on a CPU the fastest of Keras float32, LiteRT
+train.transfer.precision and .engine may be auto: this machine decides (stages/modelkit/engine_choice.py:
+float16 on a GPU; on a CPU the fastest of Keras float32, LiteRT
 float32 and, where the CPU has it natively, Keras bfloat16, timed once per machine and kept),
 and the manifest records what ran, on which CPU; train, evaluate and predict follow it.
 Reads train.transfer.weights, .feature_layer, .precision and .engine, features.batch_size and .shard_size,
