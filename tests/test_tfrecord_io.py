@@ -322,3 +322,15 @@ def test_load_split_knows_its_length(stage_output):
     batches = load_split(stage_output, "train", 5, shuffle=(1, 100))
     total = sum(RECORD_COUNTS["train"].values())
     assert int(tf.data.experimental.cardinality(batches)) == -(-total // 5)
+
+
+def test_reading_runs_without_the_autotuning_thread(stage_output):
+    """TensorFlow 2.21's autotuning thread made each pass's end wait, idle, for its sleep (up to a minute):
+    every stage reads through load_split or load_features, and augmentation keeps their options."""
+    from stages.modelkit.augmentation import AugmentationParams, augmented
+
+    batches = load_split(stage_output, "train", 5)
+    assert batches.options().autotune.enabled is False
+    settings = AugmentationParams(flip=True, rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
+    assert augmented(batches, settings, seed=1).options().autotune.enabled is False
+    assert sum(len(labels) for _, labels in batches) == sum(RECORD_COUNTS["train"].values())
