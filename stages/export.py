@@ -93,11 +93,12 @@ def write_formats(float32_model, folder: Path) -> None:
 
 
 def measure(run: Callable, file: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray,
-            timed: int, threshold: float) -> tuple[FormatResult, np.ndarray]:
-    """One format's result (its file named relative to the export folder) and its validation probabilities."""
+            timed: int, threshold: float, found: np.ndarray | None = None) -> tuple[FormatResult, np.ndarray]:
+    """One format's result (its file named relative to the export folder) and its validation probabilities
+    (`found`: already computed by the same function)."""
     from stages.analysis.statistics import classification_metrics
 
-    found = probabilities(run, images)
+    found = probabilities(run, images) if found is None else found
     auc = classification_metrics(labels, found, threshold)["roc_auc"]
     return FormatResult(file=file.name, bytes=size_of(file), ms_per_image=ms_per_image(run, images[:timed]),
                         max_difference=float(np.max(np.abs(found - reference))),
@@ -127,9 +128,11 @@ def export_model(name: str, seed: int, params: Params, threads: int) -> ExportIn
     timed, threshold = min(params.export.latency_images, len(images)), params.evaluate.threshold
     float32_model = float32_copy(trained.model)
     reference = probabilities(float32_model.predict_on_batch, images)
+    # Where the .keras model already computes in float32 in Keras, its pass is the reference's: not run twice.
+    same = trained.runner is trained.model and float32_model is trained.model
     results = {}
     results["keras"], _ = measure(trained.runner.predict_on_batch, model_path, images, labels, reference, timed,
-                                  threshold)
+                                  threshold, found=reference if same else None)
     with staged_dir(ExportInfo.folder(name)) as folder:
         write_formats(float32_model, folder)
         for kind, file in FORMAT_FILES.items():

@@ -104,6 +104,22 @@ def test_the_record_names_every_format_with_its_size_and_time(project):
     assert info.quantized.startswith("kept" if kept else "left out")
 
 
+def test_a_float32_keras_model_is_run_once_for_the_reference_and_itself(project, monkeypatch):
+    """The baseline computes in float32 in Keras: its pass is the reference's, and formats are run once each."""
+    from stages.analysis.heatmaps import float32_copy
+
+    root, _, model = project
+    assert float32_copy(model) is model                       # the case this test is about
+    passes = []
+    counted = export.probabilities
+    monkeypatch.setattr(export, "probabilities", lambda run, images, *rest: passes.append(run) or counted(run, images, *rest))
+    monkeypatch.chdir(root)
+    info = export.export_model("baseline", SEED, load_params(root / "params.yaml"), threads=2)
+    assert len(passes) == 1 + len(FORMAT_FILES)                # the reference, then each exported file
+    assert info.formats["keras"].max_difference == 0.0 and info.formats["keras"].ms_per_image > 0
+    assert info.formats["keras"].val_auc == info.formats["saved_model"].val_auc
+
+
 @pytest.mark.parametrize("keras_auc, quantized_auc, kept", [(0.9, 0.895, True), (0.9, 0.889, False), (None, 0.9, False)])
 def test_the_quantized_file_stays_only_while_its_auc_holds(keras_auc, quantized_auc, kept):
     assert export.keep_quantized(keras_auc, quantized_auc, 0.01)[0] is kept
