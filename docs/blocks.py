@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import string
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -333,9 +334,7 @@ def _plan_errors(origin: dict, target: dict) -> list[tuple[str, float, float, fl
 
 def _error_summary(errors: list[tuple[str, float, float, float]]) -> str:
     """"12%, worst 45% (export@transfer)": the median error's size over the stages, and the worst stage."""
-    sizes = sorted(abs(error) for *_, error in errors)
-    middle = len(sizes) // 2
-    median = sizes[middle] if len(sizes) % 2 else (sizes[middle - 1] + sizes[middle]) / 2
+    median = statistics.median(abs(error) for *_, error in errors)
     stage, *_, error = max(errors, key=lambda row: abs(row[3]))
     return f"{100 * median:.0f}%, worst {100 * abs(error):.0f}% ({stage})"
 
