@@ -1,20 +1,48 @@
-"""The results files the docs quote, read once each by alias, and the words for the machines and
-timings they record (docs/render.py renders the markers that name them)."""
+"""The results files the docs quote, read once each by alias, either as the workspace has them
+(`make docs`, after a run of yours you mean to commit) or as the last commit has them (the check:
+a run on another CPU changes metrics/ a little, and the docs still quote the committed run)."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Everything a source reads, relative to the repository: what committed() takes from the last commit.
+RESULTS = ("params.yaml", "metrics", "benchmarks/results.json", "benchmarks/timings.json", "benchmarks/measured.yaml",
+           "benchmarks/engines.json", "benchmarks/seeds.json", "docs/transcripts.json")
 
 
 class RenderError(Exception):
     """A marker that cannot be rendered: unknown source, key, block or format."""
+
+
+@lru_cache(maxsize=None)
+def committed(root: Path = ROOT) -> Path:
+    """A temporary folder with the results files as the last commit has them (`git archive HEAD`);
+    root itself outside a git repository, where the workspace is all there is."""
+    try:
+        listed = subprocess.run(["git", "ls-tree", "--name-only", "HEAD", "--", *RESULTS], cwd=root,
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return root
+    if listed.returncode != 0:
+        return root
+    folder = Path(tempfile.mkdtemp(prefix="facegender-committed-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    archive = subprocess.run(["git", "archive", "HEAD", "--", *listed.stdout.split()], cwd=root,
+                             capture_output=True, timeout=60, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True, timeout=60)
+    return folder
 
 
 class Measured(dict):
@@ -25,84 +53,59 @@ class Measured(dict):
         self.entry = entry
 
 
-def _load_json(path: Path) -> Any:
+def _json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def _latest_run(root: Path, scale: float) -> dict:
-    runs = [run for run in _load_json(root / "benchmarks/results.json")["runs"] if run["scale"] == scale]
+def _runs(root: Path, scale: float, capped: bool | None = None, flag: str | None = None) -> list[dict]:
+    """The benchmark runs at a scale, with or without oneDNN capped, on a CPU with `flag`; oldest first."""
+    runs = [run for run in _json(root / "benchmarks/results.json")["runs"] if run["scale"] == scale
+            and (capped is None or bool(run["machine"].get("onednn_max_cpu_isa")) == capped)
+            and (flag is None or flag in (run["machine"].get("flags") or ()))]
     if not runs:
-        raise RenderError(f"benchmarks/results.json has no run at scale {scale:g} (make bench SCALE={scale:g})")
-    return max(runs, key=lambda run: run["date"])
+        raise RenderError(f"benchmarks/results.json has no such run at scale {scale:g} (make bench SCALE={scale:g})")
+    return sorted(runs, key=lambda run: run["date"])
 
 
 def _native_beside_capped(root: Path) -> dict:
-    runs = [run for run in _load_json(root / "benchmarks/results.json")["runs"] if run["scale"] == 0.1]
-    capped = max((run for run in runs if run["machine"].get("onednn_max_cpu_isa")), key=lambda run: run["date"])
-
-    def cpu_of(run: dict) -> tuple:
-        return run["machine"]["cpu"], tuple(run["machine"].get("flags") or ())
-
-    return max((run for run in runs if not run["machine"].get("onednn_max_cpu_isa") and cpu_of(run) == cpu_of(capped)),
-               key=lambda run: run["date"])
+    """The latest uncapped scale-0.1 run on the CPU of the latest capped one: the pair the prose compares."""
+    capped = _runs(root, 0.1, capped=True)[-1]["machine"]
+    return [run for run in _runs(root, 0.1, capped=False)
+            if (run["machine"]["cpu"], run["machine"].get("flags")) == (capped["cpu"], capped.get("flags"))][-1]
 
 
 def _per_model(folder: Path) -> dict:
     """Each model's run with params.yaml's first seed: <folder>/<model>/<seed>.json, by model."""
     seed = yaml.safe_load((folder.parent.parent / "params.yaml").read_text())["seeds"][0]
-    return {path.parent.name: _load_json(path) for path in sorted(folder.glob(f"*/{seed}.json"))}
+    return {path.parent.name: _json(path) for path in sorted(folder.glob(f"*/{seed}.json"))}
 
 
-def _measured(root: Path) -> dict:
-    entries = yaml.safe_load((root / "benchmarks/measured.yaml").read_text())["measurements"]
-    return {entry["id"]: Measured(entry) for entry in entries}
-
-
-def _limits(root: Path) -> dict:
-    from benchmarks.bench import LIMITS   # the limits make bench judges a run by
-
-    return dict(LIMITS)
-
-
-# alias -> (the file it reads, for messages; its loader)
+# alias -> (what it reads, for messages; its loader, given the folder the files are in)
 SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
-    "bench1": ("benchmarks/results.json (the latest scale-1 run)", lambda root: _latest_run(root, 1.0)),
-    # The scale-1 run the speed-ups of 2026-11-29 were judged by (docs/benchmark.md "What each change bought").
-    "bench1epyc": ("benchmarks/results.json (the scale-1 run of 2026-11-29 19:46, AMD EPYC)",
-                   lambda root: next(run for run in _load_json(root / "benchmarks/results.json")["runs"]
-                                     if run["scale"] == 1.0 and run["date"].startswith("2026-11-29 19:46"))),
-    "bench025": ("benchmarks/results.json (the latest scale-0.25 run)", lambda root: _latest_run(root, 0.25)),
-    "bench01cap": ("benchmarks/results.json (the latest scale-0.1 run with oneDNN capped)",
-                   lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
-                                     if run["scale"] == 0.1 and run["machine"].get("onednn_max_cpu_isa")),
-                                    key=lambda run: run["date"])),
-    "bench1amx": ("benchmarks/results.json (the latest scale-1 run on a CPU with amx_bf16, no oneDNN cap)",
-                  lambda root: max((run for run in _load_json(root / "benchmarks/results.json")["runs"]
-                                    if run["scale"] == 1.0 and "amx_bf16" in (run["machine"].get("flags") or ())
-                                    and not run["machine"].get("onednn_max_cpu_isa")), key=lambda run: run["date"])),
-    "bench01native": ("benchmarks/results.json (the latest scale-0.1 run without the oneDNN cap, on the CPU of "
-                      "bench01cap: the pair the prose compares)", _native_beside_capped),
-    "bench01": ("benchmarks/results.json (every scale-0.1 run, one per kind of CPU)",
-                lambda root: [run for run in _load_json(root / "benchmarks/results.json")["runs"] if run["scale"] == 0.1]),
-    "limits": ("benchmarks/bench.py LIMITS", _limits),
-    "measured": ("benchmarks/measured.yaml", _measured),
-    "timings": ("benchmarks/timings.json", lambda root: _load_json(root / "benchmarks/timings.json")),
+    "bench1": ("the latest scale-1 run in benchmarks/results.json", lambda root: _runs(root, 1.0)[-1]),
+    "bench1amx": ("the latest scale-1 run on a CPU with AMX", lambda root: _runs(root, 1.0, False, "amx_bf16")[-1]),
+    "bench025": ("the latest scale-0.25 run", lambda root: _runs(root, 0.25)[-1]),
+    "bench01cap": ("the latest scale-0.1 run with oneDNN capped", lambda root: _runs(root, 0.1, capped=True)[-1]),
+    "bench01native": ("the latest uncapped scale-0.1 run on bench01cap's CPU", _native_beside_capped),
+    "measured": ("benchmarks/measured.yaml", lambda root: {entry["id"]: Measured(entry) for entry in yaml.safe_load(
+        (root / "benchmarks/measured.yaml").read_text())["measurements"]}),
+    "timings": ("benchmarks/timings.json", lambda root: _json(root / "benchmarks/timings.json")),
+    "engines": ("benchmarks/engines.json", lambda root: _json(root / "benchmarks/engines.json")),
+    "seeds": ("benchmarks/seeds.json", lambda root: _json(root / "benchmarks/seeds.json")),
+    "transcripts": ("docs/transcripts.json (python -m docs.transcripts)",
+                    lambda root: _json(root / "docs/transcripts.json")),
+    "params": ("params.yaml", lambda root: yaml.safe_load((root / "params.yaml").read_text())),
     "evaluate": ("metrics/evaluate/<model>/<seed>.json", lambda root: _per_model(root / "metrics/evaluate")),
     "train": ("metrics/train/<model>/<seed>.json", lambda root: _per_model(root / "metrics/train")),
-    "comparison": ("metrics/comparison.json", lambda root: _load_json(root / "metrics/comparison.json")),
-    "prepare": ("metrics/prepare.json", lambda root: _load_json(root / "metrics/prepare.json")),
-    "params": ("params.yaml", lambda root: yaml.safe_load((root / "params.yaml").read_text())),
-    "engines": ("benchmarks/engines.json (python -m benchmarks.engines)",
-                lambda root: _load_json(root / "benchmarks/engines.json")),
-    "exports": ("metrics/export/<model>.json", lambda root: {path.stem: _load_json(path) for path in
+    "comparison": ("metrics/comparison.json", lambda root: _json(root / "metrics/comparison.json")),
+    "prepare": ("metrics/prepare.json", lambda root: _json(root / "metrics/prepare.json")),
+    "exports": ("metrics/export/<model>.json", lambda root: {path.stem: _json(path) for path in
                                                             sorted((root / "metrics/export").glob("*.json"))}),
-    "seeds": ("benchmarks/seeds.json (python -m benchmarks.seeds)",
-              lambda root: _load_json(root / "benchmarks/seeds.json")),
 }
 
 
 class Sources:
-    """The results files, each read once, by alias."""
+    """The results files under root, each read once, by alias."""
 
     def __init__(self, root: Path = ROOT):
         self.root = root
@@ -115,97 +118,53 @@ class Sources:
             described, load = SOURCES[alias]
             try:
                 self._loaded[alias] = load(self.root)
-            except (OSError, ValueError, KeyError) as error:
+            except (OSError, ValueError, KeyError, IndexError) as error:
                 raise RenderError(f"{alias}: cannot read {described}: {error}") from None
         return self._loaded[alias]
 
 
-# ---------------------------------------------------------------- machines and timings
+# ---------------------------------------------------------------- machines
 
 def machine(record: Any) -> dict | None:
     """The machine record of a results run, a measured entry, a timing, or a machine itself."""
     if isinstance(record, Measured):
         return record.entry.get("machine")
-    if isinstance(record, dict) and "cpu" in record:
-        return record
     if isinstance(record, dict):
-        return record.get("machine")
+        return record if "cpu" in record else record.get("machine")
     return None
 
 
+# The flags a CPU kind is told by, strongest first, and the short words for each (README's legend).
+KINDS = [("amx_bf16", "AVX-512 BF16 and AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"),
+         ("avx2", "AVX2")]
+
+
 def cpu(record: Any) -> str:
-    """'AMD EPYC (AVX-512 with native bfloat16: avx512_bf16), 2 cores': model, flags, cores."""
+    """A machine by a short name: 'AMD EPYC, AVX-512 BF16, 2 cores' (its flags are in FLAGS_NOTE)."""
     found = machine(record)
     if not found:
         return "a machine nobody recorded"
-    flags = found.get("flags")
-    if flags is None:
-        kind = "flags not recorded"
-    elif "amx_bf16" in flags:
-        kind = "AVX-512 with native bfloat16 and AMX: " + ", ".join(flags)
-    elif "avx512_bf16" in flags:
-        kind = "AVX-512 with native bfloat16, no AMX: " + ", ".join(flags)
-    elif any(flag.startswith("avx512") for flag in flags):
-        kind = "AVX-512, no native bfloat16: " + ", ".join(flags)
-    elif "avx2" in flags:
-        kind = "AVX2 only: " + ", ".join(flags)
-    else:
-        kind = ", ".join(flags) or "no vector flags recorded"
+    model = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b", "", found["cpu"])
+    flags = found.get("flags") or ()
+    kind = next((words for flag, words in KINDS if flag in flags), "flags not recorded")
     isa = found.get("onednn_max_cpu_isa")
-    limit = f", oneDNN limited to {isa} (ONEDNN_MAX_CPU_ISA)" if isa else ""
-    return f"{found['cpu']} ({kind}{limit}), {found['cores']} cores"
+    cap = f", oneDNN capped at {isa}" if isa else ""
+    return f"{' '.join(model.split())}, {kind}{cap}, {found['cores']} cores"
 
 
-def with_article(text: str) -> str:
-    return ("an " if text[:1].upper() in "AEIOU" else "a ") + text
+FLAGS_NOTE = ["CPUs by their flags in /proc/cpuinfo: AVX-512 BF16 has avx512_bf16, AMX adds amx_bf16, AVX2 has",
+              "avx2 and no avx512f; \"oneDNN capped\" is `ONEDNN_MAX_CPU_ISA=AVX2`, an older CPU emulated."]
 
 
-def minutes(run: dict) -> str:
-    minutes = run["wall_s"] / 60
-    if run.get("approximate"):
-        return f"about {minutes:.0f} minutes"
-    return f"{minutes:.1f} minutes" if minutes < 10 else f"{minutes:.0f} minutes"
+# ---------------------------------------------------------------- values
 
-
-def took(sources: Sources, command: str) -> str:
-    """How long `command` took, the latest timing per machine, newest first, each naming its CPU."""
-    latest: dict[str, dict] = {}
-    for run in sorted(sources["timings"]["runs"], key=lambda run: run["date"]):
-        if run["command"] == command:
-            latest[cpu(run)] = run
-    if not latest:
-        return "not measured yet"
-    parts = []
-    for run in sorted(latest.values(), key=lambda run: run["date"], reverse=True):
-        extra = {True: ", install included", False: ", environment already installed"}.get(run.get("includes_install"), "")
-        result = f", {run['result']}" if run.get("result") else ""
-        parts.append(f"{minutes(run)} on {with_article(cpu(run))}{extra}{result}")
-    return "; ".join(parts)
-
-
-def disk(sources: Sources) -> str:
-    """The disk figures of benchmarks/timings.json, each naming what it covers and its machine."""
-    entries = sources["timings"].get("disk") or []
-    if not entries:
-        return "not measured yet"
-    return "; ".join(f"{entry['bytes'] / 1e9:.1f} GB for {entry['what']}, measured {entry['date']} on {with_article(cpu(entry))}"
-                     for entry in entries)
-
-
-def date(record: Any) -> str:
-    """The date of a results run or a measured entry."""
-    if isinstance(record, Measured):
-        return str(record.entry.get("date") or "date not recorded")
-    return str(record["date"])
-
-
-_RECORD_NAMES = ("stage", "id", "command")
+_RECORD_NAMES = ("stage", "id", "command", "name")
 
 
 def step(container: Any, key: Any) -> Any:
-    """container[key]; a list of records by its records' name."""
+    """container[key]; a list of records by its records' name (the last, newest, where several share it)."""
     if isinstance(container, list) and isinstance(key, str):
-        for item in container:
+        for item in reversed(container):
             if isinstance(item, dict) and any(item.get(name) == key for name in _RECORD_NAMES):
                 return item
         raise RenderError(f"no record named {key!r}")

@@ -1,16 +1,21 @@
-"""README.md and docs/*.md: every measured figure agrees with its results file (docs.render), the
-README stays one screen, every relative link resolves, and no time, memory or speed figure is
-written by hand outside a marker. Pure Python: no TensorFlow, no processes."""
+"""README.md and docs/*.md: every measured figure agrees with its committed results file (docs.render),
+the README stays one screen of 120 columns, every relative link resolves, no internal tracker number
+shows, and no time, memory or speed figure is written by hand outside a marker. No TensorFlow; git
+only to read what is committed."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 from docs import render
+from docs.sources import Sources, committed
 
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 150
+README_MAX_COLUMNS = 120
 
 # A number with a time, memory or speed unit after it; a dimension such as 100×100 is not one.
 UNIT = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:ms|s|sec|seconds?|min|minutes?|h|hours?|KB|kB|KiB|MB|MiB|GB|GiB|TB"
@@ -87,11 +92,28 @@ def test_every_figure_in_the_docs_agrees_with_its_results_file():
     assert not differences, "\n".join(map(str, differences)) + "\n(make docs renders them)"
 
 
+def test_the_check_reads_the_committed_results_not_a_run_of_yours(tmp_path):
+    for name in ("params.yaml", "metrics/comparison.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["add", "."], cwd=tmp_path, check=True)
+    subprocess.run(git + ["commit", "-qm", "results"], cwd=tmp_path, check=True)
+    comparison = tmp_path / "metrics/comparison.json"
+    reference = re.search(r'"reference": "(\w+)"', comparison.read_text())[1]
+    comparison.write_text(comparison.read_text().replace(f'"reference": "{reference}"', '"reference": "yours"'))
+    text = f"The reference is <!--fig comparison.reference-->{reference}<!--/fig-->.\n"
+
+    assert render.render_text(text, Sources(committed(tmp_path)))[1] == []
+    assert [d.expected for d in render.render_text(text, Sources(tmp_path))[1]] == ["yours"]
+
+
 def test_a_figure_changed_by_hand_is_reported_and_make_docs_puts_it_back(tmp_path):
-    text = (ROOT / "docs" / "benchmark.md").read_text()
+    text = (ROOT / "docs" / "results.md").read_text()
     figure = next(match for match in render.FIG.finditer(text) if re.fullmatch(r"[\d.]+", match["value"]))
     changed = text[:figure.start("value")] + "999" + text[figure.end("value"):]
-    doc = tmp_path / "benchmark.md"
+    doc = tmp_path / "results.md"
     doc.write_text(changed)
 
     differences = render.check([doc])
@@ -104,15 +126,15 @@ def test_a_figure_changed_by_hand_is_reported_and_make_docs_puts_it_back(tmp_pat
 
 
 def test_a_table_row_changed_by_hand_is_reported(tmp_path):
-    text = (ROOT / "docs" / "benchmark.md").read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| features |"))
-    doc = tmp_path / "benchmark.md"
-    doc.write_text(text.replace(row, row.replace(" s |", "0 s |", 1)))
+    text = (ROOT / "docs" / "results.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| baseline | val |"))
+    doc = tmp_path / "results.md"
+    doc.write_text(text.replace(row, row.replace(" | 0.", " | 1.", 1)))
 
     differences = render.check([doc])
 
-    assert [difference.marker for difference in differences] == ["<!--block bench-stages-->"]
-    assert "| features |" in str(differences[0])
+    assert [difference.marker for difference in differences] == ["<!--block sample-results-->"]
+    assert "| baseline | val |" in str(differences[0])
 
 
 def test_a_figure_that_cannot_be_rendered_is_reported():
@@ -126,6 +148,20 @@ def test_a_figure_that_cannot_be_rendered_is_reported():
 def test_the_readme_is_one_screen():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move detail into docs/"
+
+
+def test_the_readme_fits_120_columns_outside_code_and_tables():
+    wide = [f"README.md:{number}: {len(line)} columns" for number, line in
+            outside_code((ROOT / "README.md").read_text(), inline_code=True)
+            if len(line) > README_MAX_COLUMNS and not line.startswith("|")]
+    assert not wide, "\n".join(wide)
+
+
+def test_no_internal_tracker_number_shows_in_the_docs():
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}" for path in render.documents()
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"\b(issue|task)s? #?\d+", line, re.I)]
+    assert not found, "\n".join(found)
 
 
 def test_every_relative_link_in_the_docs_resolves():
