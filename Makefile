@@ -4,6 +4,7 @@
 #               wheels for the other Python versions pyproject.toml allows (what CI runs: .ci/run)
 # For your own loop: make test-fast (everything but the e2e tests: no dvc, no stage in a process of
 # its own). make docs renders the measured figures in README.md and docs/ from their results files.
+# Bare `make` is `make run`.
 PYTHON ?= python3
 VENV := .venv
 # GPU=1 (make run GPU=1): TensorFlow with its CUDA libraries, tensorflow[and-cuda] at the pinned version.
@@ -23,7 +24,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # resolution, runs on those versions in .github/workflows/ci.yml.
 OTHER_PYTHONS ?= 3.12 3.13
 
-.PHONY: run serve browser compare test test-fast wheels-check docs real-plan real bench queue gpu-check env clean
+.PHONY: run serve browser compare test test-fast wheels-check docs docs-check real-plan real bench queue gpu-check env clean
 
 # `facegender run`: dvc repro, then the verdict (stages/__main__.py).
 run: env
@@ -67,8 +68,13 @@ browser:
 test-fast: env
 	python -m pytest $(PYTEST_WORKERS) -m "not e2e"
 
+# docs: render the figures from the workspace's results files (after a run you mean to commit);
+# docs-check: compare them with the committed results files (what the tests check).
 docs: env
 	python -m docs.render
+
+docs-check: env
+	python -m docs.render --check
 
 # The real run: the Kaggle datasets, ImageNet VGG16, the assignment's frozen conv base (stages/plan.py
 # REAL_RUN), as a DVC experiment beside the sample runs (dvc exp show). Needs Kaggle credentials.

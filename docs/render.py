@@ -104,16 +104,16 @@ def render_text(text: str, sources: Sources, path: str = "<text>") -> tuple[str,
         return text.count("\n", 0, offset) + 1
 
     def inline(match: re.Match) -> str:
-        marker = f"<!--fig {match['expr']}-->"
+        marker, start = f"<!--fig {match['expr']}-->", match.start()
         try:
-            if not text[text.rfind("\n", 0, match.start()) + 1:match.start()].strip():
+            if not text[text.rfind("\n", 0, start) + 1:start].strip():
                 raise RenderError("an inline figure must not start a line (GitHub reads that line as raw HTML)")
             value = figure(match["expr"], sources)
         except RenderError as error:
-            differences.append(Difference(path, line_of(match.start()), marker, match["value"], f"error: {error}"))
+            differences.append(Difference(path, line_of(start), marker, match["value"], f"error: {error}"))
             return match[0]
         if value != match["value"]:
-            differences.append(Difference(path, line_of(match.start()), marker, match["value"], value))
+            differences.append(Difference(path, line_of(start), marker, match["value"], value))
         return f"{marker}{value}<!--/fig-->"
 
     def whole(match: re.Match) -> str:
@@ -129,11 +129,18 @@ def render_text(text: str, sources: Sources, path: str = "<text>") -> tuple[str,
         return f"{marker}\n{body}<!--/block-->"
 
     # Blocks first, then the inline figures outside them (a block's body is generated whole).
+    def figures(start: int, end: int) -> str:      # offsets stay the whole text's, for line numbers
+        pieces, position = [], start
+        for match in FIG.finditer(text, start, end):
+            pieces += [text[position:match.start()], inline(match)]
+            position = match.end()
+        return "".join(pieces) + text[position:end]
+
     parts, position = [], 0
     for match in BLOCK.finditer(text):
-        parts += [FIG.sub(inline, text[position:match.start()]), whole(match)]
+        parts += [figures(position, match.start()), whole(match)]
         position = match.end()
-    parts.append(FIG.sub(inline, text[position:]))
+    parts.append(figures(position, len(text)))
     return "".join(parts), differences
 
 

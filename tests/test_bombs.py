@@ -1,4 +1,4 @@
-"""Decompression bombs: small files declaring huge images are refused before decoding (issue 10).
+"""Decompression bombs: small files declaring huge images are refused before decoding.
 
 The bombs are the ones from the report: a 657 KB PNG declaring 13000x13000 RGBA and a 164 KB
 greyscale one. Before the pixel budget (prepare.max_pixels) prepare peaked at 4.0 GB on them and

@@ -348,7 +348,7 @@ def test_imagenet_file_placed_in_keras_home_is_loaded(tmp_path, monkeypatch):
     assert cached.read_bytes() == legacy.read_bytes()          # the user's file is never changed
 
 
-# --- saving: same model, same bytes (issue 9) ---------------------------------------------------
+# --- saving: same model, same bytes ---------------------------------------------------
 
 def seeded_baseline(seed: int = 3) -> keras.Model:
     keras.utils.set_random_seed(seed)

@@ -85,7 +85,7 @@ def test_round_trip_unicode_filename_and_label_zero():
 
 
 def test_encoding_is_deterministic():
-    """Features in key order, whatever order protobuf's map keeps in this process (issue 9)."""
+    """Features in key order, whatever order protobuf's map keeps in this process."""
     serialized = encode_example(b"png bytes", 1, "val/Male/img007.png")
     assert serialized.index(b"filename") < serialized.index(b"image") < serialized.index(b"label")
     assert encode_example(b"png bytes", 1, "val/Male/img007.png") == serialized
@@ -268,7 +268,7 @@ def tfrecords_in_new_processes(projects: list[Path]) -> list[dict[str, str]]:
 
 @pytest.mark.e2e
 def test_same_bytes_in_separate_processes(stage_output, tmp_path):
-    """Same prepared tree and params, separate processes: byte-identical shards (issue 9). Protobuf
+    """Same prepared tree and params, separate processes: byte-identical shards. Protobuf
     orders an Example's feature map differently from process to process unless told to be deterministic;
     three processes leave little chance of a lucky match when it is not."""
     projects = [make_tfrecords_project(tmp_path / f"process{index}") for index in range(3)]
