@@ -66,7 +66,9 @@ def run_pipeline(argv: Sequence[str]) -> None:
     """dvc repro (options passed on), then the verdict: `make run` after the install."""
     parser = argparse.ArgumentParser(
         prog=f"{PROGRAM} run", description="Run the whole pipeline (dvc repro), then print its verdict.",
-        epilog="Every other option and target goes to dvc repro: `facegender run --force train@baseline`.")
+        epilog="Every other option and target goes to dvc repro: `facegender run --glob 'train@baseline-*'` "
+               "brings only the baseline's training runs (one per seed) up to date; with `--force --single-item` "
+               "it retrains them even when nothing changed.")
     _, options = parser.parse_known_args(argv)
     if not Path("dvc.yaml").is_file():
         raise UserError(f"no dvc.yaml in {Path.cwd()}: run `{PROGRAM} run` in the project's folder")
