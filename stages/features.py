@@ -2,13 +2,14 @@
 
 Streams each split's images through the base and its outputs into sharded TFRecords,
 data/features/<split>-NNNNN-of-NNNNN.tfrecord, with manifest.json: memory holds a batch, never a
-split. Changing the transfer head's params then retrains and re-evaluates only the head, in seconds.
-The outputs are stored in the dtype the base computes in (train.transfer.precision), unrounded: the
-head sees exactly what the full model computes, so evaluate's probabilities equal predict's.
-train.transfer.precision and .engine may be auto: this machine decides (stages/modelkit/engine_choice.py:
-float16 on a GPU; on a CPU the fastest of Keras float32, LiteRT
-float32 and, where the CPU has it natively, Keras bfloat16, timed once per machine and kept),
-and the manifest records what ran, on which CPU; train, evaluate and predict follow it.
+split. Changing the transfer head's params then reruns the head's stages (train, evaluate, export),
+not this one. The outputs are stored in the dtype the base computes in (train.transfer.precision),
+unrounded: the head sees exactly what the full model computes, so evaluate's probabilities equal
+predict's. train.transfer.precision and .engine may be auto: this machine decides
+(stages/modelkit/engine_choice.py: float16 on a GPU; on a CPU the fastest of Keras float32, LiteRT
+float32 and, where the CPU has it natively, Keras bfloat16, timed once per machine and kept), and the
+manifest records what ran, on which CPU; train, evaluate and predict follow it. The stage prints one
+line saying what runs the base and why: timed here, cached (the file), or pinned in params.yaml.
 Reads train.transfer.weights, .feature_layer, .precision and .engine, features.batch_size and .shard_size,
 and distribute.strategy (this machine's GPUs share the batches; a multi-worker cluster's chief runs it alone).
 """
@@ -16,6 +17,7 @@ and distribute.strategy (this machine's GPUs share the batches; a multi-worker c
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -59,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     family = registry.family(MODEL, params)
     base = family.params
     threads = distribute.limit_threads()
-    precision, engine = engine_choice.resolve_base(base.precision, base.engine, base.feature_layer)
+    choice = engine_choice.choose_base(base.precision, base.engine, base.feature_layer)
+    print(choice.line(), file=sys.stderr, flush=True)     # what runs the base and why: pinned, timed or cached
+    precision, engine = choice.precision, choice.engine
     family.base_run = (precision, engine)            # what family.describe() labels
     with distribute.make_strategy(params.distribute.strategy, local=True).scope():
         extractor = transfer.feature_extractor(records.input_shape, base.weights, base.feature_layer, precision)

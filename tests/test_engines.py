@@ -155,6 +155,31 @@ def test_resolve_base_takes_the_measured_choice(own_cache, monkeypatch):
     assert engine_choice.resolve_base("float32", "auto", "block4_pool", gpus=0, litert=True) == F32
 
 
+def test_the_features_line_says_what_runs_the_base_and_why_timed_cached_or_pinned(own_cache, monkeypatch):
+    monkeypatch.delenv(machine.ONEDNN_CAP_VARIABLE, raising=False)
+    monkeypatch.setattr(machine, "native_bfloat16", lambda *args: False)
+    monkeypatch.setattr(engine_choice, "measure_elsewhere", timed({F32: 42.8, LITERT: 35.3}))
+    timed_here = engine_choice.choose_base("auto", "auto", "block4_pool", gpus=0, litert=True)
+    assert timed_here.line() == ("features: the frozen base runs in float32 on litert: timed here now (float32 on "
+                                 f"keras, float32 on litert), kept in {own_cache}; delete it to time again")
+    monkeypatch.setattr(engine_choice, "_CHOSEN", {})                      # the next process: the cache answers
+    measured = next(iter(json.loads(own_cache.read_text()).values()))["measured"]
+    cached = engine_choice.choose_base("auto", "auto", "block4_pool", gpus=0, litert=True)
+    assert cached.line() == (f"features: the frozen base runs in float32 on litert: cached, timed on this machine "
+                             f"on {measured} (float32 on keras, float32 on litert), in {own_cache}; "
+                             "delete it to time again")
+    pinned = engine_choice.choose_base("float32", "keras", "block4_pool", gpus=0, litert=True)
+    assert pinned.line() == ("features: the frozen base runs in float32 on keras: pinned by train.transfer.precision "
+                             "and .engine in params.yaml (auto lets each machine choose)")
+    assert engine_choice.choose_base("auto", "litert", "block4_pool", gpus=0, litert=True).why == (
+        "pinned by train.transfer.engine in params.yaml (auto lets each machine choose)")
+    assert engine_choice.choose_base("auto", "auto", "block4_pool", gpus=0, litert=False).why == (
+        "the only path auto has on this machine (no native bfloat16, no ai-edge-litert)")
+    assert engine_choice.choose_base("auto", "auto", "block4_pool", gpus=1, litert=True).line() == (
+        "features: the frozen base runs in float16 on keras: the only path auto has on a GPU")
+    assert engine_choice.measure_elsewhere.calls == 1                      # timed once, in the first case only
+
+
 def test_what_this_machine_cannot_run_is_refused_in_one_line(monkeypatch):
     with pytest.raises(UserError, match=r"^train.transfer.engine: litert runs the base in float32 only, not bfloat16;"):
         engine_choice.resolve_base("bfloat16", "litert", "block4_pool", gpus=0, litert=True)
@@ -259,6 +284,7 @@ def test_the_features_stage_runs_the_path_chosen_for_this_machine_and_records_it
     done = features_stage(project, capped)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "auto: timing" not in done.stderr                      # the cache answered
+    assert "features: the frozen base runs in float32 on litert: cached, timed on this machine on " in done.stderr
     manifest = FeaturesManifest.read_from(project / "data" / "features")
     assert (manifest.precision, manifest.engine, manifest.dtype) == ("float32", "litert", "float32")
     assert manifest.machine.endswith("oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA)")
@@ -273,6 +299,7 @@ def test_the_features_stage_runs_the_path_chosen_for_this_machine_and_records_it
     done = features_stage(project, {})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "auto: timing the frozen base on this machine, once" in done.stderr
+    assert "features: the frozen base runs in " in done.stderr and ": timed here now (" in done.stderr
     native = json.loads((project / "data" / "features" / FeaturesManifest.name).read_text())
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     assert (native["precision"], native["engine"]) == engine_choice.resolve_base("auto", "auto", layer)

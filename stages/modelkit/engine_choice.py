@@ -14,7 +14,9 @@ $XDG_CACHE_HOME/facegender, else ~/.cache/facegender), keyed by the CPU (model, 
 the cores, the TensorFlow and LiteRT versions and the base: the features stage, the plan's probe and
 the benchmarks then resolve `auto` alike, VM noise cannot flip it between runs, and a rerun gives the
 same bytes. Delete the file to time again. The timings never go into a DVC output (they vary from run
-to run): the features manifest records what ran, and train, evaluate and predict follow it.
+to run): the features manifest records what ran, and train, evaluate and predict follow it. The
+features stage prints one line saying what runs the base and why (choose_base): pinned in params.yaml,
+the only path auto has here, timed here now, or cached (the file's path).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -62,12 +64,31 @@ def base_candidates(precision: str, engine: str, gpus: int, litert: bool) -> lis
     return allowed or [(precisions[0], engines[0])]          # an explicit pair that cannot run: refused later
 
 
+class BaseChoice(NamedTuple):
+    """The frozen base's precision and engine, and why they run here, in words (`why`)."""
+    precision: str
+    engine: str
+    why: str
+
+    def line(self) -> str:
+        """The features stage's one line saying what runs the base and why."""
+        return f"features: the frozen base runs in {label((self.precision, self.engine))}: {self.why}"
+
+
 def resolve_base(precision: str, engine: str, feature_layer: str, gpus: int | None = None,
                  litert: bool | None = None) -> Candidate:
     """The frozen base's (precision, engine) on this machine for train.transfer's precision and engine,
     either of which may be auto: of base_candidates, the fastest here (fastest). An explicit choice is
     kept; one this machine cannot run is refused in one line. gpus (how many) and litert (installed)
     are found out when not given."""
+    choice = choose_base(precision, engine, feature_layer, gpus, litert)
+    return choice.precision, choice.engine
+
+
+def choose_base(precision: str, engine: str, feature_layer: str, gpus: int | None = None,
+                litert: bool | None = None) -> BaseChoice:
+    """resolve_base's choice, with why: pinned in params.yaml, the only path auto has here, timed here
+    now, or read from this machine's cache (its path, and how to clear it)."""
     from stages.common.distribute import cpu_share
     from stages.models import transfer
 
@@ -76,8 +97,21 @@ def resolve_base(precision: str, engine: str, feature_layer: str, gpus: int | No
 
         gpus = len(tf.config.list_physical_devices("GPU"))
     litert = machine.litert_installed() if litert is None else litert
-    chosen = fastest(base_candidates(precision, engine, gpus, litert), feature_layer, cpu_share())
-    return transfer.refuse_unrunnable(*chosen, gpus)
+    candidates = base_candidates(precision, engine, gpus, litert)
+    chosen, how = _decided(candidates, feature_layer, cpu_share())
+    chosen = transfer.refuse_unrunnable(*chosen, gpus)
+    return BaseChoice(*chosen, why=how or _why_one_path(precision, engine, gpus, litert))
+
+
+def _why_one_path(precision: str, engine: str, gpus: int, litert: bool) -> str:
+    """Why nothing was timed: the params pin the path, or auto has one path on this machine."""
+    pinned = [key for key, value in (("precision", precision), ("engine", engine)) if value != "auto"]
+    if pinned:
+        return f"pinned by train.transfer.{' and .'.join(pinned)} in params.yaml (auto lets each machine choose)"
+    if gpus:
+        return "the only path auto has on a GPU"
+    missing = ([] if machine.native_bfloat16() else ["no native bfloat16"]) + ([] if litert else ["no ai-edge-litert"])
+    return f"the only path auto has on this machine ({', '.join(missing)})"
 
 
 def cache_path(environ: dict[str, str] | None = None) -> Path:
@@ -199,7 +233,7 @@ def measure_elsewhere(candidates: list[Candidate], feature_layer: str, threads: 
     return {tuple(candidate): ms for candidate, ms in json.loads(done.stdout.strip().splitlines()[-1])}
 
 
-_CHOSEN: dict[str, Candidate] = {}          # this process's choices, by key
+_CHOSEN: dict[str, tuple[Candidate, str]] = {}     # this process's choices and how each was made, by key
 
 
 def fastest(candidates: list[Candidate], feature_layer: str, threads: int,
@@ -208,31 +242,42 @@ def fastest(candidates: list[Candidate], feature_layer: str, threads: int,
     cache, else timed (timer, default measure_elsewhere) and cached, with a note on stderr. One process
     measures at a time (a lock beside the cache: parallel experiments measure once). A single
     candidate is returned as it is."""
+    return _decided(candidates, feature_layer, threads, timer)[0]
+
+
+def _decided(candidates: list[Candidate], feature_layer: str, threads: int,
+             timer: Callable[[list[Candidate], str, int], dict[Candidate, float]] | None = None
+             ) -> tuple[Candidate, str | None]:
+    """fastest's choice and how it was made, in words (None for a single candidate: nothing to time)."""
     if len(candidates) == 1:
-        return candidates[0]
+        return candidates[0], None
     key = f"{machine_key(feature_layer, threads)}; candidates {', '.join(map(label, candidates))}"
     if key not in _CHOSEN:
         _CHOSEN[key] = _cached_or_measured(key, candidates, feature_layer, threads, timer or measure_elsewhere)
     return _CHOSEN[key]
 
 
-def _cached_or_measured(key: str, candidates: list[Candidate], feature_layer: str, threads: int, timer) -> Candidate:
+def _cached_or_measured(key: str, candidates: list[Candidate], feature_layer: str, threads: int,
+                        timer) -> tuple[Candidate, str]:
     path = cache_path()
+    among = ", ".join(map(label, candidates))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(path.with_name(path.name + ".lock"), "a")
     except OSError as error:
         print(f"note: {path.parent}: not writable ({error.strerror or error}), so this machine's choice is not kept; "
               f"set {CACHE_VARIABLE} to a writable folder", file=sys.stderr)
-        return choose(timer(candidates, feature_layer, threads))
+        return (choose(timer(candidates, feature_layer, threads)),
+                f"timed here now ({among}), not kept: {path.parent} is not writable (set {CACHE_VARIABLE})")
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         entries = _read(path)
         chosen = _cached(entries.get(key), candidates)
         if chosen is not None:
-            return chosen
-        print("auto: timing the frozen base on this machine, once: " + ", ".join(map(label, candidates)),
-              file=sys.stderr, flush=True)
+            measured = entries[key].get("measured")
+            when = f" on {measured}" if isinstance(measured, str) else ""
+            return chosen, f"cached, timed on this machine{when} ({among}), in {path}; delete it to time again"
+        print("auto: timing the frozen base on this machine, once: " + among, file=sys.stderr, flush=True)
         timings = timer(candidates, feature_layer, threads)
         chosen = choose(timings)
         print("auto: " + ", ".join(f"{label(c)} {ms:.1f}" for c, ms in timings.items())
@@ -240,4 +285,4 @@ def _cached_or_measured(key: str, candidates: list[Candidate], feature_layer: st
         entries[key] = {"chosen": list(chosen), "ms_per_image": {label(c): round(ms, 2) for c, ms in timings.items()},
                         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         write_json_atomic(path, entries)
-        return chosen
+        return chosen, f"timed here now ({among}), kept in {path}; delete it to time again"
