@@ -105,7 +105,7 @@ def feature_bytes_per_image(params: Params) -> int | None:
 def cache_shares_files(root: Path = Path(".")) -> bool:
     """Whether DVC's cache holds outputs as links (no second copy): the project's cache.type (read by
     DVC's own config reader) starts with hardlink or symlink, and the cache is on the project's disk.
-    reflink, DVC's default, copies on file systems without reflinks (ext4: docs/benchmark.md), so it
+    reflink, DVC's default, copies on file systems without reflinks (ext4: benchmarks/history.md), so it
     counts as copying; so does a folder that is no DVC project."""
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo

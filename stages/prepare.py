@@ -42,7 +42,7 @@ class Task:
 
 # How the prepared PNGs are compressed (pixels are the same whatever this says; only size and time
 # change). zlib's run-length strategy, which its manual suggests for PNG image data: for 100x100
-# faces, files as small as Pillow's default (level 6) for a fraction of its encoding time (docs/benchmark.md).
+# faces, files as small as Pillow's default (level 6) for a fraction of its encoding time (benchmarks/history.md).
 PNG_SETTINGS = {"compress_level": 1, "compress_type": zlib.Z_RLE}
 
 # A file system's limit for one name, in bytes; flattened names past it are shortened with a hash.

@@ -14,7 +14,7 @@ from stages.common.errors import UserError
 from stages.contracts.jsonfile import JsonFile, missing
 
 # data/prepared holds one uncompressed zip per split, its members <Class>/<name>.png: three files for
-# DVC to hash and cache instead of one per image (docs/benchmark.md), and still a folder of PNGs to
+# DVC to hash and cache instead of one per image (benchmarks/history.md), and still a folder of PNGs to
 # anyone who opens it (any zip viewer, `unzip`, Python's zipfile). An image's `file`, as later stages
 # record it, is <split>/<Class>/<name>.png.
 

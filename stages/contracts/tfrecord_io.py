@@ -153,7 +153,7 @@ def _batches(root: Path, shards: list[str], count: int, decode, batch_size: int,
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     # No autotuning thread. With it, TensorFlow 2.21 made the caller wait, idle, for that thread's sleep
     # (up to a minute) whenever a pass over the data ended: the features stage sat idle after each split
-    # (measured in docs/benchmark.md#the-input-pipeline). AUTOTUNE then means the cores for the parallel map
+    # (measured in benchmarks/history.md#the-input-pipeline). AUTOTUNE then means the cores for the parallel map
     # and prefetch's own growing buffer; training and evaluation take as long as with autotuning.
     options.autotune.enabled = False
     return batches.with_options(options)

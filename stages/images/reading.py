@@ -26,7 +26,7 @@ DEFAULT_MAX_PIXELS = 25_000_000
 # mode), but never below this many times the output size on either side; the final resize then
 # averages what is left. 1: a 250-640 px photo decodes at 100-200 px, faster than whole (decoding is
 # prepare's largest cost at real scale), and the 100x100 result barely differs from a full-size decode
-# (both measured: docs/benchmark.md). Photos under twice the output size decode whole.
+# (both measured: benchmarks/history.md). Photos under twice the output size decode whole.
 DRAFT_MARGIN = 1
 
 # Modes whose samples are wider than 8 bits: mapped to 8-bit grey by to_rgb (see there).

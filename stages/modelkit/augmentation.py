@@ -2,7 +2,7 @@
 
 Not Keras's preprocessing layers inside the model: there, rotation, zoom and translation each resample
 the image (three bilinear passes) on the training step's own threads, and made an epoch of the improved
-CNN cost more CPU than this (docs/benchmark.md). Here every image gets one random affine map,
+CNN cost more CPU than this (benchmarks/history.md). Here every image gets one random affine map,
 composed from the same draws, and one resampling; the batches are augmented by tf.data alongside the
 training step, as Keras's guide advises for training on a CPU. The saved model has no augmentation in
 it: scoring and predict see the images as they are.

@@ -22,7 +22,7 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmspr
 
 # Training steps Keras runs per call into the compiled graph: the same steps in the same order (the
 # same weights, measured), without a return to Python after each small batch: the baseline's epoch
-# takes less wall time than with one step per call (docs/benchmark.md).
+# takes less wall time than with one step per call (benchmarks/history.md).
 STEPS_PER_EXECUTION = 16
 
 

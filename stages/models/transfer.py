@@ -384,7 +384,7 @@ class Family(ModelFamily):
         """The head on the cached features when they are this model's base outputs (frozen base, same
         weights and cut): the full model's probabilities, minutes sooner. Otherwise the full model."""
         if not uses_cached_features(training, data.features):
-            # Says so: the whole base over every image costs minutes at scale (issue 24 saw 82 s at scale 0.1).
+            # Says so: the whole base over every image costs minutes at scale (82 s at scale 0.1: benchmarks/history.md).
             print(f"{training.model} {split}: the full model on the images (the cached features are not this "
                   "model's base outputs)", flush=True)
             return super().predict_split(model, training, data, split, batch_size)
