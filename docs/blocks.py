@@ -108,14 +108,6 @@ def block_transcript(sources: Sources, name: str) -> list[str]:
     return ["```console", f"$ {found['command']}", *found["output"].rstrip("\n").splitlines(), "```"]
 
 
-def block_measured(sources: Sources, ids: str) -> list[str]:
-    """A table of benchmarks/measured.yaml entries: what, on what data, the figures, and the machine."""
-    entries = [step(sources["measured"], name) for name in ids.split(",")]
-    rows = [[entry.entry.get("label", entry.entry["id"]), f"{entry.entry['what'].rstrip('.')}; {entry.entry['data']}",
-             shows(entry), f"{date(entry)}, {cpu(entry)}"] for entry in entries]
-    return _table(["", "measured", "result", "when, where"], rows)
-
-
 def trained_on(record: dict) -> str:
     """Where a model of metrics/train/ was trained: its CPU and TensorFlow version."""
     found = record.get("trained_on")
@@ -269,7 +261,7 @@ def block_exports(sources: Sources) -> list[str]:
 
 
 BLOCKS: dict[str, Callable[..., list[str]]] = {
-    "times": block_times, "verdict": block_verdict, "transcript": block_transcript, "measured": block_measured,
+    "times": block_times, "verdict": block_verdict, "transcript": block_transcript,
     "sample-results": block_sample_results, "sample-tests": block_sample_tests, "seed-flips": block_seed_flips,
     "seed-cost": block_seed_cost, "bench-stages": block_bench_stages, "push-sizes": block_push_sizes,
     "real-plan": block_real_plan, "engines": block_engines, "exports": block_exports,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from stages import predict
@@ -348,6 +349,43 @@ def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
     run(["dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(tmp_path / "diff")], project)
     page = (tmp_path / "diff" / "index.html").read_text()
     assert f"plots/roc/{run_of('baseline')}/val.csv" in page and not re.search(r"<script[^>]+src=\"https?://", page)
+
+
+def test_experiment_lifecycle_keep_discard_return_and_free_the_cache(project, first_repro):
+    """docs/experiments.md after an experiment: keep it as a branch, discard another (the queue's), return the
+    workspace to the commit, then free the cache of all but the workspace's outputs."""
+    output = run(["dvc", "exp", "run", "-n", "reference-improved", "-S", "compare.reference=improved"], project)
+    assert sorted(stages_run(output)) == ["compare", "report"]
+    changed = {line[3:] for line in run(["git", "status", "--porcelain"], project).splitlines()}
+    assert {"params.yaml", "dvc.lock", "metrics/comparison.json"} <= changed     # its results are in the workspace
+
+    run(["dvc", "exp", "branch", "reference-improved", "keep-reference"], project)         # keep it
+    kept = {name: run(["git", "show", f"keep-reference:{name}"], project)
+            for name in ("params.yaml", "metrics/comparison.json", "dvc.lock")}
+    assert yaml.safe_load(kept["params.yaml"])["compare"]["reference"] == "improved"
+    assert json.loads(kept["metrics/comparison.json"])["reference"] == "improved"
+    report = yaml.safe_load(kept["dvc.lock"])["stages"]["report"]["outs"][0]
+
+    run(["dvc", "exp", "remove", "lr-0.0001"], project)                                    # discard one
+    assert "lr-0.0001" not in run(["dvc", "exp", "list", "--all-commits", "--name-only"], project).split()
+
+    run(["git", "restore", "params.yaml", "dvc.lock", "metrics", "plots"], project)        # back to the commit
+    run(["dvc", "checkout"], project)
+    assert run(["git", "status", "--porcelain"], project) == ""
+    assert "up to date" in run(["dvc", "status"], project)
+    assert json.loads(run(["dvc", "metrics", "diff", "--json"], project)) == {}
+
+    def in_cache(out: dict) -> bool:
+        return (project / ".dvc/cache/files/md5" / out["md5"][:2] / out["md5"][2:]).is_file()
+
+    assert in_cache(report)
+    run(["dvc", "gc", "-w", "-f"], project)        # keeps the workspace's outputs only: the branch's report goes
+    assert not in_cache(report)
+    assert "up to date" in run(["dvc", "status"], project)
+    outs = {out["path"]: out for stage in yaml.safe_load((project / "dvc.lock").read_text())["stages"].values()
+            for out in stage.get("outs", [])}
+    for path in ("reports", f"models/{run_of('baseline')}", "data/features"):
+        assert in_cache(outs[path]), path
 
 
 def test_a_second_clone_pulls_everything_from_a_shared_remote(project, first_repro, tmp_path):
