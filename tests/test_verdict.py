@@ -88,13 +88,16 @@ def git(folder: Path, *args: str) -> None:
 def test_one_line_says_why_the_numbers_differ_from_the_committed_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert verdict.committed_difference() is None                           # no git repository: nothing to say
-    for name, text in (("metrics/baseline.json", "1\n"), ("params.yaml", "a: 1\n"), ("stages/x.py", "x = 1\n")):
+    for name, text in (("metrics/baseline.json", "1\n"), ("metrics/export/baseline.json", "1\n"), ("params.yaml", "a: 1\n"),
+                       ("stages/x.py", "x = 1\n")):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-qm", "run")
     assert verdict.committed_difference() is None                           # the committed numbers
+    (tmp_path / "metrics/export/baseline.json").write_text("2\n")
+    assert verdict.committed_difference() is None                           # only the exports' timings moved
     (tmp_path / "metrics/baseline.json").write_text("2\n")
     note = verdict.committed_difference()
     assert "same code and params" in note and "another CPU or TensorFlow" in note and "dvc metrics diff" in note
