@@ -119,7 +119,7 @@ def test_a_figure_changed_by_hand_is_reported_and_make_docs_puts_it_back(tmp_pat
     assert len(differences) == 1
     assert differences[0].found == "999" and differences[0].expected == figure["value"]
     assert differences[0].line == text.count("\n", 0, figure.start()) + 1
-    render.write([doc])
+    render.write([doc], Sources(committed()))
     assert doc.read_text() == text
 
 
