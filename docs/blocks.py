@@ -3,6 +3,7 @@ and the functions a figure may call."""
 
 from __future__ import annotations
 
+import re
 import string
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -250,7 +251,8 @@ def block_exports(sources: Sources) -> list[str]:
               "tflite_quantized": "LiteRT int8 weights"}
     rows, machines = [], set()
     for model, info in sources["exports"].items():
-        machines.add(info["machine"])
+        described = re.fullmatch(r"(.+) \((.*)\)", info["machine"])   # "AMD EPYC (avx2, avx512f, avx512_bf16)"
+        machines.add(cpu({"cpu": described[1], "flags": described[2].split(", ")}) if described else info["machine"])
         for kind, found in info["formats"].items():
             auc = "n/a" if found["val_auc"] is None else f"{found['val_auc']:.4f}"
             rows.append([model, titles[kind], f"{found['bytes'] / 1e6:.1f} MB", f"{found['ms_per_image']:.2f}",

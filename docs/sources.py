@@ -149,7 +149,8 @@ def cpu(record: Any) -> str:
     kind = next((words for flag, words in KINDS if flag in flags), "flags not recorded")
     isa = found.get("onednn_max_cpu_isa")
     cap = f", oneDNN capped at {isa}" if isa else ""
-    return f"{' '.join(model.split())}, {kind}{cap}, {found['cores']} cores"
+    cores = f", {found['cores']} cores" if found.get("cores") else ""
+    return f"{' '.join(model.split())}, {kind}{cap}{cores}"
 
 
 FLAGS_NOTE = ["CPUs by their flags in /proc/cpuinfo: AVX-512 BF16 has avx512_bf16, AMX adds amx_bf16, AVX2 has",
