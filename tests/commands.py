@@ -48,7 +48,7 @@ JOBS_VARIABLE = "FACEGENDER_JOBS"     # stages/common/distribute.py: each stage'
 CHECKED = ("facegender", "dvc", "make", "python")
 # Commands the test lists but does not check: the environment's tools and the shell's.
 OTHERS = {"git", "pip", "pip3", "source", ".", "cd", "cp", "mv", "rm", "mkdir", "ls", "cat", "export", "curl",
-          "wget", "kaggle", "apt-get", "apt", "sudo", "echo", "du", "df", "tar", "unzip", "chromium", "nproc", "lscpu"}
+          "wget", "apt-get", "apt", "sudo", "echo", "du", "df", "tar", "unzip", "chromium", "nproc", "lscpu"}
 PROJECT_PACKAGES = ("stages", "benchmarks", "docs")
 SHELL_LANGUAGES = {"bash", "sh", "shell", "zsh", "console", "shell-session"}
 PLACEHOLDER = re.compile(r"<[^<>\s]+>")
