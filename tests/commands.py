@@ -42,7 +42,8 @@ from unittest import mock
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from docs.render import documents
+from tests.helpers import ROOT, raw_repo_params
 MARK = "not run in tests"
 JOBS_VARIABLE = "FACEGENDER_JOBS"     # stages/common/distribute.py: each stage's share of the cores
 CHECKED = ("facegender", "dvc", "make", "python")
@@ -87,10 +88,6 @@ class Wrong(Exception):
 
 
 # --- finding the commands --------------------------------------------------------------------------
-
-def documents() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-
 
 def split_comment(line: str) -> tuple[str, str]:
     """A shell line's code and its comment (from the first # that starts a word outside quotes)."""
@@ -471,7 +468,7 @@ def check_dvc(args: list[str], env: Sequence[str] = ()) -> None:
                     f"as `make queue JOBS={jobs}` does")
     if args[:1] != ["repro"] and args[:2] != ["exp", "run"]:
         return
-    raw = raw_params()
+    raw = raw_repo_params()
     for override in getattr(namespace, "set_param", None) or []:
         raw = set_param(raw, override)
     glob = bool(getattr(namespace, "glob", False))
@@ -481,10 +478,6 @@ def check_dvc(args: list[str], env: Sequence[str] = ()) -> None:
         else:
             pattern = glob
         stages_named(target, pattern, yaml.safe_dump(raw, sort_keys=False))
-
-
-def raw_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
 
 
 def split_values(value: str) -> list[str]:

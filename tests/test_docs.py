@@ -12,6 +12,7 @@ from pathlib import Path
 
 from docs import render
 from docs.sources import Sources, committed
+from tests.helpers import GIT
 
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 150
@@ -94,10 +95,8 @@ def test_the_check_reads_the_committed_results_not_a_run_of_yours(tmp_path):
     for name in ("params.yaml", "metrics/comparison.json"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    subprocess.run(git + ["add", "."], cwd=tmp_path, check=True)
-    subprocess.run(git + ["commit", "-qm", "results"], cwd=tmp_path, check=True)
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "results"]):
+        subprocess.run([*GIT, *args], cwd=tmp_path, check=True)
     comparison = tmp_path / "metrics/comparison.json"
     reference = re.search(r'"reference": "(\w+)"', comparison.read_text())[1]
     comparison.write_text(comparison.read_text().replace(f'"reference": "{reference}"', '"reference": "yours"'))
