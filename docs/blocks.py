@@ -117,19 +117,24 @@ def trained_on(record: dict) -> str:
 
 def block_sample_results(sources: Sources) -> list[str]:
     """The offline sample's metrics per model and split (metrics/), and the random-weights control."""
-    metrics = ["accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"]
-    rows = [[model, split, *(f"{values[split][name]:.3f}" for name in metrics)]
+    metrics = ["accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"]
+
+    def value(scores: dict, name: str) -> str:    # balanced accuracy: the mean of the two recalls, where not stored
+        found = scores.get(name, (scores["sensitivity"] + scores["specificity"]) / 2)
+        return f"{found:.3f}"
+
+    rows = [[model, split, *(value(values[split], name) for name in metrics)]
             for model, values in sources["evaluate"].items() for split in ("val", "test")]
     control = sources["measured"]["transfer_random_control"]
-    rows += [["transfer, random weights (the control)", split, *(f"{control[split][name]:.3f}" for name in metrics)]
+    rows += [["transfer, random weights (the control)", split, *(value(control[split], name) for name in metrics)]
              for split in ("val", "test")]
     counts = sources["prepare"]["counts"]
     machines = {trained_on(record) for record in sources["train"].values()}
     return [f"Defaults: {counts['train']['total']:,} training, {counts['val']['total']:,} validation and "
             f"{counts['test']['total']:,} test images, one seed. Trained on {' and '.join(sorted(machines))}. The "
             f"control row is `measured.transfer_random_control` ({date(control)}, {cpu(control)}).", "",
-            *_table(["model", "split", "accuracy", "sensitivity", "specificity", "precision", "F1", "ROC AUC"], rows,
-                    "llrrrrrr")]
+            *_table(["model", "split", "accuracy", "balanced accuracy", "sensitivity", "specificity", "precision", "F1",
+                     "ROC AUC"], rows, "llrrrrrrr")]
 
 
 def block_sample_tests(sources: Sources) -> list[str]:

@@ -36,7 +36,7 @@ SUBCOMMANDS = {
     "predict": ("predict", "a trained model's P(class) for your own images or folders"),
     "serve": ("serve", "a page to try every trained model on your own photos, in the browser (`make serve`)"),
     "plan": ("plan", "the real run's plan: downloads, disk, time per stage here; --run starts it"),
-    "verdict": ("verdict", "the last run's outcome: AUC, accuracy, difference to the reference, p-value"),
+    "verdict": ("verdict", "the last run's outcome: AUC, accuracy, balanced accuracy, p-value against the reference"),
     "plots-page": ("plots_template", "write the offline page `dvc plots show` fills (no network needed)"),
 }
 

@@ -2,8 +2,9 @@
 
 Every model trained once per seed (params.yaml's seeds). Writes, in git: metrics/comparison.json,
 {split: {metric: {model: value, "<model>_minus_<reference>": diff}}} (a model's value is its mean
-over the seeds), the spread over seeds (spread.<split>.<metric>.<model>), the reference
-(compare.reference in params.yaml) and each model's description, and per split a paired test for
+over the seeds; balanced accuracy beside accuracy), the spread over seeds (spread.<split>.<metric>.<model>),
+each split's majority-class rate (majority_rate.<split>: what always answering its larger class scores),
+the reference (compare.reference in params.yaml) and each model's description, and per split a paired test for
 every pair of models on the same images (tests.<split>.<first>_vs_<second>, the reference second:
 with one seed DeLong for ROC AUC and McNemar for accuracy; with several, each over the seeds, its
 variance the training runs' spread plus the images'), each p-value also adjusted by Holm's method
@@ -149,9 +150,12 @@ def compare(metrics_by_model: dict[str, list[ModelMetrics]], reference: str,
                             None if value is None or base_value is None else round(value - base_value, 6))
             tables[split][metric] = row
     adjusted, adjustment = adjust_for_multiplicity(tests) if tests else ({}, None)
+    first_run = next(iter(metrics_by_model.values()))[0]          # every run is scored on the same images
     return Comparison(reference=reference,
                       models={model: runs[0].description for model, runs in metrics_by_model.items()},
-                      seeds=list(seeds or []), spread=spread, tests=adjusted, adjustment=adjustment, **tables)
+                      seeds=list(seeds or []), spread=spread, tests=adjusted, adjustment=adjustment,
+                      majority_rate={split: first_run.split(split).majority_rate for split in EVALUATED_SPLITS},
+                      **tables)
 
 
 def roc_by_model(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -176,11 +180,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     comparison.write(Comparison.path)
     over = f" (mean ± SD over seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
     for split in EVALUATED_SPLITS:
-        auc, spread = comparison.split(split)["roc_auc"], comparison.spread[split]["roc_auc"]
-        print(f"{split} ROC AUC{over}: " + ", ".join(
-            f"{model} {auc[model]:.3f}" + (f" ± {spread[model].standard_deviation:.3f}"
-                                           if spread[model].standard_deviation is not None else "")
-            for model in models if auc[model] is not None))
+        for metric, title in (("roc_auc", "ROC AUC"), ("accuracy", "accuracy"), ("balanced_accuracy",
+                                                                                   "balanced accuracy")):
+            values, spread = comparison.split(split)[metric], comparison.spread[split][metric]
+            print(f"{split} {title}{over}: " + ", ".join(
+                f"{model} {values[model]:.3f}" + (f" ± {spread[model].standard_deviation:.3f}"
+                                                  if spread[model].standard_deviation is not None else "")
+                for model in models if values[model] is not None))
+        majority = comparison.majority_rate.get(split)
+        if majority is not None:
+            print(f"{split}: always answering the larger class scores {majority:.3f}")
         for name, test in comparison.tests[split].items():
             if test.roc_auc_difference is None:
                 continue

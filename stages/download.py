@@ -31,6 +31,7 @@ from stages.common.errors import UserError
 from stages.contracts.provenance import DatasetProvenance, Provenance
 from stages.images.kaggle_client import ANONYMOUS, auth_of, client_output, kaggle_login, secrets_of
 from stages.images.kaggle_datasets import dataset_info, describe, iso_utc, kaggle_errors, kaggle_ref
+from stages.images.own_data import list_own_data
 from stages.images.reading import find_class_folders, iter_image_files
 
 # The archives the kaggle client downloads, one folder per dataset and version. An interrupted download
@@ -161,6 +162,27 @@ def unpack(archive: Path, root: Path, what: str) -> None:
 # Stage
 
 
+# ---------------------------------------------------------------------------------------------
+# Your own data (download.source: own; stages/images/own_data.py)
+
+OWN_DATASET = "own"
+
+
+def copy_own(params: Params, root: Path) -> DatasetProvenance:
+    """Copy the folder download.own names into the empty folder `root` (links stay links: prepare never
+    follows them) and check its layout and labels; a wrong one stops here, before data/raw changes."""
+    folder = Path(params.download.own).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"download.own: '{params.download.own}' is not a folder; set download.own in "
+                        f"{params.source} to the folder of your labelled faces (docs/data.md#your-own-data)")
+    if folder.resolve().is_relative_to(RAW_DIR.parent.resolve()):
+        raise UserError(f"download.own: '{params.download.own}' is inside {RAW_DIR.parent}/, which the pipeline "
+                        f"rewrites; keep your faces elsewhere (faces/, say) and set download.own in {params.source}")
+    shutil.copytree(folder, root, symlinks=True, dirs_exist_ok=True)
+    images, _ = list_own_data(root, params.prepare.own)
+    return DatasetProvenance(slug=params.download.own, images=len(images))
+
+
 def fill_dataset(params: Params, name: str, root: Path, api=None, quiet: bool = False) -> DatasetProvenance:
     """Write dataset `name` into the empty folder `root` and check it; returns where it came from."""
     source = params.download.datasets[name]
@@ -179,7 +201,9 @@ def download_all(params: Params, quiet: bool = False) -> Provenance:
     api = kaggle_login() if params.download.source == "kaggle" else None
     datasets = {}
     with contextlib.ExitStack() as stack:
-        for name in params.download.datasets:
+        if params.download.source == "own":
+            datasets[OWN_DATASET] = copy_own(params, stack.enter_context(staged_dir(RAW_DIR / OWN_DATASET)))
+        for name in params.download.datasets if params.download.source != "own" else ():
             root = stack.enter_context(staged_dir(RAW_DIR / name))
             datasets[name] = fill_dataset(params, name, root, api=api, quiet=quiet)
         sample_settings = params.download.sample.model_dump() if api is None else None
@@ -187,6 +211,10 @@ def download_all(params: Params, quiet: bool = False) -> Provenance:
                                 auth=auth_of(api) if api is not None else None)
         # Last inside the stack: the record is written just before the data it describes is renamed in.
         provenance.write(Provenance.path)
+    # data/raw holds the current source's data alone: what another source left there is not an input.
+    for left in RAW_DIR.iterdir():
+        if left.is_dir() and not left.name.startswith(".") and left.name not in datasets:
+            shutil.rmtree(left)
     for name, found in datasets.items():
         print(f"{name}: {found.images} image files from {_origin(provenance, name)} -> {(RAW_DIR / name).as_posix()}")
     return provenance
@@ -195,6 +223,8 @@ def download_all(params: Params, quiet: bool = False) -> Provenance:
 def _origin(provenance: Provenance, name: str) -> str:
     if provenance.source == "sample":
         return "offline sample"
+    if provenance.source == "own":
+        return f"your folder '{provenance.datasets[name].slug}'"
     return f"kaggle '{provenance.datasets[name].slug}' ({provenance.describe(name)})"
 
 

@@ -1,11 +1,12 @@
 """evaluate: score one trained model (one seed's run) on the validation and cross-dataset test splits.
 
 Per run (`python -m stages.evaluate <model> --seed <seed>`; <run> below is <model>/<seed>), writes, in
-git: metrics/<run>.json (the headline scores people compare, DVC's declared metrics: accuracy, ROC
-AUC, F1, sensitivity, specificity per split, and the epochs trained), metrics/evaluate/<run>.json
-(the model's description, then accuracy, sensitivity, specificity, precision, F1, ROC AUC per split, each with
-its bootstrap interval; Male is the positive class; the same keys for every model; and its calibration:
-ECE and Brier with intervals, a temperature and a threshold chosen on validation, evaluate.calibration),
+git: metrics/<run>.json (the headline scores people compare, DVC's declared metrics: accuracy, balanced
+accuracy, majority-class rate, ROC AUC, F1, sensitivity, specificity per split, epochs trained),
+metrics/evaluate/<run>.json (the model's description; per split accuracy, balanced accuracy, sensitivity,
+specificity, precision, F1, ROC AUC with bootstrap intervals, the majority-class rate and, where groups.csv
+gives groups, results per group; Male is the positive class; and its calibration: ECE and Brier with
+intervals, a temperature and a threshold chosen on validation, evaluate.calibration),
 plots/roc/<run>/, plots/confusion/<run>/ and plots/calibration/<run>/ (DVC plot data); in the DVC cache:
 data/evaluate/<run>/ (per-image predictions; PNG figures: learning curves, ROC, confusion, reliability; heat maps
 of where the model looks on the test images it is most confidently wrong and right about, listed in
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
+from stages.analysis import groups as grouping
 from stages.analysis.statistics import METRIC_NAMES, bootstrap_intervals, classification_metrics, roc_points
 from stages.common import cli, machine
 from stages.common.atomic_files import atomic_file, staged_dir
@@ -29,9 +31,9 @@ from stages.common.config import (EVALUATED_SPLITS, PREPARED_DIR, BootstrapParam
 from stages.common.errors import UserError
 from stages.contracts.evaluation import (BootstrapInfo, Bounds, Calibration, ChosenThreshold, ConfusionCounts,
                                          EvaluationDir, ModelMetrics, ReliabilityCurves, RocCurves, Scores,
-                                         SplitCalibration, SplitMetrics, TemperatureScaling)
+                                         SplitCalibration, SplitGroups, SplitMetrics, TemperatureScaling)
 from stages.contracts.jsonfile import missing
-from stages.contracts.prepared import PreparedSplit
+from stages.contracts.prepared import PreparedSplit, read_groups
 from stages.contracts.training import LearningCurves, ModelDir, TrainingInfo
 
 if TYPE_CHECKING:  # Keras loads only when a model is scored
@@ -90,8 +92,19 @@ def intervals(predictions: pd.DataFrame, threshold: float, bootstrap: BootstrapP
     """Every metric's bootstrap interval on these predictions (evaluate.bootstrap)."""
     found = bootstrap_intervals(predictions["label"].to_numpy(), predictions["probability"].to_numpy(), threshold,
                                 bootstrap.resamples, bootstrap.seed, bootstrap.level)
-    return {name: None if bounds is None else Bounds(low=round(bounds[0], 6), high=round(bounds[1], 6))
-            for name, bounds in found.items()}
+    return {name: Bounds.of(bounds) for name, bounds in found.items()}
+
+
+def split_groups(predictions: pd.DataFrame, groups: dict[str, str], classes: list[str], threshold: float,
+                 min_per_class: int, bootstrap: BootstrapParams | None) -> SplitGroups | None:
+    """Per group (groups: file -> group, data/prepared/groups.csv) on one split's predictions, with
+    intervals when `bootstrap` asks; None when no image of the split has a group."""
+    found = [groups.get(file) or None for file in predictions["file"]]
+    if not any(found):
+        return None
+    return grouping.split_groups(predictions["label"].to_numpy(), predictions["probability"].to_numpy(), found,
+                                 classes, threshold, min_per_class, bootstrap.resamples if bootstrap else 0,
+                                 bootstrap.seed if bootstrap else 0, bootstrap.level if bootstrap else 0.95)
 
 
 def split_calibration(labels, probabilities, params: CalibrationParams,
@@ -103,8 +116,7 @@ def split_calibration(labels, probabilities, params: CalibrationParams,
     if bootstrap and bootstrap.resamples:
         found = calibration.calibration_intervals(labels, probabilities, params.bins, bootstrap.resamples,
                                                   bootstrap.seed, bootstrap.level)
-        interval = {name: None if bounds is None else Bounds(low=round(bounds[0], 6), high=round(bounds[1], 6))
-                    for name, bounds in found.items()}
+        interval = {name: Bounds.of(bounds) for name, bounds in found.items()}
     ece, brier = calibration.expected_calibration_error(labels, probabilities, params.bins), \
         calibration.brier_score(labels, probabilities)
     return SplitCalibration(ece=None if ece is None else round(ece, 6), brier=None if brier is None else round(brier, 6),
@@ -198,14 +210,14 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
              out: Outputs, classes: list[str], threshold: float, batch_size: int,
              roc_points_kept: int | None = None, bootstrap: BootstrapParams | None = None,
              explain: ExplainParams | None = None, prepared_root: Path = PREPARED_DIR,
-             calibration: CalibrationParams | None = None) -> ModelMetrics:
-    """Score the model saved in model_dir (a model of family_class) on val and test; write plot data,
-    predictions and figures into `out`; return the metrics, with intervals when `bootstrap` asks and
-    heat maps of confident test answers (images from prepared_root) when `explain` asks."""
+             calibration: CalibrationParams | None = None, group_min_per_class: int | None = None) -> ModelMetrics:
+    """Score the model in model_dir (a family_class model) on val and test; write plot data, predictions and figures
+    into `out`; return the metrics, with intervals, heat maps and per-group results (prepared_root's) where asked."""
     from stages.modelkit.registry import load_model
 
     training = TrainingInfo.read(model_dir.training)
     model = load_model(model_dir.model, training.model)
+    group_of = read_groups(prepared_root) if group_min_per_class else {}
     results, summary, by_split = {}, {}, {}
     for split in EVALUATED_SPLITS:
         predictions = by_split[split] = family_class.predict_split(model, training, data, split, batch_size)
@@ -214,7 +226,9 @@ def evaluate(family_class: type[ModelFamily], model_dir: ModelDir, curves: Learn
         out.roc.write(split, pd.DataFrame(roc))
         out.confusion.write(split, confusion_counts(metrics["confusion"], classes))
         interval = intervals(predictions, threshold, bootstrap) if bootstrap and bootstrap.resamples else {}
-        summary[split] = SplitMetrics(**{key: metrics[key] for key in METRIC_NAMES}, n=metrics["n"], interval=interval)
+        per_group = split_groups(predictions, group_of, classes, threshold, group_min_per_class, bootstrap)
+        summary[split] = SplitMetrics(**{key: metrics[key] for key in METRIC_NAMES}, n=metrics["n"],
+                                      majority_rate=metrics["majority_rate"], interval=interval, groups=per_group)
         results[split] = (metrics, roc)
         if split == "test" and explain and explain.images:
             write_explanations(model, rows, prepared_root, out.evaluation, explain, classes, threshold)
@@ -263,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                    ReliabilityCurves(reliability)),
                            params.prepare.classes, params.evaluate.threshold, params.evaluate.batch_size,
                            params.evaluate.roc_points, params.evaluate.bootstrap, params.evaluate.explain,
-                           calibration=params.evaluate.calibration)
+                           calibration=params.evaluate.calibration,
+                           group_min_per_class=params.evaluate.group_min_per_class)
         metrics_file.write(metrics.text())
         scores_file.write(Scores.of(metrics, TrainingInfo.read(model_dir.training).epochs_run).text())
     print(metrics.description)
@@ -272,7 +287,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         shown = ", ".join(f"{key} {getattr(values, key):.3f}" + (
             f" [{values.interval[key].low:.3f}–{values.interval[key].high:.3f}]" if values.interval.get(key) else "")
             for key in METRIC_NAMES if getattr(values, key) is not None)
-        print(f"{name} (seed {seed}) {split}: {shown}")
+        majority = "" if values.majority_rate is None else f"; always the larger class {values.majority_rate:.3f}"
+        print(f"{name} (seed {seed}) {split}: {shown}{majority}")
+        if values.groups is not None:
+            print(f"{name} {split} by group: {grouping.summary_line(values.groups)}")
         if metrics.calibration is not None:
             found = getattr(metrics.calibration, split)
             print(f"{name} {split} calibration: ECE {found.ece:.3f}, Brier {found.brier:.3f}")

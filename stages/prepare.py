@@ -4,6 +4,8 @@ train <- the first dataset's Train, val <- its Test (its Validation has no label
 second dataset with its class folders renamed by params (man -> Male, woman -> Female).
 Unreadable files are skipped and listed with their reason in metrics/prepare.json. Each split is one
 uncompressed zip of PNGs (contracts.PreparedWriter): a folder of images to look at, three files for DVC.
+The same picture twice, exactly or nearly (stages/images/catalogue.py), is counted; a training copy
+of a val or test image is dropped (prepare.drop_duplicates).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
+import numpy as np
 from PIL import Image
 
 from stages.common import cli
@@ -26,7 +29,10 @@ from stages.common.config import PREPARED_DIR, RAW_DIR, SPLITS, PrepareParams, l
 from stages.common.distribute import cpu_share
 from stages.common.errors import UserError
 from stages.common.progress import progress_bar
-from stages.contracts.prepared import PreparedWriter, PrepareSummary, SkippedFile
+from stages.contracts.prepared import PreparedWriter, PrepareSummary, SkippedFile, duplicates_figure, write_groups
+from stages.images.own_data import OwnImage, assign_splits, list_own_data, read_groups_file
+from stages.images.catalogue import Catalogue, examples_figure
+from stages.images.near_duplicates import image_hashes
 from stages.images.reading import DEFAULT_MAX_PIXELS, UnreadableImage, find_split_folder, is_image_file, load_rgb
 
 
@@ -38,6 +44,12 @@ class Task:
     label: str
     source: Path
     name: str          # the PNG's name in the split's <label>/ folder
+    group: str | None = None   # where the data say (groups.csv, labels.csv's group column)
+
+    @property
+    def file(self) -> str:
+        """The prepared image as later stages name it: <split>/<Class>/<name>.png."""
+        return f"{self.split}/{self.label}/{self.name}"
 
 
 # How the prepared PNGs are compressed (pixels are the same whatever this says; only size and time
@@ -115,6 +127,7 @@ def account_for_files(raw_root: Path, params: PrepareParams) -> tuple[list[Task]
                 f"{error}; set prepare.splits.{split}.folder / .classes in params.yaml to match"
             ) from None
         wanted = {name.lower(): name for name in source.classes}
+        groups = read_groups_file(dataset_root)
         images_by_label: dict[str, list[tuple[Path, Path]]] = {}
         for path, reason in walk_files(split_folder):
             relative = path.relative_to(split_folder)
@@ -134,43 +147,71 @@ def account_for_files(raw_root: Path, params: PrepareParams) -> tuple[list[Task]
             images_by_label.setdefault(label, []).append((path, Path(*relative.parts[1:])))
         for label, images in sorted(images_by_label.items()):
             names = target_names([inside for _, inside in images])
-            tasks.extend(Task(split, label, path, name) for (path, _), name in zip(images, names))
+            tasks.extend(Task(split, label, path, name, groups.get(path.relative_to(dataset_root).as_posix()))
+                         for (path, _), name in zip(images, names))
+    return tasks, skipped
+
+
+def account_for_own_files(own_root: Path, params: PrepareParams) -> tuple[list[Task], list[SkippedFile]]:
+    """The same for your own data (download.source: own) in data/raw/own: labels, splits and groups as
+    stages/images/own_data.py reads them, the missing splits drawn by prepare.own.split."""
+    if not own_root.is_dir():
+        raise UserError(f"{own_root}: not found; run the download stage first (dvc repro download)")
+    images, left_out = list_own_data(own_root, params.own)
+    images = assign_splits(images, params.own.split)
+    skipped = [SkippedFile(split=item.split or "none", file=str(own_root / item.relative), reason=item.reason)
+               for item in left_out]
+    tasks: list[Task] = []
+    for split in SPLITS:
+        for label in params.classes:
+            chosen: list[OwnImage] = [image for image in images if image.split == split and image.label == label]
+            names = target_names([Path(image.inside_label) for image in chosen])
+            tasks.extend(Task(split, label, own_root / image.relative, name, image.group)
+                         for image, name in zip(chosen, names))
     return tasks, skipped
 
 
 class Converted(NamedTuple):
-    """What a worker returns for one image: PNG bytes and a digest of its pixels, or why it was skipped."""
+    """What a worker returns for one image: PNG bytes, a digest of its pixels and their perceptual hashes
+    (near_duplicates.image_hashes, when asked for), or why it was skipped."""
 
     png: bytes | None
     digest: str | None
+    hashes: bytes | None
     reason: str | None
+
+
+def _convert_pixels(source: Path, image_size: int, max_pixels: int) -> tuple[Converted, np.ndarray | None]:
+    try:
+        pixels = load_rgb(source, image_size, max_pixels)
+    except UnreadableImage as error:
+        return Converted(None, None, None, str(error)), None
+    # PNG: lossless and byte-identical on every rerun (no timestamps, fixed settings).
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG", **PNG_SETTINGS)
+    return Converted(png.getvalue(), hashlib.sha1(pixels.tobytes()).hexdigest(), None, None), pixels
 
 
 def convert(source: Path, image_size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Converted:
     """One image as an RGB PNG of image_size²."""
-    try:
-        pixels = load_rgb(source, image_size, max_pixels)
-    except UnreadableImage as error:
-        return Converted(None, None, str(error))
-    # PNG: lossless and byte-identical on every rerun (no timestamps, fixed settings).
-    png = io.BytesIO()
-    Image.fromarray(pixels).save(png, format="PNG", **PNG_SETTINGS)
-    return Converted(png.getvalue(), hashlib.sha1(pixels.tobytes()).hexdigest(), None)
+    return _convert_pixels(source, image_size, max_pixels)[0]
 
 
-def _convert_star(args: tuple[Path, int, int]) -> Converted:
-    return convert(*args)
+# Images a worker converts per call: their hashes are then computed together, from the pixels it already
+# holds (no second decode), for a fraction of their cost one by one (stages/images/near_duplicates.py).
+BATCH = 16
 
 
-def count_duplicates(tasks_by_digest: dict[str, list[Task]]) -> dict[str, int]:
-    """Pictures found in two splits: how many per split pair ("train-test": 3)."""
-    pairs: dict[str, int] = {}
-    for tasks in tasks_by_digest.values():
-        splits = sorted({task.split for task in tasks}, key=SPLITS.index)
-        for i, first in enumerate(splits):
-            for second in splits[i + 1:]:
-                pairs[f"{first}-{second}"] = pairs.get(f"{first}-{second}", 0) + 1
-    return pairs
+def convert_batch(job: tuple[Sequence[Path], int, int, bool]) -> list[Converted]:
+    """A worker's call: (sources, image_size, max_pixels, hashed) -> each source converted, with its
+    perceptual hashes if `hashed`."""
+    sources, image_size, max_pixels, hashed = job
+    converted = [_convert_pixels(source, image_size, max_pixels) for source in sources]
+    if not hashed:
+        return [result for result, _ in converted]
+    readable = [pixels for _, pixels in converted if pixels is not None]
+    hashes = iter(image_hashes(readable))
+    return [result if pixels is None else result._replace(hashes=next(hashes)) for result, pixels in converted]
 
 
 def count_images(tasks: Iterable[Task], failed: set[Path], classes: list[str]) -> dict:
@@ -188,46 +229,55 @@ def count_images(tasks: Iterable[Task], failed: set[Path], classes: list[str]) -
 CONVERSION_ORDER = ("val", "test", "train")
 
 
-def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int | None = None) -> PrepareSummary:
-    """Convert both datasets into out_root's split archives (out_root must exist); return the summary."""
-    tasks, skipped = account_for_files(raw_root, params)
+def prepare(raw_root: Path, out_root: Path, params: PrepareParams, workers: int | None = None,
+            own: bool = False) -> PrepareSummary:
+    """Convert both datasets (or, with `own`, your data in raw_root/own) into out_root's split archives
+    and groups.csv (out_root must exist); return the summary."""
+    tasks, skipped = account_for_own_files(raw_root / "own", params) if own else account_for_files(raw_root, params)
     tasks.sort(key=lambda task: CONVERSION_ORDER.index(task.split))     # stable: plan's order within a split
     workers = workers or cpu_share()   # every core, or its share when experiments run side by side
-    jobs = ((task.source, params.image_size, params.max_pixels) for task in tasks)
+    hashed = params.near_duplicate_distance > 0       # 0: identical pixels only, no hashes
+    jobs = (([task.source for task in tasks[start:start + BATCH]], params.image_size, params.max_pixels, hashed)
+            for start in range(0, len(tasks), BATCH))
     failed: set[Path] = set()
-    tasks_by_digest: dict[str, list[Task]] = {}
+    catalogue, catalogued = Catalogue(params.near_duplicate_distance), []
     dropped = 0
-    # Streams: imap hands out chunks and yields results in order; memory does not grow with the data.
+    # Streams: imap hands out batches and yields results in order; memory does not grow with the data.
     with (multiprocessing.get_context("fork").Pool(workers) as pool, PreparedWriter(out_root, params.classes) as out,
           progress_bar(len(tasks), "prepare") as bar):
-        for task, result in zip(tasks, pool.imap(_convert_star, jobs, chunksize=16)):
+        results = (result for batch in pool.imap(convert_batch, jobs) for result in batch)
+        for task, result in zip(tasks, results):
             bar.update()
             if result.reason is not None:
                 failed.add(task.source)
                 skipped.append(SkippedFile(split=task.split, file=str(task.source), reason=result.reason))
                 continue
-            copies = tasks_by_digest.setdefault(result.digest, [])
-            held_out = next((kept for kept in copies if kept.split != "train"), None)
-            copies.append(task)
-            if task.split == "train" and held_out is not None and params.drop_duplicates:
+            match = catalogue.add(task.split, str(task.source), result.digest, result.hashes)
+            catalogued.append(task)
+            if match is not None and params.drop_duplicates:
                 dropped += 1
                 failed.add(task.source)
-                skipped.append(SkippedFile(
-                    split=task.split, file=str(task.source),
-                    reason=f"same pixels as {held_out.split} image {held_out.source} (prepare.drop_duplicates)"))
+                held_out = catalogued[match.row]
+                skipped.append(SkippedFile(split=task.split, file=str(task.source), reason=match.reason(
+                    held_out.split, str(held_out.source), params.near_duplicate_distance)))
                 continue
             out.add(task.split, task.label, task.name, result.png)
-    duplicates = count_duplicates(tasks_by_digest)
+    duplicates = catalogue.tally()
+    figure = examples_figure(duplicates, params.image_size, params.max_pixels)
+    if figure is not None:
+        figure.save(duplicates_figure(out_root), format="PNG", **PNG_SETTINGS)
     counts = count_images(tasks, failed, params.classes)
+    write_groups(out_root, {task.file: task.group for task in tasks if task.group and task.source not in failed})
     empty = [f"{split}/{label}" for split in SPLITS for label in params.classes if counts[split][label] == 0]
     if empty:
         raise UserError(
             f"no readable images for {', '.join(empty)} under {raw_root}; check the downloaded data "
-            "and prepare.splits in params.yaml"
+            f"and {'prepare.own' if own else 'prepare.splits'} in params.yaml"
         )
-    skipped.sort(key=lambda item: (SPLITS.index(item.split), item.file))
+    skipped.sort(key=lambda item: (SPLITS.index(item.split) if item.split in SPLITS else -1, item.file))
     return PrepareSummary(image_size=params.image_size, counts=counts, skipped_count=len(skipped), skipped=skipped,
-                          duplicates=duplicates, duplicates_dropped=dropped)
+                          duplicates=duplicates, duplicates_dropped=dropped,
+                          near_duplicate_distance=params.near_duplicate_distance)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -237,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The data and its metrics change together: the metrics file is opened first, so a read-only or
     # full metrics/ stops the stage before anything is replaced.
     with staged_dir(PREPARED_DIR) as staging, atomic_file(PrepareSummary.path, "w") as metrics_file:
-        summary = prepare(RAW_DIR, staging, params.prepare)
+        summary = prepare(RAW_DIR, staging, params.prepare, own=params.download.source == "own")
         metrics_file.write(summary.text())
     counts = summary.counts
     print(

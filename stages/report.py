@@ -18,7 +18,8 @@ import pandas as pd
 import yaml
 
 from stages.analysis import figures
-from stages.analysis.cards import CardInputs, card_sections, card_title, read_card_inputs
+from stages.analysis.cards import CardInputs, card_sections, card_title, groups_section, has_groups, read_card_inputs
+from stages.analysis.data import data_section
 from stages.analysis.discussion import calibration_section, compute_section, discussion, ethics_section
 from stages.analysis.document import (Banner, Code, Figure, Gallery, Paragraph, Section, Table, fmt, signed, to_html,
                                      to_markdown)
@@ -27,16 +28,16 @@ from stages.analysis.heatmaps import METHOD_TITLES
 from stages.analysis.statistics import METRIC_NAMES
 from stages.common import cli
 from stages.common.atomic_files import staged_dir
-from stages.common.config import EVALUATED_SPLITS, REPORTS_DIR, SPLITS, Params, load_params
+from stages.common.config import EVALUATED_SPLITS, PREPARED_DIR, REPORTS_DIR, Params, load_params
 from stages.contracts.comparison import Comparison
 from stages.contracts.evaluation import EvaluationDir, ModelMetrics, RocCurves
-from stages.contracts.prepared import PrepareSummary
+from stages.contracts.prepared import PrepareSummary, duplicates_figure
 from stages.contracts.provenance import Provenance
 from stages.contracts.training import ModelDir, TrainingInfo
 
 TITLE = "facegender: binary gender classification from face images"
-METRIC_TITLES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
-                 "precision": "precision", "f1": "F1", "roc_auc": "ROC AUC"}
+METRIC_TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "sensitivity": "sensitivity",
+                 "specificity": "specificity", "precision": "precision", "f1": "F1", "roc_auc": "ROC AUC"}
 
 
 @dataclass
@@ -64,45 +65,6 @@ def read_results(name: str, seed: int) -> ModelResults:
 
 
 # --- the sections -------------------------------------------------------------------------------
-
-def data_section(params: Params, prepare_summary: PrepareSummary, provenance: Provenance) -> Section:
-    """Where the data came from (download's record), images per split and class, duplicates, skipped files."""
-    blocks: list = []
-    if provenance.source == "sample":
-        settings = "; ".join(f"{key} {value}" for key, value in (provenance.sample or {}).items())
-        blocks.append(Paragraph("Source: the offline sample generator (download.source: sample), which lays out "
-                                f"files exactly like the two Kaggle datasets below. Its settings: {settings}."))
-        blocks.append(Table(["dataset", "imitates (Kaggle slug)", "image files"], [
-            [name, found.slug, str(found.images)] for name, found in provenance.datasets.items()]))
-    else:
-        blocks.append(Paragraph("Source: Kaggle, downloaded with the official kaggle client; versions and dates "
-                                "as Kaggle reported them at download time (metrics/download.json)."))
-        blocks.append(Table(["dataset", "Kaggle slug", "version", "licence", "image files"], [
-            [name, found.slug, provenance.describe(name), found.license or "not stated", str(found.images)]
-            for name, found in provenance.datasets.items()]))
-    classes = params.prepare.classes
-    counts = prepare_summary.counts
-    rows = [[SPLIT_TITLES[split], params.prepare.splits[split].dataset,
-             *(str(counts[split][label]) for label in classes), str(counts[split]["total"])] for split in SPLITS]
-    blocks.append(Table(["split", "dataset", *classes, "total"], rows,
-                        f"Images per split and class after prepare ({params.prepare.image_size}x"
-                        f"{params.prepare.image_size} RGB)"))
-    if prepare_summary.duplicates:
-        pairs = ", ".join(f"{count} between {pair.replace('-', ' and ')}" for pair, count in prepare_summary.duplicates.items())
-        dropped = (f"; the {prepare_summary.duplicates_dropped} training copies were dropped (prepare.drop_duplicates)"
-                   if prepare_summary.duplicates_dropped else "; none was dropped (prepare.drop_duplicates: false)")
-        blocks.append(Paragraph(f"The same picture (identical pixels after prepare) appears in two splits: {pairs}"
-                                f"{dropped}."))
-    else:
-        blocks.append(Paragraph("No picture appears in two splits (compared by their pixels after prepare)."))
-    skipped = prepare_summary.skipped
-    if skipped:
-        blocks.append(Table(["split", "file", "why skipped"], [[s.split, s.file, s.reason] for s in skipped],
-                            f"{len(skipped)} files skipped by prepare"))
-    else:
-        blocks.append(Paragraph("Prepare skipped no files."))
-    return Section("data", "Data", blocks)
-
 
 def model_sections(results: dict[str, ModelResults], params: Params) -> list[Section]:
     sections = [Section("models", "Models", [Paragraph(
@@ -173,7 +135,9 @@ def metrics_section(results: dict[str, ModelResults], comparison: Comparison, cl
                     "metrics/evaluate/<model>/<seed>.json.")
     blocks: list = [Paragraph(f"{classes[1]} is the positive class: sensitivity is the share of {classes[1]} faces "
                               f"labelled {classes[1]}, specificity the share of {classes[0]} faces labelled "
-                              f"{classes[0]}.{interval} In round brackets: the difference to the {reference}.")]
+                              f"{classes[0]}; balanced accuracy their mean, which answering one class every time "
+                              "scores 0.5 on whatever the classes' shares (its accuracy is in each caption)."
+                              f"{interval} In round brackets: the difference to the {reference}.")]
     for split in EVALUATED_SPLITS:
         rows = []
         for name, result in results.items():
@@ -189,8 +153,10 @@ def metrics_section(results: dict[str, ModelResults], comparison: Comparison, cl
                              + (f" ({signed(row[difference])})" if difference in row else ""))
             cells.append(str(result.metrics.split(split).n))
             rows.append(cells)
+        majority = next(iter(results.values())).metrics.split(split).majority_rate    # the same images for all
+        always = f": always answering the larger class scores {fmt(majority)} accuracy" if majority is not None else ""
         blocks.append(Table(["model", *(METRIC_TITLES[m] for m in METRIC_NAMES), "images"], rows,
-                            f"{SPLIT_TITLES[split].capitalize()} split"))
+                            f"{SPLIT_TITLES[split].capitalize()} split{always}"))
     return Section("metrics", "Metrics", blocks)
 
 
@@ -230,8 +196,8 @@ def explanation_sections(results: dict[str, ModelResults], figures_dir: Path, cl
 
 def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[str, ModelResults],
                  comparison: Comparison, figures_dir: Path, provenance: Provenance,
-                 cards: Sequence[CardInputs] = ()) -> list[Section]:
-    """All sections, in reading order, each model's card last; figures are written into figures_dir."""
+                 cards: Sequence[CardInputs] = (), duplicates: Path | None = None) -> list[Section]:
+    """All sections, in reading order, each model's card last; figures (and prepare's of duplicates) go to figures_dir."""
     classes = params.prepare.classes
     test_counts = prepare_summary.counts["test"]
     test_share = {label: test_counts[label] / max(test_counts["total"], 1) for label in classes}
@@ -241,7 +207,8 @@ def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[
             "These results come from the synthetic offline sample (download.source: sample): drawn cartoon faces, "
             "not photographs of people. They show that the pipeline runs end to end; they say nothing about how "
             "well these models classify real faces. Set download.source: kaggle for real results.")]))
-    sections.append(data_section(params, prepare_summary, provenance))
+    duplicates = duplicates and copy_figure(duplicates, figures_dir, "duplicates.png")
+    sections.append(data_section(params, prepare_summary, provenance, duplicates))
     sections += model_sections(results, params)
     if len(params.seeds) > 1:
         sections.append(Section("seeds", "Training runs", [Paragraph(
@@ -249,15 +216,16 @@ def build_report(params: Params, prepare_summary: PrepareSummary, results: dict[
             "metrics and the paired tests below use every run; the layer tables above and the figures, curves "
             f"and heat maps below show each model's run with the first seed, {params.seeds[0]}.")]))
     sections += figure_sections(results, figures_dir)
+    runs = {name: result.metrics for name, result in results.items()}     # each model's first seed's run
     sections.append(metrics_section(results, comparison, classes))
+    sections.append(groups_section(runs, classes, provenance.source, params.seeds))
     reliability = {name: copy_figure(result.evaluation.reliability_figure, figures_dir, f"{name}_reliability.png")
                    for name, result in results.items() if result.metrics.calibration}
-    sections.append(calibration_section({name: r.metrics for name, r in results.items()}, reliability,
-                                        params.evaluate.threshold))
+    sections.append(calibration_section(runs, reliability, params.evaluate.threshold))
     metrics = {name: comparison.over_seeds(name, result.metrics) for name, result in results.items()}
     sections.append(Section("discussion", "Discussion", discussion(metrics, classes, test_share, comparison)))
     sections += explanation_sections(results, figures_dir, classes)
-    sections.append(ethics_section(params, test_share))
+    sections.append(ethics_section(params, test_share, any(map(has_groups, runs.values()))))
     model_ideas = [idea for result in results.values() for idea in result.training.more_compute]
     sections.append(compute_section(params, model_ideas))
     if cards:
@@ -282,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         figures_dir = staging / "figures"
         figures_dir.mkdir()
         cards = [read_card_inputs(name, params) for name in params.model_names]
-        sections = build_report(params, prepare_summary, results, comparison, figures_dir, provenance, cards)
+        duplicates = duplicates_figure(PREPARED_DIR)
+        sections = build_report(params, prepare_summary, results, comparison, figures_dir, provenance, cards,
+                                duplicates if duplicates.is_file() else None)
         (staging / "report.md").write_text(to_markdown(TITLE, sections, staging), encoding="utf-8")
         (staging / "report.html").write_text(to_html(TITLE, sections), encoding="utf-8")
     print(f"wrote {REPORTS_DIR / 'report.html'} and {REPORTS_DIR / 'report.md'}")

@@ -2,10 +2,12 @@
 
     facegender verdict
 
-Per model and split: ROC AUC with its bootstrap interval, accuracy, and against the reference model
-(compare.reference) the difference in ROC AUC with its paired test's p-value (DeLong, on the same
-images). With several seeds: each value the mean over the runs, its standard deviation over them in
-place of the interval, and DeLong's test over the seeds. Read from what evaluate and compare wrote;
+Per model and split: ROC AUC with its bootstrap interval, accuracy, balanced accuracy (the mean of the
+two classes' recall), and against the reference model (compare.reference) the difference in ROC AUC with
+its paired test's p-value (DeLong, on the same images); under the table, what always answering each
+split's larger class scores, the accuracy a model must beat. With several seeds: each value the mean
+over the runs, its standard deviation over them in place of the interval, and DeLong's test over the
+seeds. Read from what evaluate and compare wrote;
 nothing is computed again. When the numbers differ from the committed ones although params.yaml and
 the code do not, one line says why (another CPU or TensorFlow build) and how to see by how much.
 """
@@ -25,7 +27,7 @@ from stages.common.machine import describe_cpu
 from stages.contracts.comparison import Comparison, PairedTest
 from stages.contracts.evaluation import ModelMetrics
 
-HEADER = ["model", "split", "ROC AUC", "interval", "accuracy", "AUC vs {reference}", "p (DeLong, Holm)"]
+HEADER = ["model", "split", "ROC AUC", "interval", "accuracy", "balanced", "AUC vs {reference}", "p (DeLong, Holm)"]
 # What a run may change without any edit of the user's: the pipeline's small outputs in git, but the
 # exports' timings, which every run measures anew (the numbers the verdict shows are the rest).
 OUTPUTS_IN_GIT = ("metrics", "plots", ":(exclude)metrics/export")
@@ -68,7 +70,7 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
                 if test is not None and test.roc_auc_test_undefined:
                     reasons.append(f"{name} {split}: no DeLong p-value: {test.roc_auc_test_undefined}")
             rows.append([name if split == EVALUATED_SPLITS[0] else "", split, fmt(values.roc_auc), interval,
-                         fmt(values.accuracy), against, p])
+                         fmt(values.accuracy), fmt(values.balanced_accuracy), against, p])
     header = [title.format(reference=reference) for title in HEADER]
     if comparison.adjustment is None:          # written before compare adjusted for multiplicity
         header[-1] = "p (DeLong)"
@@ -78,7 +80,15 @@ def verdict_lines(metrics: dict[str, ModelMetrics], comparison: Comparison) -> l
         header[-1] = header[-1].replace("DeLong", "DeLong over seeds")
     elif level is not None:
         header[3] = f"{level:.0%} interval"
-    return text_table(header, rows, right=[False, False, True, True, True, True, True]) + reasons
+    return (text_table(header, rows, right=[False, False, True, True, True, True, True, True])
+            + majority_lines(metrics[reference]) + reasons)
+
+
+def majority_lines(run: ModelMetrics) -> list[str]:
+    """One line: what always answering each split's larger class scores (the same images for every model)."""
+    rates = [f"{fmt(run.split(split).majority_rate)} on {split}" for split in EVALUATED_SPLITS
+             if run.split(split).majority_rate is not None]
+    return [f"Always answering the larger class scores {', '.join(rates)}: the accuracy to beat."] if rates else []
 
 
 def git_changed(paths: Sequence[str]) -> bool | None:

@@ -299,7 +299,7 @@ def files_under_split_folders(raw: Path) -> list[Path]:
 
 # --- a tiny copy of the project, for end-to-end tests (real git, DVC, TensorFlow) -----------------
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", "faces",
                  "stages"]
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
 
@@ -380,3 +380,31 @@ def record_explainer_thresholds(monkeypatch) -> list:
 
     monkeypatch.setattr(heatmaps, "Explainer", Recording)
     return thresholds
+
+
+# --- your own data (download.source: own) ------------------------------------------------------------
+
+def write_own_faces(root: Path, layout: str, per_class: int = 12, seed: int = 7) -> Path:
+    """A folder of labelled faces as a user would bring it: layout "classes" (female/, male/), "splits"
+    (train/ and val/, each with female/ and male/; no test/) or "csv" (img/*.jpg listed in labels.csv, every
+    other row with split train, each with the face's skin-tone group)."""
+    from stages.images.offline_sample import TONE_GROUPS, TRAINVAL_STUDIO, draw_face
+
+    rows = ["path,label,split,group"]
+    for label in ("female", "male"):
+        for index in range(per_class):
+            traits: dict = {}
+            image = draw_face(np.random.default_rng([seed, index, label == "male"]), label.capitalize(),
+                              TRAINVAL_STUDIO, traits)
+            if layout == "classes":
+                path = root / label / f"{index:03d}.jpg"
+            elif layout == "splits":
+                path = root / ("train" if index < per_class * 0.7 else "val") / label / f"{index:03d}.jpg"
+            else:
+                path = root / "img" / f"{label}_{index:03d}.jpg"
+                rows.append(f"img/{path.name},{label},{'train' if index % 2 else ''},"
+                            f"{TONE_GROUPS[traits['skin_tone']]}")
+            write(path, jpeg(image, quality=90))
+    if layout == "csv":
+        (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root

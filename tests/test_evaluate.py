@@ -269,14 +269,15 @@ def evaluate_tiny(tiny_model, records, tmp_path):
     train.fit(family, data, model_dir.root, curves.root)
     calls = iter(range(100))
 
-    def run(explain: ExplainParams, threshold: float = 0.5) -> evaluate.Outputs:
+    def run(explain: ExplainParams | None, threshold: float = 0.5, **options) -> evaluate.Outputs:
         root = tmp_path / f"out{next(calls)}"
         out = evaluate.Outputs(*(kind.of("tiny", 2021, root / kind.__name__) for kind in
                                  (EvaluationDir, RocCurves, ConfusionCounts, ReliabilityCurves)))
         for folder in (out.evaluation, out.roc, out.confusion, out.reliability):
             folder.root.mkdir(parents=True)
-        evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"], threshold, 4,
-                          explain=explain, prepared_root=records.parent / "prepared")
+        run.metrics = evaluate.evaluate(registry.family_class("tiny"), model_dir, curves, data, out, ["Female", "Male"],
+                                        threshold, 4, explain=explain,
+                                        **({"prepared_root": records.parent / "prepared"} | options))
         return out
 
     return run
@@ -308,6 +309,26 @@ def test_heat_maps_explain_the_class_evaluate_threshold_picks(evaluate_tiny, mon
     thresholds = record_explainer_thresholds(monkeypatch)
     evaluate_tiny(ExplainParams(images=1, method="auto"), threshold=0.7)
     assert thresholds == [0.7]
+
+
+def test_evaluate_reports_per_group_only_on_the_splits_groups_csv_covers(evaluate_tiny, tmp_path):
+    """data/prepared/groups.csv naming the test images only: the test split gets a groups section
+    (every image in a group, each group's counts adding up), validation none; no file: none anywhere."""
+    from stages.contracts.prepared import write_groups
+
+    prepared = tmp_path / "groups-prepared"
+    prepared.mkdir()
+    out = evaluate_tiny(None, prepared_root=prepared, group_min_per_class=1)
+    without = evaluate_tiny.metrics
+    assert without.val.groups is None and without.test.groups is None
+    files = list(out.evaluation.read_predictions("test")["file"])
+    write_groups(prepared, {file: "a" if index % 2 else "b" for index, file in enumerate(files)})
+    evaluate_tiny(None, prepared_root=prepared, group_min_per_class=1)
+    found = evaluate_tiny.metrics
+    assert found.val.groups is None and list(found.test.groups.groups) == ["a", "b"]
+    assert sum(group.n for group in found.test.groups.groups.values()) == found.test.n == len(files)
+    assert all(sum(group.counts.values()) == group.n for group in found.test.groups.groups.values())
+    assert found.test.majority_rate == pytest.approx(4 / 6) and found.val.majority_rate == pytest.approx(3 / 5)
 
 
 def test_gradcam_forced_on_a_model_without_conv_is_one_line(evaluate_tiny):

@@ -40,11 +40,25 @@ def images_in(folder: Path) -> list[Path]:
                   and "truncated" not in p.name and "empty" not in p.name)
 
 
+def test_every_labelled_face_has_a_synthetic_group_drawn_independently_of_its_class(tree):
+    groups = {}
+    for name in ("trainval", "test"):
+        lines = (tree / name / "groups.csv").read_text().splitlines()
+        assert lines[0] == "path,group"
+        groups |= {f"{name}/{line.split(',')[0]}": line.split(",")[1] for line in lines[1:]}
+    labelled = {p.relative_to(tree).as_posix() for p in tree.rglob("*.*") if p.parent.name.lower() in
+                ("female", "male", "man", "woman") and "truncated" not in p.name and "empty" not in p.name
+                and p.suffix in (".jpg", ".png")}
+    assert set(groups) == labelled
+    assert set(groups.values()) == {"lighter", "medium", "darker"}
+
+
 # --- layouts ----------------------------------------------------------------------------------
 
 def test_trainval_layout(tree):
     root = tree / "trainval"
-    assert sorted(p.name for p in root.iterdir()) == [".DS_Store", "Test", "Thumbs.db", "Train", "Validation"]
+    assert sorted(p.name for p in root.iterdir()) == [".DS_Store", "Test", "Thumbs.db", "Train", "Validation",
+                                                       "groups.csv"]
     assert sorted(p.name for p in (root / "Train").iterdir()) == ["Female", "Male"]
     assert sorted(p.name for p in (root / "Test").iterdir()) == ["Female", "Male"]
     validation = root / "Validation"
@@ -54,7 +68,7 @@ def test_trainval_layout(tree):
 
 def test_test_layout(tree):
     root = tree / "test"
-    assert sorted(p.name for p in root.iterdir()) == [".DS_Store", "Thumbs.db", "faces"]
+    assert sorted(p.name for p in root.iterdir()) == [".DS_Store", "Thumbs.db", "faces", "groups.csv"]
     assert sorted(p.name for p in (root / "faces").iterdir()) == ["man", "woman"]
     assert all(p.is_file() for p in (root / "faces" / "man").iterdir())
     assert all(p.is_file() for p in (root / "faces" / "woman").iterdir())
@@ -200,9 +214,9 @@ def test_generating_twice_is_byte_identical(tree, tmp_path):
     again = generate_both(tmp_path)
     first, second = hashes(tree), hashes(again)
     # trainval: Train 2 per class + 2 junk, Test 2 per class + 2 broken, Validation, 2 junk at the root;
-    # test: men + 2 broken, women + 2 junk, 2 junk at the root.
+    # test: men + 2 broken, women + 2 junk, 2 junk at the root; groups.csv in each.
     assert len(first) == ((2 * PARAMS.train_per_class + 2) + (2 * PARAMS.val_per_class + 2) + PARAMS.unlabeled + 2
-                          + (MEN + 2) + (WOMEN + 2) + 2)
+                          + (MEN + 2) + (WOMEN + 2) + 2 + 2)
     assert first == second
     assert listing(tree) == listing(again)  # folders too
 
@@ -222,7 +236,7 @@ def test_more_images_keep_the_first_ones(tree, tmp_path):
     offline_sample.generate("trainval", tmp_path, bigger)
     first, second = hashes(tree / "trainval"), hashes(tmp_path)
     for name, digest in first.items():
-        assert second[name] == digest, name
+        assert second[name] == digest or name == "groups.csv", name
     added = range(PARAMS.train_per_class, bigger.train_per_class)
     assert set(second) - set(first) == {f"Train/{g}/{i:05d}.jpg" for g in ("Female", "Male") for i in added}
 

@@ -14,28 +14,29 @@ from PIL import Image
 
 from stages import evaluate, report
 from stages.analysis import figures
-from stages.analysis.cards import CardInputs
+from stages.analysis.cards import SYNTHETIC_GROUPS, CardInputs, groups_section
 from stages.analysis.discussion import compute_section, discussion, ethics_section
-from stages.analysis.document import Figure, Section, Table, to_html, to_markdown
+from stages.analysis.document import Figure, Paragraph, Section, Table, to_html, to_markdown
+from stages.analysis.groups import split_groups
 from stages.analysis.statistics import METRIC_NAMES, classification_metrics, roc_points
 from stages.common.config import CalibrationParams
 from stages.compare import compare
 from stages.contracts.comparison import Comparison, PairedTest
 from stages.contracts.evaluation import EvaluationDir, ModelMetrics, ReliabilityCurves, RocCurves
-from stages.contracts.prepared import PreparedWriter, PrepareSummary
+from stages.contracts.prepared import PreparedWriter, PrepareSummary, duplicate_keys
 from stages.contracts.provenance import DatasetProvenance, Provenance
 from stages.contracts.training import TrainingInfo, TrainMetrics
 from stages.evaluate import confident_examples, save_explanations
 from tests.helpers import png_bytes
 
 CLASSES = ["Female", "Male"]
-SECTION_IDS = ["banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "calibration", "discussion",
-               "mistakes", "correct", "ethics", "compute", "cards"]
+SECTION_IDS = ["banner", "data", "models", "learning-curves", "roc", "confusion", "metrics", "groups", "calibration",
+               "discussion", "mistakes", "correct", "ethics", "compute", "cards"]
 
 
 def split_metrics(labels, probabilities) -> dict:
     metrics = classification_metrics(np.array(labels), np.array(probabilities))
-    return {key: metrics[key] for key in METRIC_NAMES} | {"n": metrics["n"], "confusion": metrics["confusion"]}
+    return {key: metrics[key] for key in (*METRIC_NAMES, "n", "confusion", "majority_rate")}
 
 
 def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[str, report.ModelResults]:
@@ -61,7 +62,11 @@ def make_results(root: Path, quality: dict[str, tuple[float, float]]) -> dict[st
             probabilities = np.clip(0.5 + margin * (labels - 0.5) * 2 + rng.normal(0, 0.25, labels.size), 0, 1)
             by_split[split] = pd.DataFrame({"label": labels, "probability": probabilities})
             measured = split_metrics(labels, probabilities)
-            metrics[split] = {key: measured[key] for key in METRIC_NAMES} | {"n": measured["n"]}
+            metrics[split] = {key: measured[key] for key in METRIC_NAMES} | {"n": measured["n"],
+                                                                             "majority_rate": measured["majority_rate"]}
+            if split == "test":     # two groups of 4 Female and 6 Male images each, as groups.csv would give
+                metrics[split]["groups"] = split_groups(labels, probabilities, ["light", "dark"] * 10, CLASSES, 0.5, 3,
+                                                        100, 0, 0.95)
             roc.write(split, pd.DataFrame(roc_points(labels, probabilities)))
             predicted = (probabilities >= 0.5).astype(int)
             evaluation.write_predictions(split, pd.DataFrame({
@@ -103,7 +108,11 @@ PREPARE_COUNTS = dict(
     image_size=100, counts={"train": {"Female": 5, "Male": 5, "total": 10}, "val": {"Female": 3, "Male": 3, "total": 6},
                             "test": {"Female": 8, "Male": 12, "total": 20}},
     skipped_count=1, skipped=[{"split": "test", "file": "data/raw/test/x.jpg", "reason": "empty file (0 bytes)"}],
-    duplicates={"train-test": 2}, duplicates_dropped=2)
+    duplicates={key: {"exact": 0, "near": 0, "examples": []} for key in duplicate_keys()} | {"train-test": {
+        "exact": 1, "near": 1, "examples": [
+            {"first": "data/raw/a.jpg", "second": "data/raw/b.jpg", "distance": 7, "mirrored": True},
+            {"first": "data/raw/c.jpg", "second": "data/raw/d.jpg", "distance": 0, "mirrored": False}]}},
+    duplicates_dropped=2, near_duplicate_distance=12)
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +184,14 @@ def test_markdown_links_figures_that_exist(built):
 
 
 def test_numbers_equal_the_metrics(built):
+    """Every metric of METRIC_NAMES (balanced accuracy beside accuracy) as the metrics files hold it, and
+    in each table's caption what always answering the split's larger class scores."""
     params, results, sections, _, markdown, _ = built
-    tables = {block.caption: block for section in sections if section.anchor == "metrics"
+    tables = {block.caption.split(":")[0]: block for section in sections if section.anchor == "metrics"
               for block in section.blocks if isinstance(block, Table)}
+    assert tables["Cross-dataset test split"].header[1:3] == ["accuracy", "balanced accuracy"]
+    caption = tables["Cross-dataset test split"].caption
+    assert caption.endswith("always answering the larger class scores 0.600 accuracy")
     for split, caption in (("val", "Validation split"), ("test", "Cross-dataset test split")):
         for row in tables[caption].rows:
             reference = params.compare.reference
@@ -200,7 +214,39 @@ def test_discussion_follows_the_numbers(built):
     assert f"cross-dataset test split the best model by ROC AUC is {best_test} " in text
     if best_val != best_test:
         assert "ranking changes" in text
-    assert "60.0% Male" in text  # 12 of 20 test images
+    assert "60.0% Male: answering Male every time scores 0.600 accuracy there" in text  # 12 of 20 test images
+    for name, result in results.items():
+        val, test = result.metrics.val, result.metrics.test
+        assert f"balanced accuracy {val.balanced_accuracy:.3f} to {test.balanced_accuracy:.3f}" in text
+
+
+def test_the_data_section_gives_each_classs_share_and_the_majority_rate(built):
+    _, _, sections, _, _, _ = built
+    table = next(block for section in sections if section.anchor == "data" for block in section.blocks
+                 if isinstance(block, Table) and "always the larger class" in block.header)
+    test = next(row for row in table.rows if row[0] == "cross-dataset test")
+    assert test[2:] == ["8 (40.0%)", "12 (60.0%)", "20", "0.600"]
+
+
+def test_results_per_group_with_intervals_and_the_gap_and_the_samples_groups_called_synthetic(built):
+    _, results, sections, page, _, _ = built
+    section = next(section for section in sections if section.anchor == "groups")
+    texts = [block.text for block in section.blocks if isinstance(block, Paragraph)]
+    assert texts[0] == SYNTHETIC_GROUPS and "synthetic" in texts[0] and "skin tone" in texts[0]  # the sample's
+    tables = [block for block in section.blocks if isinstance(block, Table)]
+    assert len(tables) == 2 * len(results)                     # per model: its groups, then the gaps
+    for name, result in results.items():
+        groups = next(table for table in tables if table.caption.startswith(f"{name}, cross-dataset test split, per"))
+        found = result.metrics.test.groups.groups
+        assert [row[0] for row in groups.rows] == list(found) == ["dark", "light"]
+        for row in groups.rows:
+            assert row[1] == "4 / 6" and row[2].startswith(f"{found[row[0]].accuracy:.3f} (")
+    ethics = next(section for section in sections if section.anchor == "ethics")
+    assert "per-group results above cover only the groups" in " ".join(ethics.blocks[-1].items)
+    kaggle = groups_section({}, CLASSES, "kaggle", [2021])
+    assert "no per-group results" in kaggle.blocks[0].text and len(kaggle.blocks) == 1
+    real = groups_section({name: result.metrics for name, result in results.items()}, CLASSES, "own", [2021])
+    assert SYNTHETIC_GROUPS not in [getattr(block, "text", "") for block in real.blocks]
 
 
 def test_discussion_names_the_class_wrong_more_often():
@@ -318,9 +364,25 @@ def test_compute_section_has_each_models_own_ideas(built):
         assert f"An idea of {name}'s." in items
 
 
-def test_cross_split_duplicates_are_reported(built):
+def test_duplicates_are_reported_by_kind_with_their_example_pairs(built):
     *_, markdown, _ = built
-    assert "appears in two splits: 2 between train and test; the 2 training copies were dropped" in markdown
+    assert "| train and test | 1 | 1 |" in markdown and "| train and val |" not in markdown
+    assert "2 training images that copy a validation or test image were dropped (prepare.drop_duplicates)" in markdown
+    assert "| train and test | data/raw/a.jpg | data/raw/b.jpg | 7, mirrored |" in markdown
+    assert "at most 12 bits apart" in markdown
+
+
+def test_prepares_figure_of_duplicate_pairs_is_in_the_report_and_no_pair_is_said_so(tmp_path, repo_params):
+    drawn = tmp_path / "duplicates.png"
+    Image.new("RGB", (20, 10), "red").save(drawn)
+    summary = PrepareSummary(**PREPARE_COUNTS)
+    provenance = Provenance(source="sample", sample={}, datasets={})
+    section = report.data_section(repo_params, summary, provenance, drawn)
+    assert any(isinstance(block, Figure) and block.path == drawn for block in section.blocks)
+    none = PrepareSummary(**PREPARE_COUNTS | {"duplicates": {key: {"exact": 0, "near": 0, "examples": []}
+                                                             for key in duplicate_keys()}, "duplicates_dropped": 0})
+    text = " ".join(getattr(block, "text", "") for block in report.data_section(repo_params, none, provenance).blocks)
+    assert "No picture appears twice, within a split or across two" in text
 
 
 def test_roc_legend_shows_the_auc_and_its_interval():

@@ -41,6 +41,26 @@ def test_hand_computed_case_at_half():
     assert all(type(v) is int for v in m["confusion"].values())
 
 
+def test_balanced_accuracy_and_the_majority_rate_by_hand():
+    """65 men and 35 women, as the cross-dataset test is shared: always answering Male scores 0.65
+    accuracy and 0.5 balanced accuracy; a model finding 52 of the men and 28 of the women scores
+    (0.8 + 0.8) / 2."""
+    labels = np.array([1] * 65 + [0] * 35)
+    always_male = classification_metrics(labels, np.ones(100))
+    assert always_male["accuracy"] == approx(0.65) and always_male["majority_rate"] == approx(0.65)
+    assert always_male["balanced_accuracy"] == approx(0.5)
+    found = np.concatenate([np.r_[np.ones(52), np.zeros(13)], np.r_[np.zeros(28), np.ones(7)]])
+    model = classification_metrics(labels, found)
+    assert model["sensitivity"] == approx(0.8) and model["specificity"] == approx(0.8)
+    assert model["balanced_accuracy"] == approx(0.8) and model["accuracy"] == approx(0.8)
+    assert model["majority_rate"] == approx(0.65)                            # the labels', whatever the model
+    hand = classification_metrics(np.array(LABELS), np.array(PROBS))         # 6 of 10 are Female
+    assert hand["balanced_accuracy"] == approx((3 / 4 + 4 / 6) / 2) and hand["majority_rate"] == approx(6 / 10)
+    only_men = classification_metrics([1, 1, 1], [0.9, 0.2, 0.6])
+    assert only_men["balanced_accuracy"] is None and only_men["majority_rate"] == 1.0   # no women: no specificity
+    assert classification_metrics([], [])["majority_rate"] is None
+
+
 def test_default_threshold_is_half():
     assert classification_metrics(LABELS, PROBS) == classification_metrics(LABELS, PROBS, 0.5)
 
@@ -72,10 +92,10 @@ def test_threshold_is_inclusive():
 
 def test_perfect_and_inverted():
     perfect = classification_metrics([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
-    assert [perfect[k] for k in METRIC_NAMES] == [1.0] * 6
+    assert [perfect[k] for k in METRIC_NAMES] == [1.0] * len(METRIC_NAMES)
     inverted = classification_metrics([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1])
     assert inverted["accuracy"] == 0.0
-    assert inverted["sensitivity"] == 0.0 and inverted["specificity"] == 0.0
+    assert inverted["sensitivity"] == 0.0 and inverted["specificity"] == 0.0 and inverted["balanced_accuracy"] == 0.0
     assert inverted["precision"] == 0.0 and inverted["f1"] == 0.0
     assert inverted["roc_auc"] == 0.0
 

@@ -15,8 +15,9 @@ from stages.contracts.evaluation import BootstrapInfo, Bounds, ModelMetrics, Spl
 MODELS = ["baseline", "improved", "a_model_with_a_long_name"]
 
 
-def split_metrics(auc: float) -> SplitMetrics:
-    return SplitMetrics(accuracy=0.8, sensitivity=0.8, specificity=0.8, precision=0.8, f1=0.8, roc_auc=auc, n=300,
+def split_metrics(auc: float, majority: float = 0.65) -> SplitMetrics:
+    return SplitMetrics(accuracy=0.8, balanced_accuracy=0.75, sensitivity=0.9, specificity=0.6, precision=0.8, f1=0.8,
+                        roc_auc=auc, n=300, majority_rate=majority,
                         interval={"roc_auc": Bounds(low=auc - 0.04, high=auc + 0.04)})
 
 
@@ -29,7 +30,7 @@ def paired(first: str, second: str, difference: float, p: float) -> PairedTest:
 @pytest.fixture
 def results() -> tuple[dict[str, ModelMetrics], Comparison]:
     metrics = {name: ModelMetrics(description=name, bootstrap=BootstrapInfo(level=0.95, resamples=2000, seed=1),
-                                  val=split_metrics(0.80 + 0.05 * i), test=split_metrics(0.75 + 0.05 * i))
+                                  val=split_metrics(0.80 + 0.05 * i, 0.5), test=split_metrics(0.75 + 0.05 * i))
                for i, name in enumerate(MODELS)}
     tests = {split: {"improved_vs_baseline": paired("improved", "baseline", 0.05, 0.0004),
                      # stored the other way round: the verdict turns the sign
@@ -40,14 +41,17 @@ def results() -> tuple[dict[str, ModelMetrics], Comparison]:
                                tests=tests)
 
 
-def test_the_verdict_is_one_row_per_model_and_split_within_100_columns(results):
+def test_the_verdict_is_one_row_per_model_and_split_within_110_columns(results):
+    """Accuracy with balanced accuracy beside it, and under the table what always answering each split's
+    larger class scores; a 24-character model name still fits 110 columns."""
     lines = verdict.verdict_lines(*results)
     assert lines[0].split()[:3] == ["model", "split", "ROC"] and "95% interval" in lines[0]
-    assert "AUC vs baseline" in lines[0] and len(lines) == 1 + 2 * len(MODELS)
-    assert max(map(len, lines)) <= 100
-    assert lines[1].split() == ["baseline", "val", "0.800", "0.760-0.840", "0.800", "reference"]
-    assert lines[3].split() == ["improved", "val", "0.850", "0.810-0.890", "0.800", "+0.050", "<0.001"]
+    assert "accuracy  balanced  AUC vs baseline" in lines[0] and len(lines) == 1 + 2 * len(MODELS) + 1
+    assert max(map(len, lines)) <= 110
+    assert lines[1].split() == ["baseline", "val", "0.800", "0.760-0.840", "0.800", "0.750", "reference"]
+    assert lines[3].split() == ["improved", "val", "0.850", "0.810-0.890", "0.800", "0.750", "+0.050", "<0.001"]
     assert lines[6].split()[-2:] == ["+0.100", "0.3"]                       # the sign follows the reference
+    assert lines[-1] == "Always answering the larger class scores 0.500 on val, 0.650 on test: the accuracy to beat."
 
 
 def test_an_undefined_delong_test_shows_as_undefined_with_its_reason(results):
@@ -70,14 +74,30 @@ def test_with_several_seeds_the_verdict_shows_means_and_their_spread(results):
 
     metrics, comparison = results
     means = {split: {"roc_auc": {name: 0.7 + 0.01 * i for i, name in enumerate(MODELS)},
-                     "accuracy": {name: 0.6 for name in MODELS}} for split in ("val", "test")}
+                     "accuracy": {name: 0.6 for name in MODELS},
+                     "balanced_accuracy": {name: 0.55 for name in MODELS}} for split in ("val", "test")}
     spread = {split: {"roc_auc": {name: SeedSpread(values=[0.69, 0.7, 0.71], standard_deviation=0.01, low=0.69,
                                                    high=0.71) for name in MODELS}} for split in ("val", "test")}
     lines = verdict.verdict_lines(metrics, comparison.model_copy(update={
         "seeds": [2021, 1, 2], "spread": spread, **means}))
     assert "ROC AUC, mean of 3 seeds" in lines[0] and "p (DeLong over seeds)" in lines[0]
-    assert lines[1].split() == ["baseline", "val", "0.700", "±", "0.010", "0.600", "reference"]
+    assert lines[1].split() == ["baseline", "val", "0.700", "±", "0.010", "0.600", "0.550", "reference"]
     assert lines[3].split()[:5] == ["improved", "val", "0.710", "±", "0.010"]
+
+
+def test_compare_carries_balanced_accuracy_and_each_splits_majority_rate(results, tmp_path):
+    """metrics/comparison.json: balanced accuracy per model, its difference to the reference, and the
+    share of each split's larger class (what always answering it scores), the same for every model."""
+    from stages.compare import compare
+
+    metrics, _ = results
+    runs = {name: [found.model_copy(update={"test": found.test.model_copy(update={"balanced_accuracy": 0.7 + i / 10})})]
+            for i, (name, found) in enumerate(metrics.items())}
+    compare(runs, "baseline").write(tmp_path / "comparison.json")
+    stored = Comparison.read(tmp_path / "comparison.json")
+    assert stored.test["balanced_accuracy"]["improved"] == pytest.approx(0.8)
+    assert stored.test["balanced_accuracy"]["improved_minus_baseline"] == pytest.approx(0.1)
+    assert stored.majority_rate == {"val": 0.5, "test": 0.65}
 
 
 def git(folder: Path, *args: str) -> None:

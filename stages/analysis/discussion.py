@@ -132,10 +132,13 @@ def discussion(results: dict[str, ModelMetrics], classes: Sequence[str], test_sh
         val, test = results[name].val, results[name].test
         auc_drop = None if None in (val.roc_auc, test.roc_auc) else val.roc_auc - test.roc_auc
         accuracy_drop = None if None in (val.accuracy, test.accuracy) else val.accuracy - test.accuracy
+        balanced_drop = (None if None in (val.balanced_accuracy, test.balanced_accuracy)
+                         else val.balanced_accuracy - test.balanced_accuracy)
         drops[name] = auc_drop
         items.append(f"{name}: ROC AUC {fmt(val.roc_auc)} on validation, {fmt(test.roc_auc)} on test "
                      f"(drop {fmt(auc_drop)}); accuracy {fmt(val.accuracy)} to {fmt(test.accuracy)} "
-                     f"(drop {fmt(accuracy_drop)}).")
+                     f"(drop {fmt(accuracy_drop)}); balanced accuracy {fmt(val.balanced_accuracy)} to "
+                     f"{fmt(test.balanced_accuracy)} (drop {fmt(balanced_drop)}).")
     losing = sum(1 for drop in drops.values() if drop is not None and drop > 0)
     who = "every model loses" if losing == len(drops) else f"{losing} of {len(drops)} models lose"
     blocks.append(Paragraph("From validation to the cross-dataset test (another source of faces, never seen "
@@ -160,8 +163,10 @@ def discussion(results: dict[str, ModelMetrics], classes: Sequence[str], test_sh
     blocks.append(Bullets(errors))
     majority = max(test_share, key=test_share.get)
     blocks.append(Paragraph(
-        f"The test source is {percent(test_share[majority])} {majority}. Accuracy and precision move with that "
-        "share, so compare models across the two splits by ROC AUC and the per-class rates, which do not."))
+        f"The test source is {percent(test_share[majority])} {majority}: answering {majority} every time scores "
+        f"{fmt(test_share[majority])} accuracy there, and a model's accuracy means something only above that. "
+        "Accuracy and precision move with that share, so compare models across the two splits by balanced "
+        "accuracy, ROC AUC and the per-class rates, which do not."))
     return blocks
 
 
@@ -199,33 +204,44 @@ def calibration_section(results: dict[str, ModelMetrics], figures: dict[str, obj
                    Table(["model", "T", "test ECE", "with T", "test Brier", "with T"], scaled, "Temperature scaling")]
     chosen = [[name, fmt(found.threshold.threshold),
                *(f"{fmt(found.threshold.test.get(key))} ({fmt(getattr(results[name].test, key))})"
-                 for key in ("accuracy", "sensitivity", "specificity"))]
+                 for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity"))]
               for name, found in calibrated.items() if found.threshold and found.threshold.threshold is not None]
     if chosen:
         blocks += [Paragraph(f"A threshold chosen on validation (Youden's J: the largest "
                              "sensitivity + specificity - 1) and the cross-dataset test at it; in brackets the "
                              f"test at evaluate.threshold, {fmt(threshold, 2)}:"),
-                   Table(["model", "threshold", "test accuracy", "sensitivity", "specificity"], chosen,
-                         "Threshold chosen on validation")]
+                   Table(["model", "threshold", "test accuracy", "balanced accuracy", "sensitivity", "specificity"],
+                         chosen, "Threshold chosen on validation")]
     blocks += [Figure(path, f"{name}: reliability diagram, validation and cross-dataset test")
                for name, path in figures.items()]
     return Section("calibration", "Calibration", blocks)
 
 
-def ethics_section(params: Params, test_share: dict[str, float]) -> Section:
+def ethics_section(params: Params, test_share: dict[str, float], grouped: bool = False) -> Section:
+    """Ethics and limitations; `grouped`: the report shows results per group (the data carry groups)."""
     majority = max(test_share, key=test_share.get)
+    if grouped:
+        unseen = ("What the numbers do not show: error rates by any group the data do not name (the per-group results "
+                  "above cover only the groups in data/prepared/groups.csv"
+                  + ("; the offline sample's are a synthetic skin tone, not people's" if params.download.source
+                     == "sample" else "") + "), or how the models behave on faces unlike the two sources.")
+    else:
+        unseen = ("What the numbers do not show: error rates by age, skin tone, image quality or any other group (the "
+                  "data carries no such labels), or how the models behave on faces unlike the two sources.")
     items = [
         "Gender is not binary and is not something a face shows: these models learn to reproduce the two labels "
         "in the datasets, which are annotators' perceptions of presentation, not anyone's gender identity. "
         "Non-binary and transgender people are misclassified by construction.",
         "Consent and provenance: the Kaggle datasets are faces collected from the web, mostly without the "
-        "consent of the people shown; their licences and origins are not fully documented.",
+        "consent of the people shown; their licences and origins are not fully documented." if params.download.source
+        != "own" else "Consent and provenance: your own data; whether the people shown agreed to this use is yours "
+        "to know and state.",
         f"Class imbalance: the test source is {percent(test_share[majority])} {majority}, so accuracy and precision "
-        "there partly reflect that share; the per-class error rates above show who bears the errors.",
+        f"there partly reflect that share (always answering {majority} scores {fmt(test_share[majority])}); balanced "
+        "accuracy and the per-class error rates above show who bears the errors.",
         "Misuse: automatic gender inference enables surveillance, targeted advertising and exclusion from "
         "services; a model like this should not be deployed to make decisions about people.",
-        "What the numbers do not show: error rates by age, skin tone, image quality or any other group (the data "
-        "carries no such labels), or how the models behave on faces unlike the two sources.",
+        unseen,
     ]
     blocks: list = [Bullets(items)]
     if params.download.source == "sample":

@@ -7,18 +7,26 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-METRIC_NAMES = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc")
+# Each has a bootstrap interval. Balanced accuracy, the mean of the two classes' recall, does not move
+# with the classes' shares as accuracy does (the test split is 65% Male: always answering Male scores 0.65).
+METRIC_NAMES = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc")
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
     return float(numerator / denominator) if denominator else None
 
 
+def _mean_recall(sensitivity: float | None, specificity: float | None) -> float | None:
+    return None if sensitivity is None or specificity is None else (sensitivity + specificity) / 2
+
+
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict:
-    """Accuracy, sensitivity (recall of class 1), specificity (recall of class 0), precision, F1, ROC AUC.
+    """Accuracy, balanced accuracy ((sensitivity + specificity) / 2), sensitivity (recall of class 1),
+    specificity (recall of class 0), precision, F1, ROC AUC; and, of the labels alone, the majority rate
+    (the larger class's share: what always answering it scores) and the confusion counts.
 
     labels: 0/1; probabilities: P(class 1). A value that is undefined on this data (no positives,
-    say) is None, not a made-up number. Also returns the confusion counts.
+    say) is None, not a made-up number.
     """
     labels = np.asarray(labels).astype(int).ravel()
     probabilities = np.asarray(probabilities, dtype=float).ravel()
@@ -30,17 +38,19 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     fp = int(np.sum((predicted == 1) & (labels == 0)))
     fn = int(np.sum((predicted == 0) & (labels == 1)))
     precision = _ratio(tp, tp + fp)
-    sensitivity = _ratio(tp, tp + fn)
+    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
     f1 = _ratio(2 * tp, 2 * tp + fp + fn)
     both_classes = 0 < labels.sum() < labels.size
     return {
         "accuracy": _ratio(tp + tn, labels.size),
+        "balanced_accuracy": _mean_recall(sensitivity, specificity),
         "sensitivity": sensitivity,
-        "specificity": _ratio(tn, tn + fp),
+        "specificity": specificity,
         "precision": precision,
         "f1": f1,
         "roc_auc": float(roc_auc_score(labels, probabilities)) if both_classes else None,
         "n": int(labels.size),
+        "majority_rate": _ratio(max(tp + fn, tn + fp), labels.size),
         "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
     }
 
@@ -88,11 +98,10 @@ def _weighted_auc(positive_scores: np.ndarray, negative_scores: np.ndarray, posi
     return (positive_weights * beaten).sum(axis=1) / pairs
 
 
-def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
-                        resamples: int = 2000, seed: int = 0, level: float = 0.95,
-                        chunk: int = 250) -> dict[str, list[float] | None]:
-    """Percentile intervals of every metric of classification_metrics, from a stratified bootstrap
-    over the images: {metric: [low, high]} (None where the metric is undefined on this data)."""
+def bootstrap_draws(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5, resamples: int = 2000,
+                    seed: int | np.random.SeedSequence = 0, chunk: int = 250) -> dict[str, np.ndarray]:
+    """Every metric of classification_metrics on each of `resamples` stratified bootstrap resamples of
+    the images: {metric: [resamples] values}, NaN where the metric is undefined on a resample."""
     labels = np.asarray(labels).astype(int).ravel()
     probabilities = np.asarray(probabilities, dtype=float).ravel()
     positive, negative = probabilities[labels == 1], probabilities[labels == 0]
@@ -110,18 +119,29 @@ def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold
             values["accuracy"].append((tp + tn) / labels.size)
             values["sensitivity"].append(tp / (tp + fn))
             values["specificity"].append(tn / (tn + fp))
+            values["balanced_accuracy"].append((values["sensitivity"][-1] + values["specificity"][-1]) / 2)
             values["precision"].append(tp / (tp + fp))
             values["f1"].append(2 * tp / (2 * tp + fp + fn))
-        if positive.size and negative.size:
-            values["roc_auc"].append(_weighted_auc(positive, negative, positive_weights, negative_weights))
+        values["roc_auc"].append(_weighted_auc(positive, negative, positive_weights, negative_weights)
+                                 if positive.size and negative.size else np.full(size, np.nan))
+    return {name: np.concatenate(parts) if parts else np.array([]) for name, parts in values.items()}
+
+
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> list[float] | None:
+    """The middle `level` share of the finite draws, [low, high]; None where none is finite."""
+    draws = np.asarray(draws)
+    draws = draws[np.isfinite(draws)]
     tail = (1 - level) / 2 * 100
-    intervals: dict[str, list[float] | None] = {}
-    for name, parts in values.items():
-        draws = np.concatenate(parts) if parts else np.array([])
-        draws = draws[np.isfinite(draws)]
-        intervals[name] = ([float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))]
-                           if draws.size else None)
-    return intervals
+    return [float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))] if draws.size else None
+
+
+def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
+                        resamples: int = 2000, seed: int | np.random.SeedSequence = 0, level: float = 0.95,
+                        chunk: int = 250) -> dict[str, list[float] | None]:
+    """Percentile intervals of every metric of classification_metrics, from a stratified bootstrap
+    over the images: {metric: [low, high]} (None where the metric is undefined on this data)."""
+    draws = bootstrap_draws(labels, probabilities, threshold, resamples, seed, chunk)
+    return {name: percentile_interval(values, level) for name, values in draws.items()}
 
 
 def _placements(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

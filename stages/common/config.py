@@ -71,9 +71,12 @@ class SampleParams(ParamsSection):
 
 
 class DownloadParams(ParamsSection):
-    source: Literal["sample", "kaggle"]
+    source: Literal["sample", "kaggle", "own"]
     datasets: dict[str, DatasetSource]
     sample: SampleParams
+    # source own: your own labelled faces, a folder (relative to the repository, or absolute) holding a
+    # folder per class, train/val/test folders of them, or a labels.csv (stages/images/own_data.py).
+    own: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _needs_both_datasets(self) -> "DownloadParams":
@@ -89,15 +92,42 @@ class SplitSource(ParamsSection):
     classes: dict[str, str]
 
 
+class OwnSplitParams(ParamsSection):
+    """The shares of val and test drawn, per class, from images whose split your data does not say."""
+
+    val: float = Field(gt=0, lt=1)
+    test: float = Field(gt=0, lt=1)
+    seed: int
+
+    @model_validator(mode="after")
+    def _leaves_some_for_training(self) -> "OwnSplitParams":
+        if self.val + self.test >= 1:
+            raise ValueError(f"val + test must leave some images for train, got {self.val} + {self.test}")
+        return self
+
+
+class OwnDataParams(ParamsSection):
+    """How prepare reads download.source: own."""
+
+    classes: dict[str, str]            # your label (any case) -> one of prepare.classes
+    split: OwnSplitParams
+
+
 class PrepareParams(ParamsSection):
     image_size: int = Field(ge=32, le=1024)
     # Most pixels (width x height, from the header) an image may declare; larger ones are skipped
     # before decoding (stages/images/reading.py, DEFAULT_MAX_PIXELS). strict: 2.5e7 or "25000000" is a typo.
     max_pixels: int = Field(ge=1, strict=True)
-    # An image whose pixels appear both in train and in val or test: drop the training copy.
+    # An image found both in train and in val or test (same pixels, or within near_duplicate_distance):
+    # drop the training copy.
     drop_duplicates: bool
+    # Most bits two images' perceptual hashes (256 bits, stages/images/near_duplicates.py) may differ in
+    # to count as near duplicates; 0: identical pixels only. Past 32 bits distinct faces match too, and
+    # the search slows towards comparing every pair.
+    near_duplicate_distance: int = Field(ge=0, le=32)
     classes: list[str] = Field(min_length=2, max_length=2)
     splits: dict[Literal["train", "val", "test"], SplitSource]
+    own: OwnDataParams
 
     @model_validator(mode="after")
     def _splits_are_consistent(self) -> "PrepareParams":
@@ -177,6 +207,7 @@ class EvaluateParams(ParamsSection):
     bootstrap: BootstrapParams
     explain: ExplainParams
     calibration: CalibrationParams
+    group_min_per_class: int = Field(ge=1)                 # a group with fewer of a class: its count, no numbers
 
 
 class CompareParams(ParamsSection):
@@ -231,6 +262,10 @@ class Params(ParamsSection):
                     f"prepare.splits.{name}.dataset is '{split.dataset}', "
                     f"not one of download.datasets {sorted(self.download.datasets)}"
                 )
+        unknown = set(self.prepare.own.classes.values()) - set(self.prepare.classes)
+        if self.download.source == "own" and unknown:    # checked where used: renaming classes needs no own data
+            raise ValueError(f"prepare.own.classes maps to {sorted(unknown)}, which are not in prepare.classes "
+                             f"{self.prepare.classes}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds lists a seed twice: {self.seeds}; each seed trains every model once")
         if self.compare.reference not in self.train:

@@ -71,7 +71,9 @@ class SeedSpread(BaseModel):
 class Comparison(JsonFile):
     """metrics/comparison.json (git): per split and metric, every model's value (its mean over the
     seeds) and, for each other model, "<model>_minus_<reference>"; the spread over seeds; per split, a
-    paired test for every pair of models, "<first>_vs_<second>" (the reference second)."""
+    paired test for every pair of models, "<first>_vs_<second>" (the reference second); and per split
+    the majority-class rate, what always answering its larger class scores (every model sees the same
+    images)."""
 
     written_by: ClassVar[str] = "compare"
     path: ClassVar[Path] = METRICS_DIR / "comparison.json"
@@ -84,6 +86,7 @@ class Comparison(JsonFile):
     test: dict[str, dict[str, Optional[float]]]
     tests: dict[str, dict[str, PairedTest]] = {}            # split -> "<first>_vs_<second>" -> test
     adjustment: Optional[Adjustment] = None
+    majority_rate: dict[str, Optional[float]] = {}          # split -> the larger class's share ({} before)
 
     def paired(self, split: str, first: str, second: str) -> Optional[PairedTest]:
         """The test of `first` against `second` on a split, whichever way round it was stored."""

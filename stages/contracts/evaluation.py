@@ -20,19 +20,69 @@ class Bounds(BaseModel):
     low: float
     high: float
 
+    @classmethod
+    def of(cls, pair: Optional[list[float]]) -> Optional["Bounds"]:
+        """An interval [low, high] as the metrics files keep it, 6 decimals; None stays None."""
+        return None if pair is None else cls(low=round(pair[0], 6), high=round(pair[1], 6))
+
+
+class GroupMetrics(BaseModel):
+    """One group's results on one split (stages/analysis/groups.py): its images per class, and its
+    metrics with their bootstrap intervals, or none and `too_small` saying why."""
+
+    n: int
+    counts: dict[str, int]                          # images per class
+    too_small: Optional[str] = None                 # why no numbers: a class under evaluate.group_min_per_class
+    accuracy: Optional[float] = None
+    balanced_accuracy: Optional[float] = None
+    false_negative_rate: Optional[float] = None     # the positive class's (Male) images called the other
+    false_positive_rate: Optional[float] = None     # the negative class's (Female) images called positive
+    roc_auc: Optional[float] = None
+    interval: dict[str, Optional[Bounds]] = {}
+
+
+class GroupGap(BaseModel):
+    """The largest difference in one metric between two groups: highest minus lowest, and the bootstrap
+    interval of those two groups' difference at `level`, widened for picking them among `pairs` pairs of
+    groups (below 0 at its low end: the images cannot tell them apart)."""
+
+    gap: float
+    highest: str
+    lowest: str
+    pairs: int                          # pairs of measured groups the two were picked from
+    level: Optional[float] = None       # the interval's level: evaluate.bootstrap.level, Bonferroni over the pairs
+    interval: Optional[Bounds] = None
+
+
+# The group of a grouped split's images that groups.csv gives none: shown, left out of the gaps.
+NO_GROUP = "(none)"
+
+
+class SplitGroups(BaseModel):
+    """Per group (data/prepared/groups.csv) on one split; images there without a group are the group
+    NO_GROUP, shown but left out of the gaps. gaps: per metric, absent with fewer than two groups."""
+
+    min_per_class: int
+    groups: dict[str, GroupMetrics]
+    gaps: dict[str, GroupGap] = {}
+
 
 class SplitMetrics(BaseModel):
     """Male (label 1) is the positive class; a value undefined on the data (no positives, say) is None.
-    interval: each metric's bootstrap interval (ModelMetrics.bootstrap says which), None where undefined."""
+    interval: each metric's bootstrap interval (ModelMetrics.bootstrap says which), None where undefined.
+    balanced_accuracy and majority_rate are None in files written before evaluate measured them."""
 
     accuracy: Optional[float]
+    balanced_accuracy: Optional[float] = None   # (sensitivity + specificity) / 2: blind to the classes' shares
     sensitivity: Optional[float]
     specificity: Optional[float]
     precision: Optional[float]
     f1: Optional[float]
     roc_auc: Optional[float]
     n: int
+    majority_rate: Optional[float] = None       # the larger class's share: what always answering it scores
     interval: dict[str, Optional[Bounds]] = {}
+    groups: Optional[SplitGroups] = None        # None: no image of the split has a group
 
 
 class BootstrapInfo(BaseModel):
@@ -67,7 +117,7 @@ class ChosenThreshold(BaseModel):
 
     method: Literal["youden"]             # largest sensitivity + specificity - 1 on validation
     threshold: Optional[float]            # None: validation has one class only
-    test: dict[str, Optional[float]] = {}  # accuracy, sensitivity, specificity, precision, f1 at it
+    test: dict[str, Optional[float]] = {}  # accuracy, balanced accuracy, sensitivity, specificity, precision, f1
 
 
 class Calibration(BaseModel):
@@ -104,6 +154,8 @@ class SplitScores(BaseModel):
     """A split's headline scores, short-named for DVC's tables; None where undefined on the data."""
 
     acc: Optional[float]        # accuracy
+    bal_acc: Optional[float] = None   # balanced accuracy: (sens + spec) / 2
+    majority: Optional[float] = None  # the larger class's share: the accuracy of always answering it
     auc: Optional[float]        # ROC AUC
     f1: Optional[float]
     sens: Optional[float]       # sensitivity: the share of the positive class (Male) found
@@ -135,7 +187,8 @@ class Scores(JsonFile):
         def short(split: SplitMetrics) -> SplitScores:
             def rounded(value: float | None) -> float | None:
                 return None if value is None else round(value, SCORE_DECIMALS)
-            return SplitScores(acc=rounded(split.accuracy), auc=rounded(split.roc_auc), f1=rounded(split.f1),
+            return SplitScores(acc=rounded(split.accuracy), bal_acc=rounded(split.balanced_accuracy),
+                               majority=rounded(split.majority_rate), auc=rounded(split.roc_auc), f1=rounded(split.f1),
                                sens=rounded(split.sensitivity), spec=rounded(split.specificity))
         return cls(val=short(metrics.val), test=short(metrics.test), epochs=epochs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import zipfile
 from pathlib import Path
 from typing import ClassVar
@@ -92,6 +93,35 @@ class SkippedFile(BaseModel):
     reason: str
 
 
+def duplicate_keys() -> list[str]:
+    """metrics/prepare.json's duplicates keys: every pair of splits, a split with itself for the pairs
+    within it ("train-train", "train-val", ..., "test-test")."""
+    return [f"{first}-{second}" for index, first in enumerate(SPLITS) for second in SPLITS[index:]]
+
+
+def duplicate_title(key: str) -> str:
+    """A duplicates key in words: "train-val" -> "train and val", "train-train" -> "within train"."""
+    first, second = key.split("-")
+    return f"within {first}" if first == second else f"{first} and {second}"
+
+
+class DuplicatePair(BaseModel):
+    """Two source files that are the same picture; `first` from the split named first in its key."""
+
+    first: str
+    second: str
+    distance: int         # bits apart, their perceptual hashes (0 for identical pixels)
+    mirrored: bool        # one is the other's mirror image
+
+
+class Duplicates(BaseModel):
+    """Pairs of the same picture between two splits (or within one), by kind, with a few examples."""
+
+    exact: int            # identical pixels after prepare
+    near: int             # within prepare.near_duplicate_distance, pixels not identical (resized, re-encoded, mirrored)
+    examples: list[DuplicatePair]   # the pairs farthest apart that still count (near before exact), a few
+
+
 class PrepareSummary(JsonFile):
     """metrics/prepare.json: images per split and class (with a "total"), every skipped file and why."""
 
@@ -102,7 +132,41 @@ class PrepareSummary(JsonFile):
     counts: dict[str, dict[str, int]]
     skipped_count: int
     skipped: list[SkippedFile]
-    # Images with the same decoded pixels in two splits, per pair ("train-test": 3), and how many
-    # training copies were dropped for it (prepare.drop_duplicates).
-    duplicates: dict[str, int]
+    # Pairs of images that are the same picture, for every pair of splits and within each split
+    # (duplicate_keys()), and how many training copies of a val or test image were dropped for it
+    # (prepare.drop_duplicates).
+    duplicates: dict[str, Duplicates]
     duplicates_dropped: int
+    near_duplicate_distance: int       # prepare.near_duplicate_distance: 0, identical pixels only
+
+
+# data/prepared/duplicates.png: the example pairs of metrics/prepare.json's duplicates side by side, one
+# row per pair of splits; only when there is one. The report shows it.
+DUPLICATES_FIGURE = "duplicates.png"
+
+
+def duplicates_figure(root: Path | str) -> Path:
+    return Path(root) / DUPLICATES_FIGURE
+
+
+# data/prepared/groups.csv: the group each prepared image belongs to, where its source says (a CSV's
+# `group` column, or the offline sample's synthetic skin tone): columns file (<split>/<Class>/<name>.png)
+# and group. Header only when no image has a group; evaluate then reports no per-group results.
+GROUPS_FILE = "groups.csv"
+
+
+def write_groups(root: Path | str, groups: dict[str, str]) -> None:
+    """data/prepared/groups.csv from {file: group}, sorted by file (the same groups give the same bytes)."""
+    with (Path(root) / GROUPS_FILE).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["file", "group"])
+        writer.writerows(sorted(groups.items()))
+
+
+def read_groups(root: Path | str) -> dict[str, str]:
+    """{file: group} from data/prepared/groups.csv; empty when the file is absent or lists no image."""
+    path = Path(root) / GROUPS_FILE
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {row["file"]: row["group"] for row in csv.DictReader(handle)}

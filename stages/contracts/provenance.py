@@ -21,7 +21,7 @@ from stages.contracts.jsonfile import JsonFile
 class DatasetProvenance(BaseModel):
     """One dataset as received."""
 
-    slug: str                                  # owner/name on Kaggle (the sample imitates this one)
+    slug: str                                  # owner/name on Kaggle (the sample imitates this one); own: the folder
     images: int                                # image files found after unpacking (or generating)
     version_requested: Optional[int] = None    # download.datasets.<name>.version: None asks for the latest
     version: Optional[int] = None              # the version received (Kaggle only)
@@ -43,7 +43,7 @@ class Provenance(JsonFile):
     written_by: ClassVar[str] = "download"
     path: ClassVar[Path] = METRICS_DIR / "download.json"
 
-    source: Literal["sample", "kaggle"]
+    source: Literal["sample", "kaggle", "own"]
     datasets: dict[str, DatasetProvenance]
     sample: Optional[dict] = None              # download.sample, when source is sample
     auth: Optional[KaggleAuth] = None          # how the kaggle client logged in, when source is kaggle
@@ -53,6 +53,8 @@ class Provenance(JsonFile):
         found = self.datasets[name]
         if self.source == "sample":
             return f"offline sample imitating {found.slug}"
+        if self.source == "own":
+            return f"your own data, copied from {found.slug}"
         parts = [f"version {found.version}" if found.version is not None else "version unknown"]
         if found.version_requested is None:
             parts[0] += " (the latest at download time)"

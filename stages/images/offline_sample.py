@@ -10,7 +10,8 @@ The class signal is a bundle of overlapping cues (hair length, beard, lip colour
 brow weight), none decisive on its own, so a small CNN lands clearly above chance and clearly
 below perfect. Each image is drawn from its own seeded generator: output is byte-identical
 whatever the order or number of processes. Scraped-data oddities are added on purpose: grey,
-CMYK, alpha PNG, EXIF-rotated, truncated and empty files, Thumbs.db and .DS_Store.
+CMYK, alpha PNG, EXIF-rotated, truncated and empty files, Thumbs.db and .DS_Store. One addition the
+real data lack: groups.csv at each dataset's top, a synthetic skin-tone group per face.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ CUE_PROBABILITY = {
 # Scraped labels are never clean: this share of faces is drawn as the other class.
 LABEL_NOISE = 0.04
 SKIN_TONES = [(255, 224, 196), (241, 194, 160), (224, 172, 125), (198, 134, 92), (141, 85, 54), (90, 56, 37)]
+# Each face's synthetic group (groups.csv), by its tone: drawn independently of the class.
+TONE_GROUPS = ["lighter", "lighter", "medium", "medium", "darker", "darker"]
 HAIR_COLOURS = [(20, 16, 14), (60, 40, 25), (110, 75, 40), (180, 140, 80), (220, 200, 150), (130, 40, 25)]
 
 
@@ -57,8 +60,8 @@ TRAINVAL_STUDIO = Studio((0.56, 0.64), 0.02, 3.0, (2.0, 5.0), (88, 95), 0.05, No
 TEST_STUDIO = Studio((0.50, 0.68), 0.03, 8.0, (3.0, 9.0), (55, 88), 0.10, (64, 260))
 
 
-def draw_face(rng: np.random.Generator, gender: str, studio: Studio) -> Image.Image:
-    """Draw one synthetic face photo labelled `gender` ('Female' or 'Male') as an RGB image."""
+def draw_face(rng: np.random.Generator, gender: str, studio: Studio, traits: dict | None = None) -> Image.Image:
+    """Draw one synthetic face photo labelled `gender` ('Female' or 'Male'); `traits` gets its skin tone."""
     if rng.random() < LABEL_NOISE:
         gender = "Male" if gender == "Female" else "Female"
     cues = CUE_PROBABILITY[gender]
@@ -80,7 +83,9 @@ def draw_face(rng: np.random.Generator, gender: str, studio: Studio) -> Image.Im
     face_w = face_h * rng.normal(cues["jaw"], 0.045)
     cx = big_w / 2 + rng.normal(0, studio.centre_jitter) * big_w
     cy = big_h / 2 + rng.normal(0, studio.centre_jitter) * big_h + 0.04 * unit
-    skin = np.array(SKIN_TONES[rng.integers(len(SKIN_TONES))]) * rng.uniform(0.9, 1.08)
+    tone = int(rng.integers(len(SKIN_TONES)))
+    (traits if traits is not None else {})["skin_tone"] = tone
+    skin = np.array(SKIN_TONES[tone]) * rng.uniform(0.9, 1.08)
     skin = tuple(int(v) for v in np.clip(skin, 0, 255))
     hair = tuple(int(v) for v in np.clip(np.array(HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]) * rng.uniform(0.8, 1.2), 0, 255))
 
@@ -195,22 +200,24 @@ def _rng(seed: int, dataset: str, place: str, index: int) -> np.random.Generator
     return np.random.default_rng([seed, zlib.crc32(f"{dataset}/{place}".encode()), index])
 
 
-def _write_face(job: tuple) -> None:
-    """Draw and write one face (a pool job: every argument is picklable)."""
+def _write_face(job: tuple) -> tuple[Path, str]:
+    """Draw and write one face (a pool job: every argument is picklable); returns its path and group."""
     path, place, index, gender, studio, seed, dataset, oddity = job
     rng = _rng(seed, dataset, place, index)
-    image = draw_face(rng, gender, studio)
+    traits: dict = {}
+    image = draw_face(rng, gender, studio, traits)
     if oddity is not None:
         path.write_bytes(ODD_READABLE[oddity](image))
     else:
         quality = int(rng.integers(studio.jpeg_quality[0], studio.jpeg_quality[1] + 1))
         path.write_bytes(jpeg_bytes(image, quality))
+    return path, TONE_GROUPS[traits["skin_tone"]]
 
 
 def _write_faces(folder: Path, prefix: str, count: int, gender: str, studio: Studio,
-                 seed: int, dataset: str, oddities: list[str]) -> None:
-    """Write `count` faces, on every core; the first few take the odd encodings named in `oddities`.
-    Each face has its own generator, so the files are the same whatever the number of processes."""
+                 seed: int, dataset: str, oddities: list[str]) -> dict[Path, str]:
+    """Write `count` faces, on every core, the first few in the odd encodings `oddities` names; returns each
+    file's group. Each face has its own generator: the same files whatever the number of processes."""
     folder.mkdir(parents=True, exist_ok=True)
     place = f"{folder.parent.name}/{folder.name}/{prefix}"
     jobs = []
@@ -223,12 +230,14 @@ def _write_faces(folder: Path, prefix: str, count: int, gender: str, studio: Stu
             jobs.append((folder / f"{prefix}{index:05d}.jpg", place, index, gender, studio, seed, dataset, None))
     workers = min(os.cpu_count() or 1, max(1, count // 200))
     if workers == 1:
-        for job in jobs:
-            _write_face(job)
-        return
+        return dict(_write_face(job) for job in jobs)
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for _ in pool.imap_unordered(_write_face, jobs, chunksize=64):
-            pass
+        return dict(pool.imap_unordered(_write_face, jobs, chunksize=64))
+
+
+def _write_groups(root: Path, groups: dict[Path, str]) -> None:
+    lines = ["path,group"] + [f"{path.relative_to(root).as_posix()},{group}" for path, group in sorted(groups.items())]
+    (root / "groups.csv").write_text("\n".join(lines) + "\n")
 
 
 def _junk(folder: Path) -> None:
@@ -244,13 +253,15 @@ def _broken(folder: Path, prefix: str, rng_seed: int) -> None:
 
 def write_trainval(root: Path, params: SampleParams) -> None:
     """Lay out the training source: Train/, Test/ (Female, Male) and an unlabeled Validation/."""
+    groups: dict[Path, str] = {}
     for split, per_class in (("Train", params.train_per_class), ("Test", params.val_per_class)):
         for gender in ("Female", "Male"):
             oddities = []
             if split == "Train":
                 oddities = ["gray.jpg", "alpha.png"] if gender == "Female" else ["cmyk.jpg", "exif.jpg"]
-            _write_faces(root / split / gender, "", per_class, gender, TRAINVAL_STUDIO,
-                         params.seed, "trainval", oddities)
+            groups |= _write_faces(root / split / gender, "", per_class, gender, TRAINVAL_STUDIO,
+                                   params.seed, "trainval", oddities)
+    _write_groups(root, groups)
     _broken(root / "Test" / "Male", "x", params.seed)
     _junk(root / "Train" / "Female")
     _junk(root)
@@ -268,8 +279,10 @@ def write_test(root: Path, params: SampleParams) -> None:
     women = params.test_images - men
     faces = root / "faces"
     studio = replace(TEST_STUDIO, sizes=tuple(params.test_sizes))
-    _write_faces(faces / "man", "man_", men, "Male", studio, params.seed, "test", ["cmyk.jpg", "exif.jpg"])
-    _write_faces(faces / "woman", "woman_", women, "Female", studio, params.seed, "test", ["gray.jpg", "alpha.png"])
+    groups = _write_faces(faces / "man", "man_", men, "Male", studio, params.seed, "test", ["cmyk.jpg", "exif.jpg"])
+    groups |= _write_faces(faces / "woman", "woman_", women, "Female", studio, params.seed, "test",
+                           ["gray.jpg", "alpha.png"])
+    _write_groups(root, groups)
     _broken(faces / "man", "man_", params.seed + 1)
     _junk(faces / "woman")
     _junk(root)
