@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 # Everything a source reads, relative to the repository: what committed() takes from the last commit.
 RESULTS = ("params.yaml", "metrics", "benchmarks/results.json", "benchmarks/timings.json", "benchmarks/measured.yaml",
-           "benchmarks/engines.json", "benchmarks/seeds.json", "docs/transcripts.json")
+           "benchmarks/engines.json", "benchmarks/seeds.json", "benchmarks/near_duplicates.json", "docs/transcripts.json")
 
 
 class RenderError(Exception):
@@ -92,6 +92,7 @@ SOURCES: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "timings": ("benchmarks/timings.json", lambda root: _json(root / "benchmarks/timings.json")),
     "engines": ("benchmarks/engines.json", lambda root: _json(root / "benchmarks/engines.json")),
     "seeds": ("benchmarks/seeds.json", lambda root: _json(root / "benchmarks/seeds.json")),
+    "duplicates": ("benchmarks/near_duplicates.json", lambda root: _json(root / "benchmarks/near_duplicates.json")),
     "transcripts": ("docs/transcripts.json (python -m docs.transcripts)",
                     lambda root: _json(root / "docs/transcripts.json")),
     "params": ("params.yaml", lambda root: yaml.safe_load((root / "params.yaml").read_text())),
