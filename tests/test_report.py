@@ -278,6 +278,10 @@ def test_data_section_shows_where_the_data_came_from(built):
     html = to_html("t", [report.data_section(params, PrepareSummary(**PREPARE_COUNTS), kaggle)])
     assert "version 4 (the latest at download time), updated 2021-04-15, downloaded 2026-11-29 18:27 UTC" in html
     assert "CC0: Public Domain" in html and "latest at download time" in html
+    own = Provenance(source="own", datasets={"own": DatasetProvenance(slug="/data/my_faces", images=2300)})
+    html = to_html("t", [report.data_section(params, PrepareSummary(**PREPARE_COUNTS), own)])
+    assert "your own data, copied from /data/my_faces, 2300 image files" in html
+    assert "read cross-dataset test below as held-out test" in html and "Kaggle" not in html
 
 
 def test_sample_banner_only_for_the_sample(built):

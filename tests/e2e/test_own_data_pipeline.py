@@ -63,10 +63,15 @@ def test_a_touched_image_reruns_nothing_and_a_changed_one_reruns_from_the_downlo
 
 
 def test_your_faces_train_and_compare_all_three_models_with_groups(project, folders):
+    # Up to compare: the cards, exports and report read the same files as on the sample (their own-data
+    # wording is tested in tests/test_cards.py and tests/test_report.py).
     set_params(project, {"download.source": "own", "download.own": str(folders["csv"])})
-    output = run(["dvc", "repro"], project)
-    assert {f"train@{model}-{SEED}" for model in MODELS} <= set(stages_run(output))
+    output = run(["dvc", "repro", "compare"], project)
+    assert {f"{kind}@{model}-{SEED}" for kind in ("train", "evaluate") for model in MODELS} <= set(stages_run(output))
     comparison = json.loads((project / "metrics/comparison.json").read_text())
     assert set(MODELS) <= set(json.dumps(comparison).split('"'))
     provenance = json.loads((project / "metrics/download.json").read_text())
     assert provenance["source"] == "own" and provenance["datasets"]["own"]["images"] == 2 * PER_CLASS
+    for model in MODELS:
+        groups = json.loads((project / f"metrics/evaluate/{model}/{SEED}.json").read_text())["test"]["groups"]
+        assert groups["groups"] and set(groups["groups"]) <= {"lighter", "medium", "darker"}

@@ -340,7 +340,7 @@ def test_experiments_queue_compare_apply(project, first_repro, tmp_path):
     assert experiments[f"metrics/{run_of('baseline')}.json:val.auc"].between(0, 1).all()
     assert experiments[f"metrics/{run_of('baseline')}.json:epochs"].notna().all()
     metric_columns = [column for column in table.columns if column.startswith("metrics/") and ":" in column]
-    assert len(metric_columns) == 11 * len(MODELS)                     # 5 scores x 2 splits + epochs, per model
+    assert len(metric_columns) == 15 * len(MODELS)                     # 7 scores x 2 splits + epochs, per model
     side_by_side = run([sys.executable, "-m", "stages.experiments"], project).splitlines()   # make compare
     assert max(map(len, side_by_side)) <= 120 and len(side_by_side) >= 4, side_by_side
     assert any(line.startswith("lr-0.01 ") and "train.baseline.learning_rate=0.01" in line for line in side_by_side)
