@@ -148,7 +148,7 @@ def test_a_card_shows_each_group_with_intervals_and_the_gap_and_says_the_samples
     assert rows["a"][2].startswith("0.750 (") and rows["b"][2].startswith("0.900 (")
     assert rows["c"][2:] == ["n/a"] * 5
     text = text_of([cards.Section("m", "Metrics", blocks)])
-    assert "No numbers for c (5 Female and 5 Male images: fewer than the 10" in text
+    assert "No numbers for c (only 5 Female and 5 Male images; a group needs 10 of each class for numbers)" in text
     gap = {row[0]: row for row in gaps.rows}["accuracy"]
     assert gap[1:3] == ["0.150", "b - a"] and gap[3].endswith(" (95.0%)")      # two groups: one pair, as asked
     assert (cards.SYNTHETIC_GROUPS in text) == (card.provenance.source == "sample")

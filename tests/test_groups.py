@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from stages import evaluate
-from stages.analysis.groups import GROUP_METRICS, group_results
+from stages.analysis.groups import GROUP_METRICS, group_results, split_groups, summary_line
 from stages.analysis.statistics import classification_metrics
 from stages.common.config import BootstrapParams
 from stages.contracts.evaluation import NO_GROUP, ModelMetrics, SplitMetrics
@@ -93,11 +93,18 @@ def test_a_group_too_small_says_so_and_is_left_out_of_the_gap():
                                               e=(0, 0, 12, 0))
     found = group_results(labels, probabilities, groups, CLASSES, min_per_class=10, resamples=100)
     d, e = found["groups"]["d"], found["groups"]["e"]
-    assert d["counts"] == {"Female": 3, "Male": 20} and d["too_small"].startswith("3 Female images: fewer than the 10")
-    assert e["too_small"].startswith("0 Male images") and "accuracy" not in e and "interval" not in e
+    assert d["counts"] == {"Female": 3, "Male": 20} and d["too_small"] == "only 3 Female images; a group needs 10 of each class for numbers"
+    assert e["too_small"].startswith("only 0 Male images") and "accuracy" not in e and "interval" not in e
     assert all({gap["highest"], gap["lowest"]} == {"a", "b"} for gap in found["gaps"].values())
     one_left = group_results(labels, probabilities, ["a"] * 80 + [None] * (len(labels) - 80), CLASSES, resamples=0)
     assert one_left["gaps"] == {}                               # a single measured group: no gap to give
+
+
+def test_the_printed_line_gives_each_groups_images_per_class_and_why_a_small_one_has_no_numbers():
+    labels, probabilities, groups = hand_made(a=(40, 10, 20, 10), d=(20, 0, 3, 0))
+    line = summary_line(split_groups(labels, probabilities, groups, CLASSES, 0.5, 10, 0, 0, 0.95))
+    assert line.startswith("a (30 Female, 50 Male): accuracy ")
+    assert "; d (3 Female, 20 Male): only 3 Female images; a group needs 10 of each class for numbers" in line
 
 
 def test_images_without_a_group_are_shown_as_none_and_left_out_of_the_gaps():

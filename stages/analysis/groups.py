@@ -32,7 +32,7 @@ def group_values(metrics: dict) -> dict:
 def too_small(counts: dict[str, int], min_per_class: int) -> str | None:
     """Why a group with these images per class gets no numbers, or None when it has enough of each."""
     short = [f"{count} {name}" for name, count in counts.items() if count < min_per_class]
-    return (f"{' and '.join(short)} images: fewer than the {min_per_class} of each class a group needs for numbers"
+    return (f"only {' and '.join(short)} images; a group needs {min_per_class} of each class for numbers"
             if short else None)
 
 
@@ -106,8 +106,9 @@ def split_groups(labels: np.ndarray, probabilities: np.ndarray, groups: Sequence
 
 
 def summary_line(found: SplitGroups) -> str:
-    """One line: each group's accuracy and balanced accuracy (or why it has none), then the largest gaps."""
-    groups = "; ".join(f"{name} {entry.n} images: " + (
+    """One line: each group's images per class and its accuracy and balanced accuracy (or why it has
+    none), then the largest gaps."""
+    groups = "; ".join(f"{name} ({', '.join(f'{count} {label}' for label, count in entry.counts.items())}): " + (
         entry.too_small or f"accuracy {entry.accuracy:.3f}, balanced accuracy {entry.balanced_accuracy:.3f}")
         for name, entry in found.groups.items())
     gaps = ", ".join(f"{metric} {gap.gap:.3f} ({gap.highest} - {gap.lowest})" for metric, gap in found.gaps.items())
