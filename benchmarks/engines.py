@@ -47,14 +47,14 @@ def measure(precision: str, engine: str, count: int, reference: str | None) -> d
     from stages.common.config import load_params
     from stages.modelkit import engine_choice
     from stages.modelkit.engines import batch_runner
-    from stages.models import transfer
+    from stages.modelkit import vgg16
 
     params = load_params()
     section, batch = params.train["transfer"], params.features.batch_size
     threads = distribute.limit_threads()
-    auto = engine_choice.resolve_base("auto", "auto", section["feature_layer"])
-    engine_choice.resolve_base(precision, engine, section["feature_layer"])   # refuses what this machine cannot run
-    extractor = transfer.feature_extractor((100, 100, 3), section["weights"], section["feature_layer"], precision)
+    auto = engine_choice.resolve_base("auto", "auto")
+    engine_choice.resolve_base(precision, engine)   # refuses what this machine cannot run
+    extractor = vgg16.feature_extractor((100, 100, 3), section["weights"], section["feature_layer"], precision)
     run = batch_runner(extractor, engine, threads)
     images = np.random.default_rng(0).uniform(0, 255, (count, 100, 100, 3)).astype(np.float32)
     run(images[:batch])                                  # warm-up: graph tracing, allocation

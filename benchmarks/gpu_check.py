@@ -31,7 +31,8 @@ def main() -> int:
     import tensorflow as tf
 
     from stages.modelkit.fitting import compile_model
-    from stages.models import baseline, transfer
+    from stages.modelkit import vgg16
+    from stages.models import baseline
 
     gpus = tf.config.list_logical_devices("GPU")
     if not gpus:
@@ -43,7 +44,7 @@ def main() -> int:
 
     strategy = distribute.make_strategy("auto")
     with strategy.scope():
-        half = transfer.feature_extractor((100, 100, 3), "none", "block4_pool", "float16")
+        half = vgg16.feature_extractor((100, 100, 3), "none", "block4_pool", "float16")
     started = time.monotonic()
     features = half.predict(images, batch_size=64, verbose=0)
     elapsed = time.monotonic() - started
@@ -52,7 +53,7 @@ def main() -> int:
                          f"{features.dtype}, {probe.device}, {1000 * elapsed / len(images):.2f} ms an image "
                          f"({strategy.num_replicas_in_sync} replica(s))"))
 
-    full = transfer.feature_extractor((100, 100, 3), "none", "block4_pool", "float32")
+    full = vgg16.feature_extractor((100, 100, 3), "none", "block4_pool", "float32")
     reference = full.predict(images[:64], batch_size=64, verbose=0)
     difference = np.abs(features[:64].astype(np.float32) - reference).mean() / (np.abs(reference).mean() + 1e-12)
     results.append(check("float16 base agrees with float32", difference < 0.01, f"mean relative difference {difference:.4f}"))

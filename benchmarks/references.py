@@ -89,7 +89,7 @@ def bare_predict(count: int) -> dict:
     cli.quiet_tensorflow()
     from stages.modelkit import engine_choice, registry
     from stages.modelkit.engines import batch_runner
-    from stages.models import transfer
+    from stages.modelkit import vgg16
 
     params = load_params()
     family = registry.family("transfer", params)
@@ -99,11 +99,11 @@ def bare_predict(count: int) -> dict:
     results = {}
     for key, (precision, engine) in BARE_KINDS.items():
         try:
-            engine_choice.resolve_base(precision, engine, family.params.feature_layer)
+            engine_choice.resolve_base(precision, engine)
         except UserError as error:
             results[key] = {"failed": str(error)}
             continue
-        extractor = transfer.feature_extractor(images.shape[1:], family.params.weights,
+        extractor = vgg16.feature_extractor(images.shape[1:], family.params.weights,
                                                family.params.feature_layer, precision)
         run = batch_runner(extractor, engine, threads)
         run(images[:batch])                                   # build and trace once

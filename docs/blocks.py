@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from docs.sources import FLAGS_NOTE, Measured, RenderError, Sources, cpu, formatted, step
+from stages.modelkit.engine_choice import bfloat16_pays
 
 
 class _Shows(string.Formatter):
@@ -230,15 +231,17 @@ ENGINE_NAMES = {"float32/keras": "Keras, float32", "bfloat16/keras": "Keras, bfl
 
 
 def block_engines(sources: Sources) -> list[str]:
-    """The frozen base per image on each engine, per CPU measured, as it is and with oneDNN capped at AVX2."""
+    """The frozen base per image on each engine, per CPU measured, as it is and with oneDNN capped at AVX2,
+    and what `auto`'s rule (stages/modelkit/engine_choice.py) runs on that CPU."""
     def cell(found: dict) -> str:
         return "cannot run" if "failed" in found else f"{found['wall_ms_per_image']:.1f} ms"
 
-    header = ["CPU", "oneDNN", *ENGINE_NAMES.values(), "`auto` chose"]
+    header = ["CPU", "oneDNN", *ENGINE_NAMES.values(), "`auto` runs"]
     rows = []
     for result in sources["engines"]["machines"]:
         for label, runs in (("as it is", result["runs"]["native"]), ("capped at AVX2", result["runs"]["onednn_avx2"])):
-            chosen = "{} on {}".format(*next(found["auto"] for found in runs.values() if "auto" in found))
+            pays = bfloat16_pays(result["machine"]["cpu"], result["machine"]["flags"], capped=label != "as it is")
+            chosen = "bfloat16 on keras" if pays else "float32 on keras"
             rows.append([cpu(result), label, *(cell(runs[kind]) for kind in ENGINE_NAMES), chosen])
     largest = {kind: max((found["max_relative_difference"] for result in sources["engines"]["machines"]
                           if (found := result["runs"]["native"][kind]).get("max_relative_difference") is not None),

@@ -5,11 +5,10 @@ data/features/<split>-NNNNN-of-NNNNN.tfrecord, with manifest.json: memory holds 
 split. Changing the transfer head's params then reruns the head's stages (train, evaluate, export),
 not this one. The outputs are stored in the dtype the base computes in (train.transfer.precision),
 unrounded: the head sees exactly what the full model computes, so evaluate's probabilities equal
-predict's. train.transfer.precision and .engine may be auto: this machine decides
-(stages/modelkit/engine_choice.py: float16 on a GPU; on a CPU the fastest of Keras float32, LiteRT
-float32 and, where the CPU has it natively, Keras bfloat16, timed once per machine and kept), and the
-manifest records what ran, on which CPU; train, evaluate and predict follow it. The stage prints one
-line saying what runs the base and why: timed here, cached (the file), or pinned in params.yaml.
+predict's. train.transfer.precision and .engine may be auto: a rule of the CPU decides
+(stages/modelkit/engine_choice.py: Keras bfloat16 where it was measured faster, float16 on a GPU,
+else Keras float32), and the manifest records what ran, on which CPU; train, evaluate and predict
+follow it. The stage prints one line saying what runs the base and why: auto's rule or params.yaml.
 Reads train.transfer.weights, .feature_layer, .precision and .engine, features.batch_size and .shard_size,
 and distribute.strategy (this machine's GPUs share the batches; a multi-worker cluster's chief runs it alone).
 """
@@ -56,17 +55,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     records = TfrecordsManifest.read_from(TFRECORDS_DIR)
     from stages.modelkit import engine_choice, registry
     from stages.modelkit.engines import batch_runner
+    from stages.modelkit import vgg16
     from stages.models import transfer
 
-    family = registry.family(MODEL, params)
+    family: transfer.Family = registry.family(MODEL, params)
     base = family.params
     threads = distribute.limit_threads()
-    choice = engine_choice.choose_base(base.precision, base.engine, base.feature_layer)
-    print(choice.line(), file=sys.stderr, flush=True)     # what runs the base and why: pinned, timed or cached
+    choice = engine_choice.choose_base(base.precision, base.engine)
+    print(choice.line(), file=sys.stderr, flush=True)     # what runs the base and why: auto's rule or params.yaml
     precision, engine = choice.precision, choice.engine
     family.base_run = (precision, engine)            # what family.describe() labels
     with distribute.make_strategy(params.distribute.strategy, local=True).scope():
-        extractor = transfer.feature_extractor(records.input_shape, base.weights, base.feature_layer, precision)
+        extractor = vgg16.feature_extractor(records.input_shape, base.weights, base.feature_layer, precision)
     # Under a strategy of several replicas (GPUs) Keras splits each batch between them, every image once.
     run_base = batch_runner(extractor, engine, threads, distribute.predict_each_row_once(extractor))
     shape = list(extractor.output.shape[1:])

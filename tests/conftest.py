@@ -73,26 +73,6 @@ def _fast_tests_start_no_project_process():
     subprocess.Popen.__init__ = original
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _engine_choices_kept_for_this_run(tmp_path_factory):
-    """The frozen base's `auto` engine (stages/modelkit/engine_choice.py) is timed once for the whole
-    run, in a cache of the run's own (never the user's): every worker and every stage the tests start
-    read it. In pytest's processes it is timed in the process itself: a fast test may not start one."""
-    from stages.modelkit import engine_choice
-
-    root = tmp_path_factory.getbasetemp()
-    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
-    previous = (os.environ.get(engine_choice.CACHE_VARIABLE), engine_choice.measure_elsewhere)
-    os.environ[engine_choice.CACHE_VARIABLE] = str(shared / "facegender-cache")
-    engine_choice.measure_elsewhere = engine_choice.measure_here
-    yield
-    engine_choice.measure_elsewhere = previous[1]
-    if previous[0] is None:
-        os.environ.pop(engine_choice.CACHE_VARIABLE, None)
-    else:
-        os.environ[engine_choice.CACHE_VARIABLE] = previous[0]
-
-
 @pytest.fixture(scope="session")
 def repo_params() -> Params:
     """The repository's params.yaml, parsed and validated (frozen: safe to share)."""

@@ -27,6 +27,7 @@ from stages.contracts.training import LearningCurves, ModelDir, ParameterCounts,
 from stages.modelkit import fitting, registry
 from stages.modelkit.family import DataRoots, ModelFamily
 from stages.modelkit.fitting import predict_records
+from stages.modelkit import vgg16
 from stages.models import transfer
 from tests.helpers import (make_tfrecords_project, needs_onednn_bfloat16, raw_repo_params, record_explainer_thresholds,
                            run_tfrecords)
@@ -53,7 +54,7 @@ def test_head_on_cached_features_equals_full_model(records, tmp_path, precision)
     params = registry.family("transfer", load_params()).params.model_copy(
         update={"weights": "none", "precision": precision})
     keras.utils.set_random_seed(7)
-    extractor = transfer.feature_extractor((100, 100, 3), "none", params.feature_layer, precision)
+    extractor = vgg16.feature_extractor((100, 100, 3), "none", params.feature_layer, precision)
     cached = tmp_path / "features"
     cached.mkdir()
     shape = list(extractor.output.shape[1:])

@@ -8,6 +8,7 @@ import pytest
 from keras import layers
 
 from stages.analysis import heatmaps
+from stages.modelkit import vgg16
 from stages.models import baseline, transfer
 from tests.helpers import needs_onednn_bfloat16
 
@@ -191,7 +192,7 @@ def test_the_explained_class_is_the_one_the_threshold_picks(method):
 def test_nested_models_unroll_to_their_last_conv():
     """The transfer model's shape: preprocessing, a nested VGG16 base (random, cut at block2_pool) and
     a nested head; Grad-CAM weighs the base's last conv, at the image's size."""
-    base = transfer.make_base((SIZE, SIZE, 3), "none", "block2_pool", "float32")
+    base = vgg16.make_base((SIZE, SIZE, 3), "none", "block2_pool", "float32")
     params = transfer.Params.model_validate({
         "epochs": 1, "batch_size": 4, "learning_rate": 0.001, "optimizer": "adam", "seed": 1, "shuffle_buffer": 8,
         "early_stopping_patience": 0, "reduce_learning_rate": None, "weights": "none", "feature_layer": "block2_pool",

@@ -19,6 +19,7 @@ from stages.common.config import load_params
 from stages.common.errors import UserError
 from stages.modelkit import registry, saving
 from stages.modelkit.augmentation import AugmentationParams, augment_images, augmented
+from stages.modelkit import vgg16
 from stages.models import improved, transfer
 from stages.models.baseline import make_model
 from stages.train import layer_table, parameter_counts, summary_text
@@ -211,7 +212,7 @@ def test_augmentation_describes_itself(improved_params):
 # --- transfer ---------------------------------------------------------------------------------
 
 def test_transfer_base_frozen_head_trainable(transfer_defaults):
-    base = transfer.make_base((100, 100, 3), "none")
+    base = vgg16.make_base((100, 100, 3), "none")
     model = transfer.make_model((100, 100, 3), transfer_defaults.model_copy(update={"weights": "none"}), base=base)
     assert tuple(model.output.shape[1:]) == (1,)
     assert tuple(base.output.shape[1:]) == (3, 3, 512)
@@ -226,17 +227,17 @@ def test_transfer_base_frozen_head_trainable(transfer_defaults):
 def test_vgg_preprocess_matches_keras():
     images = np.random.default_rng(2).uniform(0, 255, size=(2, 8, 8, 3)).astype("float32")
     expected = keras.applications.vgg16.preprocess_input(images.copy())
-    assert np.allclose(np.asarray(transfer.VGGPreprocess()(images)), expected, atol=1e-4)
+    assert np.allclose(np.asarray(vgg16.VGGPreprocess()(images)), expected, atol=1e-4)
 
 
 def test_hed_weights_land_on_every_vgg16_conv_layer():
     import h5py
 
-    base = transfer.make_base((100, 100, 3), "hed")
+    base = vgg16.make_base((100, 100, 3), "hed")
     random_base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(100, 100, 3))
     conv_layers = [layer for layer in base.layers if type(layer).__name__ == "Conv2D"]
     assert len(conv_layers) == 13
-    with h5py.File(transfer.hed_weights_path(), "r") as weights_file:
+    with h5py.File(vgg16.hed_weights_path(), "r") as weights_file:
         for layer in conv_layers:
             block, conv = layer.name.split("_")  # block3, conv2
             index = int(conv.removeprefix("conv")) - 1
@@ -252,9 +253,9 @@ def test_hed_weights_land_on_every_vgg16_conv_layer():
 def test_random_base_is_the_same_in_every_process():
     """The features stage and the train stage build `none` separately: they must agree."""
     keras.utils.set_random_seed(1)
-    first = transfer.make_base((100, 100, 3), "none")
+    first = vgg16.make_base((100, 100, 3), "none")
     keras.utils.set_random_seed(2)
-    second = transfer.make_base((100, 100, 3), "none")
+    second = vgg16.make_base((100, 100, 3), "none")
     for a, b in zip(first.get_weights(), second.get_weights()):
         np.testing.assert_array_equal(a, b)
     kernel = first.get_layer("block1_conv1").get_weights()[0]
@@ -262,32 +263,32 @@ def test_random_base_is_the_same_in_every_process():
 
 
 def test_base_cut_at_an_earlier_layer():
-    base = transfer.make_base((100, 100, 3), "hed", "block4_pool")
+    base = vgg16.make_base((100, 100, 3), "hed", "block4_pool")
     assert tuple(base.output.shape[1:]) == (6, 6, 512)
     assert not any(layer.name.startswith("block5") for layer in base.layers)
-    assert transfer.last_block(base) == "block4" and not base.trainable
-    full = transfer.make_base((100, 100, 3), "hed")
+    assert vgg16.last_block(base) == "block4" and not base.trainable
+    full = vgg16.make_base((100, 100, 3), "hed")
     np.testing.assert_array_equal(base.get_layer("block4_conv3").get_weights()[0],
                                   full.get_layer("block4_conv3").get_weights()[0])  # weights loaded before the cut
-    assert transfer.last_block(full) == "block5"
-    assert transfer.describe_weights("hed", "block4_pool") == "VGG16 up to block4_pool, HED/BSDS500 weights"
+    assert vgg16.last_block(full) == "block5"
+    assert vgg16.describe_weights("hed", "block4_pool") == "VGG16 up to block4_pool, HED/BSDS500 weights"
 
 
 def test_unknown_feature_layer_is_one_clear_error():
     with pytest.raises(UserError, match="feature_layer: 'block9_pool' is not a VGG16 layer; use one of .*block4_pool"):
-        transfer.make_base((100, 100, 3), "none", "block9_pool")
+        vgg16.make_base((100, 100, 3), "none", "block9_pool")
 
 
 def test_weights_label_never_says_imagenet_for_hed():
-    assert transfer.describe_weights("hed") == "VGG16, HED/BSDS500 weights"
-    assert "ImageNet" not in transfer.describe_weights("hed")
+    assert vgg16.describe_weights("hed") == "VGG16, HED/BSDS500 weights"
+    assert "ImageNet" not in vgg16.describe_weights("hed")
 
 
 def test_weights_from_a_path_load(tmp_path):
     saved = keras.applications.VGG16(include_top=False, weights=None, input_shape=(100, 100, 3))
     path = tmp_path / "my_vgg16_notop.weights.h5"
     saved.save_weights(path)
-    base = transfer.make_base((100, 100, 3), str(path))
+    base = vgg16.make_base((100, 100, 3), str(path))
     for expected, loaded in zip(saved.get_weights(), base.get_weights()):
         assert np.array_equal(expected, loaded)
 
@@ -296,32 +297,32 @@ def test_unloadable_path_is_one_clear_error(tmp_path):
     path = tmp_path / "not_weights.h5"
     path.write_bytes(b"garbage")
     with pytest.raises(UserError, match="not loadable as VGG16 notop weights"):
-        transfer.make_base((100, 100, 3), str(path))
+        vgg16.make_base((100, 100, 3), str(path))
     with pytest.raises(UserError, match="not hed, imagenet, none or an existing file"):
-        transfer.make_base((100, 100, 3), str(tmp_path / "missing.h5"))
+        vgg16.make_base((100, 100, 3), str(tmp_path / "missing.h5"))
 
 
 def test_imagenet_missing_and_offline_gives_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     # The real download code, pointed at a closed port on this machine: no internet is touched.
-    monkeypatch.setattr(transfer, "IMAGENET_URL", "http://127.0.0.1:9/" + transfer.IMAGENET_FILE)
+    monkeypatch.setattr(vgg16, "IMAGENET_URL", "http://127.0.0.1:9/" + vgg16.IMAGENET_FILE)
     with pytest.raises(UserError) as caught:
-        transfer.make_base((100, 100, 3), "imagenet")
+        vgg16.make_base((100, 100, 3), "imagenet")
     message = str(caught.value)
     assert "\n" not in message
-    for part in (transfer.IMAGENET_FILE, transfer.IMAGENET_MD5, str(tmp_path / "keras" / "models"), "hed"):
+    for part in (vgg16.IMAGENET_FILE, vgg16.IMAGENET_MD5, str(tmp_path / "keras" / "models"), "hed"):
         assert part in message
 
 
 def test_imagenet_bad_file_is_reported_and_left_in_place(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(transfer, "IMAGENET_URL", "http://127.0.0.1:9/" + transfer.IMAGENET_FILE)
-    cached = tmp_path / "keras" / "models" / transfer.IMAGENET_FILE
+    monkeypatch.setattr(vgg16, "IMAGENET_URL", "http://127.0.0.1:9/" + vgg16.IMAGENET_FILE)
+    cached = tmp_path / "keras" / "models" / vgg16.IMAGENET_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"a user's damaged download")
     with pytest.raises(UserError) as caught:
-        transfer.make_base((100, 100, 3), "imagenet")
-    assert transfer.IMAGENET_MD5 in str(caught.value) and str(cached) in str(caught.value)
+        vgg16.make_base((100, 100, 3), "imagenet")
+    assert vgg16.IMAGENET_MD5 in str(caught.value) and str(cached) in str(caught.value)
     assert cached.read_bytes() == b"a user's damaged download"
 
 
@@ -330,19 +331,19 @@ def test_imagenet_file_placed_in_keras_home_is_loaded(tmp_path, monkeypatch):
     real file cannot be had here, so a VGG16 notop weights file of random weights stands in, with
     the expected MD5 set to its own: the path from the cache to the loaded base is the real one."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(transfer, "IMAGENET_URL", "http://127.0.0.1:9/" + transfer.IMAGENET_FILE)
-    cached = tmp_path / "keras" / "models" / transfer.IMAGENET_FILE
+    monkeypatch.setattr(vgg16, "IMAGENET_URL", "http://127.0.0.1:9/" + vgg16.IMAGENET_FILE)
+    cached = tmp_path / "keras" / "models" / vgg16.IMAGENET_FILE
     cached.parent.mkdir(parents=True)
     import h5py
     # Keras's ImageNet file is a legacy .h5 (one group per layer); saved that way.
     full = keras.applications.VGG16(include_top=False, weights=None, input_shape=(100, 100, 3))
-    transfer.randomize(full, seed=11)
+    vgg16.randomize(full, seed=11)
     legacy = tmp_path / "legacy.h5"
     with h5py.File(legacy, "w") as handle:
         keras.src.legacy.saving.legacy_h5_format.save_weights_to_hdf5_group(handle, full)
     cached.write_bytes(legacy.read_bytes())
-    monkeypatch.setattr(transfer, "IMAGENET_MD5", transfer.md5_of(cached))
-    base = transfer.make_base((100, 100, 3), "imagenet", "block5_pool", "float32")
+    monkeypatch.setattr(vgg16, "IMAGENET_MD5", vgg16.md5_of(cached))
+    base = vgg16.make_base((100, 100, 3), "imagenet", "block5_pool", "float32")
     for loaded, expected in zip(base.weights, full.weights):
         np.testing.assert_array_equal(np.asarray(loaded), np.asarray(expected))
     assert cached.read_bytes() == legacy.read_bytes()          # the user's file is never changed

@@ -51,12 +51,6 @@ def onednn_allows(precision: str, environ: dict[str, str] | None = None) -> bool
     return ONEDNN_ISA_ORDER.index(cap) >= ONEDNN_ISA_ORDER.index(ONEDNN_LEVEL_OF[precision])
 
 
-def native_bfloat16(cpuinfo: str | None = None, environ: dict[str, str] | None = None) -> bool:
-    """Whether this CPU computes bfloat16 in hardware (avx512_bf16 or amx_bf16) and oneDNN may use it."""
-    _, flags = cpu_info(cpuinfo)
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags)) and onednn_allows("bfloat16", environ)
-
-
 def litert_installed() -> bool:
     """Whether LiteRT (the ai-edge-litert package) can run here: the transfer model's float32 engine."""
     return importlib.util.find_spec("ai_edge_litert") is not None

@@ -5,8 +5,8 @@
 LiteRT is the maintained successor of TensorFlow Lite's interpreter (the `ai-edge-litert` package;
 `tf.lite.Interpreter` is deprecated). The model is exported with Keras's own LiteRT exporter
 (`keras.Model.export(format="litert")`) and run by the interpreter with its XNNPACK delegate, which on
-AVX2-only CPUs computes VGG16 in float32 faster than Keras does (docs/benchmark.md; which engine runs
-on a machine is timed there: stages/modelkit/engine_choice.py).
+capped CPUs computed VGG16 in float32 up to 25% faster than Keras did, and on others slower
+(docs/models.md#precision); it runs the features stage's base when train.transfer.engine is litert.
 Its outputs match Keras float32 within float32 rounding (max relative difference ~1e-6).
 
 Used by the features stage (the frozen base over every split), predict (the same base on new

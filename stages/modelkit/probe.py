@@ -95,13 +95,12 @@ def base_timer(params: Params, threads: int) -> tuple[Callable[[], float], int, 
     images (seconds), the batch's images, and (precision, engine)."""
     from stages.modelkit import engine_choice
     from stages.modelkit.engines import batch_runner
-    from stages.models import transfer
+    from stages.modelkit import vgg16
 
     section = params.train["transfer"]
-    precision, engine = engine_choice.resolve_base(section.get("precision", "auto"), section.get("engine", "auto"),
-                                                   section["feature_layer"])
+    precision, engine = engine_choice.resolve_base(section.get("precision", "auto"), section.get("engine", "auto"))
     size, batch = params.prepare.image_size, params.features.batch_size
-    extractor = transfer.feature_extractor((size, size, 3), "none", section["feature_layer"], precision)
+    extractor = vgg16.feature_extractor((size, size, 3), "none", section["feature_layer"], precision)
     run = batch_runner(extractor, engine, threads)
     images = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
     run(images)                                            # warm-up: tracing, allocation
