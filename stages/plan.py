@@ -23,8 +23,7 @@ What the plan states, and where each number comes from:
   machine is at each stage's work, measured here in seconds (stages/modelkit/probe.py: the frozen base
   on the engine auto picks here, prepare's work, each model's training step, a stage's start; medians of
   interleaved rounds) against the same measurement the benchmark recorded (its newest scale-1 run
-  with one). A benchmark from before it recorded one is scaled by cores, and the features
-  stage by VGG16's multiply-adds up to the cut layer against the benchmark's: an estimate.
+  with one). A benchmark from before it recorded one is scaled by cores alone.
 """
 
 from __future__ import annotations
@@ -149,36 +148,14 @@ def benchmark_run(path: Path | None = None) -> dict | None:
     return max(runs, key=lambda run: (bool(run.get("probe")), run.get("date", "")), default=None)
 
 
-# VGG16's conv layers: (block, input channels, output channels, side at 100x100 input).
-VGG16_CONVS = [(1, 3, 64, 100), (1, 64, 64, 100), (2, 64, 128, 50), (2, 128, 128, 50), (3, 128, 256, 25),
-               (3, 256, 256, 25), (3, 256, 256, 25), (4, 256, 512, 12), (4, 512, 512, 12), (4, 512, 512, 12),
-               (5, 512, 512, 6), (5, 512, 512, 6), (5, 512, 512, 6)]
-# Results from before benchmarks recorded the layer ran at params.yaml's default then.
-BENCHMARK_DEFAULT_LAYER = "block4_pool"
-
-
-def vgg16_work(feature_layer: str) -> int | None:
-    """Multiply-adds of VGG16's convolutions up to feature_layer (blockN_pool) at 100x100, or None."""
-    if feature_layer not in VGG16_SHAPES:
-        return None
-    last = int(feature_layer[len("block")])
-    return sum(side * side * cin * cout * 9 for block, cin, cout, side in VGG16_CONVS if block <= last)
-
-
-
-
-def stage_times(run: dict, images: int, cores: int, feature_layer: str | None = None,
-                seeds: int = 1, probe: dict | None = None) -> list[tuple[str, float]]:
+def stage_times(run: dict, images: int, cores: int, seeds: int = 1,
+                probe: dict | None = None) -> list[tuple[str, float]]:
     """Seconds per stage here: the benchmark's, times the image ratio, times how much slower this machine
     is at the stage's work (probe.estimate_seconds, when both this machine's probe and the benchmark's are
     known: each probe ran the base at its own run's cut; train and evaluate have a fixed start apart);
-    else its cores over ours, and the features stage
-    times the VGG16 work of feature_layer over that of the benchmark's layer. A per-seed stage (train,
-    evaluate) times the number of seeds, and says so."""
+    else times its cores over ours. A per-seed stage (train, evaluate) times the number of seeds, and says so."""
     measured = sum(run["images"].values())
     their_cores = run["machine"]["cores"]
-    ours, theirs = vgg16_work(feature_layer or ""), vgg16_work(run.get("feature_layer", BENCHMARK_DEFAULT_LAYER))
-    layer = ours / theirs if ours and theirs else 1.0
     times = []
     probed = bool(probe and run.get("probe"))
     for stage in run["stages"]:
@@ -186,7 +163,7 @@ def stage_times(run: dict, images: int, cores: int, feature_layer: str | None = 
         if probed:
             seconds = estimate_seconds(name, stage["wall_s"], images / measured, probe, run["probe"], cores, their_cores)
         else:
-            seconds = stage["wall_s"] * images / measured * their_cores / max(cores, 1) * (layer if name == "features" else 1.0)
+            seconds = stage["wall_s"] * images / measured * their_cores / max(cores, 1)
         if seeds > 1 and name.startswith(PER_SEED_STAGES):
             name, seconds = f"{name}, x{seeds} seeds", seconds * seeds
         times.append((name, seconds))
@@ -226,7 +203,7 @@ def plan_lines(infos: dict, params: Params, free: int, run: dict | None, cores: 
         lines.append("  no benchmark run at scale 1 (make bench): no estimate")
     else:
         layer = params.train.get("transfer", {}).get("feature_layer")
-        times = stage_times(run, images, cores, layer, len(params.seeds), probe)
+        times = stage_times(run, images, cores, len(params.seeds), probe)
         lines += speed_lines(run, cores, layer, probe)
         lines += [f"  {seconds / 60:>6.1f} min  {stage}" for stage, seconds in times]
         lines.append(f"  {sum(seconds for _, seconds in times) / 60:>6.1f} min  in all, after the download")

@@ -263,7 +263,7 @@ def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) ->
     if not (probe and there):
         why = "" if there else " (the benchmark did not measure its machine: make bench again for a measured estimate)"
         return [f"  from the benchmark of {run['date']} ({run['machine']['cores']} cores; {cores} here), scaled by "
-                f"images, cores and the VGG16 work up to {layer}{why}; the download depends on the connection"]
+                f"images and cores{why}; the download depends on the connection"]
     return [f"  from the benchmark of {run['date']} on {there.get('cpu', 'its machine')}, scaled by images and by "
             "this machine's speed, measured just now (ms an image, here / there):",
             f"    frozen base up to {layer}: {probe['base_ms']:.1f} ({probe['precision']} on {probe['engine']}) / "
