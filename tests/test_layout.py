@@ -109,6 +109,14 @@ def test_no_module_imports_a_command():
     assert offenders == {}, "commands and libraries must import libraries only"
 
 
+def test_the_shared_libraries_import_no_model():
+    """A model builds on stages/modelkit, never the reverse (the registry finds models by name)."""
+    offenders = {module_name(path): sorted(name for name in imported_project_modules(path)
+                                           if name.startswith("stages.models"))
+                 for path in sorted(STAGES.glob("*/*.py")) if path.parent.name != "models"}
+    assert {module: names for module, names in offenders.items() if names} == {}
+
+
 def test_the_check_sees_function_level_imports(tmp_path):
     path = tmp_path / "x.py"
     path.write_text("def f():\n    from stages import compare, report\n    import stages.common.cli\n")
