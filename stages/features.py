@@ -6,8 +6,8 @@ split. Changing the transfer head's params then reruns the head's stages (train,
 not this one. The outputs are stored in the dtype the base computes in (train.transfer.precision),
 unrounded: the head sees exactly what the full model computes, so evaluate's probabilities equal
 predict's. train.transfer.precision and .engine may be auto: a rule of the CPU decides
-(stages/modelkit/engine_choice.py: Keras bfloat16 where it was measured faster, float16 on a GPU,
-else Keras float32), and the manifest records what ran, on which CPU; train, evaluate and predict
+(stages/modelkit/engine_choice.py: Keras bfloat16 or LiteRT float32 where each was measured faster,
+float16 on a GPU, else Keras float32), and the manifest records what ran, on which CPU; train, evaluate and predict
 follow it. The stage prints one line saying what runs the base and why: auto's rule or params.yaml.
 Reads train.transfer.weights, .feature_layer, .precision and .engine, features.batch_size and .shard_size,
 and distribute.strategy (this machine's GPUs share the batches; a multi-worker cluster's chief runs it alone).

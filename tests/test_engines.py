@@ -41,6 +41,14 @@ def test_bfloat16_is_auto_where_it_was_measured_faster(cpu, capped, pays):
     assert engine_choice.bfloat16_pays(*cpu, capped=capped) is pays
 
 
+@pytest.mark.parametrize("flags, cap, only", [
+    (AVX2_EPYC[1], "", True), (BF16_XEON[1], "", False), (BF16_XEON[1], "AVX2", True),
+    (BF16_XEON[1], "avx512_core", False), (BF16_XEON[1], "ALL", False),
+])
+def test_an_avx2_cpu_is_one_without_avx512_or_with_onednn_capped_below_it(flags, cap, only):
+    assert engine_choice.avx2_only(flags, cap) is only
+
+
 @pytest.mark.parametrize("environ, allowed", [
     ({}, True), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False), ({"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}, True),
     ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, False), ({"ONEDNN_MAX_CPU_ISA": "ALL"}, True),
@@ -60,36 +68,55 @@ def test_the_cpu_description_names_a_onednn_cap(monkeypatch):
 F32, LITERT, BF16 = ("float32", "keras"), ("float32", "litert"), ("bfloat16", "keras")
 
 
-@pytest.mark.parametrize("precision, engine, pays, gpus, expected", [
-    ("auto", "auto", True, 0, BF16),
-    ("auto", "auto", False, 0, F32),
-    ("auto", "auto", True, 1, ("float16", "keras")),           # a GPU
-    ("auto", "litert", True, 0, LITERT),                       # LiteRT decides the precision
-    ("float32", "auto", True, 0, F32),                         # an explicit choice is kept
-    ("bfloat16", "auto", False, 0, BF16),
-    ("float16", "keras", False, 0, ("float16", "keras")),
+@pytest.fixture
+def on_cpu(monkeypatch):
+    """Pretend to run on `cpu` (model, flags), with or without ai-edge-litert and a oneDNN cap."""
+    def pretend(cpu, litert: bool = True, cap: str | None = None):
+        monkeypatch.setattr(machine, "cpu_info", lambda *args: cpu)
+        monkeypatch.setattr(machine, "litert_installed", lambda: litert)
+        if cap:
+            monkeypatch.setenv(machine.ONEDNN_CAP_VARIABLE, cap)
+        else:
+            monkeypatch.delenv(machine.ONEDNN_CAP_VARIABLE, raising=False)
+    return pretend
+
+
+@pytest.mark.parametrize("cpu, litert, cap, gpus, precision, engine, expected", [
+    (AMX_XEON, True, None, 0, "auto", "auto", BF16),
+    (BF16_EPYC, True, None, 0, "auto", "auto", BF16),
+    (BF16_XEON, True, None, 0, "auto", "auto", F32),
+    (AVX2_EPYC, True, None, 0, "auto", "auto", LITERT),             # 2.3x faster there (measured.yaml)
+    (AVX2_EPYC, False, None, 0, "auto", "auto", F32),               # without ai-edge-litert
+    (AMX_XEON, True, "AVX2", 0, "auto", "auto", LITERT),            # an AVX2 CPU emulated
+    (AMX_XEON, True, None, 1, "auto", "auto", ("float16", "keras")),   # a GPU
+    (AMX_XEON, True, None, 0, "auto", "litert", LITERT),            # LiteRT decides the precision
+    (AMX_XEON, True, None, 0, "float32", "auto", F32),              # an explicit choice is kept
+    (AVX2_EPYC, True, None, 0, "bfloat16", "auto", BF16),
+    (AVX2_EPYC, True, None, 0, "auto", "keras", F32),
 ])
-def test_auto_follows_the_rule_and_an_explicit_choice_is_kept(monkeypatch, precision, engine, pays, gpus, expected):
-    monkeypatch.delenv(machine.ONEDNN_CAP_VARIABLE, raising=False)
-    monkeypatch.setattr(engine_choice, "bfloat16_pays_here", lambda: pays)
+def test_auto_follows_the_rule_and_an_explicit_choice_is_kept(on_cpu, cpu, litert, cap, gpus, precision, engine,
+                                                               expected):
+    on_cpu(cpu, litert, cap)
     assert engine_choice.resolve_base(precision, engine, gpus=gpus) == expected
 
 
-def test_the_features_line_says_what_runs_the_base_and_why(monkeypatch):
-    monkeypatch.delenv(machine.ONEDNN_CAP_VARIABLE, raising=False)
-    monkeypatch.setattr(engine_choice, "bfloat16_pays_here", lambda: True)
+def test_the_features_line_says_what_runs_the_base_and_why(on_cpu):
+    on_cpu(AMX_XEON)
     assert engine_choice.choose_base("auto", "auto", gpus=0).line() == (
         "features: the frozen base runs in bfloat16 on keras: auto on this CPU (amx_bf16, or an AMD with avx512_bf16)")
-    monkeypatch.setattr(engine_choice, "bfloat16_pays_here", lambda: False)
-    assert engine_choice.choose_base("auto", "auto", gpus=0).why == (
-        "auto on this CPU (bfloat16 pays only with amx_bf16, or on an AMD with avx512_bf16)")
     assert engine_choice.choose_base("float32", "keras", gpus=0).line() == (
         "features: the frozen base runs in float32 on keras: precision and engine set in params.yaml (train.transfer)")
-    assert engine_choice.choose_base("auto", "litert", gpus=0).why == (
-        "engine set in params.yaml (train.transfer); the rest auto on this CPU (bfloat16 pays only with amx_bf16, "
-        "or on an AMD with avx512_bf16)")
     assert engine_choice.choose_base("auto", "auto", gpus=1).line() == (
         "features: the frozen base runs in float16 on keras: auto on a GPU")
+    on_cpu(BF16_XEON)
+    assert engine_choice.choose_base("auto", "auto", gpus=0).why == (
+        "auto on this CPU (bfloat16 pays only with amx_bf16 or on an AMD with avx512_bf16)")
+    assert engine_choice.choose_base("auto", "litert", gpus=0).why == (
+        "engine set in params.yaml (train.transfer); the rest auto on this CPU (bfloat16 pays only with amx_bf16 "
+        "or on an AMD with avx512_bf16)")
+    on_cpu(AVX2_EPYC)
+    assert engine_choice.choose_base("auto", "auto", gpus=0).line() == (
+        "features: the frozen base runs in float32 on litert: auto on this CPU (AVX2, no AVX-512 for oneDNN)")
 
 
 def test_what_this_machine_cannot_run_is_refused_in_one_line(monkeypatch):
@@ -101,7 +128,7 @@ def test_what_this_machine_cannot_run_is_refused_in_one_line(monkeypatch):
     with pytest.raises(UserError, match=r"float16 cannot run with ONEDNN_MAX_CPU_ISA=AVX2 \(oneDNN has no float16 "
                                         r"kernels below AVX512_CORE_FP16\)"):
         engine_choice.resolve_base("float16", "keras", gpus=0)
-    assert engine_choice.resolve_base("auto", "auto", gpus=0) == F32           # capped: auto never picks bfloat16
+    assert engine_choice.resolve_base("auto", "auto", gpus=0) == LITERT        # capped: an AVX2 CPU emulated
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")   # bfloat16 runs, float16 does not
     assert engine_choice.resolve_base("bfloat16", "keras", gpus=0) == ("bfloat16", "keras")
     assert engine_choice.resolve_base("float32", "keras", gpus=0) == ("float32", "keras")
@@ -178,29 +205,29 @@ def features_stage(project, environ: dict[str, str], **transfer_params) -> subpr
 
 @pytest.mark.e2e
 def test_the_features_stage_runs_the_path_auto_gives_this_machine_and_records_it(tmp_path):
-    """ONEDNN_MAX_CPU_ISA=AVX2 emulates a CPU without native bfloat16 (oneDNN's kernels): auto runs Keras
-    float32 and an explicit bfloat16 is refused, leaving the good output as it was; engine: litert runs
-    LiteRT float32. Without the cap the stage runs what this process resolves."""
+    """ONEDNN_MAX_CPU_ISA=AVX2 emulates an AVX2-only CPU: auto runs LiteRT float32, an explicit bfloat16
+    is refused leaving the good output as it was, and engine: keras runs Keras float32. Without the
+    cap the stage runs what this process resolves."""
     project = make_tfrecords_project(tmp_path / "project")
     run_tfrecords(project)
     capped = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
     done = features_stage(project, capped)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "features: the frozen base runs in float32 on keras: auto on this CPU" in done.stderr
+    assert "features: the frozen base runs in float32 on litert: auto on this CPU (AVX2, no AVX-512" in done.stderr
     manifest = FeaturesManifest.read_from(project / "data" / "features")
-    assert (manifest.precision, manifest.engine, manifest.dtype) == ("float32", "keras", "float32")
+    assert (manifest.precision, manifest.engine, manifest.dtype) == ("float32", "litert", "float32")
     assert manifest.machine.endswith("oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA)")
+    assert manifest.weights_label.endswith(", float32 on LiteRT") and manifest.weights_label in done.stdout
     assert manifest.splits["test"].count == 6 and manifest.splits["test"].shape == [6, 6, 512]
     good = {path.name: path.read_bytes() for path in (project / "data" / "features").iterdir()}
     refused = features_stage(project, capped, precision="bfloat16")
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].startswith("error: train.transfer.precision: bfloat16 cannot run")
     assert {path.name: path.read_bytes() for path in (project / "data" / "features").iterdir()} == good
-    done = features_stage(project, capped, engine="litert")
+    done = features_stage(project, capped, engine="keras")
     assert done.returncode == 0, done.stderr[-2000:]
     manifest = FeaturesManifest.read_from(project / "data" / "features")
-    assert (manifest.precision, manifest.engine, manifest.dtype) == ("float32", "litert", "float32")
-    assert manifest.weights_label.endswith(", float32 on LiteRT") and manifest.weights_label in done.stdout
+    assert (manifest.precision, manifest.engine, manifest.dtype) == ("float32", "keras", "float32")
     done = features_stage(project, {})
     assert done.returncode == 0, done.stderr[-2000:]
     native = json.loads((project / "data" / "features" / FeaturesManifest.name).read_text())
@@ -216,17 +243,18 @@ def test_predict_without_litert_installed_runs_keras_and_says_so(random_transfer
         engines.LiteRTRunner.of_model(model, 2)
 
 
-@pytest.mark.parametrize("precision, pays, gpus, expected", [
-    ("auto", True, 0, "bfloat16"), ("auto", False, 0, "float32"), ("auto", True, 1, "float16"),
-    ("float32", True, 0, "float32"), ("bfloat16", False, 0, "bfloat16"),
+@pytest.mark.parametrize("precision, cpu, gpus, expected", [
+    ("auto", AMX_XEON, 0, "bfloat16"), ("auto", BF16_XEON, 0, "float32"), ("auto", AVX2_EPYC, 0, "float32"),
+    ("auto", AMX_XEON, 1, "float16"), ("float32", AMX_XEON, 0, "float32"), ("bfloat16", BF16_XEON, 0, "bfloat16"),
 ])
-def test_the_head_learning_through_the_base_in_keras_takes_its_precision_from_the_cpu(monkeypatch, precision,
-                                                                                       pays, gpus, expected):
+def test_the_head_learning_through_the_base_in_keras_takes_its_precision_from_the_cpu(on_cpu, precision, cpu, gpus,
+                                                                                       expected):
     """With augmentation the head trains through the base in Keras, in auto's precision."""
-    monkeypatch.delenv(machine.ONEDNN_CAP_VARIABLE, raising=False)
-    monkeypatch.setattr(engine_choice, "bfloat16_pays_here", lambda: pays)
+    on_cpu(cpu)
     assert engine_choice.keras_precision(precision, gpus=gpus) == expected
-    monkeypatch.setenv(machine.ONEDNN_CAP_VARIABLE, "AVX2")
-    if expected == "bfloat16":
+    on_cpu(cpu, cap="AVX2")
+    if precision == "bfloat16":
         with pytest.raises(UserError, match="bfloat16 cannot run with ONEDNN_MAX_CPU_ISA=AVX2"):
             engine_choice.keras_precision(precision, gpus=gpus)
+    elif precision == "auto" and not gpus:
+        assert engine_choice.keras_precision(precision, gpus=gpus) == "float32"

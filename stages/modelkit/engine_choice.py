@@ -3,12 +3,13 @@
     choose_base("auto", "auto")          # BaseChoice("bfloat16", "keras", why=...) on an AMX CPU
     keras_precision("auto")              # the precision the base trains in when it is in the graph
 
-The rule follows the timings in benchmarks/engines.json (docs/models.md#precision): Keras bfloat16
-ran the base 3.6x faster than float32 on an Intel Xeon with amx_bf16 and 2x faster on an AMD EPYC
-with avx512_bf16, but 1.5x slower on an Intel Xeon with avx512_bf16 and no AMX. So `auto` is
-bfloat16 where the CPU has amx_bf16, or is an AMD with avx512_bf16 (and ONEDNN_MAX_CPU_ISA does not
-cap oneDNN below its kernels); float16 on a GPU; Keras float32 everywhere else. LiteRT float32 ran
-from 25% faster to 13% slower than Keras float32, so it runs only when train.transfer.engine asks.
+The rule follows the timings in benchmarks/engines.json and measured.yaml (docs/models.md#precision):
+Keras bfloat16 ran the base 3.6x faster than float32 on an Intel Xeon with amx_bf16 and 2x faster on
+an AMD EPYC with avx512_bf16, but 1.5x slower on an Intel Xeon with avx512_bf16 and no AMX; on an
+AVX2-only AMD EPYC LiteRT float32 ran it 2.3x faster than Keras float32. So `auto` is bfloat16 where
+the CPU has amx_bf16, or is an AMD with avx512_bf16; LiteRT float32 where it has no AVX-512 (or
+ONEDNN_MAX_CPU_ISA caps oneDNN below it, as when emulating such a CPU) and ai-edge-litert is
+installed; float16 on a GPU; Keras float32 everywhere else.
 
 One CPU kind always gets the same path, so a rerun gives the same bytes; nothing is timed and nothing
 is kept outside the project. The features manifest records what ran; train, evaluate and predict
@@ -33,18 +34,24 @@ def bfloat16_pays(cpu: str, flags: list[str], capped: bool = False) -> bool:
     return not capped and ("amx_bf16" in flags or ("avx512_bf16" in flags and "AMD" in cpu.upper()))
 
 
-def bfloat16_pays_here() -> bool:
-    cpu, flags = machine.cpu_info()
-    return bfloat16_pays(cpu, flags, capped=not machine.onednn_allows("bfloat16"))
+def avx2_only(flags: list[str], cap: str = "") -> bool:
+    """No AVX-512 for oneDNN: the CPU lacks avx512f, or ONEDNN_MAX_CPU_ISA caps oneDNN below it."""
+    levels = machine.ONEDNN_ISA_ORDER
+    capped = cap.upper() in levels and levels.index(cap.upper()) < levels.index("AVX512_CORE")
+    return "avx512f" not in flags or capped
 
 
 def auto_base(gpus: int) -> tuple[Candidate, str]:
     """`auto`'s (precision, engine) on this machine, and why, in words."""
+    cpu, flags = machine.cpu_info()
+    cap = os.environ.get(machine.ONEDNN_CAP_VARIABLE, "").strip()
     if gpus:
         return ("float16", "keras"), "auto on a GPU"
-    if bfloat16_pays_here():
+    if bfloat16_pays(cpu, flags, capped=not machine.onednn_allows("bfloat16")):
         return ("bfloat16", "keras"), "auto on this CPU (amx_bf16, or an AMD with avx512_bf16)"
-    return REFERENCE, "auto on this CPU (bfloat16 pays only with amx_bf16, or on an AMD with avx512_bf16)"
+    if avx2_only(flags, cap) and machine.litert_installed():
+        return ("float32", "litert"), "auto on this CPU (AVX2, no AVX-512 for oneDNN)"
+    return REFERENCE, "auto on this CPU (bfloat16 pays only with amx_bf16 or on an AMD with avx512_bf16)"
 
 
 class BaseChoice(NamedTuple):
@@ -80,8 +87,10 @@ def choose_base(precision: str, engine: str, gpus: int | None = None) -> BaseCho
     if pinned:
         why = f"{' and '.join(pinned)} set in params.yaml (train.transfer)" + (
             f"; the rest {why}" if len(pinned) == 1 else "")
-    chosen = refuse_unrunnable(auto_precision if precision == "auto" else precision,
-                               auto_engine if engine == "auto" else engine, gpus)
+    precision = auto_precision if precision == "auto" else precision
+    if engine == "auto":                     # LiteRT runs float32 only: an explicit 16-bit precision is Keras's
+        engine = auto_engine if precision == "float32" else "keras"
+    chosen = refuse_unrunnable(precision, engine, gpus)
     return BaseChoice(*chosen, why=why)
 
 
