@@ -1,14 +1,11 @@
 """This machine's speed at the pipeline's three kinds of work, measured in seconds on a few dozen images.
 
-    speeds = probe(params)   # {"base_ms": ..., "prepare_ms": ..., "step_ms": ..., ...}, per image
+    speeds = probe(params)   # {"base_ms": ..., "step_ms": ..., "start_s": ..., ...}
 
 - base_ms: the transfer model's frozen base (the cut of train.transfer.feature_layer), on the precision
   and engine `auto` (or params.yaml) resolves to here, wall milliseconds an image in batches of
   features.batch_size: the features stage's work. Random weights: the same arithmetic as any weights,
   and nothing to download.
-- prepare_ms: decoding a JPEG face as the offline sample draws its test photos (64-260 px sides),
-  converting it to RGB, resizing it to prepare.image_size and writing a PNG, in one process:
-  prepare's work per image and core.
 - step_ms: a training step of the baseline CNN on a batch of train.baseline.batch_size images: the
   work of train and evaluate, per image (3 steps a round).
 - steps_ms: the same for each model that trains on the images ({"baseline": ..., "improved": ...}),
@@ -31,7 +28,6 @@ benchmarks/results.json) to scale each of the benchmark's stage times to this ma
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -47,7 +43,6 @@ from stages.common.errors import UserError
 
 # The stages that run once per seed (params.yaml's seeds): train and evaluate, a training step's work.
 PER_SEED_STAGES = ("train@", "evaluate@")
-PREPARE_IMAGES = 32
 # Every figure is the median of ROUNDS timings, and the rounds take turns (base, each model's steps,
 # prepare, then again): this VM-like machine has slow spells of several seconds (one core, or both
 # slower), which then land in one round of every kind of work rather than in all timings of one.
@@ -62,32 +57,6 @@ def _per_image_ms(seconds: float, images: int) -> float:
 
 def _median_ms(timings: list[float], images: int) -> float:
     return _per_image_ms(float(np.median(timings)), images)
-
-
-def prepare_timer(folder: Path, image_size: int, count: int = PREPARE_IMAGES) -> Callable[[], float]:
-    """A function timing prepare's work on `count` JPEG faces like the offline sample's test photos
-    (written to `folder` now), in seconds for all of them."""
-    from PIL import Image
-
-    from stages.images.offline_sample import TEST_STUDIO, draw_face, jpeg_bytes
-    from stages.images.reading import load_rgb
-
-    rng = np.random.default_rng(0)
-    paths = []
-    for index in range(count):
-        face = draw_face(rng, ("Male", "Female")[index % 2], TEST_STUDIO)   # its own size, 64-260 px
-        path = Path(folder) / f"{index}.jpg"
-        path.write_bytes(jpeg_bytes(face, 80))
-        paths.append(path)
-
-    def timed() -> float:
-        started = time.perf_counter()
-        for path in paths:
-            png = io.BytesIO()
-            Image.fromarray(load_rgb(path, image_size)).save(png, format="PNG", compress_level=1)
-        return time.perf_counter() - started
-
-    return timed
 
 
 def base_timer(params: Params, threads: int) -> tuple[Callable[[], float], int, str, str]:
@@ -195,20 +164,16 @@ def probe(params: Params) -> dict:
     starts = [time_start()]
     base, base_images, precision, engine = base_timer(params, threads)
     steps = {model: step_timer(params, model) for model in image_models(params)}
-    timings: dict[str, list[float]] = {name: [] for name in ("base", "prepare", *steps)}
-    with tempfile.TemporaryDirectory(prefix="facegender-probe-") as folder:
-        prepare = prepare_timer(Path(folder), params.prepare.image_size)
-        for _ in range(ROUNDS):
-            timings["base"].append(base())
-            for model, (timed, _) in steps.items():
-                timings[model].append(timed())
-            timings["prepare"].append(prepare())
+    timings: dict[str, list[float]] = {name: [] for name in ("base", *steps)}
+    for _ in range(ROUNDS):
+        timings["base"].append(base())
+        for model, (timed, _) in steps.items():
+            timings[model].append(timed())
     starts += [time_start() for _ in range(STARTS - 1)]
     steps_ms = {model: _median_ms(timings[model], images) for model, (_, images) in steps.items()}
     # How much the machine's speed moved during the probe: the plan says how far to trust it.
     spread = {name: round(max(found) / min(found), 2) for name, found in timings.items() if min(found) > 0}
     return {"base_ms": _median_ms(timings["base"], base_images), "precision": precision, "engine": engine,
-            "prepare_ms": _median_ms(timings["prepare"], PREPARE_IMAGES),
             "step_ms": steps_ms.get("baseline", next(iter(steps_ms.values()), None)),
             "steps_ms": steps_ms, "start_s": round(float(np.mean(starts)), 2), "rounds": ROUNDS, "spread": spread,
             "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
@@ -231,14 +196,14 @@ def estimate_seconds(stage: str, seconds: float, images_ratio: float, here: dict
 
 def speed_ratio(stage: str, here: dict, there: dict, cores: int, their_cores: int) -> float:
     """How much longer `stage` takes here than on the benchmark's machine, from the two machines'
-    probes (stages/modelkit/probe.py): the features stage by the base, prepare and tfrecords by
-    prepare's work (one process each, so also by the cores), train@<model> by that model's training
+    probes (stages/modelkit/probe.py): the features stage by the base, train@<model> by that model's training
     step where both probes timed it (steps_ms), other train and evaluate stages by the baseline's step;
-    the rest (download, inputs, compare, report: seconds of Python and DVC) by the cores."""
+    prepare and tfrecords, which spread over processes, by the cores (timing prepare's work made the
+    estimates no better: benchmarks/measured.yaml); the rest (seconds of Python and DVC) not at all."""
     if stage == "features":
         return here["base_ms"] / there["base_ms"]
     if stage in ("prepare", "tfrecords"):
-        return here["prepare_ms"] / there["prepare_ms"] * their_cores / max(cores, 1)
+        return their_cores / max(cores, 1)
     if stage.startswith("train@"):
         model = stage.removeprefix("train@").rsplit("-", 1)[0]
         ours, theirs = here.get("steps_ms", {}).get(model), there.get("steps_ms", {}).get(model)
@@ -268,8 +233,7 @@ def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) ->
             "this machine's speed, measured just now (ms an image, here / there):",
             f"    frozen base up to {layer}: {probe['base_ms']:.1f} ({probe['precision']} on {probe['engine']}) / "
             f"{there['base_ms']:.1f} ({there['precision']} on {there['engine']}, up to {run.get('feature_layer')})",
-            f"    training step: {steps_text(probe, there)}; prepare, one process: "
-            f"{probe['prepare_ms']:.2f} / {there['prepare_ms']:.2f} ({cores} / {run['machine']['cores']} cores)",
+            f"    training step: {steps_text(probe, there)}; the rest by cores: {cores} / {run['machine']['cores']}",
             *([f"    a TensorFlow stage's start, seconds: {probe['start_s']:.1f} / {there['start_s']:.1f} (train and evaluate: "
                 "this once, a training step per image)"] if probe.get("start_s") and there.get("start_s") else []),
             *spread_lines(probe),
