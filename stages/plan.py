@@ -21,7 +21,7 @@ What the plan states, and where each number comes from:
 - the time per stage on this machine: the benchmark's scale-1 run (benchmarks/results.json: a corpus
   the size of the real data, on its machine) scaled by the images and by how much slower or faster this
   machine is at each stage's work, measured here in seconds (stages/modelkit/probe.py: the frozen base
-  on the engine auto picks here, each model's training step, a stage's start; medians of
+  on the engine auto picks here, the baseline's training step, a stage's start; medians of
   interleaved rounds) against the same measurement the benchmark recorded (its newest scale-1 run
   with one). A benchmark from before it recorded one is scaled by cores alone.
 """
@@ -228,7 +228,7 @@ def make_plan(settings: dict[str, str], params_path: Path = PARAMS_FILE) -> tupl
     if run is not None and run.get("probe"):
         from stages.modelkit.probe import probe as measure_machine
 
-        print("Measuring this machine (the frozen base, each model's training step, a stage's start: "
+        print("Measuring this machine (the frozen base, a training step, a stage's start: "
               "under a minute)...", file=sys.stderr, flush=True)
         probe = measure_machine(params)
     lines, needed = plan_lines(infos, params, free, run, os.cpu_count() or 1, cache_shares_files(), settings, probe)

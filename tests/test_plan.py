@@ -236,25 +236,6 @@ def test_train_and_evaluate_scale_their_start_apart_from_their_work(benchmark):
     assert "a TensorFlow stage's start, seconds: 12.0 / 8.0" in "\n".join(plan.speed_lines(run, cores, None, here))
 
 
-def test_each_models_training_scales_by_its_own_step_where_both_probes_timed_it(benchmark):
-    """steps_ms in both probes: train@<model> by that model's step (the improved CNN's augmentation is
-    not in the baseline's), evaluate by the baseline's step; a model one probe lacks, by the baseline's."""
-    there = PROBE_THERE | {"steps_ms": {"baseline": 1.5, "improved": 2.0}}
-    here = there | {"step_ms": 3.0, "steps_ms": {"baseline": 3.0, "improved": 2.2}}
-    run = benchmark | {"probe": there}
-    images, cores = sum(run["images"].values()), run["machine"]["cores"]
-    measured = {stage["stage"]: stage["wall_s"] for stage in run["stages"]}
-    estimated = dict(plan.stage_times(run, images, cores, probe=here))
-    improved = [name for name in measured if name.startswith("train@improved")]
-    assert improved and all(estimated[name] == pytest.approx(1.1 * measured[name]) for name in improved)
-    others = [name for name in measured if name.startswith(("train@baseline", "evaluate@improved", "train@transfer"))]
-    assert len(others) >= 3 and all(estimated[name] == pytest.approx(2 * measured[name]) for name in others)
-    older = dict(plan.stage_times(run, images, cores, probe=here | {"steps_ms": {"baseline": 3.0}}))
-    assert all(older[name] == pytest.approx(2 * measured[name]) for name in improved)
-    assert "training step: baseline 3.00 / 1.50, improved 2.20 / 2.00;" in "\n".join(
-        plan.speed_lines(run, cores, None, here))
-
-
 def test_the_plan_says_when_this_machines_speed_moved_during_the_probe(benchmark):
     run = benchmark | {"probe": PROBE_THERE}
     steady = PROBE_THERE | {"rounds": 5, "spread": {"base": 1.1, "baseline": 1.2, "prepare": 1.05}}
@@ -291,9 +272,7 @@ def test_plan_probe_measures_this_machine_in_seconds():
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert all(found[key] > 0 for key in ("base_ms", "step_ms", "start_s")) and "prepare_ms" not in found
-    assert set(found["steps_ms"]) == {"baseline", "improved"} and all(found["steps_ms"].values())
-    assert found["step_ms"] == found["steps_ms"]["baseline"]
-    assert found["rounds"] == 5 and set(found["spread"]) == {"base", "baseline", "improved"}
+    assert "steps_ms" not in found and found["rounds"] == 5 and set(found["spread"]) == {"base", "step"}
     assert all(spread >= 1 for spread in found["spread"].values())
     assert (found["precision"], found["engine"]) in {("bfloat16", "keras"), ("float32", "litert"), ("float32", "keras")}
     assert found["cores"] == os.cpu_count() and found["cpu"]

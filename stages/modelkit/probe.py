@@ -8,10 +8,6 @@
   and nothing to download.
 - step_ms: a training step of the baseline CNN on a batch of train.baseline.batch_size images: the
   work of train and evaluate, per image (3 steps a round).
-- steps_ms: the same for each model that trains on the images ({"baseline": ..., "improved": ...}),
-  each with its own layers, batch size and augmentation (augmenting a batch is part of its step: on a
-  CPU tf.data takes it from the same cores). train@<model> scales by its own model's step: the
-  improved CNN's is mostly augmentation, which oneDNN does not run, so the baseline's step misjudges it.
 - spread: per figure, its slowest round over its fastest: how steady this machine was meanwhile.
 - start_s: what a TensorFlow stage spends whatever its images, in seconds: a fresh Python importing
   TensorFlow and Keras as the stages do, building the baseline CNN, tracing its first training step and
@@ -43,8 +39,8 @@ from stages.common.errors import UserError
 
 # The stages that run once per seed (params.yaml's seeds): train and evaluate, a training step's work.
 PER_SEED_STAGES = ("train@", "evaluate@")
-# Every figure is the median of ROUNDS timings, and the rounds take turns (base, each model's steps,
-# prepare, then again): this VM-like machine has slow spells of several seconds (one core, or both
+# Every figure is the median of ROUNDS timings, and the rounds take turns (base, training steps,
+# then again): this VM-like machine has slow spells of several seconds (one core, or both
 # slower), which then land in one round of every kind of work rather than in all timings of one.
 ROUNDS = 5
 TRAIN_STEPS = 3                       # a round of step_ms: 3 steps (one is too short to trust)
@@ -82,47 +78,28 @@ def base_timer(params: Params, threads: int) -> tuple[Callable[[], float], int, 
     return timed, batch, precision, engine
 
 
-def step_timer(params: Params, model: str = "baseline") -> tuple[Callable[[], float], int]:
-    """A function timing TRAIN_STEPS training steps of `model` (its batch augmented first, where its
-    params augment: the work tf.data adds to every step), in seconds, and the images they take."""
-    import tensorflow as tf
-
+def step_timer(params: Params) -> tuple[Callable[[], float], int]:
+    """A function timing TRAIN_STEPS training steps of the baseline CNN, in seconds, and the images they take."""
     from stages.modelkit import registry
-    from stages.modelkit.augmentation import augment_images
     from stages.modelkit.fitting import compile_model
 
-    family = registry.family(model, params)
+    family = registry.family("baseline", params)
     size, batch = params.prepare.image_size, family.params.batch_size
     network = family.build((size, size, 3))
     compile_model(network, family.params.optimizer, family.params.learning_rate)
     rng = np.random.default_rng(0)
-    images = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
+    images = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
     labels = rng.integers(0, 2, (batch, 1)).astype(np.float32)
-    augmentation = getattr(family.params, "augmentation", None)
-    if augmentation is not None and augmentation.enabled:
-        seed = tf.constant([0, 0], tf.int64)
-        augment = tf.function(lambda batch: augment_images(batch, seed, augmentation))
-    else:
-        augment = tf.identity
     for _ in range(2):                                     # warm-up: tracing
-        network.train_on_batch(augment(images), labels)
+        network.train_on_batch(images, labels)
 
     def timed() -> float:
         started = time.perf_counter()
         for _ in range(TRAIN_STEPS):
-            network.train_on_batch(augment(images), labels)
+            network.train_on_batch(images, labels)
         return time.perf_counter() - started
 
     return timed, TRAIN_STEPS * batch
-
-
-def image_models(params: Params) -> list[str]:
-    """The models of params.yaml that train on the images (ModelFamily's own fit): not the transfer
-    model, whose head trains on the cached features."""
-    from stages.modelkit import registry
-    from stages.modelkit.family import ModelFamily
-
-    return [name for name in params.train if type(registry.family(name, params)).fit is ModelFamily.fit]
 
 
 def stage_start() -> None:
@@ -156,26 +133,24 @@ def time_start() -> float:
 
 
 def probe(params: Params) -> dict:
-    """This machine's milliseconds an image at the base, prepare and each model's training step, and a
-    stage's start in seconds (module docstring): medians of interleaved rounds (ROUNDS)."""
+    """This machine's milliseconds an image at the base and a training step, and a stage's start in
+    seconds (module docstring): medians of interleaved rounds (ROUNDS)."""
     from stages.common import distribute, machine
 
     threads = distribute.limit_threads()
     starts = [time_start()]
     base, base_images, precision, engine = base_timer(params, threads)
-    steps = {model: step_timer(params, model) for model in image_models(params)}
-    timings: dict[str, list[float]] = {name: [] for name in ("base", *steps)}
+    step, step_images = step_timer(params)
+    timings: dict[str, list[float]] = {"base": [], "step": []}
     for _ in range(ROUNDS):
         timings["base"].append(base())
-        for model, (timed, _) in steps.items():
-            timings[model].append(timed())
+        timings["step"].append(step())
     starts += [time_start() for _ in range(STARTS - 1)]
-    steps_ms = {model: _median_ms(timings[model], images) for model, (_, images) in steps.items()}
     # How much the machine's speed moved during the probe: the plan says how far to trust it.
     spread = {name: round(max(found) / min(found), 2) for name, found in timings.items() if min(found) > 0}
     return {"base_ms": _median_ms(timings["base"], base_images), "precision": precision, "engine": engine,
-            "step_ms": steps_ms.get("baseline", next(iter(steps_ms.values()), None)),
-            "steps_ms": steps_ms, "start_s": round(float(np.mean(starts)), 2), "rounds": ROUNDS, "spread": spread,
+            "step_ms": _median_ms(timings["step"], step_images), "start_s": round(float(np.mean(starts)), 2),
+            "rounds": ROUNDS, "spread": spread,
             "cores": os.cpu_count(), "cpu": machine.describe_cpu()}
 
 
@@ -196,30 +171,17 @@ def estimate_seconds(stage: str, seconds: float, images_ratio: float, here: dict
 
 def speed_ratio(stage: str, here: dict, there: dict, cores: int, their_cores: int) -> float:
     """How much longer `stage` takes here than on the benchmark's machine, from the two machines'
-    probes (stages/modelkit/probe.py): the features stage by the base, train@<model> by that model's training
-    step where both probes timed it (steps_ms), other train and evaluate stages by the baseline's step;
-    prepare and tfrecords, which spread over processes, by the cores (timing prepare's work made the
-    estimates no better: benchmarks/measured.yaml); the rest (seconds of Python and DVC) not at all."""
+    probes (stages/modelkit/probe.py): the features stage by the base, train and evaluate by the baseline's
+    training step; prepare and tfrecords, which spread over processes, by the cores (timing prepare's
+    work, or each model's step, made the estimates no better: benchmarks/measured.yaml); the rest
+    (seconds of Python and DVC) not at all."""
     if stage == "features":
         return here["base_ms"] / there["base_ms"]
     if stage in ("prepare", "tfrecords"):
         return their_cores / max(cores, 1)
-    if stage.startswith("train@"):
-        model = stage.removeprefix("train@").rsplit("-", 1)[0]
-        ours, theirs = here.get("steps_ms", {}).get(model), there.get("steps_ms", {}).get(model)
-        if ours and theirs:
-            return ours / theirs
     if stage.startswith(PER_SEED_STAGES):
         return here["step_ms"] / there["step_ms"]
     return 1.0
-
-
-def steps_text(here: dict, there: dict) -> str:
-    """The training steps of both probes, per model where both timed each model's ("baseline 0.90 / 0.84, ...")."""
-    models = [model for model in here.get("steps_ms", {}) if model in there.get("steps_ms", {})]
-    if not models:
-        return f"{here['step_ms']:.2f} / {there['step_ms']:.2f}"
-    return ", ".join(f"{model} {here['steps_ms'][model]:.2f} / {there['steps_ms'][model]:.2f}" for model in models)
 
 
 def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) -> list[str]:
@@ -233,7 +195,8 @@ def speed_lines(run: dict, cores: int, layer: str | None, probe: dict | None) ->
             "this machine's speed, measured just now (ms an image, here / there):",
             f"    frozen base up to {layer}: {probe['base_ms']:.1f} ({probe['precision']} on {probe['engine']}) / "
             f"{there['base_ms']:.1f} ({there['precision']} on {there['engine']}, up to {run.get('feature_layer')})",
-            f"    training step: {steps_text(probe, there)}; the rest by cores: {cores} / {run['machine']['cores']}",
+            f"    training step: {probe['step_ms']:.2f} / {there['step_ms']:.2f}; the rest by cores: "
+            f"{cores} / {run['machine']['cores']}",
             *([f"    a TensorFlow stage's start, seconds: {probe['start_s']:.1f} / {there['start_s']:.1f} (train and evaluate: "
                 "this once, a training step per image)"] if probe.get("start_s") and there.get("start_s") else []),
             *spread_lines(probe),
