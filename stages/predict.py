@@ -45,6 +45,10 @@ from stages.modelkit.prediction import (
 )
 from stages.modelkit.trained import find_trained, load_trained, read_classes, read_settings
 
+# The params.yaml keys predict reads for its own work (beside evaluate.threshold, which --threshold
+# replaces): a bad one stops it, rather than a default standing in unannounced.
+OWN_KEYS = ("predict.", "prepare.max_pixels", "evaluate.explain")
+
 
 def table_lines(rows: list[dict], classes: Sequence[str], header: bool = False) -> list[str]:
     """Rows as fixed-width table lines; the file comes last, since streaming cannot know the longest
@@ -144,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_csv_target(args.csv, args.paths)
     check_explain_target(args.explain, args.paths)
     settings = read_settings()
+    if settings.problem_key and settings.problem_key.startswith(OWN_KEYS):
+        raise UserError(settings.problem)     # a setting of predict's own: no flag stands in for it
     model_path = find_trained(args.model, settings.model_names, settings.seed)
     read_classes(model_path, settings)   # before TensorFlow starts: a model without class names fails at once
     threshold = args.threshold if args.threshold is not None else settings.threshold

@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 from stages import predict, prepare, tfrecords  # noqa: E402
+from stages.common.config import PredictParams  # noqa: E402
 from stages.contracts.manifests import SplitShards, TfrecordsManifest  # noqa: E402
 from stages.contracts.prepared import PreparedSplit, PreparedWriter
 from stages.images import offline_sample
@@ -178,6 +179,42 @@ def test_classes_and_threshold_default_to_params(messy, model_dir, tmp_path, mon
 
 
 # --- failures: exit 1 and one line ------------------------------------------------------------
+
+@pytest.mark.parametrize("key, bad", [("predict.detect_faces", "sometimes"), ("predict.min_face_confidence", 2),
+                                      ("predict.face_crop", 0), ("prepare.max_pixels", -1),
+                                      ("evaluate.explain.method", "magic")])
+def test_a_bad_setting_of_predicts_own_names_only_its_fix(messy, model_dir, tmp_path, monkeypatch, capsys, key, bad):
+    """Every key predict reads for its own work (every predict.* key among them): the one line names the
+    key and params.yaml, never --threshold, which would only let a default stand in for it."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    *parents, leaf = key.split(".")
+    section = raw
+    for part in parents:
+        section = section[part]
+    section[leaf] = bad
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--threshold", "0.5"]):
+        assert run_cli(predict.main, [str(model_dir), messy[1][0], *extra]) == 1
+        [line] = errors_in(capsys.readouterr().err)
+        assert line.startswith(f"error: params.yaml: {key}: ") and line.endswith("; fix it in params.yaml"), line
+
+
+def test_every_predict_key_is_one_of_predicts_own():
+    assert all(f"predict.{key}".startswith(predict.OWN_KEYS) for key in PredictParams.model_fields)
+
+
+def test_a_bad_threshold_points_to_the_flag_that_replaces_it(messy, model_dir, tmp_path, monkeypatch, capsys):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["evaluate"]["threshold"] = 7
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(predict.main, [str(model_dir), messy[1][0]]) == 1
+    [line] = errors_in(capsys.readouterr().err)
+    assert line.startswith("error: params.yaml: evaluate.threshold: ") and line.endswith("; or give --threshold")
+    assert run_cli(predict.main, [str(model_dir), messy[1][0], "--threshold", "0.5"]) == 0
+
+
 
 def test_only_broken_files_exit_1_and_leave_no_csv(messy, model_dir, tmp_path, monkeypatch, capsys):
     _, _, broken = messy

@@ -309,7 +309,8 @@ def validate_section(schema: type[Schema], raw: object, where: str = "", source:
         first["loc"] = (*(part for part in where.split(".") if part), *first["loc"])
         more = len(error.errors()) - 1
         extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise UserError(f"{source}: {_describe(first)}{extra}; fix it in {source}") from None
+        raise UserError(f"{source}: {_describe(first)}{extra}; fix it in {source}",
+                        key=".".join(str(part) for part in first["loc"])) from None
 
 
 def parse_params(raw: dict, source: str = str(PARAMS_FILE)) -> Params:

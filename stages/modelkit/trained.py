@@ -36,6 +36,7 @@ class Settings:
     detect_faces: bool                    # predict.detect_faces
     explain_method: str                   # evaluate.explain.method
     problem: str | None = None
+    problem_key: str | None = None        # the params.yaml key `problem` names, if one
     seed: int | None = None               # seeds[0]: the run a model name means
 
 
@@ -47,7 +48,7 @@ def read_settings(path: Path = PARAMS_FILE) -> Settings:
         return Settings(model_names=(), classes=None, threshold=None, max_pixels=DEFAULT_MAX_PIXELS,
                         faces=FaceOptions(WITHOUT_PARAMS.min_face_confidence, WITHOUT_PARAMS.face_crop),
                         detect_faces=WITHOUT_PARAMS.detect_faces, explain_method=EXPLAIN_WITHOUT_PARAMS,
-                        problem=str(error))
+                        problem=str(error), problem_key=error.key)
     section = params.predict
     return Settings(model_names=tuple(params.model_names), classes=tuple(params.prepare.classes), seed=params.seeds[0],
                     threshold=params.evaluate.threshold, max_pixels=params.prepare.max_pixels,
