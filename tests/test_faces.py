@@ -206,3 +206,31 @@ def test_progress_has_a_total_and_a_log_gets_plain_lines(photos, model_dir, tmp_
     err = capsys.readouterr().err
     assert totals == [6]                                     # counted first: a terminal's bar shows 6/6
     assert "predict: 6 img in " in err and "\r" not in err    # stderr is no terminal here: a log line, no bar
+
+
+SLIVERS = [(1, 40_000), (40_000, 1), (2, 40_000), (40_000, 2), (11, 300), (300, 11)]
+
+
+@pytest.mark.parametrize("size", SLIVERS)
+def test_a_photo_too_thin_to_hold_a_face_has_none_without_running_the_detector(size, monkeypatch):
+    """A 1x40,000 PNG once crashed the resize before detection (height and width must be > 0)."""
+    monkeypatch.setattr(faces, "detector", lambda: pytest.fail("the detector ran on a sliver"))
+    assert faces.detect_faces(Image.new("RGB", size, (128, 128, 128)), 0.9) == []
+
+
+def test_slivers_through_predict_and_the_page_are_no_face_not_an_error(model_dir, tmp_path, monkeypatch, capsys):
+    from stages.serving.photos import PhotoOptions, analyse_photo
+
+    for width, height in SLIVERS:
+        Image.new("RGB", (width, height), (90, 60, 40)).save(tmp_path / f"sliver_{width}x{height}.png")
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(predict.main, [str(model_dir), str(tmp_path), "--detect-faces", "--csv", "p.csv", "--threshold", "0.5"])
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    assert [line for line in captured.err.splitlines() if line.startswith("error:")] == [
+        f"error: no face found in any of the {len(SLIVERS)} photos; nothing classified (give photos with a visible face, "
+        "or leave out --detect-faces)"]
+    options = PhotoOptions(max_pixels=100_000_000, faces=prediction.FaceOptions(0.9, 1.8), threshold=0.5)
+    for path in sorted(tmp_path.glob("sliver_*.png")):
+        answer = analyse_photo(path, [], [], options)
+        assert answer["faces"] == [] and (answer["width"], answer["height"]) in SLIVERS

@@ -49,11 +49,11 @@ def detector():
 def detect_faces(rgb: Image.Image, min_confidence: float) -> list[Face]:
     """The faces MTCNN finds in an RGB image with at least min_confidence, left to right (then top to bottom)."""
     scale = min(1.0, DETECT_MAX_SIDE / max(rgb.size))
-    small = rgb if scale == 1.0 else rgb.resize((round(rgb.width * scale), round(rgb.height * scale)),
-                                                Image.Resampling.BILINEAR)
-    pixels = np.asarray(small, dtype=np.uint8)
-    if min(pixels.shape[:2]) < 12:   # below MTCNN's smallest window: no face can be found
+    size = (round(rgb.width * scale), round(rgb.height * scale))
+    if min(size) < 12:   # below MTCNN's smallest window (a sliver of a photo, or one scaled to one): no face
         return []
+    small = rgb if scale == 1.0 else rgb.resize(size, Image.Resampling.BILINEAR)
+    pixels = np.asarray(small, dtype=np.uint8)
     found = []
     for result in detector().detect_faces(pixels):
         if result["confidence"] < min_confidence:
