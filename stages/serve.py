@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from stages.common.distribute import cpu_share
     from stages.images.faces import detector
     from stages.modelkit.trained import load_trained
-    from stages.serving.app import Limits, make_app
+    from stages.serving.app import Limits, make_app, server_names
     from stages.serving.photos import PhotoOptions, analyse_photo
 
     threshold = params.evaluate.threshold
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     limits = Limits(round(max_upload_mb * 2**20), max_requests)
     with tempfile.TemporaryDirectory(prefix="facegender-serve-") as scratch:
         app = make_app(partial(analyse_photo, models=models, explainers=explainers, options=options),
-                       about, limits, Path(scratch))
+                       about, limits, Path(scratch), server_names(host))
         asyncio.run(serve_until_stopped(app, host, port, [trained.name for trained in models], Path(scratch)))
     print("serve: stopped", file=sys.stderr)
 

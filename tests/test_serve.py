@@ -222,3 +222,41 @@ def test_a_photo_gives_each_face_every_models_probability_and_heat_map(page_mode
         analyse_photo(tmp_path / "photos" / "two_faces.jpg", models, explainers,
                       PhotoOptions(1000, FaceOptions(0.9, 1.8), 0.5))
     json.dumps(two)    # what the server sends as it is
+
+
+def test_only_this_servers_own_pages_reach_it(tmp_path):
+    """A forged Host (DNS rebinding) and a cross-site POST get a 403 and one line; the page's own
+    requests, from 127.0.0.1 or localhost, and curl's (no Origin) go through."""
+    async def check(client):
+        port = client.port
+        answers = {
+            "forged host": await client.get("/api/models", headers={"Host": f"evil.example:{port}"}),
+            "forged host post": await client.post("/api/photos", data=form(b"x"), headers={"Host": "evil.example"}),
+            "cross-site origin": await client.post("/api/photos", data=form(b"x"),
+                                                   headers={"Origin": "http://evil.example"}),
+            "other port": await client.post("/api/photos", data=form(b"x"),
+                                            headers={"Origin": f"http://127.0.0.1:{port + 1}"}),
+            "sec-fetch cross-site": await client.post("/api/photos", data=form(b"x"),
+                                                      headers={"Sec-Fetch-Site": "cross-site"}),
+            "page": await client.get("/"),
+            "localhost": await client.get("/api/models", headers={"Host": f"localhost:{port}"}),
+            "own origin": await client.post("/api/photos", data=form(b"x"),
+                                            headers={"Origin": f"http://127.0.0.1:{port}"}),
+            "curl": await client.post("/api/photos", data=form(b"x")),
+        }
+        return {name: (answer.status, (await answer.json()).get("error") if answer.status == 403 else None)
+                for name, answer in answers.items()}
+
+    found = with_client(lambda path: {"faces": []}, check, scratch=tmp_path)
+    assert {name: status for name, (status, _) in found.items()} == {
+        "forged host": 403, "forged host post": 403, "cross-site origin": 403, "other port": 403,
+        "sec-fetch cross-site": 403, "page": 200, "localhost": 200, "own origin": 200, "curl": 200}
+    assert found["forged host"][1].startswith("Host 'evil.example:") and "127.0.0.1, ::1, localhost" in found["forged host"][1]
+    assert found["cross-site origin"][1] == ("a request from another site (http://evil.example): only this "
+                                             "server's page may send photos")
+
+
+def test_host_extends_the_names_and_every_address_leaves_the_host_open():
+    assert server.server_names("192.168.1.5") == {"127.0.0.1", "localhost", "::1", "192.168.1.5"}
+    assert server.server_names("[::1]") == {"127.0.0.1", "localhost", "::1"}
+    assert server.server_names("0.0.0.0") is None

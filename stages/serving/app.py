@@ -6,6 +6,11 @@ bytes arrive; each upload is a file in the scratch folder, removed once analysed
 removed when the server stops); at most Limits.max_requests photos are in the server at once, the
 next is told to retry (503); the photo goes through the models one at a time, off the event loop.
 Errors come back as {"error": "<file>: <what is wrong>"} with a 4xx status, for the page to show.
+
+Only this computer's own pages reach it: a request whose Host is not one of the server's names (a
+DNS-rebinding page) and a POST from another origin (a form on another site: multipart needs no CORS
+preflight) get a 403 and one line. The names are 127.0.0.1, localhost, ::1 and the --host address;
+listening on every address (0.0.0.0) leaves the Host open, never the origin check.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
@@ -35,6 +40,28 @@ HEADERS = {
 }
 CHUNK = 256 * 1024
 FIELD = "photo"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+EVERY_ADDRESS = ("0.0.0.0", "::", "")
+
+
+def server_names(host: str) -> frozenset[str] | None:
+    """The names a request's Host may give when the server listens on `host`: this computer's own and
+    `host` itself; None (any) when it listens on every address."""
+    return None if host in EVERY_ADDRESS else frozenset({*LOOPBACK_NAMES, host.strip("[]").lower()})
+
+
+def refusal(request: web.Request, names: frozenset[str] | None) -> str | None:
+    """Why a request does not come from this server's own pages, or None."""
+    name = urlsplit(f"//{request.host}").hostname
+    if names is not None and name not in names:
+        return (f"Host {request.host!r} is not this server's name ({', '.join(sorted(names))}); "
+                "open the page at the address serve printed")
+    if request.method == "GET":
+        return None
+    origin = request.headers.get("Origin")
+    if request.headers.get("Sec-Fetch-Site") == "cross-site" or (origin and urlsplit(origin).netloc != request.host):
+        return f"a request from another site ({origin or 'cross-site'}): only this server's page may send photos"
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,9 +86,10 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=HEADERS)
 
 
-def make_app(analyse: Callable[[Path], dict], about: dict, limits: Limits, scratch: Path) -> web.Application:
+def make_app(analyse: Callable[[Path], dict], about: dict, limits: Limits, scratch: Path,
+             names: frozenset[str] | None = server_names("127.0.0.1")) -> web.Application:
     """The application: GET the page and /api/models (`about`), POST /api/photos (multipart, one file in
-    the field "photo") -> analyse(saved file) as JSON."""
+    the field "photo") -> analyse(saved file) as JSON; a request from elsewhere (refusal) -> 403."""
     models = ThreadPoolExecutor(max_workers=1, thread_name_prefix="models")
     in_server = 0
 
@@ -119,7 +147,12 @@ def make_app(analyse: Callable[[Path], dict], about: dict, limits: Limits, scrat
     async def stop_models(app: web.Application) -> None:
         models.shutdown(wait=True, cancel_futures=True)
 
-    app = web.Application(client_max_size=limits.max_upload_bytes + CHUNK)
+    @web.middleware
+    async def own_pages_only(request: web.Request, handler) -> web.StreamResponse:
+        why = refusal(request, names)
+        return error(403, why) if why else await handler(request)
+
+    app = web.Application(client_max_size=limits.max_upload_bytes + CHUNK, middlewares=[own_pages_only])
     for route in PAGE_FILES:
         app.router.add_get(route, page_file)
     app.router.add_get("/api/models", describe)
