@@ -17,6 +17,7 @@ plots/compare/roc_<split>.csv, every model's ROC points (the first seed's run) i
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from statistics import fmean, stdev
 from typing import Sequence
 
@@ -164,11 +165,44 @@ def roc_by_model(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
                      ignore_index=True)
 
 
+# What a training run (train@<model>-<seed>, evaluate@<model>-<seed>) leaves in the workspace. DVC
+# leaves a stage's outputs when the stage goes: a seed taken out of params.yaml's seeds leaves these.
+RUN_OUTPUTS = ("models/{model}/{seed}", "data/evaluate/{model}/{seed}", "plots/learning_curves/{model}/{seed}",
+               "plots/roc/{model}/{seed}", "plots/confusion/{model}/{seed}", "plots/calibration/{model}/{seed}",
+               "metrics/train/{model}/{seed}.json", "metrics/evaluate/{model}/{seed}.json",
+               "metrics/{model}/{seed}.json")
+
+
+def leftover_runs(models: Sequence[str], seeds: Sequence[int], root: Path = Path(".")) -> dict[int, list[Path]]:
+    """Per seed not in `seeds`, the outputs its training runs left (RUN_OUTPUTS), relative to root."""
+    found: dict[int, list[Path]] = {}
+    for pattern in RUN_OUTPUTS:
+        for model in models:
+            for path in sorted(root.glob(pattern.format(model=model, seed="*"))):
+                seed = path.name.removesuffix(".json")
+                if seed.isdigit() and int(seed) not in seeds:
+                    found.setdefault(int(seed), []).append(path.relative_to(root))
+    return found
+
+
+def refuse_leftover_runs(models: Sequence[str], seeds: Sequence[int], root: Path = Path(".")) -> None:
+    """One line naming a removed seed's outputs and the command that removes them: they would go into
+    git with `git add -A`, and the report's folders would keep them."""
+    found = leftover_runs(models, seeds, root)
+    if found:
+        gone = sorted(found)
+        paths = [str(path) for seed in gone for path in found[seed]]
+        raise UserError(f"seed{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))} left params.yaml's seeds, "
+                        f"but {len(paths)} of its runs' outputs remain ({paths[0]}, ...): remove them "
+                        f"(rm -r {' '.join(paths)}), or put the seed back")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     params = load_params()
     models, seeds = params.model_names, params.seeds
+    refuse_leftover_runs(models, seeds)
     metrics_by_model = {model: [ModelMetrics.read(ModelMetrics.path(model, seed)) for seed in seeds]
                         for model in models}
     predictions = {model: {split: [EvaluationDir.of(model, seed).read_predictions(split) for seed in seeds]

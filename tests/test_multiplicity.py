@@ -146,3 +146,32 @@ def test_several_seeds_give_means_spreads_and_tests_over_the_seeds():
     assert comparison.spread["val"]["roc_auc"]["transfer"].standard_deviation == 0
     text = comparison.text()
     assert "NaN" not in text and Comparison.model_validate_json(text) == comparison
+
+
+def test_a_seed_taken_out_of_seeds_stops_compare_until_its_outputs_are_removed(tmp_path):
+    """DVC leaves the outputs of stages that are gone: seed 7's, after seeds [2021, 7] became [2021].
+    compare names them and the command that removes them; the kept seed's and other files stay."""
+    from stages import compare as compare_stage
+    from stages.common.errors import UserError
+
+    for pattern in compare_stage.RUN_OUTPUTS:
+        for model in ("baseline", "transfer"):
+            for seed in (2021, 7):
+                path = tmp_path / pattern.format(model=model, seed=seed)
+                if path.suffix == ".json":
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text("{}")
+                else:
+                    path.mkdir(parents=True)
+    (tmp_path / "plots/compare").mkdir(parents=True)
+    (tmp_path / "plots/compare/roc_val.csv").write_text("")
+    found = compare_stage.leftover_runs(["baseline", "transfer"], [2021], tmp_path)
+    assert list(found) == [7] and len(found[7]) == 2 * len(compare_stage.RUN_OUTPUTS)
+    assert all("7" in path.parts[-1] and "2021" not in str(path) for path in found[7])
+    with pytest.raises(UserError) as refused:
+        compare_stage.refuse_leftover_runs(["baseline", "transfer"], [2021], tmp_path)
+    message = str(refused.value)
+    assert message.startswith("seed 7 left params.yaml's seeds, but 18 of its runs' outputs remain (models/baseline/7, ")
+    assert "\n" not in message and "rm -r models/baseline/7 models/transfer/7 data/evaluate/baseline/7" in message
+    assert message.endswith("metrics/transfer/7.json), or put the seed back")
+    compare_stage.refuse_leftover_runs(["baseline", "transfer"], [2021, 7], tmp_path)          # both listed: nothing to say

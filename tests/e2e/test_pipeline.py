@@ -455,6 +455,15 @@ def test_a_second_seed_adds_only_its_runs_and_compare_judges_over_both(project, 
             assert test["accuracy_p_adjusted"] >= test["accuracy_p_value"]
     page = (project / "reports/report.html").read_text()
     assert '<section id="seeds">' in page and f"the first seed, {SEED}" in page
+    # Seed 7 out again: DVC leaves its stages' outputs, and compare stops until they are removed.
+    set_params(project, {"seeds": [SEED]})
+    failed = subprocess.run(["dvc", "repro"], cwd=project, capture_output=True, text=True,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    message = next(line for line in failed.stderr.splitlines() if "left params.yaml's seeds" in line)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    run(["rm", "-r", *message.split("(rm -r ")[1].split(")")[0].split()], project)
+    assert "compare" in stages_run(run(["dvc", "repro"], project))
+    assert not list(project.glob("metrics/train/*/7.json")) and not list(project.glob("models/*/7"))
 
 
 def test_hostile_files_through_dvc_repro_prepare(project, first_repro, tmp_path):
