@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from docs.sources import FLAGS_NOTE, Measured, RenderError, Sources, cpu, formatted, step
-from stages.modelkit.engine_choice import avx2_only, bfloat16_pays
+from stages.modelkit import engine_choice
 
 
 class _Shows(string.Formatter):
@@ -240,9 +240,8 @@ def block_engines(sources: Sources) -> list[str]:
     rows = []
     for result in sources["engines"]["machines"]:
         for label, runs in (("as it is", result["runs"]["native"]), ("capped at AVX2", result["runs"]["onednn_avx2"])):
-            flags, capped = result["machine"]["flags"], label != "as it is"
-            chosen = ("bfloat16 on keras" if bfloat16_pays(result["machine"]["cpu"], flags, capped) else
-                      "float32 on litert" if avx2_only(flags, "AVX2" if capped else "") else "float32 on keras")
+            machine, cap = result["machine"], "" if label == "as it is" else "AVX2"
+            chosen = engine_choice.label(engine_choice.rule(machine["cpu"], machine["flags"], cap)[0])
             rows.append([cpu(result), label, *(cell(runs[kind]) for kind in ENGINE_NAMES), chosen])
     largest = {kind: max((found["max_relative_difference"] for result in sources["engines"]["machines"]
                           if (found := result["runs"]["native"][kind]).get("max_relative_difference") is not None),

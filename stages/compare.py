@@ -30,7 +30,9 @@ from stages.common import cli
 from stages.common.config import EVALUATED_SPLITS, load_params
 from stages.common.errors import UserError
 from stages.contracts.comparison import Adjustment, Comparison, PairedTest, SeedSpread, write_roc_by_model
-from stages.contracts.evaluation import EvaluationDir, ModelMetrics, RocCurves
+from stages.contracts.evaluation import (ConfusionCounts, EvaluationDir, ModelMetrics, ReliabilityCurves, RocCurves,
+                                         Scores)
+from stages.contracts.training import LearningCurves, ModelDir, TrainMetrics
 
 
 def rounded(value: float | None) -> float | None:
@@ -165,20 +167,21 @@ def roc_by_model(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
                      ignore_index=True)
 
 
-# What a training run (train@<model>-<seed>, evaluate@<model>-<seed>) leaves in the workspace. DVC
-# leaves a stage's outputs when the stage goes: a seed taken out of params.yaml's seeds leaves these.
-RUN_OUTPUTS = ("models/{model}/{seed}", "data/evaluate/{model}/{seed}", "plots/learning_curves/{model}/{seed}",
-               "plots/roc/{model}/{seed}", "plots/confusion/{model}/{seed}", "plots/calibration/{model}/{seed}",
-               "metrics/train/{model}/{seed}.json", "metrics/evaluate/{model}/{seed}.json",
-               "metrics/{model}/{seed}.json")
+def run_outputs(model: str, seed: int | str) -> list[Path]:
+    """What a training run (train@<model>-<seed>, evaluate@<model>-<seed>) leaves in the workspace, by the
+    contracts' paths. DVC leaves a stage's outputs when the stage goes: a seed taken out of params.yaml's
+    seeds leaves these."""
+    folders = (ModelDir, EvaluationDir, LearningCurves, RocCurves, ConfusionCounts, ReliabilityCurves)
+    return [*(kind.of(model, seed).root for kind in folders),
+            *(kind.path(model, seed) for kind in (TrainMetrics, ModelMetrics, Scores))]
 
 
 def leftover_runs(models: Sequence[str], seeds: Sequence[int], root: Path = Path(".")) -> dict[int, list[Path]]:
-    """Per seed not in `seeds`, the outputs its training runs left (RUN_OUTPUTS), relative to root."""
+    """Per seed not in `seeds`, the outputs its training runs left (run_outputs), relative to root."""
     found: dict[int, list[Path]] = {}
-    for pattern in RUN_OUTPUTS:
-        for model in models:
-            for path in sorted(root.glob(pattern.format(model=model, seed="*"))):
+    for each_model in zip(*(run_outputs(model, "*") for model in models)):     # kind by kind
+        for pattern in each_model:
+            for path in sorted(root.glob(str(pattern))):
                 seed = path.name.removesuffix(".json")
                 if seed.isdigit() and int(seed) not in seeds:
                     found.setdefault(int(seed), []).append(path.relative_to(root))

@@ -154,10 +154,10 @@ def test_a_seed_taken_out_of_seeds_stops_compare_until_its_outputs_are_removed(t
     from stages import compare as compare_stage
     from stages.common.errors import UserError
 
-    for pattern in compare_stage.RUN_OUTPUTS:
-        for model in ("baseline", "transfer"):
-            for seed in (2021, 7):
-                path = tmp_path / pattern.format(model=model, seed=seed)
+    for model in ("baseline", "transfer"):
+        for seed in (2021, 7):
+            for output in compare_stage.run_outputs(model, seed):
+                path = tmp_path / output
                 if path.suffix == ".json":
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text("{}")
@@ -166,7 +166,7 @@ def test_a_seed_taken_out_of_seeds_stops_compare_until_its_outputs_are_removed(t
     (tmp_path / "plots/compare").mkdir(parents=True)
     (tmp_path / "plots/compare/roc_val.csv").write_text("")
     found = compare_stage.leftover_runs(["baseline", "transfer"], [2021], tmp_path)
-    assert list(found) == [7] and len(found[7]) == 2 * len(compare_stage.RUN_OUTPUTS)
+    assert list(found) == [7] and len(found[7]) == 2 * len(compare_stage.run_outputs("baseline", 7))
     assert all("7" in path.parts[-1] and "2021" not in str(path) for path in found[7])
     with pytest.raises(UserError) as refused:
         compare_stage.refuse_leftover_runs(["baseline", "transfer"], [2021], tmp_path)

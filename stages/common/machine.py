@@ -42,13 +42,23 @@ ONEDNN_LEVEL_OF = {"bfloat16": "AVX512_CORE_BF16", "float16": "AVX512_CORE_FP16"
 ONEDNN_CAP_VARIABLE = "ONEDNN_MAX_CPU_ISA"
 
 
+def onednn_cap(environ: dict[str, str] | None = None) -> str:
+    """ONEDNN_MAX_CPU_ISA as set ("" when unset)."""
+    return (environ if environ is not None else os.environ).get(ONEDNN_CAP_VARIABLE, "").strip()
+
+
+def onednn_capped_below(level: str, cap: str) -> bool:
+    """Whether the cap (ONEDNN_MAX_CPU_ISA's value) keeps oneDNN below ISA `level`: never when unset,
+    ALL, DEFAULT, or a level above those listed (the AMX ones)."""
+    cap = cap.strip().upper()
+    return cap in ONEDNN_ISA_ORDER and ONEDNN_ISA_ORDER.index(cap) < ONEDNN_ISA_ORDER.index(level)
+
+
 def onednn_allows(precision: str, environ: dict[str, str] | None = None) -> bool:
     """False when ONEDNN_MAX_CPU_ISA caps oneDNN below its kernels for a 16-bit precision (bfloat16:
     AVX512_CORE_BF16, float16: AVX512_CORE_FP16); float32 always runs."""
-    cap = (environ if environ is not None else os.environ).get(ONEDNN_CAP_VARIABLE, "").strip().upper()
-    if precision not in ONEDNN_LEVEL_OF or not cap or cap not in ONEDNN_ISA_ORDER:
-        return True       # unset, ALL, DEFAULT, or a level above those listed (the AMX ones)
-    return ONEDNN_ISA_ORDER.index(cap) >= ONEDNN_ISA_ORDER.index(ONEDNN_LEVEL_OF[precision])
+    return precision not in ONEDNN_LEVEL_OF or not onednn_capped_below(ONEDNN_LEVEL_OF[precision],
+                                                                        onednn_cap(environ))
 
 
 def litert_installed() -> bool:

@@ -35,23 +35,25 @@ def bfloat16_pays(cpu: str, flags: list[str], capped: bool = False) -> bool:
 
 
 def avx2_only(flags: list[str], cap: str = "") -> bool:
-    """No AVX-512 for oneDNN: the CPU lacks avx512f, or ONEDNN_MAX_CPU_ISA caps oneDNN below it."""
-    levels = machine.ONEDNN_ISA_ORDER
-    capped = cap.upper() in levels and levels.index(cap.upper()) < levels.index("AVX512_CORE")
-    return "avx512f" not in flags or capped
+    """No AVX-512 for oneDNN: the CPU lacks avx512f, or the cap (ONEDNN_MAX_CPU_ISA) keeps oneDNN below it."""
+    return "avx512f" not in flags or machine.onednn_capped_below("AVX512_CORE", cap)
+
+
+def rule(cpu: str, flags: list[str], cap: str = "", gpus: int = 0, litert: bool = True) -> tuple[Candidate, str]:
+    """`auto`'s (precision, engine), and why in words, on a CPU of this model name and flags, with
+    ONEDNN_MAX_CPU_ISA at `cap`, `gpus` GPUs and ai-edge-litert installed or not."""
+    if gpus:
+        return ("float16", "keras"), "auto on a GPU"
+    if bfloat16_pays(cpu, flags, capped=machine.onednn_capped_below(machine.ONEDNN_LEVEL_OF["bfloat16"], cap)):
+        return ("bfloat16", "keras"), "auto on this CPU (amx_bf16, or an AMD with avx512_bf16)"
+    if avx2_only(flags, cap) and litert:
+        return ("float32", "litert"), "auto on this CPU (AVX2, no AVX-512 for oneDNN)"
+    return REFERENCE, "auto on this CPU (bfloat16 pays only with amx_bf16 or on an AMD with avx512_bf16)"
 
 
 def auto_base(gpus: int) -> tuple[Candidate, str]:
-    """`auto`'s (precision, engine) on this machine, and why, in words."""
-    cpu, flags = machine.cpu_info()
-    cap = os.environ.get(machine.ONEDNN_CAP_VARIABLE, "").strip()
-    if gpus:
-        return ("float16", "keras"), "auto on a GPU"
-    if bfloat16_pays(cpu, flags, capped=not machine.onednn_allows("bfloat16")):
-        return ("bfloat16", "keras"), "auto on this CPU (amx_bf16, or an AMD with avx512_bf16)"
-    if avx2_only(flags, cap) and machine.litert_installed():
-        return ("float32", "litert"), "auto on this CPU (AVX2, no AVX-512 for oneDNN)"
-    return REFERENCE, "auto on this CPU (bfloat16 pays only with amx_bf16 or on an AMD with avx512_bf16)"
+    """The rule on this machine."""
+    return rule(*machine.cpu_info(), machine.onednn_cap(), gpus, machine.litert_installed())
 
 
 class BaseChoice(NamedTuple):
