@@ -5,9 +5,9 @@ seeded offline stand-in (stages/images/offline_sample.py). Every dataset is writ
 its final place and checked against prepare.splits; only when all of them are complete do they
 replace data/raw/<name>/, so a failed or interrupted run leaves the previous data exactly as it was.
 
-The kaggle client is used through stages/images/kaggle_client.py (the login: a token, a key, `kaggle auth
-login`, or anonymous for public datasets) and kaggle_datasets.py, which keep credentials out of every
-message and log. An interrupted download is resumed by the next run, a finished archive is kept so
+The kaggle client is used through stages/images/kaggle_client.py, kaggle_login.py (the login: a token, a
+key, `kaggle auth login`, or anonymous for public datasets, from $KAGGLE_CONFIG_DIR when it is set) and
+kaggle_datasets.py, which keep credentials out of every message and log. An interrupted download is resumed by the next run, a finished archive is kept so
 that a rerun does not download it again (DOWNLOADS_DIR), and an archive is checked whole (every
 member's CRC) before anything is unpacked.
 """
@@ -29,7 +29,8 @@ from stages.common.atomic_files import staged_dir
 from stages.common.config import PARAMS_FILE, RAW_DIR, DatasetSource, Params, PrepareParams, load_params
 from stages.common.errors import UserError
 from stages.contracts.provenance import DatasetProvenance, Provenance
-from stages.images.kaggle_client import ANONYMOUS, auth_of, client_output, kaggle_login, secrets_of
+from stages.images.kaggle_client import client_output
+from stages.images.kaggle_login import ANONYMOUS, auth_of, kaggle_login, secrets_of
 from stages.images.kaggle_datasets import dataset_info, describe, iso_utc, kaggle_errors, kaggle_ref
 from stages.images.own_data import list_own_data
 from stages.images.reading import find_class_folders, iter_image_files

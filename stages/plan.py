@@ -216,11 +216,11 @@ def free_bytes(path: Path = Path(".")) -> int:
 
 def make_plan(settings: dict[str, str], params_path: Path = PARAMS_FILE) -> tuple[list[str], int, int]:
     """Ask Kaggle about each dataset (no download) and build the plan: (lines, needed, free bytes)."""
-    from stages.images import kaggle_client, kaggle_datasets
+    from stages.images import kaggle_datasets, kaggle_login
 
     params = real_params(params_path, settings)
     load_params(params_path)     # params.yaml itself must be valid too: the experiment starts from it
-    api = kaggle_client.kaggle_login()
+    api = kaggle_login.kaggle_login()
     infos = {name: kaggle_datasets.dataset_info(api, name, source) for name, source in params.download.datasets.items()}
     free = free_bytes()
     run = benchmark_run()

@@ -18,7 +18,7 @@ from stages import download
 from stages.common.config import parse_params
 from stages.common.errors import UserError
 from stages.contracts.provenance import Provenance
-from stages.images import kaggle_client, kaggle_datasets, offline_sample
+from stages.images import kaggle_client, kaggle_datasets, kaggle_login, offline_sample
 from stages.images.reading import iter_image_files
 from tests.fake_kaggle import (ISSUED_TOKEN, KEY, OAUTH_TOKEN, REFRESH_TOKEN, SECRETS, TEST_FILES, TOKEN,
                                TRAINVAL_FILES, USERNAME, make_archive, make_tree)
@@ -284,6 +284,72 @@ def test_each_way_to_log_in(fake, clean_env, monkeypatch, capsys, way):
     assert_no_secrets(out, err, Provenance.path.read_text())
 
 
+# KAGGLE_CONFIG_DIR names the folder of the stored logins: another account's files in ~/.kaggle are neither
+# read nor sent. The fake accepts both accounts, so only what arrived tells them apart.
+OTHER_USERNAME, OTHER_KEY, OTHER_TOKEN, OTHER_OAUTH = "bob-other-account", "k3y-other-999", "tok-other-888", "oat-other-777"
+OTHER_SECRETS = (OTHER_USERNAME, OTHER_KEY, OTHER_TOKEN, OTHER_OAUTH, "ref-other-666")
+
+
+def other_account_in_home(fake, home: Path) -> None:
+    """~/.kaggle holding every login file, all another account's, each one the fake would accept."""
+    folder = kaggle_folder(home)
+    (folder / "kaggle.json").write_text(json.dumps({"username": OTHER_USERNAME, "key": OTHER_KEY}))
+    (folder / "kaggle.json").chmod(0o600)
+    (folder / "access_token").write_text(OTHER_TOKEN)
+    (folder / "credentials.json").write_text(json.dumps({
+        "refresh_token": "ref-other-666", "access_token": OTHER_OAUTH,
+        "access_token_expiration": "2999-01-01T00:00:00+00:00", "username": OTHER_USERNAME, "scopes": []}))
+    fake.tokens |= {OTHER_TOKEN, OTHER_OAUTH}
+
+
+CONFIG_FOLDER_LOGINS = {   # what the config folder holds: (how, the Authorization of the dataset calls, auth)
+    "kaggle.json": (kaggle_json, BASIC, "legacy_api_key"),
+    "access_token": (access_token_file, f"Bearer {TOKEN}", "access_token"),
+    "credentials.json": (oauth_expired, f"Bearer {ISSUED_TOKEN}", "oauth"),
+    "nothing": (None, None, "anonymous"),
+    "nothing, ~/.kaggle only a key": (None, None, "anonymous"),    # what kagglesdk falls back to, unasked
+}
+
+
+@pytest.mark.parametrize("holds", CONFIG_FOLDER_LOGINS)
+def test_kaggle_config_dir_is_the_only_place_logins_come_from(fake, clean_env, tmp_path, monkeypatch, capsys,
+                                                             holds):
+    log_in, authorization, auth = CONFIG_FOLDER_LOGINS[holds]
+    other_account_in_home(fake, clean_env)
+    if holds.endswith("only a key"):
+        for name in ("access_token", "credentials.json"):
+            (clean_env / ".kaggle" / name).unlink()
+    config_home = tmp_path / "ci"      # the helpers write into <home>/.kaggle: here, into ci/.kaggle
+    config_home.mkdir()
+    config = kaggle_folder(config_home)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config))
+    if log_in is None:
+        fake.anonymous_rpcs = {"GetDataset", "DownloadDataset"}
+    else:
+        log_in(fake, config_home, monkeypatch)
+    home_files = hashes(clean_env / ".kaggle")
+
+    assert run_cli(download.main, ["--quiet"]) == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+
+    dataset_calls = [call["auth"] for call in fake.requests if "DatasetApiService" in call["path"]]
+    assert dataset_calls == [authorization] * 4
+    arrived = json.dumps(fake.requests)
+    assert [secret for secret in OTHER_SECRETS if secret in arrived] == []
+    assert BASIC_OTHER not in arrived
+    assert Provenance.read(Provenance.path).auth == auth
+    assert hashes(clean_env / ".kaggle") == home_files      # nothing refreshed or deleted there
+    if holds == "credentials.json":     # the refreshed token is kept where the login is
+        assert json.loads((config / "credentials.json").read_text())["access_token"] == ISSUED_TOKEN
+    if log_in is None:
+        assert f"no Kaggle credentials found (in the environment or {config})" in out
+    assert_no_secrets(out, err)
+    assert [secret for secret in OTHER_SECRETS if secret in out + err] == []
+
+
+BASIC_OTHER = "Basic " + base64.b64encode(f"{OTHER_USERNAME}:{OTHER_KEY}".encode()).decode()
+
+
 def test_expired_oauth_login_is_refreshed_with_its_refresh_token(fake, clean_env, monkeypatch, capsys):
     oauth_expired(fake, clean_env, monkeypatch)
 
@@ -298,11 +364,11 @@ def test_secrets_cover_token_files_and_the_oauth_login(clean_env, monkeypatch):
     """Scrubbed even before the client reads them, and when Kaggle refuses them."""
     (kaggle_folder(clean_env) / "access_token").write_text(TOKEN)
     oauth_login(clean_env, OAUTH_TOKEN, "2020-01-01T00:00:00+00:00")
-    assert {TOKEN, REFRESH_TOKEN, OAUTH_TOKEN, USERNAME} <= kaggle_client.secrets_of()
+    assert {TOKEN, REFRESH_TOKEN, OAUTH_TOKEN, USERNAME} <= kaggle_login.secrets_of()
 
     (clean_env / "elsewhere").write_text(ISSUED_TOKEN)
     monkeypatch.setenv("KAGGLE_API_TOKEN", str(clean_env / "elsewhere"))
-    assert ISSUED_TOKEN in kaggle_client.secrets_of()
+    assert ISSUED_TOKEN in kaggle_login.secrets_of()
 
 
 def test_anonymous_download_of_public_datasets(fake, capsys):
@@ -375,19 +441,11 @@ def rejected_oauth_login(fake, home, env):
     oauth_login(home, OAUTH_TOKEN, "2020-01-01T00:00:00+00:00", refresh_token="wrong-" + REFRESH_TOKEN)
 
 
-def rejected_token_beside_key(fake, home, env):
-    """The client logs in with the key, but would send the refused token on every call."""
-    rejected_token_file(fake, home, env)
-    username_and_key(fake, home, env)
-
-
 @pytest.mark.parametrize("log_in, expected", [
     (rejected_token, ["did not accept KAGGLE_API_TOKEN", "kaggle auth login", "KAGGLE_USERNAME"]),
     (rejected_token_file, ["did not accept ~/.kaggle/access_token", "kaggle auth login", "KAGGLE_USERNAME"]),
     (rejected_oauth_login, ["did not accept the login of `kaggle auth login`", "KAGGLE_API_TOKEN"]),
-    (rejected_token_beside_key, ["did not accept ~/.kaggle/access_token", "in place of the legacy key",
-                                 "remove it or save a new token there"]),
-], ids=["KAGGLE_API_TOKEN", "access_token-file", "oauth", "token-beside-key"])
+], ids=["KAGGLE_API_TOKEN", "access_token-file", "oauth"])
 def test_rejected_login_is_one_error_not_anonymous(fake, clean_env, monkeypatch, capsys, log_in, expected):
     log_in(fake, clean_env, monkeypatch)
     before = raw_snapshot()
@@ -403,6 +461,22 @@ def test_rejected_login_is_one_error_not_anonymous(fake, clean_env, monkeypatch,
     assert_no_secrets(out, err)
 
 
+def test_a_refused_token_beside_a_key_gives_way_to_the_key(fake, clean_env, monkeypatch, capsys):
+    """The client's HTTP layer would send the refused token on every call; here the key goes, and one line
+    names the token Kaggle refused."""
+    rejected_token_file(fake, clean_env, monkeypatch)
+    username_and_key(fake, clean_env, monkeypatch)
+
+    assert run_cli(download.main, ["--quiet"]) == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+
+    assert [call["auth"] for call in fake.rpc_calls("datasets.DatasetApiService/GetDataset")] == [BASIC] * 2
+    assert ("Kaggle did not accept ~/.kaggle/access_token (expired or revoked?): logging in with "
+            "KAGGLE_USERNAME/KAGGLE_KEY instead") in out
+    assert Provenance.read(Provenance.path).auth == "legacy_api_key"
+    assert_no_secrets(out, err)
+
+
 def test_refused_oauth_login_is_named_though_importing_the_client_deletes_it(fake, clean_env, monkeypatch, capsys):
     """`import kaggle` authenticates as well, deleting an OAuth login Kaggle refuses; in a fresh process that
     import happens inside kaggle_login, which must have read the logins before."""
@@ -413,7 +487,7 @@ def test_refused_oauth_login_is_named_though_importing_the_client_deletes_it(fak
         (clean_env / ".kaggle/credentials.json").unlink()
         return importing()
 
-    monkeypatch.setattr(kaggle_client, "kaggle_api_class", import_that_authenticates)
+    monkeypatch.setattr(kaggle_login, "kaggle_api_class", import_that_authenticates)
     line = assert_one_line_error(run_cli(download.main, ["--quiet"]), capsys.readouterr().err)
     assert "did not accept the login of `kaggle auth login`" in line
 

@@ -15,8 +15,8 @@ from typing import Iterator
 from stages.common.config import RAW_DIR, DatasetSource
 from stages.common.errors import UserError
 from stages.contracts.provenance import DatasetProvenance
-from stages.images.kaggle_client import (ANONYMOUS, CREDENTIALS_HELP, SAMPLE_HINT, auth_of, client_output, http_status,
-                                         secrets_of)
+from stages.images.kaggle_client import CREDENTIALS_HELP, SAMPLE_HINT, client_output, http_status
+from stages.images.kaggle_login import ANONYMOUS, auth_of, secrets_of
 
 
 def kaggle_ref(source: DatasetSource) -> str:
