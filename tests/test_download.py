@@ -6,7 +6,9 @@ import base64
 import datetime
 import json
 import shutil
+import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from stages.images import kaggle_client, kaggle_datasets, kaggle_login, offline_
 from stages.images.reading import iter_image_files
 from tests.fake_kaggle import (ISSUED_TOKEN, KEY, OAUTH_TOKEN, REFRESH_TOKEN, SECRETS, TEST_FILES, TOKEN,
                                TRAINVAL_FILES, USERNAME, make_archive, make_tree)
-from tests.helpers import hashes, run_cli, write_params
+from tests.helpers import ROOT, hashes, run_cli, write_params
 
 def raw_snapshot() -> dict[str, str]:
     """Every file under data/raw with its sha256: equal snapshots, same files and bytes."""
@@ -341,8 +343,11 @@ def test_kaggle_config_dir_is_the_only_place_logins_come_from(fake, clean_env, t
     assert hashes(clean_env / ".kaggle") == home_files      # nothing refreshed or deleted there
     if holds == "credentials.json":     # the refreshed token is kept where the login is
         assert json.loads((config / "credentials.json").read_text())["access_token"] == ISSUED_TOKEN
-    if log_in is None:
-        assert f"no Kaggle credentials found (in the environment or {config})" in out
+    if log_in is None:     # the notice names what it left unread, and how to use it
+        unread, them = (("kaggle.json", "it") if holds.endswith("only a key")
+                        else ("access_token, kaggle.json, credentials.json", "them"))
+        assert (f"no Kaggle credentials found (in the environment or {config}); ~/.kaggle holds {unread}, unread "
+                f"while KAGGLE_CONFIG_DIR names {config}: move {them} there, or unset KAGGLE_CONFIG_DIR") in out
     assert_no_secrets(out, err)
     assert [secret for secret in OTHER_SECRETS if secret in out + err] == []
 
@@ -477,19 +482,24 @@ def test_a_refused_token_beside_a_key_gives_way_to_the_key(fake, clean_env, monk
     assert_no_secrets(out, err)
 
 
-def test_refused_oauth_login_is_named_though_importing_the_client_deletes_it(fake, clean_env, monkeypatch, capsys):
-    """`import kaggle` authenticates as well, deleting an OAuth login Kaggle refuses; in a fresh process that
-    import happens inside kaggle_login, which must have read the logins before."""
+@pytest.mark.e2e
+def test_importing_the_client_touches_no_login(fake, clean_env, monkeypatch):
+    """`import kaggle` logs in at once: in a fresh process, with a token, a key and a refused OAuth login in
+    ~/.kaggle, it would check the token with Kaggle and delete the OAuth login. kaggle_api_class imports it
+    with no logins in sight: no request, every file as it was, and the process's environment unchanged."""
+    access_token_file(fake, clean_env, monkeypatch)
+    kaggle_json(fake, clean_env, monkeypatch)
     rejected_oauth_login(fake, clean_env, monkeypatch)
-    importing = kaggle_client.kaggle_api_class
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    before = hashes(clean_env / ".kaggle")
+    script = ("import os; from stages.images import kaggle_client as c; c.use_endpoint_from_environment(); "
+              "before = dict(os.environ); c.kaggle_api_class(); assert dict(os.environ) == before")
+    env = {**os.environ, kaggle_client.ENDPOINT_VARIABLE: fake.url, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
 
-    def import_that_authenticates():
-        (clean_env / ".kaggle/credentials.json").unlink()
-        return importing()
-
-    monkeypatch.setattr(kaggle_login, "kaggle_api_class", import_that_authenticates)
-    line = assert_one_line_error(run_cli(download.main, ["--quiet"]), capsys.readouterr().err)
-    assert "did not accept the login of `kaggle auth login`" in line
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert fake.requests == []
+    assert hashes(clean_env / ".kaggle") == before
 
 
 # ---------------------------------------------------------------------------------------------

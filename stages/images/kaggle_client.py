@@ -10,6 +10,8 @@ import io
 import os
 import re
 import sys
+import tempfile
+from pathlib import Path
 from typing import Iterator
 
 from stages.common.errors import UserError
@@ -26,15 +28,52 @@ CREDENTIALS_HELP = (
 )
 
 
-def kaggle_api_class():
-    """Import the client's KaggleApi class, discarding what `import kaggle` prints.
+def config_folder() -> Path:
+    """The client's config folder, where the stored logins are: $KAGGLE_CONFIG_DIR when set, else the client's
+    own choice (~/.kaggle; on Linux, $XDG_CONFIG_HOME/kaggle or ~/.config/kaggle when ~/.kaggle does not exist)."""
+    configured = os.environ.get("KAGGLE_CONFIG_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    home = Path("~/.kaggle").expanduser()
+    if home.exists() or not sys.platform.startswith("linux"):
+        return home
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path("~/.config").expanduser()) / "kaggle"
 
-    kaggle/__init__.py authenticates at import time and prints its own help when it finds no
-    credentials; we authenticate again ourselves, with our own message.
+
+# The variables the client logs in with (its other logins are files in the home folder).
+LOGIN_VARIABLES = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
+
+
+@contextlib.contextmanager
+def no_logins_in_sight(folder: Path) -> Iterator[None]:
+    """Within the block: an empty home folder, none of LOGIN_VARIABLES, and KAGGLE_CONFIG_DIR naming `folder`."""
+    changed = {name: os.environ.get(name) for name in (*LOGIN_VARIABLES, "HOME", "KAGGLE_CONFIG_DIR")}
+    with tempfile.TemporaryDirectory(prefix="kaggle-import-") as empty_home:
+        try:
+            for name in LOGIN_VARIABLES:
+                os.environ.pop(name, None)
+            os.environ.update({"HOME": empty_home, "KAGGLE_CONFIG_DIR": str(folder)})
+            yield
+        finally:
+            for name, value in changed.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def kaggle_api_class():
+    """Import the client's KaggleApi class, with no side effects on the user's logins.
+
+    `import kaggle` logs in at once (kaggle/__init__.py): it would check a token of ~/.kaggle with Kaggle
+    whatever KAGGLE_CONFIG_DIR says, delete an OAuth login Kaggle refuses, and print its own help when it
+    finds none. It is imported with no logins in sight and its output discarded; stages/images/kaggle_login.py
+    logs in afterwards. The class fixes its config folder on import: config_folder().
     """
     sink = io.StringIO()
+    folder = config_folder()
     try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with no_logins_in_sight(folder), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             from kaggle.api.kaggle_api_extended import KaggleApi
     except ImportError:
         raise UserError(
@@ -44,7 +83,7 @@ def kaggle_api_class():
     except OSError as error:
         # The client creates its config folder at import time.
         raise UserError(
-            f"the kaggle client could not set up its config folder ({error.strerror}); "
+            f"the kaggle client could not set up its config folder {folder} ({error.strerror}); "
             "set KAGGLE_CONFIG_DIR to a writable folder"
         ) from None
     return KaggleApi

@@ -16,13 +16,12 @@ import contextlib
 import io
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.common.errors import UserError
-from stages.images.kaggle_client import (CREDENTIALS_HELP, SAMPLE_HINT, client_output, http_status, kaggle_api_class,
-                                         use_endpoint_from_environment)
+from stages.images.kaggle_client import (CREDENTIALS_HELP, SAMPLE_HINT, client_output, config_folder, http_status,
+                                         kaggle_api_class, use_endpoint_from_environment)
 
 # How the client authenticated (its AuthMethod names), as metrics/download.json records it; never who.
 AUTH_NAMES = {"ACCESS_TOKEN": "access_token", "LEGACY_API_KEY": "legacy_api_key", "OAUTH": "oauth"}
@@ -31,18 +30,6 @@ ANONYMOUS = "anonymous"
 TOKEN_FILES = ("access_token", "access_token.txt")
 KEY_FILE = "kaggle.json"
 OAUTH_FILE = "credentials.json"
-
-
-def config_folder() -> Path:
-    """The folder of the stored logins: $KAGGLE_CONFIG_DIR when set, else the client's own choice (~/.kaggle;
-    on Linux, $XDG_CONFIG_HOME/kaggle or ~/.config/kaggle when ~/.kaggle does not exist)."""
-    configured = os.environ.get("KAGGLE_CONFIG_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    home = Path("~/.kaggle").expanduser()
-    if home.exists() or not sys.platform.startswith("linux"):
-        return home
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path("~/.config").expanduser()) / "kaggle"
 
 
 def shown(path: Path) -> str:
@@ -154,10 +141,9 @@ def oauth_token(api, path: Path) -> tuple[str, str | None] | None:
             raise
 
 
-def find_login(api, folder: Path, oauth_before: dict) -> tuple[Login, list[str]]:
+def find_login(api, folder: Path) -> tuple[Login, list[str]]:
     """The login, in the client's order: an access token Kaggle accepts, a legacy key (sent unchecked), the
-    OAuth login; else anonymous. Also the stored logins Kaggle refused, named by where they are.
-    oauth_before: the OAuth file as it was before the client's import, which deletes one Kaggle refuses."""
+    OAuth login; else anonymous. Also the stored logins Kaggle refused, named by where they are."""
     refused = []
     token, where = stored_token(folder)
     if token:
@@ -171,7 +157,7 @@ def find_login(api, folder: Path, oauth_before: dict) -> tuple[Login, list[str]]
         where = "KAGGLE_USERNAME/KAGGLE_KEY" if from_environment else shown(folder / KEY_FILE)
         return Login(AUTH_NAMES["LEGACY_API_KEY"], where, str(config[api.CONFIG_NAME_USER]),
                      key=str(config[api.CONFIG_NAME_KEY])), refused
-    if oauth_before.get("refresh_token"):
+    if stored_json(folder / OAUTH_FILE).get("refresh_token"):
         where = f"the login of `kaggle auth login` ({shown(folder / OAUTH_FILE)})"
         found = oauth_token(api, folder / OAUTH_FILE)
         if found and found[0]:
@@ -222,9 +208,15 @@ def auth_of(api) -> str:
 
 
 def anonymous_notice(folder: Path) -> str:
-    """The one line saying that the project goes on without credentials, and how to log in."""
-    return (f"no Kaggle credentials found (in the environment or {shown(folder)}): going on anonymously, as the "
-            f"kaggle CLI does for public datasets; if Kaggle refuses, {CREDENTIALS_HELP}")
+    """The one line saying that the project goes on without credentials, and how to log in; it names the login
+    files of ~/.kaggle left unread because KAGGLE_CONFIG_DIR names another folder (`kaggle auth login` writes
+    there whatever KAGGLE_CONFIG_DIR says)."""
+    home = Path("~/.kaggle").expanduser()
+    unread = [name for name in (*TOKEN_FILES, KEY_FILE, OAUTH_FILE) if folder != home and (home / name).is_file()]
+    aside = (f"; ~/.kaggle holds {', '.join(unread)}, unread while KAGGLE_CONFIG_DIR names {shown(folder)}: "
+             f"move {'it' if len(unread) == 1 else 'them'} there, or unset KAGGLE_CONFIG_DIR") if unread else ""
+    return (f"no Kaggle credentials found (in the environment or {shown(folder)}){aside}: going on anonymously, "
+            f"as the kaggle CLI does for public datasets; if Kaggle refuses, {CREDENTIALS_HELP}")
 
 
 def kaggle_login():
@@ -235,8 +227,6 @@ def kaggle_login():
 
     use_endpoint_from_environment()
     folder = config_folder()
-    # Before the client's first import: `import kaggle` authenticates too, deleting an OAuth login refused.
-    oauth_before = stored_json(folder / OAUTH_FILE)
     api = kaggle_api_class()()
     # Verbose mode prints request headers, Authorization included: never let it switch on.
     api.args = [arg for arg in api.args if arg not in ("--verbose", "-v")]
@@ -245,7 +235,7 @@ def kaggle_login():
     try:
         with contextlib.redirect_stdout(printed):
             api.config_values = api.read_config_environment(api.read_config_file(quiet=True))
-            login, refused = find_login(api, folder, oauth_before)
+            login, refused = find_login(api, folder)
     except requests.exceptions.HTTPError as error:
         raise UserError(
             f"Kaggle rejected the credentials (HTTP {http_status(error) or '?'}): {CREDENTIALS_HELP}; {SAMPLE_HINT}"
