@@ -334,3 +334,26 @@ def test_reading_runs_without_the_autotuning_thread(stage_output):
     settings = AugmentationParams(flip=True, rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
     assert augmented(batches, settings, seed=1).options().autotune.enabled is False
     assert sum(len(labels) for _, labels in batches) == sum(RECORD_COUNTS["train"].values())
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_cached_split_is_whole_before_anything_reads_it(stage_output, tmp_path, split):
+    """load_split(cache=True) returns with every example decoded in memory: later passes, from any
+    iterator (Keras draws and drops part-read ones under a tf.distribute strategy), only read the
+    cache, so none of them can leave it short. Here with the shards gone, they still see every image."""
+    shuffle = (3, 4096) if split == "train" else None
+    cached = load_split(stage_output, split, 4, shuffle=shuffle, with_filenames=True, cache=True)
+    expected = sorted(collect(stage_output, split)[2])
+    shards = TfrecordsManifest.read_from(stage_output).splits[split].shards
+    for name in shards:
+        (stage_output / name).rename(tmp_path / name)
+    try:
+        for _ in range(2):
+            dropped = iter(cached)
+            next(dropped)
+            del dropped
+            files = [name.decode("utf-8") for _, _, batch in cached for name in batch.numpy()]
+            assert sorted(files) == expected
+    finally:
+        for name in shards:
+            (tmp_path / name).rename(stage_output / name)

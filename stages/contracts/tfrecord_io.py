@@ -98,7 +98,7 @@ def load_split(
 
     Pixels stay 0-255: each model rescales inside itself, so a saved model takes raw images.
     shuffle: (seed, buffer size) to reshuffle every epoch (training). cache: keep the decoded uint8
-    images in memory after the first epoch (about 30 KB an image at 100x100).
+    images in memory (about 30 KB an image at 100x100), all of them decoded before this returns (_fill).
     """
     manifest = TfrecordsManifest.read_from(root)
     image_size = manifest.image_size
@@ -135,8 +135,10 @@ def _batches(root: Path, shards: list[str], count: int, decode, batch_size: int,
     # input "ran out of data" at the end of the first one.
     dataset = tf.data.TFRecordDataset(files).apply(tf.data.experimental.assert_cardinality(count))
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = _options()
     if cache:
         dataset = dataset.cache()
+        _fill(dataset, count, options)
     if shuffle is not None:
         # Records are already shuffled on disk; this reshuffles every epoch.
         seed, buffer_size = shuffle
@@ -147,6 +149,11 @@ def _batches(root: Path, shards: list[str], count: int, decode, batch_size: int,
         return (*batch, filename) if with_filenames else batch
 
     batches = dataset.batch(batch_size).map(to_inputs).prefetch(tf.data.AUTOTUNE)
+    return batches.with_options(options)
+
+
+def _options() -> tf.data.Options:
+    """The reading pipeline's options."""
     # Under a multi-worker strategy, worker i takes part i of every global batch (not whole shard
     # files): each step sees the same examples as on one machine (stages/common/distribute.py).
     options = tf.data.Options()
@@ -156,7 +163,23 @@ def _batches(root: Path, shards: list[str], count: int, decode, batch_size: int,
     # (measured in benchmarks/history.md#the-input-pipeline). AUTOTUNE then means the cores for the parallel map
     # and prefetch's own growing buffer; training and evaluation take as long as with autotuning.
     options.autotune.enabled = False
-    return batches.with_options(options)
+    return options
+
+
+def _fill(cached: tf.data.Dataset, count: int, options: tf.data.Options) -> None:
+    """Read a cache()d dataset through once, now: its memory cache is then whole before anything else
+    reads it, and every later iterator only reads the cache.
+
+    Left to the first pass, the cache is filled by whichever iterator reads first, and an iterator
+    dropped part-way can leave it short for good. Under any tf.distribute strategy Keras drops one on
+    every fit and evaluate: it draws one batch from a fresh iterator to build the model (keras/src/
+    backend/tensorflow/trainer.py, _maybe_symbolic_build). Tearing down that iterator's prefetching
+    pipeline while it is filling the cache sometimes ends the fill as if the data had ended (TensorFlow
+    2.21: "Finalizing the cache because EOF has been reached" after 38 or 39 of 40 images): every later
+    pass then reads a cache without the last images (validation scored 38 of 40 images, every epoch)."""
+    seen = int(cached.with_options(options).reduce(np.int64(0), lambda total, _: total + 1))
+    if seen != count:
+        raise ValueError(f"cached {seen} examples, expected {count}")
 
 
 def map_batches(fn: Callable[[tf.Tensor], object], batches: tf.data.Dataset, total: int,
