@@ -290,6 +290,7 @@ def test_each_way_to_log_in(fake, clean_env, monkeypatch, capsys, way):
 # read nor sent. The fake accepts both accounts, so only what arrived tells them apart.
 OTHER_USERNAME, OTHER_KEY, OTHER_TOKEN, OTHER_OAUTH = "bob-other-account", "k3y-other-999", "tok-other-888", "oat-other-777"
 OTHER_SECRETS = (OTHER_USERNAME, OTHER_KEY, OTHER_TOKEN, OTHER_OAUTH, "ref-other-666")
+BASIC_OTHER = "Basic " + base64.b64encode(f"{OTHER_USERNAME}:{OTHER_KEY}".encode()).decode()
 
 
 def other_account_in_home(fake, home: Path) -> None:
@@ -350,9 +351,6 @@ def test_kaggle_config_dir_is_the_only_place_logins_come_from(fake, clean_env, t
                 f"while KAGGLE_CONFIG_DIR names {config}: move {them} there, or unset KAGGLE_CONFIG_DIR") in out
     assert_no_secrets(out, err)
     assert [secret for secret in OTHER_SECRETS if secret in out + err] == []
-
-
-BASIC_OTHER = "Basic " + base64.b64encode(f"{OTHER_USERNAME}:{OTHER_KEY}".encode()).decode()
 
 
 def test_expired_oauth_login_is_refreshed_with_its_refresh_token(fake, clean_env, monkeypatch, capsys):

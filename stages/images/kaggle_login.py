@@ -181,17 +181,18 @@ def use_login(api, login: Login) -> None:
 def secrets_of(api=None) -> set[str]:
     """Every credential value the client may hold, read or send, and its HTTP Basic form: the legacy keys, the
     access tokens (KAGGLE_API_TOKEN, the file it names, the token files), the OAuth logins' tokens (a refreshed
-    one is in the client's config), in the config folder and in ~/.kaggle (which the client's import reads),
+    one is in the client's config), in the config folder and, never sent but scrubbed all the same, in ~/.kaggle;
     whether or not they were used or accepted."""
     config = (getattr(api, "config_values", None) or {}) if api is not None else {}
     user = str(config.get("username") or os.environ.get("KAGGLE_USERNAME", ""))
     key = str(config.get("key") or os.environ.get("KAGGLE_KEY", ""))
+    folder = config_folder()
     values = {key, os.environ.get("KAGGLE_KEY", ""), os.environ.get("KAGGLE_API_TOKEN", ""),
-              *(str(config.get(k) or "") for k in ("token", "api_token"))}
+              stored_token(folder)[0] or "", *(str(config.get(k) or "") for k in ("token", "api_token"))}
     names = {user}
-    for folder in {config_folder(), Path("~/.kaggle").expanduser()}:
-        oauth, legacy = stored_json(folder / OAUTH_FILE), stored_json(folder / KEY_FILE)
-        values |= {stored_token(folder)[0] or "", *(read_token(folder / name) or "" for name in TOKEN_FILES),
+    for place in {folder, Path("~/.kaggle").expanduser()}:
+        oauth, legacy = stored_json(place / OAUTH_FILE), stored_json(place / KEY_FILE)
+        values |= {*(read_token(place / name) or "" for name in TOKEN_FILES),
                    *(str(oauth.get(k) or "") for k in ("refresh_token", "access_token")), str(legacy.get("key") or "")}
         names |= {str(oauth.get("username") or ""), str(legacy.get("username") or "")}
     secrets = {value for value in values if len(value) >= 4}
